@@ -1,0 +1,3 @@
+export * from './plugin.manifest';
+export * from './config-validation';
+export * from './plugin.registry';

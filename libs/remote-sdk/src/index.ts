@@ -1,0 +1,2 @@
+export * from './remote.contract';
+export * from './remote.errors';

@@ -1,0 +1,101 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * What every part of Haven sees of a remote (a place where backups live). Keys are relative,
+ * '/'-separated object names ("chunks/ab/cd/abcd…", "restore-points/…/manifest.json"); a remote
+ * stores objects, not folders. Implemented once by the `Remote` base class over a small
+ * `RemoteDriver` per backend, which is where checks, retries, timeouts and error naming live.
+ */
+export interface RemoteStore {
+  /** Operator-facing name, used in every error message. Never a secret. */
+  readonly name: string;
+  /** Plugin type: local, nfs, smb, s3, azure, … */
+  readonly type: string;
+
+  /** Atomic: readers see the whole new object or nothing (also when the writer dies mid-way). Overwrites. */
+  put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
+  /** Atomic create-if-absent: false when the key already exists (nothing written then). */
+  putIfAbsent(key: string, body: Buffer, options?: PutOptions): Promise<boolean>;
+  /** Object content as a stream, whole or a byte range. */
+  get(key: string, options?: GetOptions): Promise<Readable>;
+  /** Small objects only (manifests, indexes, chunks): the whole object in memory. */
+  getBuffer(key: string, options?: GetOptions): Promise<Buffer>;
+  stat(key: string, options?: OperationOptions): Promise<ObjectStat>;
+  /** stat() that answers false instead of throwing NOT_FOUND. */
+  exists(key: string, options?: OperationOptions): Promise<boolean>;
+  /**
+   * Objects whose key starts with `prefix` (recursively), in ascending key order, one page at a
+   * time; pass the returned cursor to get the next page.
+   */
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+  /** Every page of list(), as one iterator. */
+  listAll(prefix: string, options?: OperationOptions): AsyncIterable<ObjectStat>;
+  /** Idempotent: deleting a missing object succeeds. */
+  delete(key: string, options?: OperationOptions): Promise<void>;
+  /** Server-side copy where the backend has one. Overwrites the target. */
+  copy(fromKey: string, toKey: string, options?: OperationOptions): Promise<void>;
+  /** Rename (or copy then delete where the backend has no rename). Overwrites the target. */
+  rename(fromKey: string, toKey: string, options?: OperationOptions): Promise<void>;
+  /** Free / used / total bytes where the backend knows them. */
+  capacity(options?: OperationOptions): Promise<RemoteCapacity>;
+  /**
+   * An exclusive, expiring lease named `name` (garbage collection, format upgrades). Throws a
+   * RemoteError with code LOCKED, naming the holder, when someone else holds a live lease.
+   */
+  acquireLease(name: string, options: LeaseOptions): Promise<RemoteLease>;
+  /** Releases connections. */
+  close(): Promise<void>;
+}
+
+export interface OperationOptions {
+  signal?: AbortSignal;
+}
+
+export interface PutOptions extends OperationOptions {
+  /** Size of a stream body when known (lets backends pick single vs multipart upload). */
+  size?: number;
+}
+
+export interface GetOptions extends OperationOptions {
+  /** Byte range, start inclusive, end exclusive. */
+  range?: { start: number; end: number };
+}
+
+export interface ListOptions extends OperationOptions {
+  cursor?: string;
+  /** Page size, at most 1000. */
+  limit?: number;
+}
+
+export interface ObjectStat {
+  key: string;
+  size: number;
+  modifiedAt: Date;
+}
+
+export interface ListPage {
+  objects: ObjectStat[];
+  /** Absent on the last page. */
+  cursor?: string;
+}
+
+export interface RemoteCapacity {
+  totalBytes?: number;
+  usedBytes?: number;
+  freeBytes?: number;
+}
+
+export interface LeaseOptions {
+  /** Who holds it: shown to whoever is refused. */
+  owner: string;
+  ttlMs: number;
+}
+
+export interface RemoteLease {
+  readonly name: string;
+  readonly owner: string;
+  readonly expiresAt: Date;
+  /** Extends the lease; throws LOCKED if it was lost meanwhile. */
+  renew(): Promise<void>;
+  release(): Promise<void>;
+}

@@ -1,0 +1,53 @@
+// Probes, once per test run, which real services and tools this machine offers, and hands the
+// answer to every test worker through HAVEN_TEST_SERVICES. Suites then run or skip (fail, in CI)
+// through describeIntegration().
+'use strict';
+const net = require('node:net');
+const { execFileSync } = require('node:child_process');
+
+function tcpOpen(host, port, timeoutMs = 1500) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function hasBinary(name) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hostPort(url, defaultPort) {
+  const u = new URL(url);
+  return [u.hostname, Number(u.port || defaultPort)];
+}
+
+module.exports = async function globalSetup() {
+  process.env.HAVEN_TEST_DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/postgres';
+  process.env.HAVEN_TEST_NATS_URL ??= 'nats://127.0.0.1:4222';
+  const available = [];
+  if (await tcpOpen(...hostPort(process.env.HAVEN_TEST_DATABASE_URL, 5432))) available.push('postgres');
+  if (await tcpOpen(...hostPort(process.env.HAVEN_TEST_NATS_URL.replace(/^nats:/, 'http:'), 4222)))
+    available.push('nats');
+  for (const [service, binary] of [
+    ['qemu-img', 'qemu-img'],
+    ['samba', 'smbd'],
+    ['nfs-ganesha', 'ganesha.nfsd'],
+    ['restic', 'restic'],
+    ['libnfs', 'nfs-cp'],
+    ['e2fsprogs', 'mke2fs'],
+  ]) {
+    if (hasBinary(binary)) available.push(service);
+  }
+  process.env.HAVEN_TEST_SERVICES = available.join(',');
+};

@@ -1,0 +1,2 @@
+export * from './integration';
+export * from './scratch';
