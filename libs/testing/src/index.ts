@@ -1,2 +1,3 @@
 export * from './integration';
 export * from './scratch';
+export * from './postgres.database';

@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+
+/** Every setting of a Haven process, read once from the environment and validated. */
+export interface HavenConfig {
+  /** HTTP port of the gateway (all-in-one) or of a service's health/metrics endpoint. */
+  port: number;
+  host: string;
+  /** Folder for embedded state (PGlite catalog, admin key). */
+  dataDir: string;
+  /** Postgres URL; absent = embedded PGlite in `${dataDir}/catalog`. */
+  databaseUrl?: string;
+  /** NATS URL; absent = in-process bus. */
+  natsUrl?: string;
+  /** Namespace of NATS subjects and streams, so several installations can share a NATS server. */
+  natsPrefix: string;
+  /** 32-byte key that encrypts secrets at rest; from HAVEN_MASTER_KEY or `${dataDir}/master-key`. */
+  masterKey?: Buffer;
+  /** Plugin modules (package names or paths) to load at boot. */
+  plugins: string[];
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Name of this process in logs, bus connections and worker ids. */
+  instanceName: string;
+}
+
+/** The process refuses to start and names each bad variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(`Invalid configuration: ${problems.map((p) => `${p.variable} ${p.message}`).join('; ')}`);
+  }
+}
+
+export const DEFAULT_PLUGINS = [
+  '@haven/remote-local',
+  '@haven/remote-nfs',
+  '@haven/remote-smb',
+  '@haven/remote-s3',
+  '@haven/remote-azure',
+];
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: { port?: number; role?: string } = {},
+): HavenConfig {
+  const problems: { variable: string; message: string }[] = [];
+  const text = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  };
+
+  let port = defaults.port ?? 3000;
+  const portText = text('HAVEN_PORT');
+  if (portText !== undefined) {
+    const parsed = Number(portText);
+    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535)
+      problems.push({ variable: 'HAVEN_PORT', message: `must be a port number 0-65535 (got "${portText}")` });
+    else port = parsed;
+  }
+
+  const databaseUrl = text('DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
+    problems.push({ variable: 'DATABASE_URL', message: 'must be a postgres:// URL' });
+
+  const natsUrl = text('NATS_URL');
+  if (natsUrl !== undefined && !/^(nats|tls|ws|wss):\/\//.test(natsUrl))
+    problems.push({ variable: 'NATS_URL', message: 'must be a nats:// URL' });
+
+  let masterKey: Buffer | undefined;
+  const keyText = text('HAVEN_MASTER_KEY');
+  if (keyText !== undefined) {
+    masterKey = /^[0-9a-fA-F]{64}$/.test(keyText)
+      ? Buffer.from(keyText, 'hex')
+      : Buffer.from(keyText, 'base64');
+    if (masterKey.length !== 32) {
+      problems.push({
+        variable: 'HAVEN_MASTER_KEY',
+        message: 'must be 32 bytes, as 64 hex digits or base64',
+      });
+      masterKey = undefined;
+    }
+  }
+
+  const logLevel = (text('LOG_LEVEL') ?? 'info') as HavenConfig['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel))
+    problems.push({
+      variable: 'LOG_LEVEL',
+      message: `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`,
+    });
+
+  const natsPrefix = text('HAVEN_NATS_PREFIX') ?? 'haven';
+  if (!/^[A-Za-z0-9_-]+$/.test(natsPrefix))
+    problems.push({ variable: 'HAVEN_NATS_PREFIX', message: 'may hold only letters, digits, _ and -' });
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  const pluginsText = text('HAVEN_PLUGINS');
+  return {
+    port,
+    host: text('HAVEN_HOST') ?? '0.0.0.0',
+    dataDir: resolve(text('HAVEN_DATA') ?? './data'),
+    databaseUrl,
+    natsUrl,
+    natsPrefix,
+    masterKey,
+    plugins:
+      pluginsText === undefined
+        ? [...DEFAULT_PLUGINS]
+        : pluginsText
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+    logLevel,
+    instanceName: text('HAVEN_INSTANCE') ?? `${defaults.role ?? 'haven'}-${randomBytes(3).toString('hex')}`,
+  };
+}

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import type { DataSource } from 'typeorm';
+import { createTestDatabase, describeIntegration, scratchDir } from '@haven/testing';
+import { apiKeyId, bootstrapCatalog, hashApiKey } from './catalog.bootstrap';
+import { type CatalogDatabase, openCatalog } from './catalog.data-source';
+import { ApiKeyEntity, TenantEntity } from './entities';
+import { MasterKeyMismatchError, SecretBox } from './secret.box';
+
+function catalogBehaviour(
+  open: () => Promise<{ database: CatalogDatabase; cleanup: () => Promise<void> }>,
+): void {
+  let database: CatalogDatabase;
+  let cleanup: () => Promise<void>;
+  let dataSource: DataSource;
+  const masterKey = randomBytes(32);
+
+  beforeAll(async () => {
+    ({ database, cleanup } = await open());
+    dataSource = await openCatalog(database, { migrate: true });
+  });
+  afterAll(async () => {
+    await dataSource.destroy();
+    await cleanup();
+  });
+
+  it('applies every migration and has none pending', async () => {
+    expect(await dataSource.showMigrations()).toBe(false);
+    const tables: { table_name: string }[] = await dataSource.query(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`,
+    );
+    expect(tables.map((t) => t.table_name)).toEqual(
+      expect.arrayContaining([
+        'api_keys',
+        'audit_log',
+        'jobs',
+        'pools',
+        'remotes',
+        'restore_points',
+        'runs',
+        'schedules',
+        'tasks',
+        'tenants',
+      ]),
+    );
+  });
+
+  it('creates the system tenant and one admin key on first start only, storing only its hash', async () => {
+    const first = await bootstrapCatalog(dataSource, new SecretBox(masterKey));
+    expect(first.createdAdminKey).toMatch(/^hvn_/);
+    const second = await bootstrapCatalog(dataSource, new SecretBox(masterKey));
+    expect(second.createdAdminKey).toBeUndefined();
+    expect(second.systemTenantId).toBe(first.systemTenantId);
+    const keys = await dataSource.getRepository(ApiKeyEntity).find();
+    expect(keys).toHaveLength(1);
+    expect(keys[0].id).toBe(apiKeyId(first.createdAdminKey!));
+    expect(keys[0].keyHash).toBe(hashApiKey(first.createdAdminKey!));
+    expect(JSON.stringify(keys)).not.toContain(first.createdAdminKey!.slice(40));
+    expect(await dataSource.getRepository(TenantEntity).count()).toBe(1);
+  });
+
+  it('refuses another master key than the one the catalog was created with', async () => {
+    await expect(bootstrapCatalog(dataSource, new SecretBox(randomBytes(32)))).rejects.toBeInstanceOf(
+      MasterKeyMismatchError,
+    );
+  });
+
+  it('rejects a row of an unknown role at the database level', async () => {
+    const tenant = await dataSource.getRepository(TenantEntity).findOneByOrFail({ isSystem: true });
+    await expect(
+      dataSource.query(
+        `INSERT INTO api_keys (id, tenant_id, name, role, key_hash) VALUES (gen_random_uuid(), $1, 'x', 'root', 'h')`,
+        [tenant.id],
+      ),
+    ).rejects.toThrow(/check constraint/);
+  });
+}
+
+describe('catalog on embedded PGlite', () => {
+  catalogBehaviour(async () => {
+    const dir = await scratchDir('haven-pglite-');
+    return { database: { kind: 'pglite', dataDir: dir.path }, cleanup: dir.cleanup };
+  });
+});
+
+describeIntegration('catalog on PostgreSQL', ['postgres'], () => {
+  catalogBehaviour(async () => {
+    const db = await createTestDatabase();
+    return { database: { kind: 'postgres', url: db.url }, cleanup: db.drop };
+  });
+});

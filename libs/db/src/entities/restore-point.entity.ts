@@ -1,0 +1,28 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/** A committed backup of one VM on one remote; the remote's manifest is the source of truth. */
+@Entity('restore_points')
+export class RestorePointEntity {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('uuid', { name: 'tenant_id' }) tenantId!: string;
+  @Column('uuid', { name: 'remote_id' }) remoteId!: string;
+  @Column('uuid', { name: 'job_id', nullable: true }) jobId!: string | null;
+  @Column('uuid', { name: 'run_id', nullable: true }) runId!: string | null;
+  @Column('text', { name: 'vm_uuid' }) vmUuid!: string;
+  @Column('text', { name: 'vm_name' }) vmName!: string;
+  @Column('text') kind!: 'full' | 'incremental';
+  /** Key of the manifest on the remote. */
+  @Column('text', { name: 'manifest_key' }) manifestKey!: string;
+  @Column('bigint', {
+    name: 'logical_bytes',
+    transformer: { to: (v: number) => v, from: (v: string) => Number(v) },
+  })
+  logicalBytes!: number;
+  @Column('bigint', {
+    name: 'stored_bytes',
+    transformer: { to: (v: number) => v, from: (v: string) => Number(v) },
+  })
+  storedBytes!: number;
+  @Column('text', { array: true, name: 'gfs_tags', default: '{}' }) gfsTags!: string[];
+  @Column('timestamptz', { name: 'taken_at' }) takenAt!: Date;
+}

@@ -1,0 +1,24 @@
+import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+
+export type TaskStatus = 'pending' | 'running' | 'success' | 'failure' | 'cancelled';
+export const TASK_STATUSES: readonly TaskStatus[] = ['pending', 'running', 'success', 'failure', 'cancelled'];
+
+/** One unit of durable work of a run (for a backup: one VM), executed by any worker. */
+@Entity('tasks')
+export class TaskEntity {
+  @PrimaryColumn('uuid') id!: string;
+  @Column('uuid', { name: 'tenant_id' }) tenantId!: string;
+  @Column('uuid', { name: 'run_id' }) runId!: string;
+  @Column('text') type!: string;
+  /** What the task works on, for people: a VM name, a remote, … */
+  @Column('text') subject!: string;
+  @Column('text') status!: TaskStatus;
+  @Column('jsonb') progress!: Record<string, unknown>;
+  @Column('integer', { default: 0 }) attempts!: number;
+  @Column('text', { nullable: true }) worker!: string | null;
+  @Column('jsonb', { nullable: true }) result!: Record<string, unknown> | null;
+  @Column('text', { nullable: true }) error!: string | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
+  @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;
+}

@@ -1,0 +1,5 @@
+export * from './entities';
+export * from './migrations';
+export * from './catalog.data-source';
+export * from './catalog.bootstrap';
+export * from './secret.box';

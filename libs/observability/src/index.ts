@@ -1,0 +1,3 @@
+export * from './log-context';
+export * from './json.logger';
+export * from './metrics.registry';
