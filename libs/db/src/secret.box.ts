@@ -34,10 +34,10 @@ export class SecretBox {
   }
 
   open(sealed: string, purpose: string): string {
-    const [version, payload] = sealed.split(':', 2);
-    if (version !== VERSION || payload === undefined)
-      throw new Error(`Unknown sealed secret format "${version}"`);
-    const raw = Buffer.from(payload, 'base64');
+    const separator = sealed.indexOf(':');
+    const version = sealed.slice(0, Math.max(separator, 0));
+    if (version !== VERSION) throw new Error(`Unknown sealed secret format "${version}"`);
+    const raw = Buffer.from(sealed.slice(separator + 1), 'base64');
     const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
     decipher.setAAD(Buffer.from(purpose));
     decipher.setAuthTag(raw.subarray(raw.length - 16));
