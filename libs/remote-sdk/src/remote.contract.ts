@@ -11,6 +11,11 @@ export interface RemoteStore {
   readonly name: string;
   /** Plugin type: local, nfs, smb, s3, azure, … */
   readonly type: string;
+  /**
+   * What this remote really guarantees, where it differs by backend or server (an S3 server that
+   * ignores `If-None-Match`, …). Absent means every guarantee documented here holds.
+   */
+  readonly features?: RemoteFeatures;
 
   /** Atomic: readers see the whole new object or nothing (also when the writer dies mid-way). Overwrites. */
   put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
@@ -45,6 +50,15 @@ export interface RemoteStore {
   acquireLease(name: string, options: LeaseOptions): Promise<RemoteLease>;
   /** Releases connections. */
   close(): Promise<void>;
+}
+
+export interface RemoteFeatures {
+  /** putIfAbsent is atomic on the server: of concurrent creators exactly one wins. */
+  atomicPutIfAbsent: boolean;
+  /** rename is a single atomic server operation (else copy then delete). */
+  atomicRename: boolean;
+  /** capacity() reports real figures. */
+  capacity: boolean;
 }
 
 export interface OperationOptions {
@@ -85,10 +99,15 @@ export interface RemoteCapacity {
   freeBytes?: number;
 }
 
-export interface LeaseOptions {
+export interface LeaseOptions extends OperationOptions {
   /** Who holds it: shown to whoever is refused. */
   owner: string;
   ttlMs: number;
+  /**
+   * How far the clocks of the machines sharing the remote may disagree: an expired lease is taken
+   * over only after expiresAt + clockSkewMs. Default 2000.
+   */
+  clockSkewMs?: number;
 }
 
 export interface RemoteLease {

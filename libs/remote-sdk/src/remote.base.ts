@@ -1,0 +1,520 @@
+import { PassThrough, Readable, Transform, pipeline } from 'node:stream';
+import type {
+  GetOptions,
+  LeaseOptions,
+  ListOptions,
+  ListPage,
+  ObjectStat,
+  OperationOptions,
+  PutOptions,
+  RemoteCapacity,
+  RemoteFeatures,
+  RemoteLease,
+  RemoteStore,
+} from './remote.contract';
+import type { DriverContext, RemoteDriver } from './remote.driver';
+import {
+  DriverError,
+  REMOTE_ERROR_ADVICE,
+  RemoteError,
+  classifyErrno,
+  isRemoteError,
+  type ErrorClassification,
+  type RemoteErrorCode,
+} from './remote.errors';
+import { keyProblem, prefixProblem } from './remote-key';
+import { acquireRemoteLease } from './remote.lease';
+import { DEFAULT_RETRY_POLICY, backoffDelay, sleep, type RetryPolicy } from './retry.policy';
+
+export interface RemoteOptions {
+  /** Operator-facing name, in every error message. */
+  name: string;
+  /** Secret values (keys, passwords) scrubbed from every message, whatever a server echoes. */
+  secrets?: readonly string[];
+  retry?: Partial<RetryPolicy>;
+  /** Per attempt of a metadata operation (stat, list, delete, copy, …) and of opening a stream. */
+  timeoutMs?: number;
+  /** A data stream (put body, get body) that moves no byte for this long fails as TRANSIENT. */
+  idleTimeoutMs?: number;
+  /** getBuffer() refuses objects larger than this (it holds them in memory). */
+  maxBufferBytes?: number;
+}
+
+const LIST_LIMIT_MAX = 1000;
+
+/** A cause that can be logged safely: the native error's name, code and scrubbed message only. */
+export interface ScrubbedCause {
+  name: string;
+  code?: string;
+  message: string;
+}
+
+class TimeoutSignalReason extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+/**
+ * Implements RemoteStore over a RemoteDriver: validates keys, applies timeouts and abort signals,
+ * retries TRANSIENT failures with exponential backoff and jitter, and turns every failure into a
+ * RemoteError naming the remote, the operation and the key, without secrets.
+ */
+export class Remote implements RemoteStore {
+  readonly name: string;
+  readonly type: string;
+  readonly features: RemoteFeatures;
+  private readonly retryPolicy: RetryPolicy;
+  private readonly timeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly maxBufferBytes: number;
+  private readonly secrets: readonly string[];
+
+  constructor(
+    protected readonly driver: RemoteDriver,
+    options: RemoteOptions,
+  ) {
+    this.name = options.name;
+    this.type = driver.type;
+    this.features = driver.features;
+    this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
+    this.maxBufferBytes = options.maxBufferBytes ?? 256 * 1024 * 1024;
+    // Longest first, so a secret containing another is scrubbed whole.
+    this.secrets = (options.secrets ?? []).filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  }
+
+  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    this.checkKey('put', key);
+    if (Buffer.isBuffer(body)) {
+      await this.run(
+        'put',
+        key,
+        options.signal,
+        (context) => this.driver.put(key, body, { ...context, size: body.length }),
+        {
+          retry: true,
+        },
+      );
+      return;
+    }
+    // A stream can be consumed once: no retry; an idle timer instead of a whole-operation timeout.
+    await this.run(
+      'put',
+      key,
+      options.signal,
+      async (context, onIdle) => {
+        const watched = watchIdle(body, this.idleTimeoutMs, onIdle);
+        try {
+          await this.driver.put(key, watched, { ...context, size: options.size });
+        } finally {
+          if (!watched.destroyed && !watched.readableEnded) watched.destroy();
+        }
+      },
+      { retry: false, timeoutMs: 0 },
+    );
+  }
+
+  async putIfAbsent(key: string, body: Buffer, options: OperationOptions = {}): Promise<boolean> {
+    this.checkKey('putIfAbsent', key);
+    let attempts = 0;
+    return this.run(
+      'putIfAbsent',
+      key,
+      options.signal,
+      async (context) => {
+        attempts += 1;
+        const created = await this.driver.putIfAbsent(key, body, context);
+        if (created || attempts === 1) return created;
+        // A retry after a failure whose reply was lost: the object may be ours. Identical content
+        // counts as ours (callers that need to tell creators apart put a unique token in the body).
+        const existing = await this.readWhole(key, context);
+        return existing.equals(body);
+      },
+      { retry: true },
+    );
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    this.checkKey('get', key);
+    const range = options.range;
+    if (range !== undefined) {
+      const { start, end } = range;
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start)
+        throw this.invalid('get', key, `the range ${start}-${end} is invalid (need 0 <= start <= end)`);
+      if (start === end) {
+        await this.stat(key, options);
+        return Readable.from([]);
+      }
+    }
+    const source = await this.run(
+      'get',
+      key,
+      options.signal,
+      (context) => this.driver.get(key, { ...context, range }),
+      {
+        retry: true,
+      },
+    );
+    return this.guardStream(source, 'get', key, options.signal);
+  }
+
+  async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
+    this.checkKey('getBuffer', key);
+    const range = options.range;
+    if (range !== undefined && range.start === range.end) {
+      await this.stat(key, options);
+      return Buffer.alloc(0);
+    }
+    // Buffered whole, so a failure in the middle of the body can be retried too.
+    return this.run(
+      'get',
+      key,
+      options.signal,
+      async (context) => {
+        const source = await this.driver.get(key, { ...context, range });
+        return this.collect(source, context.signal);
+      },
+      { retry: true, timeoutMs: 0 },
+    );
+  }
+
+  stat(key: string, options: OperationOptions = {}): Promise<ObjectStat> {
+    this.checkKey('stat', key);
+    return this.run('stat', key, options.signal, (context) => this.driver.stat(key, context), {
+      retry: true,
+    });
+  }
+
+  async exists(key: string, options: OperationOptions = {}): Promise<boolean> {
+    try {
+      await this.stat(key, options);
+      return true;
+    } catch (error) {
+      if (isRemoteError(error, 'NOT_FOUND')) return false;
+      throw error;
+    }
+  }
+
+  list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    const problem = prefixProblem(prefix);
+    if (problem !== undefined) throw this.invalid('list', prefix, problem);
+    const limit = options.limit ?? LIST_LIMIT_MAX;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX)
+      throw this.invalid('list', prefix, `the page size ${limit} is outside 1..${LIST_LIMIT_MAX}`);
+    return this.run(
+      'list',
+      prefix,
+      options.signal,
+      (context) => this.driver.list(prefix, { ...context, limit, cursor: options.cursor }),
+      { retry: true },
+    );
+  }
+
+  async *listAll(prefix: string, options: OperationOptions = {}): AsyncIterable<ObjectStat> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(prefix, { signal: options.signal, cursor });
+      yield* page.objects;
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+  }
+
+  async delete(key: string, options: OperationOptions = {}): Promise<void> {
+    this.checkKey('delete', key);
+    try {
+      await this.run('delete', key, options.signal, (context) => this.driver.delete(key, context), {
+        retry: true,
+      });
+    } catch (error) {
+      if (!isRemoteError(error, 'NOT_FOUND')) throw error;
+    }
+  }
+
+  async copy(fromKey: string, toKey: string, options: OperationOptions = {}): Promise<void> {
+    this.checkKey('copy', fromKey);
+    this.checkKey('copy', toKey);
+    await this.run(
+      'copy',
+      fromKey,
+      options.signal,
+      (context) => this.driver.copy(fromKey, toKey, context),
+      { retry: true, timeoutMs: 0 },
+      `to "${toKey}"`,
+    );
+  }
+
+  async rename(fromKey: string, toKey: string, options: OperationOptions = {}): Promise<void> {
+    this.checkKey('rename', fromKey);
+    this.checkKey('rename', toKey);
+    if (fromKey === toKey) {
+      await this.stat(fromKey, options);
+      return;
+    }
+    const rename = this.driver.rename?.bind(this.driver);
+    if (rename === undefined) {
+      await this.copy(fromKey, toKey, options);
+      await this.delete(fromKey, options);
+      return;
+    }
+    await this.run(
+      'rename',
+      fromKey,
+      options.signal,
+      (context) => rename(fromKey, toKey, context),
+      { retry: true },
+      `to "${toKey}"`,
+    );
+  }
+
+  capacity(options: OperationOptions = {}): Promise<RemoteCapacity> {
+    return this.run('capacity', undefined, options.signal, (context) => this.driver.capacity(context), {
+      retry: true,
+    });
+  }
+
+  acquireLease(name: string, options: LeaseOptions): Promise<RemoteLease> {
+    return acquireRemoteLease(this, name, options);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.driver.close();
+    } catch (error) {
+      throw this.wrap(error, 'close', undefined, {});
+    }
+  }
+
+  /**
+   * Runs one operation with retries. Each attempt gets a signal aborted by the caller's signal or
+   * by the attempt's timeout; the attempt is abandoned at once even if the driver ignores it.
+   */
+  private async run<T>(
+    operation: string,
+    key: string | undefined,
+    signal: AbortSignal | undefined,
+    attempt: (context: DriverContext, onIdle: () => void) => Promise<T>,
+    options: { retry: boolean; timeoutMs?: number },
+    detail?: string,
+  ): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    for (let attemptNumber = 1; ; attemptNumber++) {
+      if (signal?.aborted) throw this.wrap(signal.reason, operation, key, { aborted: true, detail });
+      const controller = new AbortController();
+      let timedOut: number | undefined;
+      const onAbort = (): void => controller.abort(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const timeout = (ms: number): void => {
+        timedOut = ms;
+        controller.abort(new TimeoutSignalReason(`no progress for ${ms} ms`));
+      };
+      const timer = timeoutMs > 0 ? setTimeout(() => timeout(timeoutMs), timeoutMs) : undefined;
+      try {
+        return await abandonOnAbort(
+          attempt({ signal: controller.signal }, () => timeout(this.idleTimeoutMs)),
+          controller.signal,
+        );
+      } catch (error) {
+        const wrapped = this.wrap(error, operation, key, {
+          aborted: signal?.aborted === true,
+          timedOutMs: timedOut,
+          attempts: attemptNumber,
+          detail,
+        });
+        if (!options.retry || !wrapped.retryable || attemptNumber > this.retryPolicy.retries) throw wrapped;
+        try {
+          await sleep(backoffDelay(this.retryPolicy, attemptNumber), signal);
+        } catch (abortReason) {
+          throw this.wrap(abortReason, operation, key, { aborted: true, detail });
+        }
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  /** Turns anything thrown into a RemoteError that names the remote and key, without secrets. */
+  protected wrap(
+    error: unknown,
+    operation: string,
+    key: string | undefined,
+    context: { aborted?: boolean; timedOutMs?: number; attempts?: number; detail?: string },
+  ): RemoteError {
+    if (error instanceof RemoteError && error.remote === this.name) return error;
+    let classification: ErrorClassification;
+    if (context.aborted === true) classification = { code: 'ABORTED', reason: 'cancelled by the caller' };
+    else if (context.timedOutMs !== undefined)
+      classification = { code: 'TRANSIENT', reason: `timed out (no progress for ${context.timedOutMs} ms)` };
+    else if (error instanceof DriverError) classification = { code: error.code, reason: error.reason };
+    else if (error instanceof RemoteError) classification = { code: error.code, reason: error.message };
+    else
+      classification = this.driver.classifyError(error) ??
+        classifyErrno(error) ?? { code: 'UNKNOWN', reason: describe(error) };
+    const target = key === undefined ? '' : ` "${key}"`;
+    const detail = context.detail === undefined ? '' : ` ${context.detail}`;
+    const tries =
+      classification.code === 'TRANSIENT' && context.attempts !== undefined && context.attempts > 1
+        ? ` after ${context.attempts} attempts`
+        : '';
+    const message = this.scrub(
+      `Remote "${this.name}" (${this.type}): ${operation}${target}${detail} failed${tries}: ${classification.reason}. ${REMOTE_ERROR_ADVICE[classification.code]}`,
+    );
+    return new RemoteError(classification.code, this.name, message, key, { cause: this.scrubCause(error) });
+  }
+
+  private scrub(text: string): string {
+    let result = text;
+    for (const secret of this.secrets) result = result.split(secret).join('[redacted]');
+    return result;
+  }
+
+  /** SDK errors carry requests, headers and sometimes credentials: keep only what is safe to log. */
+  private scrubCause(error: unknown): ScrubbedCause {
+    if (error instanceof Error) {
+      const code = (error as { code?: unknown }).code;
+      return {
+        name: error.name,
+        ...(typeof code === 'string' ? { code } : {}),
+        message: this.scrub(error.message),
+      };
+    }
+    return { name: typeof error, message: this.scrub(describe(error)) };
+  }
+
+  private checkKey(operation: string, key: string): void {
+    const problem = keyProblem(key);
+    if (problem !== undefined) throw this.invalid(operation, key, problem);
+  }
+
+  private invalid(operation: string, key: string, reason: string): RemoteError {
+    return this.wrap(new DriverError('INVALID_ARGUMENT', reason), operation, key, {});
+  }
+
+  /** The caller's stream: back-pressured, idle-timed, abortable, failing only with RemoteErrors. */
+  private guardStream(
+    source: Readable,
+    operation: string,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Readable {
+    const output = new PassThrough();
+    let idleTimedOut = false;
+    let aborted = false;
+    const watched = watchIdle(source, this.idleTimeoutMs, () => {
+      idleTimedOut = true;
+      source.destroy(new TimeoutSignalReason('idle'));
+    });
+    const onAbort = (): void => {
+      aborted = true;
+      source.destroy(new Error('aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pipeline(watched, output, (error) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (error && !output.destroyed) {
+        output.destroy(
+          this.wrap(error, operation, key, {
+            aborted,
+            timedOutMs: idleTimedOut ? this.idleTimeoutMs : undefined,
+          }),
+        );
+      }
+    });
+    // A consumer that gives up early must release the backend's stream too.
+    output.once('close', () => {
+      if (!source.destroyed) source.destroy();
+    });
+    return output;
+  }
+
+  private async collect(source: Readable, signal: AbortSignal): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onAbort = (): void => {
+      source.destroy(signal.reason as Error);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const chunk of source) {
+        const buffer = chunk as Buffer;
+        size += buffer.length;
+        if (size > this.maxBufferBytes) {
+          source.destroy();
+          throw new DriverError(
+            'INVALID_ARGUMENT',
+            `the object is larger than ${this.maxBufferBytes} bytes; read it as a stream with get()`,
+          );
+        }
+        chunks.push(buffer);
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  private async readWhole(key: string, context: DriverContext): Promise<Buffer> {
+    return this.collect(await this.driver.get(key, context), context.signal);
+  }
+}
+
+/** Rejects as soon as `signal` aborts; a late result of `work` is then ignored (and its error swallowed). */
+function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      work.catch(() => undefined);
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passed through unchanged, wrapped by the caller
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Passes `source` through, calling `onIdle` when no chunk moved for `idleMs`. */
+function watchIdle(source: Readable, idleMs: number, onIdle: () => void): Readable {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(onIdle, idleMs);
+  };
+  const watch = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      arm();
+      callback(null, chunk);
+    },
+    flush(callback) {
+      clearTimeout(timer);
+      callback();
+    },
+  });
+  watch.once('close', () => clearTimeout(timer));
+  arm();
+  pipeline(source, watch, () => clearTimeout(timer));
+  return watch;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error);
+  } catch {
+    return String(error);
+  }
+}
+
+export type { RemoteErrorCode };

@@ -1,0 +1,40 @@
+import type { Readable } from 'node:stream';
+import type { ErrorClassification } from './remote.errors';
+import type { ListPage, ObjectStat, RemoteCapacity, RemoteFeatures } from './remote.contract';
+
+/** Every primitive gets a signal that fires on the caller's abort or on the base class's timeout. */
+export interface DriverContext {
+  signal: AbortSignal;
+}
+
+/**
+ * The primitives one backend implements. Keys arrive validated (relative, no '..', no empty
+ * segments); the `Remote` base class does retries, timeouts, abort handling and error naming.
+ * Drivers throw native errors (classified by `classifyError`) or a `DriverError`.
+ */
+export interface RemoteDriver {
+  readonly type: string;
+  readonly features: RemoteFeatures;
+
+  /**
+   * Atomic write: the object appears whole or not at all. When `body` is a stream that errors,
+   * nothing may remain visible (no object, no listed temporary).
+   */
+  put(key: string, body: Buffer | Readable, context: DriverContext & { size?: number }): Promise<void>;
+  /** Atomic create: false when the key exists. */
+  putIfAbsent(key: string, body: Buffer, context: DriverContext): Promise<boolean>;
+  /** `range.end` > `range.start` here (the base class answers empty ranges); end may exceed the size. */
+  get(key: string, context: DriverContext & { range?: { start: number; end: number } }): Promise<Readable>;
+  stat(key: string, context: DriverContext): Promise<ObjectStat>;
+  /** Ascending key order; `cursor` is what the previous page returned. 1 <= limit <= 1000. */
+  list(prefix: string, context: DriverContext & { cursor?: string; limit: number }): Promise<ListPage>;
+  /** May throw NOT_FOUND for a missing key: the base class makes delete idempotent. */
+  delete(key: string, context: DriverContext): Promise<void>;
+  copy(fromKey: string, toKey: string, context: DriverContext): Promise<void>;
+  /** Optional: without it the base class copies then deletes. */
+  rename?(fromKey: string, toKey: string, context: DriverContext): Promise<void>;
+  capacity(context: DriverContext): Promise<RemoteCapacity>;
+  /** Maps a backend-specific error; undefined leaves it to the generic errno mapping. */
+  classifyError(error: unknown): ErrorClassification | undefined;
+  close(): Promise<void>;
+}

@@ -1,0 +1,3 @@
+export * from './local.driver';
+export * from './local.plugin';
+export { default } from './local.plugin';

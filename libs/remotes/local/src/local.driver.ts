@@ -1,0 +1,305 @@
+import { randomBytes } from 'node:crypto';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, rename, rmdir, stat, statfs, unlink } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  DriverError,
+  RESERVED_SEGMENT_PREFIX,
+  type DriverContext,
+  type ErrorClassification,
+  type ListPage,
+  type ObjectStat,
+  type RemoteCapacity,
+  type RemoteDriver,
+  type RemoteFeatures,
+} from '@haven/remote-sdk';
+
+export interface LocalDriverOptions {
+  /** Absolute folder that holds the objects. */
+  path: string;
+  /** fsync files and folders before a put returns (default true; off only for throw-away data). */
+  fsync?: boolean;
+}
+
+/** How often a put re-creates its folder when a concurrent delete removed it meanwhile. */
+const FOLDER_RACE_RETRIES = 5;
+
+/**
+ * Objects as files under a folder. Atomic put: write a temporary file in the target's folder,
+ * fsync it, rename it over the target, fsync the folder. putIfAbsent links the finished temporary
+ * file to the target name: link() fails with EEXIST when it exists, atomically, and the object is
+ * never visible half-written. Empty folders left by deletes are removed.
+ */
+export class LocalDriver implements RemoteDriver {
+  readonly type = 'local';
+  readonly features: RemoteFeatures = { atomicPutIfAbsent: true, atomicRename: true, capacity: true };
+  private readonly root: string;
+  private readonly fsync: boolean;
+
+  constructor(options: LocalDriverOptions) {
+    this.root =
+      options.path.endsWith(sep) && options.path.length > 1 ? options.path.slice(0, -1) : options.path;
+    this.fsync = options.fsync ?? true;
+  }
+
+  async put(key: string, body: Buffer | Readable, context: DriverContext): Promise<void> {
+    const target = this.file(key);
+    const temporary = await this.writeTemporary(target, body, context.signal);
+    try {
+      await rename(temporary, target);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+    await this.syncFolder(dirname(target));
+  }
+
+  async putIfAbsent(key: string, body: Buffer, context: DriverContext): Promise<boolean> {
+    const target = this.file(key);
+    const temporary = await this.writeTemporary(target, body, context.signal);
+    try {
+      await link(temporary, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    } finally {
+      await unlink(temporary).catch(() => undefined);
+    }
+    await this.syncFolder(dirname(target));
+    return true;
+  }
+
+  async get(
+    key: string,
+    context: DriverContext & { range?: { start: number; end: number } },
+  ): Promise<Readable> {
+    const path = this.file(key);
+    // Open first, so a missing object fails get() itself rather than the stream later.
+    const handle = await open(path, constants.O_RDONLY);
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new DriverError('NOT_FOUND', 'no such object (it is a folder)');
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    const range = context.range;
+    return createReadStream('', {
+      fd: handle,
+      start: range?.start,
+      end: range === undefined ? undefined : range.end - 1,
+      highWaterMark: 1024 * 1024,
+    });
+  }
+
+  async stat(key: string): Promise<ObjectStat> {
+    const info = await stat(this.file(key));
+    if (!info.isFile()) throw new DriverError('NOT_FOUND', 'no such object (it is a folder)');
+    return { key, size: info.size, modifiedAt: info.mtime };
+  }
+
+  async list(prefix: string, context: DriverContext & { cursor?: string; limit: number }): Promise<ListPage> {
+    const slash = prefix.lastIndexOf('/');
+    const folderKey = slash < 0 ? '' : prefix.slice(0, slash + 1);
+    const objects: ObjectStat[] = [];
+    const after = context.cursor;
+    // One more than asked tells whether another page exists.
+    const wanted = context.limit + 1;
+    await this.walk(folderKey, prefix, after, objects, wanted, context.signal);
+    if (objects.length < wanted) return { objects };
+    objects.length = context.limit;
+    return { objects, cursor: objects[objects.length - 1]?.key };
+  }
+
+  async delete(key: string): Promise<void> {
+    const target = this.file(key);
+    const info = await stat(target);
+    if (!info.isFile()) throw new DriverError('NOT_FOUND', 'no such object (it is a folder)');
+    await unlink(target);
+    await this.pruneFolders(dirname(target));
+  }
+
+  async copy(fromKey: string, toKey: string, context: DriverContext): Promise<void> {
+    const source = this.file(fromKey);
+    const target = this.file(toKey);
+    await this.stat(fromKey);
+    const temporary = await this.createTemporary(target);
+    try {
+      await copyFile(source, temporary);
+      if (context.signal.aborted) throw context.signal.reason;
+      if (this.fsync) {
+        const handle = await open(temporary, constants.O_RDONLY);
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      }
+      await rename(temporary, target);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+    await this.syncFolder(dirname(target));
+  }
+
+  async rename(fromKey: string, toKey: string): Promise<void> {
+    const source = this.file(fromKey);
+    const target = this.file(toKey);
+    await this.stat(fromKey);
+    await this.withFolder(target, () => rename(source, target));
+    await this.syncFolder(dirname(target));
+    await this.pruneFolders(dirname(source));
+  }
+
+  async capacity(): Promise<RemoteCapacity> {
+    const info = await statfs(this.root);
+    const totalBytes = info.blocks * info.bsize;
+    const freeBytes = info.bavail * info.bsize;
+    return { totalBytes, freeBytes, usedBytes: totalBytes - info.bfree * info.bsize };
+  }
+
+  classifyError(error: unknown): ErrorClassification | undefined {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { code: 'NOT_FOUND', reason: 'no such object' };
+    if (code === 'EISDIR') return { code: 'NOT_FOUND', reason: 'no such object (it is a folder)' };
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      return { code: 'NO_SPACE', reason: `the file system of ${this.root} is full (${code})` };
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      return { code: 'PERMISSION_DENIED', reason: `access to ${this.root} was refused (${code})` };
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open between operations.
+  }
+
+  private file(key: string): string {
+    return join(this.root, ...key.split('/'));
+  }
+
+  /** An empty, new temporary file in `target`'s folder (created, so a concurrent prune cannot remove the folder). */
+  private async createTemporary(target: string): Promise<string> {
+    let temporary = '';
+    await this.withFolder(target, async () => {
+      temporary = join(dirname(target), `${RESERVED_SEGMENT_PREFIX}-${randomBytes(8).toString('hex')}`);
+      const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      await handle.close();
+    });
+    return temporary;
+  }
+
+  /** Writes `body` to a fresh temporary file next to `target`, fsynced; removes it on any failure. */
+  private async writeTemporary(
+    target: string,
+    body: Buffer | Readable,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const temporary = await this.createTemporary(target);
+    try {
+      const out = createWriteStream(temporary, { flags: 'r+', highWaterMark: 1024 * 1024 });
+      const source = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+      await pipeline(source, out, { signal });
+      if (this.fsync) {
+        const handle = await open(temporary, constants.O_RDONLY);
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      }
+      return temporary;
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Runs `action` after creating `target`'s folder, again if a concurrent delete pruned it meanwhile. */
+  private async withFolder(target: string, action: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(dirname(target), { recursive: true });
+      try {
+        await action();
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= FOLDER_RACE_RETRIES) throw error;
+      }
+    }
+  }
+
+  private async syncFolder(folder: string): Promise<void> {
+    if (!this.fsync) return;
+    const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Removes now-empty folders from `folder` up to (not including) the root. */
+  private async pruneFolders(folder: string): Promise<void> {
+    let current = folder;
+    while (current.length > this.root.length && current.startsWith(this.root + sep)) {
+      try {
+        await rmdir(current);
+      } catch {
+        return; // not empty (or already gone): stop
+      }
+      current = dirname(current);
+    }
+  }
+
+  /**
+   * Depth-first walk in key order. Sorting a folder's entries by name + '/' for sub-folders gives
+   * the same order as sorting the full keys (so "a-b" comes before "a/x", as in S3 listings).
+   */
+  private async walk(
+    folderKey: string,
+    prefix: string,
+    after: string | undefined,
+    out: ObjectStat[],
+    wanted: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (signal.aborted) throw signal.reason;
+    let entries;
+    try {
+      entries = await readdir(join(this.root, ...folderKey.split('/').filter(Boolean)), {
+        withFileTypes: true,
+      });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw error;
+    }
+    const named = entries
+      .filter(
+        (entry) => !entry.name.startsWith(RESERVED_SEGMENT_PREFIX) && (entry.isFile() || entry.isDirectory()),
+      )
+      .map((entry) => ({ entry, sortKey: folderKey + entry.name + (entry.isDirectory() ? '/' : '') }))
+      .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const { entry, sortKey } of named) {
+      if (out.length >= wanted) return;
+      // Only entries that can hold keys starting with the prefix.
+      if (!(sortKey.startsWith(prefix) || (entry.isDirectory() && prefix.startsWith(sortKey)))) continue;
+      if (entry.isDirectory()) {
+        // Skip folders wholly before the cursor.
+        if (after !== undefined && sortKey < after && !after.startsWith(sortKey)) continue;
+        await this.walk(sortKey, prefix, after, out, wanted, signal);
+        continue;
+      }
+      if (after !== undefined && sortKey <= after) continue;
+      try {
+        const info = await stat(join(this.root, ...sortKey.split('/')));
+        out.push({ key: sortKey, size: info.size, modifiedAt: info.mtime });
+      } catch (error) {
+        // Deleted while listing: not part of the answer.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+  }
+}
