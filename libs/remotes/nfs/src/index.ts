@@ -1,0 +1,12 @@
+export * from './xdr.codec';
+export * from './rpc.errors';
+export * from './rpc.transport';
+export * from './portmap.client';
+export * from './mount.client';
+export * from './nfs3.status';
+export * from './nfs3.client';
+export * from './nfs-userspace.driver';
+export * from './nfs-mount.command';
+export * from './nfs-mount.driver';
+export * from './nfs.plugin';
+export { default } from './nfs.plugin';
