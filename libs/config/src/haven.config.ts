@@ -37,6 +37,8 @@ export const DEFAULT_PLUGINS = [
   '@haven/remote-smb',
   '@haven/remote-s3',
   '@haven/remote-azure',
+  '@haven/job-backup-full',
+  '@haven/job-backup-incremental',
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;

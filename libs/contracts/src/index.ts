@@ -1,1 +1,2 @@
 export * from './subject';
+export * from './runs.contract';

@@ -4,7 +4,7 @@ import type { RemoteStore } from '@haven/remote-sdk';
 export type JsonSchemaObject = {
   type: 'object';
   properties: Record<string, Record<string, unknown>>;
-  required?: readonly string[];
+  required?: string[];
   additionalProperties?: boolean;
 } & Record<string, unknown>;
 

@@ -2,15 +2,6 @@ import { isAbsolute, resolve } from 'node:path';
 import { assertSchemaCompiles } from './config-validation';
 import type { HavenPlugin, JobPlugin, PluginKind, RemotePlugin } from './plugin.manifest';
 
-/** The built-in plugins, loaded through the same path as any third-party one. */
-export const BUILTIN_PLUGINS: readonly string[] = [
-  '@haven/remote-local',
-  '@haven/remote-nfs',
-  '@haven/remote-smb',
-  '@haven/remote-s3',
-  '@haven/remote-azure',
-];
-
 /** A plugin that could not be loaded: boot stops with this, naming the plugin and the reason. */
 export class PluginLoadError extends Error {
   override readonly name = 'PluginLoadError';
@@ -59,6 +50,12 @@ function manifestProblems(candidate: unknown): string[] {
   return problems;
 }
 
+/** Errors from another realm (a test VM) fail `instanceof Error`, so read the message by shape. */
+function messageOf(error: unknown): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
+}
+
 /** Finds the manifest in a loaded module: `default`, `plugin`, or the module itself. */
 function pickManifest(loaded: unknown): unknown {
   if (typeof loaded !== 'object' || loaded === null) return loaded;
@@ -88,7 +85,7 @@ export class PluginRegistry {
       try {
         loaded = loadModule(specifier, baseDir);
       } catch (error) {
-        throw new PluginLoadError(specifier, error instanceof Error ? error.message : String(error), {
+        throw new PluginLoadError(specifier, messageOf(error), {
           cause: error,
         });
       }

@@ -106,11 +106,12 @@ export class InitialCatalog1764140000000 implements MigrationInterface {
         status text NOT NULL CHECK (status IN ('pending', 'running', 'success', 'partial', 'failure', 'cancelled')),
         progress jsonb NOT NULL DEFAULT '{}',
         error text,
-        created_at timestamptz NOT NULL DEFAULT now(),
+        created_at timestamptz(3) NOT NULL DEFAULT now(),
         started_at timestamptz,
         finished_at timestamptz
       )`);
     // Keyset pagination of the run list, newest first, optionally per job or status.
+    // created_at is kept to the millisecond so a cursor carried as a JavaScript Date is exact.
     await q.query(`CREATE INDEX runs_tenant_created ON runs (tenant_id, created_at DESC, id DESC)`);
     await q.query(
       `CREATE INDEX runs_tenant_job_created ON runs (tenant_id, job_id, created_at DESC, id DESC)`,
@@ -132,7 +133,7 @@ export class InitialCatalog1764140000000 implements MigrationInterface {
         worker text,
         result jsonb,
         error text,
-        created_at timestamptz NOT NULL DEFAULT now(),
+        created_at timestamptz(3) NOT NULL DEFAULT now(),
         started_at timestamptz,
         finished_at timestamptz
       )`);
@@ -153,7 +154,7 @@ export class InitialCatalog1764140000000 implements MigrationInterface {
         logical_bytes bigint NOT NULL,
         stored_bytes bigint NOT NULL,
         gfs_tags text[] NOT NULL DEFAULT '{}',
-        taken_at timestamptz NOT NULL,
+        taken_at timestamptz(3) NOT NULL,
         CONSTRAINT restore_points_manifest_unique UNIQUE (remote_id, manifest_key)
       )`);
     await q.query(

@@ -1,0 +1,4 @@
+import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { MirrorModule } from '@haven/service-mirror';
+
+startHavenProcess({ roles: ['mirror'], modules: [MirrorModule] }).catch(exitOnBootFailure);

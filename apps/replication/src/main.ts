@@ -1,0 +1,4 @@
+import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { ReplicationModule } from '@haven/service-replication';
+
+startHavenProcess({ roles: ['replication'], modules: [ReplicationModule] }).catch(exitOnBootFailure);

@@ -1,0 +1,4 @@
+import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { SchedulerModule } from '@haven/service-scheduler';
+
+startHavenProcess({ roles: ['scheduler'], modules: [SchedulerModule] }).catch(exitOnBootFailure);

@@ -1,0 +1,16 @@
+import { defineEvent } from './subject';
+
+/** Progress of a run's work: published by workers, stored by the catalog, streamed by the gateway (SSE). */
+export interface RunProgressEvent {
+  tenantId: string;
+  runId: string;
+  /** Absent for run-level changes. */
+  taskId?: string;
+  status: 'pending' | 'running' | 'success' | 'partial' | 'failure' | 'cancelled';
+  /** Bytes done / total, speed, ETA, current step: whatever the job type reports. */
+  progress: Record<string, unknown>;
+  message?: string;
+  at: string;
+}
+
+export const RUN_PROGRESS = defineEvent<RunProgressEvent>('haven.v1.runs.progress');

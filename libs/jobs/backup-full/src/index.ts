@@ -1,0 +1,2 @@
+export * from './backup-full.plugin';
+export { default } from './backup-full.plugin';

@@ -1,0 +1,2 @@
+export * from './backup-incremental.plugin';
+export { default } from './backup-incremental.plugin';

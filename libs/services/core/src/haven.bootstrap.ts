@@ -1,0 +1,54 @@
+import 'reflect-metadata';
+import {
+  type INestApplication,
+  type MiddlewareConsumer,
+  Module,
+  type NestModule,
+  type Type,
+} from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { type HavenConfig, loadConfig } from '@haven/config';
+import type { JsonLogger } from '@haven/observability';
+import { HAVEN_LOGGER, type ProcessRole } from './core.tokens';
+import { HavenCoreModule } from './haven-core.module';
+import { ProblemFilter } from './problem.filter';
+import { RequestContextMiddleware } from './request-context.middleware';
+
+export interface HavenProcessOptions {
+  roles: readonly ProcessRole[];
+  /** The role modules this process runs (GatewayModule, TransferModule, …). */
+  modules: Type[];
+  config?: HavenConfig;
+  /** Called after the app is created and before it listens (the gateway mounts OpenAPI here). */
+  configure?: (app: INestApplication) => void | Promise<void>;
+}
+
+/**
+ * Starts one Haven process: the shared core plus the given role modules, HTTP on HAVEN_PORT
+ * (`/health`, `/metrics`, and the API where the gateway runs), graceful shutdown on SIGTERM/SIGINT.
+ */
+export async function startHavenProcess(options: HavenProcessOptions): Promise<INestApplication> {
+  const config =
+    options.config ??
+    loadConfig(process.env, { role: options.roles.length === 1 ? options.roles[0] : 'haven' });
+
+  @Module({ imports: [HavenCoreModule.forRoot(config, options.roles), ...options.modules] })
+  class HavenProcessModule implements NestModule {
+    configure(consumer: MiddlewareConsumer): void {
+      consumer.apply(RequestContextMiddleware).forRoutes('*');
+    }
+  }
+
+  const app = await NestFactory.create(HavenProcessModule, { bufferLogs: true, abortOnError: false });
+  const logger = app.get<JsonLogger>(HAVEN_LOGGER);
+  app.useLogger(logger);
+  app.useGlobalFilters(new ProblemFilter(logger));
+  app.enableShutdownHooks();
+  await options.configure?.(app);
+  await app.listen(config.port, config.host);
+  logger.log(
+    { msg: 'Haven process ready', roles: options.roles, port: config.port, url: await app.getUrl() },
+    'Bootstrap',
+  );
+  return app;
+}

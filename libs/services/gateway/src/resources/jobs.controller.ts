@@ -1,0 +1,261 @@
+import { randomUUID } from 'node:crypto';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
+import { DataSource, In } from 'typeorm';
+import { JobEntity, PoolEntity, RemoteEntity } from '@haven/db';
+import { conflict, HAVEN_PLUGINS, notFound } from '@haven/service-core';
+import {
+  type FieldError,
+  type JsonSchemaObject,
+  type PluginRegistry,
+  validateAgainstSchema,
+} from '@haven/plugin-sdk';
+import { CurrentPrincipal, type Principal } from '../auth/principal';
+import { failIfAny, parseBody } from '../http/request-body';
+import { AuditTrail } from './audit.trail';
+import { validId } from './tenants.controller';
+
+const SELECTION = {
+  type: 'object',
+  properties: {
+    poolId: { type: 'string', format: 'uuid' },
+    mode: {
+      enum: ['explicit', 'smart'],
+      description: 'explicit: the listed VMs; smart: VMs matching patterns at each run',
+    },
+    vms: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      uniqueItems: true,
+      description: 'VM UUIDs (explicit mode)',
+    },
+    tags: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      description: 'Smart mode: VMs with any of these tags',
+    },
+    excludeTags: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      description: 'Smart mode: never VMs with these tags (no-backup is always excluded)',
+    },
+    powerState: { enum: ['running', 'halted', 'any'] },
+    namePattern: { type: 'string', minLength: 1, description: 'Smart mode: glob over VM names' },
+  },
+  required: ['poolId', 'mode'],
+  additionalProperties: false,
+};
+const JOB_FIELDS = {
+  name: { type: 'string', minLength: 1, maxLength: 100 },
+  type: { type: 'string', description: 'A job plugin type: backup.full, backup.incremental, …' },
+  selection: SELECTION,
+  remoteIds: { type: 'array', items: { type: 'string', format: 'uuid' }, minItems: 1, uniqueItems: true },
+  settings: { type: 'object', description: "Validated against the job type's schema" },
+  enabled: { type: 'boolean' },
+};
+const CREATE_JOB: JsonSchemaObject = {
+  type: 'object',
+  properties: JOB_FIELDS,
+  required: ['name', 'type', 'selection', 'remoteIds'],
+  additionalProperties: false,
+};
+const UPDATE_JOB: JsonSchemaObject = {
+  type: 'object',
+  properties: {
+    name: JOB_FIELDS.name,
+    selection: SELECTION,
+    remoteIds: JOB_FIELDS.remoteIds,
+    settings: JOB_FIELDS.settings,
+    enabled: JOB_FIELDS.enabled,
+  },
+  additionalProperties: false,
+};
+
+export interface JobSelection {
+  poolId: string;
+  mode: 'explicit' | 'smart';
+  vms?: string[];
+  tags?: string[];
+  excludeTags?: string[];
+  powerState?: 'running' | 'halted' | 'any';
+  namePattern?: string;
+}
+
+interface JobInput {
+  name: string;
+  type: string;
+  selection: JobSelection;
+  remoteIds: string[];
+  settings?: Record<string, unknown>;
+  enabled?: boolean;
+}
+
+function present(j: JobEntity) {
+  return {
+    id: j.id,
+    name: j.name,
+    type: j.type,
+    selection: j.selection,
+    remoteIds: j.remoteIds,
+    settings: j.settings,
+    enabled: j.enabled,
+    createdAt: j.createdAt,
+    updatedAt: j.updatedAt,
+  };
+}
+
+@ApiTags('jobs')
+@ApiBearerAuth()
+@Controller('api/v1/jobs')
+export class JobsController {
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
+    private readonly audit: AuditTrail,
+  ) {}
+
+  @Get()
+  async list(@CurrentPrincipal() principal: Principal) {
+    const jobs = await this.dataSource
+      .getRepository(JobEntity)
+      .find({ where: { tenantId: principal.tenantId }, order: { name: 'ASC' } });
+    return { items: jobs.map(present) };
+  }
+
+  @Get(':id')
+  async show(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    return present(await this.find(principal, id));
+  }
+
+  @Post()
+  @ApiBody({ schema: CREATE_JOB })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown) {
+    const input = parseBody<JobInput>(CREATE_JOB, body);
+    const settings = input.settings ?? {};
+    await this.check(principal, input.type, input.selection, input.remoteIds, settings);
+    const repository = this.dataSource.getRepository(JobEntity);
+    if (await repository.existsBy({ tenantId: principal.tenantId, name: input.name }))
+      throw conflict(`A job named "${input.name}" already exists`);
+    const id = randomUUID();
+    await repository.save(
+      repository.create({
+        id,
+        tenantId: principal.tenantId,
+        name: input.name,
+        type: input.type,
+        selection: input.selection as unknown as Record<string, unknown>,
+        remoteIds: input.remoteIds,
+        settings,
+        enabled: input.enabled ?? true,
+      }),
+    );
+    await this.audit.record(
+      principal.tenantId,
+      'job.create',
+      'job',
+      id,
+      { name: input.name, type: input.type },
+      principal.keyId,
+    );
+    return present(await repository.findOneByOrFail({ id }));
+  }
+
+  @Patch(':id')
+  @ApiBody({ schema: UPDATE_JOB })
+  async update(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Body() body: unknown) {
+    const job = await this.find(principal, id);
+    const input = parseBody<Partial<JobInput>>(UPDATE_JOB, body);
+    const merged = {
+      selection: input.selection ?? (job.selection as unknown as JobSelection),
+      remoteIds: input.remoteIds ?? job.remoteIds,
+      settings: input.settings ?? job.settings,
+    };
+    await this.check(principal, job.type, merged.selection, merged.remoteIds, merged.settings);
+    const repository = this.dataSource.getRepository(JobEntity);
+    if (
+      input.name !== undefined &&
+      input.name !== job.name &&
+      (await repository.existsBy({ tenantId: principal.tenantId, name: input.name }))
+    )
+      throw conflict(`A job named "${input.name}" already exists`);
+    repository.merge(job, {
+      ...(input.name === undefined ? {} : { name: input.name }),
+      ...(input.enabled === undefined ? {} : { enabled: input.enabled }),
+      selection: merged.selection as unknown as Record<string, unknown>,
+      remoteIds: merged.remoteIds,
+      settings: merged.settings,
+    });
+    await repository.save(job);
+    await this.audit.record(
+      principal.tenantId,
+      'job.update',
+      'job',
+      job.id,
+      { fields: Object.keys(input) },
+      principal.keyId,
+    );
+    return present(await repository.findOneByOrFail({ id: job.id }));
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  async remove(@CurrentPrincipal() principal: Principal, @Param('id') id: string): Promise<void> {
+    const job = await this.find(principal, id);
+    await this.dataSource.getRepository(JobEntity).delete({ id: job.id });
+    await this.audit.record(principal.tenantId, 'job.delete', 'job', job.id, {}, principal.keyId);
+  }
+
+  /** Every problem at once: unknown type, bad settings, no VM, unknown pool or remotes. */
+  private async check(
+    principal: Principal,
+    type: string,
+    selection: JobSelection,
+    remoteIds: string[],
+    settings: Record<string, unknown>,
+  ): Promise<void> {
+    const errors: FieldError[] = [];
+    if (!this.plugins.hasJob(type)) {
+      const known = this.plugins
+        .list()
+        .filter((p) => p.kind === 'job')
+        .map((p) => p.type);
+      errors.push({
+        field: 'type',
+        message: `is not an installed job type (installed: ${known.join(', ')})`,
+      });
+    } else {
+      errors.push(...validateAgainstSchema(this.plugins.job(type).configSchema, settings, 'settings'));
+    }
+    if (selection.mode === 'explicit' && (selection.vms ?? []).length === 0)
+      errors.push({ field: 'selection.vms', message: 'must list at least one VM in explicit mode' });
+    if (selection.mode === 'smart' && selection.vms !== undefined)
+      errors.push({
+        field: 'selection.vms',
+        message: 'is for explicit mode; smart mode selects by tags, name pattern and power state',
+      });
+    if (
+      !(await this.dataSource
+        .getRepository(PoolEntity)
+        .existsBy({ id: selection.poolId, tenantId: principal.tenantId }))
+    )
+      errors.push({
+        field: 'selection.poolId',
+        message: `is not a pool of this tenant (${selection.poolId})`,
+      });
+    const remotes = await this.dataSource
+      .getRepository(RemoteEntity)
+      .findBy({ id: In(remoteIds), tenantId: principal.tenantId });
+    const missing = remoteIds.filter((rid) => !remotes.some((r) => r.id === rid));
+    if (missing.length > 0)
+      errors.push({ field: 'remoteIds', message: `names unknown remotes: ${missing.join(', ')}` });
+    failIfAny(errors);
+  }
+
+  private async find(principal: Principal, id: string): Promise<JobEntity> {
+    const job = await this.dataSource
+      .getRepository(JobEntity)
+      .findOneBy({ id: validId(id), tenantId: principal.tenantId });
+    if (!job) throw notFound('Job', id);
+    return job;
+  }
+}

@@ -1,0 +1,265 @@
+import { Controller, Get, Inject, Param, Query, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { Brackets, DataSource, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
+import type { Bus } from '@haven/bus';
+import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
+import { RestorePointEntity, RUN_STATUSES, RunEntity, TASK_STATUSES, TaskEntity } from '@haven/db';
+import { HAVEN_BUS, notFound } from '@haven/service-core';
+import { CurrentPrincipal, type Principal } from '../auth/principal';
+import { readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
+import { failIfAny, isUuid } from '../http/request-body';
+import { validId } from './tenants.controller';
+
+const TERMINAL = new Set(['success', 'partial', 'failure', 'cancelled']);
+
+/** Newest first, after the cursor: uses the (tenant_id, …, created_at DESC, id DESC) indexes. */
+function keyset<T extends ObjectLiteral>(
+  qb: SelectQueryBuilder<T>,
+  alias: string,
+  column: string,
+  page: PageRequest,
+): SelectQueryBuilder<T> {
+  if (page.after)
+    qb.andWhere(
+      new Brackets((w) => {
+        w.where(`${alias}.${column} < :afterTime`, { afterTime: page.after?.createdAt }).orWhere(
+          `${alias}.${column} = :afterTime AND ${alias}.id < :afterId`,
+          { afterId: page.after?.id },
+        );
+      }),
+    );
+  return qb
+    .orderBy(`${alias}.${column}`, 'DESC')
+    .addOrderBy(`${alias}.id`, 'DESC')
+    .limit(page.limit + 1);
+}
+
+function filter(
+  query: Record<string, unknown>,
+  name: string,
+  check: (v: string) => boolean,
+  message: string,
+): string | undefined {
+  const value = query[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !check(value)) failIfAny([{ field: name, message }]);
+  return value as string;
+}
+
+function presentRun(r: RunEntity) {
+  return {
+    id: r.id,
+    jobId: r.jobId,
+    scheduleId: r.scheduleId,
+    trigger: r.trigger,
+    status: r.status,
+    progress: r.progress,
+    error: r.error,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
+}
+
+function presentTask(t: TaskEntity) {
+  return {
+    id: t.id,
+    runId: t.runId,
+    type: t.type,
+    subject: t.subject,
+    status: t.status,
+    progress: t.progress,
+    attempts: t.attempts,
+    worker: t.worker,
+    result: t.result,
+    error: t.error,
+    createdAt: t.createdAt,
+    startedAt: t.startedAt,
+    finishedAt: t.finishedAt,
+  };
+}
+
+@ApiTags('runs')
+@ApiBearerAuth()
+@Controller('api/v1/runs')
+export class RunsController {
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
+  ) {}
+
+  @Get()
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiQuery({ name: 'cursor', required: false })
+  @ApiQuery({ name: 'jobId', required: false })
+  @ApiQuery({ name: 'status', required: false, enum: RUN_STATUSES })
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
+    const page = readPageRequest(query);
+    const jobId = filter(query, 'jobId', isUuid, 'must be a UUID');
+    const status = filter(
+      query,
+      'status',
+      (v) => (RUN_STATUSES as readonly string[]).includes(v),
+      `must be one of ${RUN_STATUSES.join(', ')}`,
+    );
+    const qb = this.dataSource
+      .getRepository(RunEntity)
+      .createQueryBuilder('r')
+      .where('r.tenant_id = :tenantId', { tenantId: principal.tenantId });
+    if (jobId !== undefined) qb.andWhere('r.job_id = :jobId', { jobId });
+    if (status !== undefined) qb.andWhere('r.status = :status', { status });
+    const rows = await keyset(qb, 'r', 'created_at', page).getMany();
+    const result = pageOf(rows, page, (r) => r);
+    return { items: result.items.map(presentRun), nextCursor: result.nextCursor };
+  }
+
+  @Get(':id')
+  async show(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const run = await this.find(principal, id);
+    const tasks = await this.dataSource.getRepository(TaskEntity).find({
+      where: { tenantId: principal.tenantId, runId: run.id },
+      order: { createdAt: 'ASC', id: 'ASC' },
+    });
+    return { ...presentRun(run), tasks: tasks.map(presentTask) };
+  }
+
+  /** Server-Sent Events: the run's state now, then every progress event until it ends. */
+  @Get(':id/events')
+  async events(
+    @CurrentPrincipal() principal: Principal,
+    @Param('id') id: string,
+    @Req() request: Request,
+    @Res() response: Response,
+  ): Promise<void> {
+    const run = await this.find(principal, id);
+    response.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    const send = (event: string, data: unknown) =>
+      response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    send('run', presentRun(run));
+    if (TERMINAL.has(run.status)) {
+      response.end();
+      return;
+    }
+    const heartbeat = setInterval(() => response.write(': keep-alive\n\n'), 15_000);
+    let closed = false;
+    const subscription = this.bus.subscribe(RUN_PROGRESS, (event: RunProgressEvent) => {
+      if (closed || event.runId !== run.id || event.tenantId !== principal.tenantId) return;
+      send('progress', event);
+      if (event.taskId === undefined && TERMINAL.has(event.status)) finish();
+    });
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      void subscription.unsubscribe();
+      response.end();
+    };
+    request.on('close', finish);
+  }
+
+  private async find(principal: Principal, id: string): Promise<RunEntity> {
+    const run = await this.dataSource
+      .getRepository(RunEntity)
+      .findOneBy({ id: validId(id), tenantId: principal.tenantId });
+    if (!run) throw notFound('Run', id);
+    return run;
+  }
+}
+
+@ApiTags('tasks')
+@ApiBearerAuth()
+@Controller('api/v1/tasks')
+export class TasksController {
+  constructor(private readonly dataSource: DataSource) {}
+
+  @Get()
+  @ApiQuery({ name: 'runId', required: false })
+  @ApiQuery({ name: 'status', required: false, enum: TASK_STATUSES })
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
+    const page = readPageRequest(query);
+    const runId = filter(query, 'runId', isUuid, 'must be a UUID');
+    const status = filter(
+      query,
+      'status',
+      (v) => (TASK_STATUSES as readonly string[]).includes(v),
+      `must be one of ${TASK_STATUSES.join(', ')}`,
+    );
+    const qb = this.dataSource
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .where('t.tenant_id = :tenantId', { tenantId: principal.tenantId });
+    if (runId !== undefined) qb.andWhere('t.run_id = :runId', { runId });
+    if (status !== undefined) qb.andWhere('t.status = :status', { status });
+    const rows = await keyset(qb, 't', 'created_at', page).getMany();
+    const result = pageOf(rows, page, (t) => t);
+    return { items: result.items.map(presentTask), nextCursor: result.nextCursor };
+  }
+
+  @Get(':id')
+  async show(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const task = await this.dataSource
+      .getRepository(TaskEntity)
+      .findOneBy({ id: validId(id), tenantId: principal.tenantId });
+    if (!task) throw notFound('Task', id);
+    return presentTask(task);
+  }
+}
+
+function presentRestorePoint(p: RestorePointEntity) {
+  return {
+    id: p.id,
+    remoteId: p.remoteId,
+    jobId: p.jobId,
+    runId: p.runId,
+    vmUuid: p.vmUuid,
+    vmName: p.vmName,
+    kind: p.kind,
+    logicalBytes: p.logicalBytes,
+    storedBytes: p.storedBytes,
+    gfsTags: p.gfsTags,
+    takenAt: p.takenAt,
+  };
+}
+
+@ApiTags('restore-points')
+@ApiBearerAuth()
+@Controller('api/v1/restore-points')
+export class RestorePointsController {
+  constructor(private readonly dataSource: DataSource) {}
+
+  @Get()
+  @ApiQuery({ name: 'vmUuid', required: false })
+  @ApiQuery({ name: 'remoteId', required: false })
+  @ApiQuery({ name: 'jobId', required: false })
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
+    const page = readPageRequest(query);
+    const remoteId = filter(query, 'remoteId', isUuid, 'must be a UUID');
+    const jobId = filter(query, 'jobId', isUuid, 'must be a UUID');
+    const vmUuid = filter(query, 'vmUuid', (v) => v.length > 0 && v.length < 100, 'must be a VM UUID');
+    const qb = this.dataSource
+      .getRepository(RestorePointEntity)
+      .createQueryBuilder('p')
+      .where('p.tenant_id = :tenantId', { tenantId: principal.tenantId });
+    if (remoteId !== undefined) qb.andWhere('p.remote_id = :remoteId', { remoteId });
+    if (jobId !== undefined) qb.andWhere('p.job_id = :jobId', { jobId });
+    if (vmUuid !== undefined) qb.andWhere('p.vm_uuid = :vmUuid', { vmUuid });
+    const rows = await keyset(qb, 'p', 'taken_at', page).getMany();
+    const result = pageOf(rows, page, (p) => ({ createdAt: p.takenAt, id: p.id }));
+    return { items: result.items.map(presentRestorePoint), nextCursor: result.nextCursor };
+  }
+
+  @Get(':id')
+  async show(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const point = await this.dataSource
+      .getRepository(RestorePointEntity)
+      .findOneBy({ id: validId(id), tenantId: principal.tenantId });
+    if (!point) throw notFound('Restore point', id);
+    return presentRestorePoint(point);
+  }
+}
