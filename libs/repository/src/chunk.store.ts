@@ -1,0 +1,166 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import type { CompressionSetting } from './codecs/chunk-codec';
+import type { ChunkCipher } from './ciphers/chunk-cipher';
+import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
+import { EnvelopeError, openObject, sealObject } from './format/object.envelope';
+import type { RepositoryKeys } from './repository.keys';
+import { ChunkIntegrityError, RepositoryError, type RepositoryErrorContext } from './repository.errors';
+
+/** Where a chunk was read from: its home, or a GC trash batch it was moved to (still valid). */
+export interface ChunkLocation {
+  key: string;
+  inTrash: boolean;
+}
+
+/**
+ * Chunks on the remote: naming (SHA-256 or keyed HMAC), sealing, and reading back with every
+ * check (envelope, tag, re-hash). Never returns bytes that do not hash to the chunk id.
+ */
+export class ChunkStore {
+  constructor(
+    readonly store: RemoteStore,
+    private readonly compression: CompressionSetting,
+    private readonly keys: RepositoryKeys | undefined,
+    private readonly cipher: ChunkCipher | undefined,
+  ) {}
+
+  idOf(block: Buffer): Buffer {
+    return this.keys === undefined
+      ? createHash('sha256').update(block).digest()
+      : createHmac('sha256', this.keys.chunkId).update(block).digest();
+  }
+
+  async seal(id: Buffer, block: Buffer): Promise<Buffer> {
+    return sealObject({
+      kind: 'chunk',
+      plaintext: block,
+      codec: this.compression.codec,
+      ...(this.compression.level !== undefined ? { level: this.compression.level } : {}),
+      ...(this.keys !== undefined && this.cipher !== undefined
+        ? { cipher: { cipher: this.cipher, key: this.keys.chunkSeal } }
+        : {}),
+      associatedData: id,
+      digest: false,
+    });
+  }
+
+  /** Idempotent: false when the chunk was already there (another writer, an earlier run). */
+  async put(id: Buffer, sealed: Buffer, signal?: AbortSignal): Promise<boolean> {
+    return this.store.putIfAbsent(
+      chunkKey(id.toString('hex')),
+      sealed,
+      signal !== undefined ? { signal } : {},
+    );
+  }
+
+  /** Decodes and checks a chunk object; throws ChunkIntegrityError('CHUNK_DAMAGED') naming what broke. */
+  async open(id: Buffer, object: Buffer, context: RepositoryErrorContext): Promise<Buffer> {
+    const hex = id.toString('hex');
+    let plaintext: Buffer;
+    try {
+      ({ plaintext } = await openObject({
+        kind: 'chunk',
+        object,
+        associatedData: id,
+        ...(this.keys !== undefined ? { key: this.keys.chunkSeal } : {}),
+        requireEncryption: this.keys !== undefined,
+      }));
+    } catch (error) {
+      if (error instanceof EnvelopeError) {
+        throw new ChunkIntegrityError('CHUNK_DAMAGED', hex, error.message, {
+          ...context,
+          remote: this.store.name,
+        });
+      }
+      throw error;
+    }
+    if (!timingSafeEqual(this.idOf(plaintext), id)) {
+      throw new ChunkIntegrityError('CHUNK_DAMAGED', hex, 'content does not hash to the chunk id', {
+        ...context,
+        remote: this.store.name,
+      });
+    }
+    return plaintext;
+  }
+
+  /** Reads a chunk (falling back to GC trash, see docs), fully checked. */
+  async read(id: Buffer, context: RepositoryErrorContext, signal?: AbortSignal): Promise<Buffer> {
+    const location = await this.locate(id, signal);
+    if (location === undefined) {
+      throw new ChunkIntegrityError(
+        'CHUNK_MISSING',
+        id.toString('hex'),
+        'no object in chunks/ nor in GC trash',
+        {
+          ...context,
+          remote: this.store.name,
+        },
+      );
+    }
+    let object: Buffer;
+    try {
+      object = await this.store.getBuffer(location.key, signal !== undefined ? { signal } : {});
+    } catch (error) {
+      if (isRemoteError(error, 'NOT_FOUND')) {
+        // Moved by a concurrent GC between locate and get: look again once.
+        const again = await this.locate(id, signal);
+        if (again === undefined) {
+          throw new ChunkIntegrityError(
+            'CHUNK_MISSING',
+            id.toString('hex'),
+            'object vanished while reading',
+            {
+              ...context,
+              remote: this.store.name,
+            },
+          );
+        }
+        object = await this.store.getBuffer(again.key, signal !== undefined ? { signal } : {});
+      } else {
+        throw error;
+      }
+    }
+    return this.open(id, object, context);
+  }
+
+  /**
+   * Where the chunk is: chunks/…, or a trash batch when a GC moved it while a writer still relied
+   * on it. Trash lookups are rare (only after a GC raced a backup) and list only batch records.
+   */
+  async locate(id: Buffer, signal?: AbortSignal): Promise<ChunkLocation | undefined> {
+    const hex = id.toString('hex');
+    const home = chunkKey(hex);
+    const options = signal !== undefined ? { signal } : {};
+    if (await this.store.exists(home, options)) return { key: home, inTrash: false };
+    for await (const batch of this.store.listAll(TRASH_BATCHES_PREFIX, options)) {
+      const batchId = batch.key.slice(TRASH_BATCHES_PREFIX.length).replace(/\.json$/, '');
+      const key = trashChunkKey(batchId, hex);
+      if (await this.store.exists(key, options)) return { key, inTrash: true };
+    }
+    // A GC may have restored it from trash meanwhile.
+    if (await this.store.exists(home, options)) return { key: home, inTrash: false };
+    return undefined;
+  }
+
+  /** Every chunk in chunks/ with its object size and time, by hex id. */
+  async list(signal?: AbortSignal): Promise<Map<string, { size: number; modifiedAt: Date }>> {
+    const chunks = new Map<string, { size: number; modifiedAt: Date }>();
+    for await (const object of this.store.listAll('chunks/', signal !== undefined ? { signal } : {})) {
+      const id = chunkIdOfKey(object.key);
+      if (id !== undefined) chunks.set(id, { size: object.size, modifiedAt: object.modifiedAt });
+    }
+    return chunks;
+  }
+}
+
+export function assertBlockLength(length: number, expected: number, context: RepositoryErrorContext): void {
+  if (length !== expected) {
+    throw new RepositoryError(
+      'INVALID_BLOCK',
+      `block ${String(context.block)} of disk ${String(context.disk)} is ${length} bytes, expected ${expected} ` +
+        '(2 MiB, or the remainder for the last block of the disk)',
+      context,
+    );
+  }
+}

@@ -1,0 +1,14 @@
+/** Authenticated encryption of one object: one driver per algorithm, chosen by `chunkCipher(name)`. */
+export type CipherName = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface ChunkCipher {
+  readonly name: CipherName;
+  /** The byte stored in every object header (0 = not encrypted). */
+  readonly id: number;
+  /** Bytes added to the plaintext: nonce + tag. */
+  readonly overhead: number;
+  /** Returns nonce | ciphertext | tag, with a fresh random nonce. */
+  seal(key: Buffer, plaintext: Buffer, associatedData: Buffer): Buffer;
+  /** Throws when the tag does not authenticate (wrong key, altered bytes or associated data). */
+  open(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
+}

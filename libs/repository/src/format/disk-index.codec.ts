@@ -1,0 +1,114 @@
+import { EnvelopeError } from './object.envelope';
+
+/**
+ * A restore point's map of one disk: block number -> chunk id. Compact binary, then sealed in an
+ * index envelope (compressed, encrypted like chunks):
+ *
+ *   0 magic "HVDI"  4 version u8 (1)  5..7 reserved  8 block size u32  12 virtual size u64
+ *   20 block count u32  24 allocated count u32  28 bitmap (1 bit per block, MSB first)
+ *   then one 32-byte chunk id per set bit, in block order.
+ *
+ * An absent block reads as zeros: all-zero blocks and never-written blocks cost one bit.
+ */
+const MAGIC = 'HVDI';
+const VERSION = 1;
+const HEADER_LENGTH = 28;
+export const CHUNK_ID_LENGTH = 32;
+
+export class DiskIndex {
+  private readonly ids: (Buffer | undefined)[];
+
+  constructor(
+    readonly virtualSize: number,
+    readonly blockSize: number,
+  ) {
+    this.ids = new Array<Buffer | undefined>(blockCountOf(virtualSize, blockSize));
+  }
+
+  get blockCount(): number {
+    return this.ids.length;
+  }
+
+  get allocatedCount(): number {
+    let count = 0;
+    for (const id of this.ids) if (id !== undefined) count++;
+    return count;
+  }
+
+  /** Bytes of block `index` (the last block may be shorter than the block size). */
+  blockLength(index: number): number {
+    return Math.min(this.blockSize, this.virtualSize - index * this.blockSize);
+  }
+
+  set(index: number, chunkId: Buffer | undefined): void {
+    this.ids[index] = chunkId;
+  }
+
+  get(index: number): Buffer | undefined {
+    return this.ids[index];
+  }
+
+  /** Allocated block numbers, ascending. */
+  *allocatedBlocks(): Generator<number> {
+    for (let index = 0; index < this.ids.length; index++) if (this.ids[index] !== undefined) yield index;
+  }
+
+  *chunkIds(): Generator<Buffer> {
+    for (const id of this.ids) if (id !== undefined) yield id;
+  }
+
+  encode(): Buffer {
+    const bitmapLength = Math.ceil(this.blockCount / 8);
+    const allocated = this.allocatedCount;
+    const out = Buffer.alloc(HEADER_LENGTH + bitmapLength + allocated * CHUNK_ID_LENGTH);
+    out.write(MAGIC, 0, 'latin1');
+    out[4] = VERSION;
+    out.writeUInt32BE(this.blockSize, 8);
+    out.writeBigUInt64BE(BigInt(this.virtualSize), 12);
+    out.writeUInt32BE(this.blockCount, 20);
+    out.writeUInt32BE(allocated, 24);
+    let idOffset = HEADER_LENGTH + bitmapLength;
+    for (let index = 0; index < this.ids.length; index++) {
+      const id = this.ids[index];
+      if (id === undefined) continue;
+      out[HEADER_LENGTH + (index >> 3)] |= 0x80 >> (index & 7);
+      id.copy(out, idOffset);
+      idOffset += CHUNK_ID_LENGTH;
+    }
+    return out;
+  }
+
+  static decode(bytes: Buffer): DiskIndex {
+    if (bytes.length < HEADER_LENGTH || bytes.toString('latin1', 0, 4) !== MAGIC) {
+      throw new EnvelopeError('not a disk index (bad magic or too short)');
+    }
+    if (bytes[4] !== VERSION) throw new EnvelopeError(`disk index version ${bytes[4]} is not supported`);
+    const blockSize = bytes.readUInt32BE(8);
+    const virtualSize = Number(bytes.readBigUInt64BE(12));
+    const blockCount = bytes.readUInt32BE(20);
+    const allocated = bytes.readUInt32BE(24);
+    if (blockSize === 0 || blockCount !== blockCountOf(virtualSize, blockSize)) {
+      throw new EnvelopeError(`disk index block count ${blockCount} does not match size ${virtualSize}`);
+    }
+    const bitmapLength = Math.ceil(blockCount / 8);
+    if (bytes.length !== HEADER_LENGTH + bitmapLength + allocated * CHUNK_ID_LENGTH) {
+      throw new EnvelopeError(`disk index is ${bytes.length} bytes, its header announces another length`);
+    }
+    const index = new DiskIndex(virtualSize, blockSize);
+    let idOffset = HEADER_LENGTH + bitmapLength;
+    for (let block = 0; block < blockCount; block++) {
+      if (((bytes[HEADER_LENGTH + (block >> 3)] ?? 0) & (0x80 >> (block & 7))) === 0) continue;
+      if (idOffset + CHUNK_ID_LENGTH > bytes.length)
+        throw new EnvelopeError('disk index bitmap has more bits than ids');
+      // Copy: the decoded buffer may be large and must not stay alive through subarrays.
+      index.set(block, Buffer.from(bytes.subarray(idOffset, idOffset + CHUNK_ID_LENGTH)));
+      idOffset += CHUNK_ID_LENGTH;
+    }
+    if (idOffset !== bytes.length) throw new EnvelopeError('disk index has fewer bits set than ids stored');
+    return index;
+  }
+}
+
+export function blockCountOf(virtualSize: number, blockSize: number): number {
+  return Math.ceil(virtualSize / blockSize);
+}

@@ -1,0 +1,159 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { CodecName } from '../codecs/chunk-codec';
+import { chunkCodec, chunkCodecById } from '../codecs/codec.registry';
+import type { ChunkCipher } from '../ciphers/chunk-cipher';
+import { chunkCipherById } from '../ciphers/cipher.registry';
+
+/**
+ * Every object the repository writes, except repository.json, is an envelope:
+ *
+ *   0  magic (4 bytes, one per kind)      8  plaintext length (u32 BE)
+ *   4  format version (1)                12 payload length (u32 BE, after compression)
+ *   5  codec id   6 cipher id   7 flags   16 body
+ *
+ * body = payload (+ SHA-256 of the plaintext when flag 0x01), or nonce | sealed payload | tag when
+ * encrypted, with header + associated data (chunk id, or the object's key) authenticated.
+ */
+export const ENVELOPE_VERSION = 1;
+export const ENVELOPE_HEADER_LENGTH = 16;
+const FLAG_PLAINTEXT_DIGEST = 0x01;
+
+export type ObjectKind = 'chunk' | 'index' | 'manifest';
+
+const MAGIC: Record<ObjectKind, string> = { chunk: 'HVCK', index: 'HVIX', manifest: 'HVMF' };
+
+export interface SealOptions {
+  kind: ObjectKind;
+  plaintext: Buffer;
+  codec: CodecName;
+  level?: number;
+  /** Encrypts when given. */
+  cipher?: { cipher: ChunkCipher; key: Buffer };
+  /** Bound into the tag: the chunk id, or the object key of an index / manifest. */
+  associatedData: Buffer;
+  /** Stores a SHA-256 of the plaintext (objects not already named by their digest). */
+  digest: boolean;
+}
+
+/** A well-formed object failed to decode; `reason` is for humans, the caller adds the names. */
+export class EnvelopeError extends Error {
+  override readonly name = 'EnvelopeError';
+}
+
+export async function sealObject(options: SealOptions): Promise<Buffer> {
+  const { plaintext } = options;
+  let codec = chunkCodec(options.codec);
+  let payload = await codec.compress(plaintext, options.level);
+  // Incompressible data is stored as is: never pay the expansion.
+  if (codec.name !== 'none' && payload.length >= plaintext.length) {
+    codec = chunkCodec('none');
+    payload = plaintext;
+  }
+  const header = Buffer.alloc(ENVELOPE_HEADER_LENGTH);
+  header.write(MAGIC[options.kind], 0, 'latin1');
+  header[4] = ENVELOPE_VERSION;
+  header[5] = codec.id;
+  header[6] = options.cipher?.cipher.id ?? 0;
+  const withDigest = options.digest && options.cipher === undefined;
+  header[7] = withDigest ? FLAG_PLAINTEXT_DIGEST : 0;
+  header.writeUInt32BE(plaintext.length, 8);
+  header.writeUInt32BE(payload.length, 12);
+  if (options.cipher !== undefined) {
+    const sealed = options.cipher.cipher.seal(
+      options.cipher.key,
+      payload,
+      Buffer.concat([header, options.associatedData]),
+    );
+    return Buffer.concat([header, sealed]);
+  }
+  return withDigest
+    ? Buffer.concat([header, payload, createHash('sha256').update(plaintext).digest()])
+    : Buffer.concat([header, payload]);
+}
+
+export interface OpenOptions {
+  kind: ObjectKind;
+  object: Buffer;
+  associatedData: Buffer;
+  /** Required when the object is encrypted; the cipher comes from the header. */
+  key?: Buffer;
+  /** Rejects an unencrypted object in an encrypted repository (a planted object). */
+  requireEncryption: boolean;
+}
+
+export interface OpenedObject {
+  plaintext: Buffer;
+  codec: CodecName;
+  encrypted: boolean;
+}
+
+export async function openObject(options: OpenOptions): Promise<OpenedObject> {
+  const { object } = options;
+  if (object.length < ENVELOPE_HEADER_LENGTH) {
+    throw new EnvelopeError(
+      `object is ${object.length} bytes, shorter than the ${ENVELOPE_HEADER_LENGTH}-byte header`,
+    );
+  }
+  const magic = object.toString('latin1', 0, 4);
+  if (magic !== MAGIC[options.kind]) {
+    throw new EnvelopeError(`bad magic "${magic}", expected ${options.kind} magic "${MAGIC[options.kind]}"`);
+  }
+  if (object[4] !== ENVELOPE_VERSION) {
+    throw new EnvelopeError(
+      `envelope version ${object[4]} is not supported (this build reads ${ENVELOPE_VERSION})`,
+    );
+  }
+  const codec = chunkCodecById(object[5] ?? -1);
+  if (codec === undefined) throw new EnvelopeError(`unknown codec id ${object[5]}`);
+  const cipherId = object[6] ?? 0;
+  const flags = object[7] ?? 0;
+  const plaintextLength = object.readUInt32BE(8);
+  const payloadLength = object.readUInt32BE(12);
+  const header = object.subarray(0, ENVELOPE_HEADER_LENGTH);
+  const body = object.subarray(ENVELOPE_HEADER_LENGTH);
+  let payload: Buffer;
+  if (cipherId !== 0) {
+    const cipher = chunkCipherById(cipherId);
+    if (cipher === undefined) throw new EnvelopeError(`unknown cipher id ${cipherId}`);
+    if (options.key === undefined)
+      throw new EnvelopeError('object is encrypted but the repository has no key');
+    if (body.length !== payloadLength + cipher.overhead) {
+      throw new EnvelopeError(
+        `body is ${body.length} bytes, header announces ${payloadLength + cipher.overhead}`,
+      );
+    }
+    try {
+      payload = cipher.open(options.key, body, Buffer.concat([header, options.associatedData]));
+    } catch {
+      throw new EnvelopeError(
+        `${cipher.name} authentication failed (altered bytes or object stored under another name)`,
+      );
+    }
+  } else {
+    if (options.requireEncryption)
+      throw new EnvelopeError('object is not encrypted in an encrypted repository');
+    const digestLength = flags & FLAG_PLAINTEXT_DIGEST ? 32 : 0;
+    if (body.length !== payloadLength + digestLength) {
+      throw new EnvelopeError(
+        `body is ${body.length} bytes, header announces ${payloadLength + digestLength}`,
+      );
+    }
+    payload = body.subarray(0, payloadLength);
+  }
+  let plaintext: Buffer;
+  try {
+    plaintext = await codec.decompress(payload, plaintextLength);
+  } catch (error) {
+    throw new EnvelopeError(`${codec.name} decompression failed: ${(error as Error).message}`);
+  }
+  if (plaintext.length !== plaintextLength) {
+    throw new EnvelopeError(`decoded ${plaintext.length} bytes, header announces ${plaintextLength}`);
+  }
+  if (cipherId === 0 && flags & FLAG_PLAINTEXT_DIGEST) {
+    const expected = body.subarray(payloadLength);
+    const actual = createHash('sha256').update(plaintext).digest();
+    if (!timingSafeEqual(expected, actual))
+      throw new EnvelopeError('SHA-256 of the content does not match the stored digest');
+  }
+  return { plaintext, codec: codec.name, encrypted: cipherId !== 0 };
+}

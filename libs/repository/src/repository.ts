@@ -1,0 +1,381 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import { ChunkStore } from './chunk.store';
+import type { CompressionSetting } from './codecs/chunk-codec';
+import { validateCompression } from './codecs/codec.registry';
+import type { CipherName } from './ciphers/chunk-cipher';
+import { chunkCipher, validateCipherName } from './ciphers/cipher.registry';
+import { DiskIndex } from './format/disk-index.codec';
+import { EnvelopeError, openObject, sealObject } from './format/object.envelope';
+import {
+  REPOSITORY_BLOCK_SIZE,
+  REPOSITORY_FORMAT,
+  REPOSITORY_FORMAT_VERSION,
+  parseRepositoryConfig,
+  type RepositoryConfig,
+  type ScryptParameters,
+} from './format/repository.config';
+import {
+  CONFIG_KEY,
+  RESTORE_POINTS_PREFIX,
+  isRestorePointId,
+  manifestKey,
+  restorePointIdOfKey,
+  restorePointPrefix,
+} from './format/repository.layout';
+import {
+  parseManifest,
+  restorePointLabel,
+  type RestorePointManifest,
+  type RestorePointMeta,
+} from './format/restore-point.manifest';
+import {
+  createEncryption,
+  deriveRepositoryKeys,
+  rewrapMasterKey,
+  unwrapMasterKey,
+  type RepositoryKeys,
+  type RepositorySecret,
+} from './repository.keys';
+import { RepositoryError } from './repository.errors';
+import { RestorePointReader } from './restore-point.reader';
+import { RestorePointWriter, type RestorePointWriterOptions } from './restore-point.writer';
+import {
+  collectGarbage,
+  type GarbageCollectionOptions,
+  type GarbageCollectionReport,
+} from './gc/garbage.collector';
+import { verifyRepository, type VerifyOptions, type VerifyReport } from './repository.verifier';
+import { repositoryStatistics, type RepositoryStatistics } from './repository.statistics';
+import { mapConcurrent } from './concurrency';
+
+export interface InitRepositoryOptions {
+  /** Encrypts the repository when given. Keep it: without it nothing can be restored. */
+  key?: RepositorySecret;
+  compression?: CompressionSetting;
+  cipher?: CipherName;
+  /** scrypt cost; the default (N=2^15, r=8, p=1) takes ~0.1 s and 32 MiB. */
+  kdf?: Partial<Pick<ScryptParameters, 'N' | 'r' | 'p'>>;
+}
+
+export interface OpenRepositoryOptions {
+  key?: RepositorySecret;
+}
+
+/** Creates a repository on an empty place of a remote. Fails if one is already there. */
+export async function initRepository(
+  store: RemoteStore,
+  options: InitRepositoryOptions = {},
+): Promise<Repository> {
+  const compression = validateCompression(options.compression ?? { codec: 'zstd', level: 1 });
+  const base = {
+    format: REPOSITORY_FORMAT,
+    version: REPOSITORY_FORMAT_VERSION,
+    repositoryId: randomUUID(),
+    createdAt: new Date().toISOString(),
+    blockSize: REPOSITORY_BLOCK_SIZE,
+    compression,
+  } as const;
+  let config: RepositoryConfig;
+  let masterKey: Buffer | undefined;
+  if (options.key !== undefined) {
+    const cipher = validateCipherName(options.cipher ?? 'aes-256-gcm');
+    const identity = { ...base, chunkId: 'hmac-sha256' as const };
+    const created = await createEncryption(options.key, identity, cipher, options.kdf);
+    masterKey = created.masterKey;
+    config = { ...identity, encryption: created.encryption };
+  } else {
+    config = { ...base, chunkId: 'sha256', encryption: null };
+  }
+  const written = await store.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+  if (!written) {
+    throw new RepositoryError(
+      'ALREADY_INITIALIZED',
+      `remote ${store.name} already holds a repository (repository.json exists); open it instead`,
+      { remote: store.name, key: CONFIG_KEY },
+    );
+  }
+  return new Repository(store, config, masterKey);
+}
+
+/**
+ * Opens a repository. With encryption, the key is checked here, before anything is written: a
+ * wrong key is WRONG_KEY, a missing one KEY_REQUIRED.
+ */
+export async function openRepository(
+  store: RemoteStore,
+  options: OpenRepositoryOptions = {},
+): Promise<Repository> {
+  let body: Buffer;
+  try {
+    body = await store.getBuffer(CONFIG_KEY);
+  } catch (error) {
+    if (isRemoteError(error, 'NOT_FOUND')) {
+      throw new RepositoryError(
+        'NOT_INITIALIZED',
+        `remote ${store.name} holds no repository (no repository.json); initialise one first`,
+        { remote: store.name, key: CONFIG_KEY },
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  const config = parseRepositoryConfig(store.name, body);
+  if (config.encryption === null) {
+    if (options.key !== undefined) {
+      throw new RepositoryError(
+        'KEY_NOT_EXPECTED',
+        `the repository on remote ${store.name} is not encrypted but a key was given; check the remote is the intended one`,
+        { remote: store.name },
+      );
+    }
+    return new Repository(store, config, undefined);
+  }
+  if (options.key === undefined) {
+    throw new RepositoryError(
+      'KEY_REQUIRED',
+      `the repository on remote ${store.name} is encrypted; give its key`,
+      { remote: store.name },
+    );
+  }
+  return new Repository(store, config, await unwrapMasterKey(store.name, options.key, config));
+}
+
+/** A summary of a restore point, as listed. */
+export interface RestorePointSummary {
+  id: string;
+  label: string;
+  manifest: RestorePointManifest;
+}
+
+/** A repository opened on a remote (see docs/repository-format.md). */
+export class Repository {
+  readonly chunks: ChunkStore;
+  private readonly keys: RepositoryKeys | undefined;
+
+  /** @internal use initRepository / openRepository */
+  constructor(
+    readonly store: RemoteStore,
+    private config: RepositoryConfig,
+    private readonly masterKey: Buffer | undefined,
+  ) {
+    this.keys = masterKey !== undefined ? deriveRepositoryKeys(masterKey, config.repositoryId) : undefined;
+    const cipher = config.encryption !== null ? chunkCipher(config.encryption.cipher) : undefined;
+    this.chunks = new ChunkStore(store, config.compression, this.keys, cipher);
+  }
+
+  get id(): string {
+    return this.config.repositoryId;
+  }
+
+  get encrypted(): boolean {
+    return this.config.encryption !== null;
+  }
+
+  get blockSize(): number {
+    return this.config.blockSize;
+  }
+
+  get compression(): CompressionSetting {
+    return this.config.compression;
+  }
+
+  /** The stored configuration (no secret in it). */
+  get settings(): Readonly<RepositoryConfig> {
+    return this.config;
+  }
+
+  /** Starts a restore point: registers a writer session, loads the known-chunk set. */
+  async createRestorePointWriter(
+    meta: RestorePointMeta,
+    options: RestorePointWriterOptions = {},
+  ): Promise<RestorePointWriter> {
+    return RestorePointWriter.start(this, meta, options);
+  }
+
+  async listRestorePoints(
+    filter: { vmUuid?: string; tenant?: string; signal?: AbortSignal } = {},
+  ): Promise<RestorePointSummary[]> {
+    const ids = await this.listRestorePointIds(filter.signal);
+    const manifests = await mapConcurrent(ids, 8, (id) => this.readManifest(id, filter.signal));
+    return manifests
+      .filter((manifest) => filter.vmUuid === undefined || manifest.vm.uuid === filter.vmUuid)
+      .filter((manifest) => filter.tenant === undefined || manifest.tenant === filter.tenant)
+      .map((manifest) => ({ id: manifest.id, label: restorePointLabel(manifest), manifest }));
+  }
+
+  /** Ids of committed restore points (a manifest exists), oldest first. */
+  async listRestorePointIds(signal?: AbortSignal): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const object of this.store.listAll(
+      RESTORE_POINTS_PREFIX,
+      signal !== undefined ? { signal } : {},
+    )) {
+      const id = restorePointIdOfKey(object.key);
+      if (id !== undefined && object.key === manifestKey(id)) ids.push(id);
+    }
+    return ids.sort();
+  }
+
+  async openRestorePoint(id: string, signal?: AbortSignal): Promise<RestorePointReader> {
+    const manifest = await this.readManifest(id, signal);
+    const indexes = await Promise.all(
+      manifest.disks.map((disk) => this.readDiskIndex(manifest, disk.key, signal)),
+    );
+    return new RestorePointReader(this, manifest, indexes);
+  }
+
+  /**
+   * Expiry: removes the manifest (the restore point disappears at once), then its indexes.
+   * Chunks stay until garbage collection finds them unreferenced.
+   */
+  async deleteRestorePoint(id: string, signal?: AbortSignal): Promise<void> {
+    this.assertRestorePointId(id);
+    const options = signal !== undefined ? { signal } : {};
+    await this.store.delete(manifestKey(id), options);
+    for await (const object of this.store.listAll(restorePointPrefix(id), options)) {
+      await this.store.delete(object.key, options);
+    }
+  }
+
+  async collectGarbage(options: GarbageCollectionOptions = {}): Promise<GarbageCollectionReport> {
+    return collectGarbage(this, options);
+  }
+
+  async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
+    return verifyRepository(this, options);
+  }
+
+  async statistics(signal?: AbortSignal): Promise<RepositoryStatistics> {
+    return repositoryStatistics(this, signal);
+  }
+
+  /** Re-wraps the master key under a new passphrase; chunks are untouched. */
+  async changeKey(newKey: RepositorySecret): Promise<void> {
+    if (this.masterKey === undefined) {
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `the repository on remote ${this.store.name} is not encrypted; it has no key to change`,
+      );
+    }
+    const encryption = await rewrapMasterKey(this.masterKey, newKey, this.config);
+    const config = { ...this.config, encryption };
+    await this.store.put(CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    this.config = config;
+  }
+
+  // ---- metadata objects (indexes and manifests), used by writer, reader, GC and verify ----
+
+  /** @internal */
+  async sealMetadata(kind: 'index' | 'manifest', key: string, plaintext: Buffer): Promise<Buffer> {
+    return sealObject({
+      kind,
+      plaintext,
+      codec: this.config.compression.codec === 'none' ? 'none' : 'zstd',
+      ...(this.keys !== undefined && this.config.encryption !== null
+        ? { cipher: { cipher: chunkCipher(this.config.encryption.cipher), key: this.keys.metadataSeal } }
+        : {}),
+      associatedData: Buffer.from(key),
+      digest: true,
+    });
+  }
+
+  /** @internal */
+  async openMetadata(kind: 'index' | 'manifest', key: string, object: Buffer): Promise<Buffer> {
+    const { plaintext } = await openObject({
+      kind,
+      object,
+      associatedData: Buffer.from(key),
+      ...(this.keys !== undefined ? { key: this.keys.metadataSeal } : {}),
+      requireEncryption: this.keys !== undefined,
+    });
+    return plaintext;
+  }
+
+  async readManifest(id: string, signal?: AbortSignal): Promise<RestorePointManifest> {
+    this.assertRestorePointId(id);
+    const key = manifestKey(id);
+    let object: Buffer;
+    try {
+      object = await this.store.getBuffer(key, signal !== undefined ? { signal } : {});
+    } catch (error) {
+      if (isRemoteError(error, 'NOT_FOUND')) {
+        throw new RepositoryError(
+          'RESTORE_POINT_NOT_FOUND',
+          `restore point ${id} does not exist in the repository on remote ${this.store.name} (expired, or never committed)`,
+          { remote: this.store.name, restorePoint: id, key },
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    try {
+      return parseManifest(await this.openMetadata('manifest', key, object), id);
+    } catch (error) {
+      if (error instanceof EnvelopeError) {
+        throw new RepositoryError(
+          'MANIFEST_DAMAGED',
+          `the manifest of restore point ${id} on remote ${this.store.name} is damaged (${error.message}); ` +
+            'this restore point cannot be used, restore from a mirror',
+          { remote: this.store.name, restorePoint: id, key },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async readDiskIndex(
+    manifest: RestorePointManifest,
+    diskKey: string,
+    signal?: AbortSignal,
+  ): Promise<DiskIndex> {
+    const disk = manifest.disks.find((candidate) => candidate.key === diskKey);
+    if (disk === undefined) {
+      throw new RepositoryError(
+        'DISK_NOT_FOUND',
+        `restore point ${manifest.id} has no disk "${diskKey}" (it has ${manifest.disks.map((d) => d.key).join(', ') || 'none'})`,
+        { restorePoint: manifest.id, disk: diskKey },
+      );
+    }
+    const damaged = (reason: string, cause?: unknown): RepositoryError =>
+      new RepositoryError(
+        'INDEX_DAMAGED',
+        `the index of disk ${diskKey} of restore point ${restorePointLabel(manifest)} on remote ${this.store.name} ` +
+          `is damaged (${reason}); this restore point cannot be used, restore from a mirror`,
+        { remote: this.store.name, restorePoint: manifest.id, disk: diskKey, key: disk.index },
+        { cause },
+      );
+    let object: Buffer;
+    try {
+      object = await this.store.getBuffer(disk.index, signal !== undefined ? { signal } : {});
+    } catch (error) {
+      if (isRemoteError(error, 'NOT_FOUND')) throw damaged('index object is missing', error);
+      throw error;
+    }
+    try {
+      const plaintext = await this.openMetadata('index', disk.index, object);
+      if (createHash('sha256').update(plaintext).digest('hex') !== disk.indexDigest) {
+        throw new EnvelopeError('index digest differs from the one in the manifest');
+      }
+      const index = DiskIndex.decode(plaintext);
+      if (index.virtualSize !== disk.virtualSize)
+        throw new EnvelopeError('index size differs from the manifest');
+      return index;
+    } catch (error) {
+      if (error instanceof EnvelopeError) throw damaged(error.message, error);
+      throw error;
+    }
+  }
+
+  private assertRestorePointId(id: string): void {
+    if (!isRestorePointId(id)) {
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `"${id}" is not a restore point id (expected like 20261126T070000123Z-0123456789ab)`,
+        {
+          restorePoint: id,
+        },
+      );
+    }
+  }
+}

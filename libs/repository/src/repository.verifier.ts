@@ -1,0 +1,167 @@
+import type { Repository } from './repository';
+import { chunkKey } from './format/repository.layout';
+import { restorePointLabel } from './format/restore-point.manifest';
+import { ChunkIntegrityError, RepositoryError } from './repository.errors';
+import { mapConcurrent } from './concurrency';
+
+export interface VerifyOptions {
+  /**
+   * Which chunks to re-read and re-hash: all (default), a fraction (0 < sample < 1, chosen at
+   * random), or a count (sample >= 1). Presence of every referenced chunk is always checked.
+   */
+  sample?: number;
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: { checkedChunks: number; totalChunks: number }) => void;
+}
+
+export interface DamagedChunk {
+  chunkId: string;
+  key: string;
+  reason: string;
+  /** Labels of the restore points that reference it. */
+  restorePoints: string[];
+}
+
+export interface BrokenRestorePoint {
+  id: string;
+  label: string;
+  vmUuid: string | undefined;
+  reasons: string[];
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  restorePoints: number;
+  chunks: number;
+  checkedChunks: number;
+  checkedBytes: number;
+  damagedChunks: DamagedChunk[];
+  missingChunks: DamagedChunk[];
+  /** Chunks still referenced but sitting in GC trash (readable; the next GC brings them home). */
+  chunksInTrash: number;
+  brokenRestorePoints: BrokenRestorePoint[];
+}
+
+/** Re-reads and re-hashes chunks, and names every restore point a bad chunk or index breaks. */
+export async function verifyRepository(
+  repository: Repository,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const signal = options.signal;
+  const concurrency = options.concurrency ?? 4;
+  const broken = new Map<string, BrokenRestorePoint>();
+  const users = new Map<string, Set<string>>();
+  const breakRestorePoint = (id: string, label: string, vmUuid: string | undefined, reason: string): void => {
+    const entry = broken.get(id) ?? { id, label, vmUuid, reasons: [] };
+    entry.reasons.push(reason);
+    broken.set(id, entry);
+  };
+
+  const ids = await repository.listRestorePointIds(signal);
+  await mapConcurrent(ids, concurrency, async (id) => {
+    let manifest;
+    try {
+      manifest = await repository.readManifest(id, signal);
+    } catch (error) {
+      if (error instanceof RepositoryError && error.code === 'RESTORE_POINT_NOT_FOUND') return;
+      if (error instanceof RepositoryError) return breakRestorePoint(id, id, undefined, error.message);
+      throw error;
+    }
+    const label = restorePointLabel(manifest);
+    for (const disk of manifest.disks) {
+      try {
+        const index = await repository.readDiskIndex(manifest, disk.key, signal);
+        for (const chunk of index.chunkIds()) {
+          const hex = chunk.toString('hex');
+          let set = users.get(hex);
+          if (set === undefined) users.set(hex, (set = new Set()));
+          set.add(`${id}\u0000${label}\u0000${manifest.vm.uuid}`);
+        }
+      } catch (error) {
+        if (error instanceof RepositoryError) breakRestorePoint(id, label, manifest.vm.uuid, error.message);
+        else throw error;
+      }
+    }
+  });
+
+  const stored = await repository.chunks.list(signal);
+  const report: VerifyReport = {
+    ok: true,
+    restorePoints: ids.length,
+    chunks: stored.size,
+    checkedChunks: 0,
+    checkedBytes: 0,
+    damagedChunks: [],
+    missingChunks: [],
+    chunksInTrash: 0,
+    brokenRestorePoints: [],
+  };
+  const labelsOf = (hex: string): string[] =>
+    [...(users.get(hex) ?? [])].map((entry) => entry.split('\u0000')[1] ?? entry);
+  const breakAll = (hex: string, reason: string): void => {
+    for (const entry of users.get(hex) ?? []) {
+      const [id = '', label = '', vm] = entry.split('\u0000');
+      breakRestorePoint(id, label, vm, reason);
+    }
+  };
+
+  // Presence: every referenced chunk must be at home or (after a GC raced a backup) in trash.
+  const absent = [...users.keys()].filter((hex) => !stored.has(hex));
+  await mapConcurrent(absent, concurrency, async (hex) => {
+    const location = await repository.chunks.locate(Buffer.from(hex, 'hex'), signal);
+    if (location !== undefined) {
+      report.chunksInTrash++;
+      return;
+    }
+    report.missingChunks.push({
+      chunkId: hex,
+      key: chunkKey(hex),
+      reason: 'missing',
+      restorePoints: labelsOf(hex),
+    });
+    breakAll(hex, `chunk ${hex} is missing`);
+  });
+
+  // Content: re-read, authenticate and re-hash.
+  let toCheck = [...stored.keys()];
+  const sample = options.sample;
+  if (sample !== undefined && sample > 0 && (sample < 1 ? sample < 1 : sample < toCheck.length)) {
+    const count = sample < 1 ? Math.max(1, Math.round(toCheck.length * sample)) : Math.floor(sample);
+    for (let i = toCheck.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [toCheck[i], toCheck[j]] = [toCheck[j] as string, toCheck[i] as string];
+    }
+    toCheck = toCheck.slice(0, count);
+  }
+  await mapConcurrent(toCheck, concurrency, async (hex) => {
+    signal?.throwIfAborted();
+    const id = Buffer.from(hex, 'hex');
+    try {
+      const object = await repository.store.getBuffer(chunkKey(hex), signal !== undefined ? { signal } : {});
+      report.checkedBytes += object.length;
+      await repository.chunks.open(id, object, {});
+    } catch (error) {
+      if (
+        !(error instanceof ChunkIntegrityError) &&
+        !(error instanceof Error && 'code' in error && error.code === 'NOT_FOUND')
+      )
+        throw error;
+      const reason =
+        error instanceof ChunkIntegrityError ? error.reason : 'vanished while verifying (removed by GC?)';
+      if (error instanceof ChunkIntegrityError || users.has(hex)) {
+        report.damagedChunks.push({ chunkId: hex, key: chunkKey(hex), reason, restorePoints: labelsOf(hex) });
+        breakAll(hex, `chunk ${hex} is damaged (${reason})`);
+      }
+    }
+    report.checkedChunks++;
+    options.onProgress?.({ checkedChunks: report.checkedChunks, totalChunks: toCheck.length });
+  });
+
+  report.brokenRestorePoints = [...broken.values()].sort((a, b) => a.id.localeCompare(b.id));
+  report.ok =
+    report.damagedChunks.length === 0 &&
+    report.missingChunks.length === 0 &&
+    report.brokenRestorePoints.length === 0;
+  return report;
+}

@@ -1,0 +1,342 @@
+import { createHash } from 'node:crypto';
+import type { Repository } from './repository';
+import { DiskIndex } from './format/disk-index.codec';
+import { diskIndexKey, manifestKey, newRestorePointId, restorePointPrefix } from './format/repository.layout';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  restorePointLabel,
+  type DiskMeta,
+  type RestorePointDisk,
+  type RestorePointManifest,
+  type RestorePointMeta,
+} from './format/restore-point.manifest';
+import { assertBlockLength } from './chunk.store';
+import { RepositoryError } from './repository.errors';
+import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
+
+export interface DiskBlock {
+  /** Block number (offset / 2 MiB). */
+  index: number;
+  /** 2 MiB (the last block of a disk may be shorter). Owned by the writer once yielded: do not reuse it. */
+  data: Buffer;
+}
+
+export interface WriteProgress {
+  disk: string;
+  /** Bytes of blocks handled so far in this restore point (zero blocks included). */
+  bytesDone: number;
+  /** From options.expectedBytes, else the sum of the virtual sizes of the disks started so far. */
+  bytesTotal: number;
+  uploadedChunks: number;
+  uploadedBytes: number;
+  reusedChunks: number;
+  zeroBlocks: number;
+}
+
+export interface RestorePointWriterOptions {
+  onProgress?: (progress: WriteProgress) => void;
+  /** Chunks sealed and uploaded at once (memory: about 2 × 2 MiB each). Default 4. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  /** Total bytes for progress when known in advance (e.g. the sum of the disks' sizes). */
+  expectedBytes?: number;
+  /** How long the writer's marker stays live without renewal (GC protocol). Default 10 min. */
+  sessionTtlMs?: number;
+  /**
+   * 'list' (default): learn which chunks exist by listing chunks/ once at start (one request per
+   * 1000 chunks), so existing chunks are skipped without a request each. 'none': rely on
+   * putIfAbsent alone (each block is sealed and offered; the remote refuses duplicates).
+   */
+  knownChunks?: 'list' | 'none';
+  /** The time recorded as createdAt (e.g. the snapshot time). Default: now. */
+  createdAt?: Date;
+}
+
+/** Chunk ids as 32-char latin1 strings: half the memory of hex keys in a Set. */
+function idKey(id: Buffer): string {
+  return id.toString('latin1');
+}
+
+/**
+ * Writes one restore point: disks first (chunks, then each disk's index), the manifest last.
+ * Until commit() nothing is visible; abort() (or a crash) leaves only unreferenced objects that
+ * garbage collection removes.
+ */
+export class RestorePointWriter {
+  readonly id: string;
+  private readonly disks: RestorePointDisk[] = [];
+  private readonly knownChunks: Set<string>;
+  /** Chunks written or confirmed during this session (one upload per id, even across disks). */
+  private readonly sessionChunks = new Set<string>();
+  private readonly createdAt: Date;
+  private state: 'open' | 'writing' | 'failed' | 'committed' | 'aborted' = 'open';
+  private bytesDone = 0;
+  private bytesTotal = 0;
+  private counters = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0, zeroBlocks: 0 };
+
+  private constructor(
+    private readonly repository: Repository,
+    private readonly meta: RestorePointMeta,
+    private readonly options: RestorePointWriterOptions,
+    private readonly session: WriterSession,
+    knownChunks: Set<string>,
+    id: string,
+  ) {
+    this.id = id;
+    this.knownChunks = knownChunks;
+    this.createdAt = options.createdAt ?? new Date();
+  }
+
+  /** @internal use Repository.createRestorePointWriter */
+  static async start(
+    repository: Repository,
+    meta: RestorePointMeta,
+    options: RestorePointWriterOptions,
+  ): Promise<RestorePointWriter> {
+    if (typeof meta.vm.uuid !== 'string' || meta.vm.uuid === '' || typeof meta.vm.name !== 'string') {
+      throw new RepositoryError('INVALID_ARGUMENT', 'restore point meta needs vm.uuid and vm.name');
+    }
+    options.signal?.throwIfAborted();
+    const id = newRestorePointId(options.createdAt);
+    // Register BEFORE listing chunks: a GC that moves a listed chunk to trash then sees this session.
+    const session = await WriterSession.register(
+      repository.store,
+      id,
+      options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS,
+    );
+    const known = new Set<string>();
+    try {
+      if ((options.knownChunks ?? 'list') === 'list') {
+        for (const hex of (await repository.chunks.list(options.signal)).keys())
+          known.add(Buffer.from(hex, 'hex').toString('latin1'));
+      }
+    } catch (error) {
+      await session.end().catch(() => undefined);
+      throw error;
+    }
+    return new RestorePointWriter(repository, meta, options, session, known, id);
+  }
+
+  /** Streams one disk's blocks in (any order, each block at most once); absent blocks read as zeros. */
+  async writeDisk(
+    disk: DiskMeta,
+    blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
+  ): Promise<RestorePointDisk> {
+    this.assertState('open');
+    if (this.disks.some((existing) => existing.key === disk.key)) {
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `disk "${disk.key}" was already written to restore point ${this.id}`,
+        {
+          restorePoint: this.id,
+          disk: disk.key,
+        },
+      );
+    }
+    if (!Number.isSafeInteger(disk.virtualSize) || disk.virtualSize <= 0) {
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `disk "${disk.key}" has invalid virtual size ${disk.virtualSize}`,
+        {
+          restorePoint: this.id,
+          disk: disk.key,
+        },
+      );
+    }
+    this.state = 'writing';
+    try {
+      const entry = await this.ingestDisk(disk, blocks);
+      this.disks.push(entry);
+      this.state = 'open';
+      return entry;
+    } catch (error) {
+      this.state = 'failed';
+      throw error;
+    }
+  }
+
+  /** Writes the manifest: from now on the restore point exists. */
+  async commit(): Promise<RestorePointManifest> {
+    this.assertState('open');
+    this.options.signal?.throwIfAborted();
+    await this.session.renew();
+    this.session.assertAlive();
+    const manifest: RestorePointManifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      id: this.id,
+      ...this.meta,
+      createdAt: this.createdAt.toISOString(),
+      committedAt: new Date().toISOString(),
+      disks: this.disks,
+      sizes: {
+        logicalBytes: this.disks.reduce((sum, disk) => sum + disk.logicalBytes, 0),
+        uploadedBytes: this.disks.reduce((sum, disk) => sum + disk.uploadedBytes, 0),
+      },
+      writer: { session: this.session.id, host: this.session.host },
+    };
+    const key = manifestKey(this.id);
+    const sealed = await this.repository.sealMetadata('manifest', key, Buffer.from(JSON.stringify(manifest)));
+    const created = await this.repository.store.putIfAbsent(key, sealed);
+    if (!created) {
+      this.state = 'failed';
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `restore point ${restorePointLabel(manifest)} already exists; ids must be unique`,
+        {
+          restorePoint: this.id,
+        },
+      );
+    }
+    this.state = 'committed';
+    await this.session.end().catch(() => undefined);
+    return manifest;
+  }
+
+  /** Drops what was written (indexes; chunks are left for GC) and ends the session. */
+  async abort(): Promise<void> {
+    if (this.state === 'committed' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    try {
+      for await (const object of this.repository.store.listAll(restorePointPrefix(this.id))) {
+        await this.repository.store.delete(object.key);
+      }
+    } finally {
+      await this.session.end();
+    }
+  }
+
+  private async ingestDisk(
+    disk: DiskMeta,
+    blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
+  ): Promise<RestorePointDisk> {
+    const blockSize = this.repository.blockSize;
+    const index = new DiskIndex(disk.virtualSize, blockSize);
+    const seen = new Uint8Array(Math.ceil(index.blockCount / 8));
+    const zero = Buffer.alloc(blockSize);
+    const concurrency = Math.max(1, this.options.concurrency ?? 4);
+    const signal = this.options.signal;
+    const inFlight = new Set<Promise<void>>();
+    let uploadError: unknown;
+    let logicalBytes = 0;
+    const perDisk = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0 };
+    if (this.options.expectedBytes === undefined) this.bytesTotal += disk.virtualSize;
+
+    const upload = async (id: Buffer, data: Buffer): Promise<void> => {
+      const sealed = await this.repository.chunks.seal(id, data);
+      signal?.throwIfAborted();
+      const created = await this.repository.chunks.put(id, sealed, signal);
+      if (created) {
+        perDisk.uploadedChunks++;
+        perDisk.uploadedBytes += sealed.length;
+        this.counters.uploadedChunks++;
+        this.counters.uploadedBytes += sealed.length;
+      } else {
+        perDisk.reusedChunks++;
+        this.counters.reusedChunks++;
+      }
+    };
+
+    try {
+      for await (const block of blocks) {
+        if (uploadError !== undefined) break;
+        signal?.throwIfAborted();
+        const context = { restorePoint: this.id, disk: disk.key, block: block.index };
+        if (!Number.isInteger(block.index) || block.index < 0 || block.index >= index.blockCount) {
+          throw new RepositoryError(
+            'INVALID_BLOCK',
+            `block ${block.index} is outside disk "${disk.key}" (${index.blockCount} blocks of 2 MiB)`,
+            context,
+          );
+        }
+        const bit = 0x80 >> (block.index & 7);
+        if (((seen[block.index >> 3] ?? 0) & bit) !== 0) {
+          throw new RepositoryError(
+            'INVALID_BLOCK',
+            `block ${block.index} of disk "${disk.key}" was given twice`,
+            context,
+          );
+        }
+        seen[block.index >> 3] = (seen[block.index >> 3] ?? 0) | bit;
+        const expected = index.blockLength(block.index);
+        // A VHD source pads the last block to 2 MiB: keep only the bytes inside the disk.
+        const data =
+          block.data.length === blockSize && expected < blockSize
+            ? block.data.subarray(0, expected)
+            : block.data;
+        assertBlockLength(data.length, expected, context);
+        this.bytesDone += data.length;
+        if (data.equals(zero.subarray(0, data.length))) {
+          this.counters.zeroBlocks++;
+          this.reportProgress(disk.key);
+          continue;
+        }
+        logicalBytes += data.length;
+        const id = this.repository.chunks.idOf(data);
+        index.set(block.index, id);
+        const key = idKey(id);
+        if (this.sessionChunks.has(key) || this.knownChunks.has(key)) {
+          perDisk.reusedChunks++;
+          this.counters.reusedChunks++;
+          this.reportProgress(disk.key);
+          continue;
+        }
+        this.sessionChunks.add(key);
+        const task: Promise<void> = upload(id, data).then(
+          () => {
+            inFlight.delete(task);
+            this.reportProgress(disk.key);
+          },
+          (error: unknown) => {
+            inFlight.delete(task);
+            uploadError ??= error;
+          },
+        );
+        inFlight.add(task);
+        // Back-pressure: the source is not read further while `concurrency` chunks are in flight.
+        if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      }
+    } finally {
+      // Tasks never reject (errors land in uploadError): waiting for them cannot throw.
+      await Promise.all(inFlight);
+    }
+    if (uploadError !== undefined) throw uploadError;
+
+    const plaintext = index.encode();
+    const indexKey = diskIndexKey(this.id, this.disks.length);
+    await this.repository.store.put(
+      indexKey,
+      await this.repository.sealMetadata('index', indexKey, plaintext),
+      signal ? { signal } : {},
+    );
+    return {
+      ...disk,
+      index: indexKey,
+      indexDigest: createHash('sha256').update(plaintext).digest('hex'),
+      blockSize,
+      allocatedBlocks: index.allocatedCount,
+      logicalBytes,
+      ...perDisk,
+    };
+  }
+
+  private reportProgress(disk: string): void {
+    this.options.onProgress?.({
+      disk,
+      bytesDone: this.bytesDone,
+      bytesTotal: this.options.expectedBytes ?? this.bytesTotal,
+      ...this.counters,
+    });
+  }
+
+  private assertState(expected: 'open'): void {
+    if (this.state !== expected) {
+      throw new RepositoryError(
+        'WRITER_CLOSED',
+        `restore point writer ${this.id} is ${this.state}; ${this.state === 'writing' ? 'wait for writeDisk to finish' : 'start a new writer'}`,
+        { restorePoint: this.id },
+      );
+    }
+  }
+}
