@@ -29,5 +29,6 @@ export function prefixProblem(prefix: string): string | undefined {
   if (prefix === '') return undefined;
   const trimmed = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
   if (trimmed === '') return 'the prefix "/" is not relative; use "" to list everything';
+  if (trimmed.endsWith('/')) return 'the prefix has an empty segment ("//")';
   return keyProblem(trimmed)?.replace('the key', 'the prefix');
 }

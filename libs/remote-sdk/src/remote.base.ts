@@ -1,4 +1,4 @@
-import { PassThrough, Readable, Transform, pipeline } from 'node:stream';
+import { Readable, Transform, pipeline } from 'node:stream';
 import type {
   GetOptions,
   LeaseOptions,
@@ -137,14 +137,10 @@ export class Remote implements RemoteStore {
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     this.checkKey('get', key);
     const range = options.range;
-    if (range !== undefined) {
-      const { start, end } = range;
-      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start)
-        throw this.invalid('get', key, `the range ${start}-${end} is invalid (need 0 <= start <= end)`);
-      if (start === end) {
-        await this.stat(key, options);
-        return Readable.from([]);
-      }
+    this.checkRange('get', key, range);
+    if (range !== undefined && range.start === range.end) {
+      await this.stat(key, options);
+      return Readable.from([]);
     }
     const source = await this.run(
       'get',
@@ -161,6 +157,7 @@ export class Remote implements RemoteStore {
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
     this.checkKey('getBuffer', key);
     const range = options.range;
+    this.checkRange('getBuffer', key, range);
     if (range !== undefined && range.start === range.end) {
       await this.stat(key, options);
       return Buffer.alloc(0);
@@ -178,7 +175,7 @@ export class Remote implements RemoteStore {
     );
   }
 
-  stat(key: string, options: OperationOptions = {}): Promise<ObjectStat> {
+  async stat(key: string, options: OperationOptions = {}): Promise<ObjectStat> {
     this.checkKey('stat', key);
     return this.run('stat', key, options.signal, (context) => this.driver.stat(key, context), {
       retry: true,
@@ -195,7 +192,7 @@ export class Remote implements RemoteStore {
     }
   }
 
-  list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     const problem = prefixProblem(prefix);
     if (problem !== undefined) throw this.invalid('list', prefix, problem);
     const limit = options.limit ?? LIST_LIMIT_MAX;
@@ -266,13 +263,13 @@ export class Remote implements RemoteStore {
     );
   }
 
-  capacity(options: OperationOptions = {}): Promise<RemoteCapacity> {
+  async capacity(options: OperationOptions = {}): Promise<RemoteCapacity> {
     return this.run('capacity', undefined, options.signal, (context) => this.driver.capacity(context), {
       retry: true,
     });
   }
 
-  acquireLease(name: string, options: LeaseOptions): Promise<RemoteLease> {
+  async acquireLease(name: string, options: LeaseOptions): Promise<RemoteLease> {
     return acquireRemoteLease(this, name, options);
   }
 
@@ -386,6 +383,13 @@ export class Remote implements RemoteStore {
     if (problem !== undefined) throw this.invalid(operation, key, problem);
   }
 
+  private checkRange(operation: string, key: string, range: GetOptions['range']): void {
+    if (range === undefined) return;
+    const { start, end } = range;
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start)
+      throw this.invalid(operation, key, `the range ${start}-${end} is invalid (need 0 <= start <= end)`);
+  }
+
   private invalid(operation: string, key: string, reason: string): RemoteError {
     return this.wrap(new DriverError('INVALID_ARGUMENT', reason), operation, key, {});
   }
@@ -397,7 +401,6 @@ export class Remote implements RemoteStore {
     key: string,
     signal: AbortSignal | undefined,
   ): Readable {
-    const output = new PassThrough();
     let idleTimedOut = false;
     let aborted = false;
     const watched = watchIdle(source, this.idleTimeoutMs, () => {
@@ -409,22 +412,24 @@ export class Remote implements RemoteStore {
       source.destroy(new Error('aborted'));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    pipeline(watched, output, (error) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (error && !output.destroyed) {
-        output.destroy(
-          this.wrap(error, operation, key, {
-            aborted,
-            timedOutMs: idleTimedOut ? this.idleTimeoutMs : undefined,
-          }),
-        );
+    const wrap = (error: unknown): RemoteError =>
+      this.wrap(error, operation, key, {
+        aborted,
+        timedOutMs: idleTimedOut ? this.idleTimeoutMs : undefined,
+      });
+    // An async generator pulls one chunk at a time (back-pressure); a consumer that stops early
+    // returns the generator, which destroys the backend's stream.
+    async function* guarded(): AsyncGenerator<Buffer> {
+      try {
+        for await (const chunk of watched) yield chunk as Buffer;
+      } catch (error) {
+        throw wrap(error);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        if (!source.destroyed) source.destroy();
       }
-    });
-    // A consumer that gives up early must release the backend's stream too.
-    output.once('close', () => {
-      if (!source.destroyed) source.destroy();
-    });
-    return output;
+    }
+    return Readable.from(guarded(), { objectMode: false, highWaterMark: 1024 * 1024 });
   }
 
   private async collect(source: Readable, signal: AbortSignal): Promise<Buffer> {

@@ -27,6 +27,23 @@ function hasBinary(name) {
   }
 }
 
+// Full-disk tests mount a tiny tmpfs: needs root (or CAP_SYS_ADMIN).
+function canMountTmpfs() {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'haven-tmpfs-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
+    execFileSync('umount', [dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmdirSync(dir);
+  }
+}
+
 function hostPort(url, defaultPort) {
   const u = new URL(url);
   return [u.hostname, Number(u.port || defaultPort)];
@@ -49,5 +66,6 @@ module.exports = async function globalSetup() {
   ]) {
     if (hasBinary(binary)) available.push(service);
   }
+  if (canMountTmpfs()) available.push('tmpfs');
   process.env.HAVEN_TEST_SERVICES = available.join(',');
 };

@@ -11,7 +11,8 @@ export type TestService =
   | 'nfs-ganesha'
   | 'restic'
   | 'libnfs'
-  | 'e2fsprogs';
+  | 'e2fsprogs'
+  | 'tmpfs';
 
 const INSTALL_HINT: Record<TestService, string> = {
   postgres: 'a PostgreSQL server on HAVEN_TEST_DATABASE_URL (apt-get install postgresql)',
@@ -22,6 +23,7 @@ const INSTALL_HINT: Record<TestService, string> = {
   restic: 'restic (apt-get install restic)',
   libnfs: 'nfs-cp (apt-get install libnfs-utils)',
   e2fsprogs: 'mke2fs (apt-get install e2fsprogs)',
+  tmpfs: 'permission to mount a small tmpfs (run the tests as root, or in a container with CAP_SYS_ADMIN)',
 };
 
 export function isServiceAvailable(service: TestService): boolean {

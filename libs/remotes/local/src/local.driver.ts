@@ -163,8 +163,14 @@ export class LocalDriver implements RemoteDriver {
 
   classifyError(error: unknown): ErrorClassification | undefined {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if ((code === 'EEXIST' || code === 'ENOTDIR') && (error as NodeJS.ErrnoException).syscall === 'mkdir')
+      return {
+        code: 'INVALID_ARGUMENT',
+        reason: 'a parent of this key is an object, and a file-system remote cannot make it a folder too',
+      };
     if (code === 'ENOENT' || code === 'ENOTDIR') return { code: 'NOT_FOUND', reason: 'no such object' };
     if (code === 'EISDIR') return { code: 'NOT_FOUND', reason: 'no such object (it is a folder)' };
+
     if (code === 'ENOSPC' || code === 'EDQUOT')
       return { code: 'NO_SPACE', reason: `the file system of ${this.root} is full (${code})` };
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
@@ -213,6 +219,7 @@ export class LocalDriver implements RemoteDriver {
       return temporary;
     } catch (error) {
       await unlink(temporary).catch(() => undefined);
+      await this.pruneFolders(dirname(temporary));
       throw error;
     }
   }

@@ -1,0 +1,117 @@
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import { TestPattern, runRemoteContractSuite } from '@haven/remote-sdk/testing';
+import { describeIntegration, scratchDir } from '@haven/testing';
+import { plugin } from './local.plugin';
+
+runRemoteContractSuite('local', async () => {
+  const folder = await scratchDir('haven-remote-local-');
+  const store = await plugin.create({ path: join(folder.path, 'remote') }, { name: 'local-contract' });
+  return { store, cleanup: folder.cleanup };
+});
+
+/** Every file under `root`, temporaries included (the listing hides them; the disk must not hold them). */
+async function filesOnDisk(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+}
+
+describe('local remote', () => {
+  let folder: { path: string; cleanup: () => Promise<void> };
+  let store: RemoteStore;
+
+  beforeAll(async () => {
+    folder = await scratchDir('haven-remote-local-');
+    store = await plugin.create({ path: folder.path }, { name: 'local-unit' });
+  });
+  afterAll(() => folder.cleanup());
+
+  it('leaves no temporary file on disk after a failed put', async () => {
+    const pattern = new TestPattern('failed-put');
+    await expect(
+      store.put('failed/object', pattern.stream(8 << 20, { failAfter: 3 << 20 })),
+    ).rejects.toThrow();
+    expect(await filesOnDisk(folder.path)).toEqual([]);
+  });
+
+  it('removes folders emptied by deletes and renames', async () => {
+    await store.put('deep/a/b/c', Buffer.from('x'));
+    await store.rename('deep/a/b/c', 'other/c');
+    await store.delete('other/c');
+    expect(await readdir(folder.path)).toEqual([]);
+  });
+
+  it('refuses a key below an existing object with INVALID_ARGUMENT (a file cannot be a folder)', async () => {
+    await store.put('conflict/file', Buffer.from('x'));
+    await expect(store.put('conflict/file/below', Buffer.from('y'))).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.put('conflict/file/deeper/below', Buffer.from('y'))).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await store.delete('conflict/file');
+  });
+
+  it('does not list a folder as an object, nor answer it as one', async () => {
+    await mkdir(join(folder.path, 'just-a-folder'));
+    expect((await store.list('')).objects).toEqual([]);
+    await expect(store.stat('just-a-folder')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await rm(join(folder.path, 'just-a-folder'), { recursive: true });
+  });
+
+  it('refuses writes into a read-only folder with PERMISSION_DENIED', async () => {
+    const locked = join(folder.path, 'locked');
+    await mkdir(locked);
+    // Root ignores mode bits, not the immutable attribute.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('chattr', ['+i', locked]);
+    else await chmod(locked, 0o555);
+    try {
+      const error = await store.put('locked/x', Buffer.from('x')).then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(isRemoteError(error, 'PERMISSION_DENIED')).toBe(true);
+      expect((error as Error).message).toContain('Remote "local-unit" (local): put "locked/x" failed');
+    } finally {
+      if (asRoot) execFileSync('chattr', ['-i', locked]);
+      else await chmod(locked, 0o755);
+      await rm(locked, { recursive: true });
+    }
+  });
+});
+
+describeIntegration('local remote on a full file system', ['tmpfs'], () => {
+  let mountPoint: { path: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    mountPoint = await scratchDir('haven-remote-full-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint.path]);
+  });
+  afterAll(async () => {
+    execFileSync('umount', [mountPoint.path]);
+    await mountPoint.cleanup();
+  });
+
+  it('fails a put with NO_SPACE naming the remote, and leaves no partial object', async () => {
+    const store = await plugin.create({ path: mountPoint.path }, { name: 'tiny' });
+    const pattern = new TestPattern('full');
+    let failure: unknown;
+    try {
+      await store.put('big/object', pattern.stream(16 << 20));
+    } catch (error) {
+      failure = error;
+    }
+    expect(isRemoteError(failure, 'NO_SPACE')).toBe(true);
+    expect((failure as Error).message).toContain('Remote "tiny" (local): put "big/object" failed');
+    expect(await store.exists('big/object')).toBe(false);
+    expect(await filesOnDisk(mountPoint.path)).toEqual([]);
+    const capacity = await store.capacity();
+    expect(capacity.totalBytes).toBe(4 << 20);
+    // Small objects still fit once the failed one is gone.
+    await store.put('small', Buffer.alloc(1024));
+    expect((await store.stat('small')).size).toBe(1024);
+  });
+});
