@@ -506,7 +506,7 @@ class ActiveConsumer<T> implements StoppableConsumer {
     this.stopped = true;
     this.stopSignal.abort();
     for (const puller of this.pullers) puller.stop();
-    this.runner.abortAll('the bus was killed', false);
+    this.runner.abandon();
   }
 }
 

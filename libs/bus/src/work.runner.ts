@@ -39,6 +39,7 @@ export class WorkRunner<T> {
   private readonly running = new Set<Promise<void>>();
   private readonly controllers = new Set<AbortController>();
   private handingBack = false;
+  private abandoned = false;
 
   constructor(
     private readonly queue: WorkQueue<T>,
@@ -66,6 +67,12 @@ export class WorkRunner<T> {
   abortAll(reason: string, handBack: boolean): void {
     this.handingBack = handBack;
     for (const controller of this.controllers) controller.abort(new Error(reason));
+  }
+
+  /** The process is considered dead: signals abort and whatever handlers do next is dropped. */
+  abandon(): void {
+    this.abandoned = true;
+    this.abortAll('the bus was killed', false);
   }
 
   /** Resolves when the running handlers are done, or after `timeoutMs`; true when all settled. */
@@ -117,9 +124,11 @@ export class WorkRunner<T> {
     try {
       await this.handler(item);
       heartbeat.stop();
+      if (this.abandoned) return;
       this.settleDelivery(delivery, 'ack', () => delivery.ack());
     } catch (error) {
       heartbeat.stop();
+      if (this.abandoned) return;
       if (controller.signal.aborted && this.handingBack) {
         this.settleDelivery(delivery, 'hand back', () => delivery.nak(0));
         return;

@@ -405,10 +405,12 @@ export class NatsBus extends BaseBus {
       },
       remove: async (sequence) => {
         await ready();
+        // Servers answer a delete of a missing sequence with various errors (10037, 10057): ask first.
+        if ((await get(sequence)) === null) return false;
         try {
           return await this.jsm.streams.deleteMessage(stream, sequence, false);
         } catch (error) {
-          if (apiErrorCode(error) === JS_NO_MESSAGE_FOUND) return false;
+          if ((await get(sequence)) === null) return false;
           throw this.translate(error, stream, 0);
         }
       },
