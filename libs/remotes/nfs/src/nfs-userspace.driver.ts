@@ -47,6 +47,8 @@ export interface NfsUserspaceSettings {
   /** `unstable` writes + COMMIT (fast); `file-sync` makes every WRITE durable on its own. */
   stable: Extract<Nfs3Stable, 'unstable' | 'file-sync'>;
   timeoutMs: number;
+  /** How long the previous version of an overwritten object stays readable for open readers. */
+  overwriteGraceMs: number;
 }
 
 interface Session {
@@ -73,6 +75,8 @@ export class NfsUserspaceDriver implements RemoteDriver {
   private mountClient: MountClient | null = null;
   /** Folder path ('' for the base folder) -> handle; cleared when a handle goes stale. */
   private readonly folders = new Map<string, Promise<Buffer>>();
+  /** Old versions of overwritten objects, removed when their grace period ends (or at close). */
+  private readonly retiring = new Map<NodeJS.Timeout, () => Promise<void>>();
 
   constructor(private readonly settings: NfsUserspaceSettings) {}
 
@@ -80,13 +84,56 @@ export class NfsUserspaceDriver implements RemoteDriver {
     const { folder, name } = splitKey(key);
     const dir = await this.folder(folder, true, context.signal);
     const temporary = await this.writeTemporary(dir, folder, body, context.signal);
+    let retired: string | undefined;
     try {
       const session = await this.open(context.signal);
+      retired = await this.retire(session, dir, name, key, context.signal);
       await session.client.rename(dir, temporary, dir, name, key, context.signal);
     } catch (error) {
       await this.discard(dir, folder, temporary);
+      if (retired !== undefined) await this.discard(dir, folder, retired);
       throw this.forget(error);
     }
+    if (retired !== undefined) this.discardLater(dir, folder, retired);
+  }
+
+  /**
+   * NFS has no open files: once RENAME unlinks the object it replaces, readers holding its handle
+   * get NFS3ERR_STALE. A second link to the old file keeps it readable for a grace period.
+   */
+  private async retire(
+    session: Session,
+    dir: Buffer,
+    name: string,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    if (this.settings.overwriteGraceMs <= 0) return undefined;
+    let existing: Buffer;
+    try {
+      existing = (await session.client.lookup(dir, name, key, signal)).handle;
+    } catch (error) {
+      if (error instanceof Nfs3Error && error.status === Nfs3Status.NOENT) return undefined;
+      throw error;
+    }
+    const retired = `${RESERVED_SEGMENT_PREFIX}-old-${randomBytes(12).toString('hex')}`;
+    try {
+      await session.client.link(existing, dir, retired, key, signal);
+    } catch (error) {
+      // Gone meanwhile, or a server without hard links: the overwrite goes on without grace.
+      if (error instanceof Nfs3Error) return undefined;
+      throw error;
+    }
+    return retired;
+  }
+
+  private discardLater(dir: Buffer, folder: string, name: string): void {
+    const timer = setTimeout(() => {
+      this.retiring.delete(timer);
+      void this.discard(dir, folder, name);
+    }, this.settings.overwriteGraceMs);
+    timer.unref();
+    this.retiring.set(timer, () => this.discard(dir, folder, name));
   }
 
   async putIfAbsent(key: string, body: Buffer, context: DriverContext): Promise<boolean> {
@@ -194,6 +241,10 @@ export class NfsUserspaceDriver implements RemoteDriver {
   }
 
   async close(): Promise<void> {
+    const retiring = [...this.retiring.entries()];
+    this.retiring.clear();
+    for (const [timer] of retiring) clearTimeout(timer);
+    await Promise.all(retiring.map(([, discard]) => discard()));
     const session = this.session;
     this.session = null;
     this.folders.clear();

@@ -19,6 +19,7 @@ export interface NfsRemoteConfig {
   concurrency?: number;
   stable?: 'unstable' | 'file-sync';
   timeoutMs?: number;
+  overwriteGraceMs?: number;
   /** mount mode: options for `mount -o` (allow-listed). */
   options?: string[];
   /** mount mode: folder holding Haven's mount points. */
@@ -35,6 +36,7 @@ export const NFS_DEFAULTS = {
   concurrency: 8,
   stable: 'unstable',
   timeoutMs: 30_000,
+  overwriteGraceMs: 60_000,
   mountRoot: '/var/lib/haven/mounts',
 } as const;
 
@@ -58,6 +60,7 @@ export function createNfsDriver(config: NfsRemoteConfig): NfsUserspaceDriver | N
     concurrency: config.concurrency ?? NFS_DEFAULTS.concurrency,
     stable: config.stable ?? NFS_DEFAULTS.stable,
     timeoutMs: config.timeoutMs ?? NFS_DEFAULTS.timeoutMs,
+    overwriteGraceMs: config.overwriteGraceMs ?? NFS_DEFAULTS.overwriteGraceMs,
     ...(config.path !== undefined ? { path: config.path } : {}),
     ...(config.nfsPort !== undefined ? { nfsPort: config.nfsPort } : {}),
     ...(config.mountPort !== undefined ? { mountPort: config.mountPort } : {}),
@@ -106,6 +109,12 @@ export const plugin: RemotePlugin = {
         type: 'string',
         enum: ['unstable', 'file-sync'],
         description: 'WRITE stability (unstable + COMMIT)',
+      },
+      overwriteGraceMs: {
+        type: 'integer',
+        minimum: 0,
+        maximum: 3600000,
+        description: 'How long readers of an overwritten object can still read the old version',
       },
       timeoutMs: {
         type: 'integer',
