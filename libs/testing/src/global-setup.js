@@ -61,6 +61,7 @@ module.exports = async function globalSetup() {
     ['samba', 'smbd'],
     ['nfs-ganesha', 'ganesha.nfsd'],
     ['restic', 'restic'],
+    ['nats-server', 'nats-server'],
     ['libnfs', 'nfs-cp'],
     ['e2fsprogs', 'mke2fs'],
   ]) {

@@ -6,6 +6,7 @@
 export type TestService =
   | 'postgres'
   | 'nats'
+  | 'nats-server'
   | 'qemu-img'
   | 'samba'
   | 'nfs-ganesha'
@@ -17,6 +18,7 @@ export type TestService =
 const INSTALL_HINT: Record<TestService, string> = {
   postgres: 'a PostgreSQL server on HAVEN_TEST_DATABASE_URL (apt-get install postgresql)',
   nats: 'a NATS server with JetStream on HAVEN_TEST_NATS_URL (apt-get install nats-server; nats-server -js)',
+  'nats-server': 'the nats-server binary, for suites that stop and restart a private server (apt-get install nats-server)',
   'qemu-img': 'qemu-img (apt-get install qemu-utils)',
   samba: 'smbd (apt-get install samba smbclient)',
   'nfs-ganesha': 'ganesha.nfsd (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind)',
