@@ -7,4 +7,3 @@ export * from './servers/azurite.server';
 export * from './servers/nfs-ganesha.server';
 export * from './servers/samba.server';
 export * from './servers/nats.server';
-export * from './servers/nats.server';
