@@ -1,10 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import { scratchDir } from '../scratch';
-import { freePort } from './child-process.server';
+import { freeLoopbackPort, loopbackPortOpen } from './loopback-port';
 
 export interface NfsGaneshaServer {
   host: string;
@@ -32,17 +31,6 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
   throw new Error(`${what} not ready after ${timeoutMs} ms`);
 }
 
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
 /**
  * nfs-ganesha (VFS backend, NFSv3 over TCP) on free 127.0.0.1 ports with a private config and
  * export folder. rpcbind is needed for ganesha's registrations; it is started when absent and left
@@ -52,7 +40,7 @@ export async function startNfsGanesha(): Promise<NfsGaneshaServer> {
   const folder = await scratchDir('haven-ganesha-');
   const exportPath = join(folder.path, 'export');
   await mkdir(exportPath);
-  const [nfsPort, mountPort] = [await freePort(), await freePort()];
+  const [nfsPort, mountPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
   const config = join(folder.path, 'ganesha.conf');
   const log = join(folder.path, 'ganesha.log');
   await writeFile(
@@ -84,7 +72,9 @@ EXPORT { Export_Id = 1; Path = ${exportPath}; Pseudo = /backup; Access_Type = RW
         if (exited) throw new Error(`ganesha.nfsd exited at start; see ${log}`);
         const text = await readFile(log, 'utf8').catch(() => '');
         return (
-          text.includes('NFS SERVER INITIALIZED') && (await tcpOpen(nfsPort)) && (await tcpOpen(mountPort))
+          text.includes('NFS SERVER INITIALIZED') &&
+          (await loopbackPortOpen(nfsPort)) &&
+          (await loopbackPortOpen(mountPort))
         );
       },
       30_000,

@@ -1,11 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import { scratchDir } from '../scratch';
-import { freePort } from './child-process.server';
+import { freeLoopbackPort, loopbackPortOpen } from './loopback-port';
 
 export interface SambaServer {
   host: string;
@@ -22,17 +21,6 @@ export interface SambaServer {
   kill(): Promise<void>;
 }
 
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
 /**
  * smbd with a private smb.conf on a free 127.0.0.1 port, one share and one user (root, mapped to
  * a fresh password in a private passdb: no system account is created).
@@ -41,7 +29,7 @@ export async function startSamba(): Promise<SambaServer> {
   const folder = await scratchDir('haven-samba-');
   const dirs = ['share', 'private', 'lock', 'state', 'cache', 'pid', 'ncalrpc'];
   for (const dir of dirs) await mkdir(join(folder.path, dir));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const config = join(folder.path, 'smb.conf');
   const domain = 'HAVENTEST';
   await writeFile(
@@ -82,7 +70,7 @@ export async function startSamba(): Promise<SambaServer> {
     { stdio: 'ignore' },
   );
   const deadline = Date.now() + 20_000;
-  while (!(await tcpOpen(port))) {
+  while (!(await loopbackPortOpen(port))) {
     if (child.exitCode !== null) throw new Error(`smbd exited at start (code ${child.exitCode})`);
     if (Date.now() > deadline) throw new Error('smbd not ready after 20 s');
     await new Promise((resolve) => setTimeout(resolve, 200));
