@@ -1,0 +1,115 @@
+import { fieldText } from '../rpc/xapi-value';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createVhdStream, vhdStreamLength } from '@haven/vhd';
+import type { SimulatedPool } from '../model/simulated-pool';
+import { BLOCK_SIZE } from '../storage/block.constants';
+import type { VirtualDisk } from '../storage/virtual-disk';
+import { XapiFailure } from '../xapi.failure';
+import type { HttpTransfer } from './http-transfer';
+import { createTransferFaults } from './transfer-faults';
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
+/** Blocks of `disk` that differ from `base`: copy-on-write makes "changed" a comparison of slots. */
+export function changedBlocks(disk: VirtualDisk, base: VirtualDisk): number[] {
+  const changed = new Set<number>();
+  const count = disk.blockCount;
+  for (const [block, slot] of disk.blockMap)
+    if (block < count && base.slotOf(block) !== slot) changed.add(block);
+  // Blocks zeroed since the base must be sent as zeros, or the parent's data would show through.
+  for (const block of base.blockMap.keys())
+    if (block < count && !disk.blockMap.has(block)) changed.add(block);
+  return [...changed].sort((a, b) => a - b);
+}
+
+/**
+ * Reads blocks ahead of the consumer (two in flight) so that the file read of block N+1 overlaps
+ * the socket write of block N; buffers are fresh per block because the stream keeps references.
+ */
+function blockReader(disk: VirtualDisk, blocks: readonly number[]): (index: number) => Promise<Buffer> {
+  const pending = new Map<number, Promise<Buffer>>();
+  let next = 0;
+  const load = (index: number): Promise<Buffer> => {
+    const buffer = Buffer.allocUnsafe(BLOCK_SIZE);
+    return disk.readBlockInto(index, buffer).then(() => buffer);
+  };
+  return (index) => {
+    const ready = pending.get(index) ?? load(index);
+    pending.delete(index);
+    while (next < blocks.length && (blocks[next] ?? -1) <= index) next++;
+    const ahead = blocks.at(next);
+    if (ahead !== undefined && !pending.has(ahead)) pending.set(ahead, load(ahead));
+    return ready;
+  };
+}
+
+function rawStream(disk: VirtualDisk, signal: AbortSignal): Readable {
+  const size = disk.virtualSize;
+  const read = blockReader(disk, disk.allocatedBlocks());
+  async function* generate(): AsyncGenerator<Buffer> {
+    for (let block = 0; block * BLOCK_SIZE < size; block++) {
+      if (signal.aborted) return;
+      const length = Math.min(BLOCK_SIZE, size - block * BLOCK_SIZE);
+      const data = disk.slotOf(block) === undefined ? ZERO_BLOCK : await read(block);
+      yield data.subarray(0, length);
+    }
+  }
+  return Readable.from(generate(), { objectMode: false, highWaterMark: BLOCK_SIZE });
+}
+
+/** GET /export_raw_vdi/?vdi=&format=raw|vhd[&base=]: a disk, or its delta against `base` as a differencing VHD. */
+export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer): Promise<void> {
+  transfer.begin();
+  const vdiParam = transfer.query('vdi');
+  if (vdiParam === undefined) throw new XapiFailure('FIELD_TYPE_ERROR', ['vdi']);
+  const vdi = pool.store.resolve('VDI', vdiParam);
+  const record = pool.store.get('VDI', vdi);
+  if (record['type'] === 'cbt_metadata')
+    throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [vdi, 'cbt_metadata']);
+  const format = transfer.query('format') ?? 'raw';
+  if (format !== 'raw' && format !== 'vhd') throw new XapiFailure('FIELD_TYPE_ERROR', [`format=${format}`]);
+  const disk = pool.disks.get(vdi);
+  const baseParam = transfer.query('base');
+  let body: Readable;
+  let length: number;
+  if (format === 'raw') {
+    if (baseParam !== undefined)
+      throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
+    body = rawStream(disk, transfer.signal);
+    length = disk.virtualSize;
+  } else {
+    let base: { disk: VirtualDisk; uuid: string } | undefined;
+    if (baseParam !== undefined) {
+      const baseRef = pool.store.resolve('VDI', baseParam);
+      if (pool.store.get('VDI', baseRef)['type'] === 'cbt_metadata')
+        throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [baseRef, 'cbt_metadata']);
+      base = { disk: pool.disks.get(baseRef), uuid: fieldText(pool.store.get('VDI', baseRef), 'uuid') };
+    }
+    const allocatedBlocks = base === undefined ? disk.allocatedBlocks() : changedBlocks(disk, base.disk);
+    const read = blockReader(disk, allocatedBlocks);
+    body = createVhdStream({
+      virtualSize: disk.virtualSize,
+      allocatedBlocks,
+      readBlock: read,
+      type: base === undefined ? 'dynamic' : 'differencing',
+      uuid: fieldText(record, 'uuid'),
+      ...(base === undefined ? {} : { parentUuid: base.uuid, parentUnicodeName: `${base.uuid}.vhd` }),
+      signal: transfer.signal,
+    });
+    length = vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks });
+  }
+  let sent = 0;
+  body.on('data', (chunk: Buffer) => {
+    sent += chunk.length;
+    transfer.progress(sent, length);
+  });
+  const faults: Transform | undefined = createTransferFaults(pool.faults, 'export');
+  transfer.response.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': length,
+  });
+  if (faults === undefined) await pipeline(body, transfer.response, { signal: transfer.signal });
+  else await pipeline(body, faults, transfer.response, { signal: transfer.signal });
+  transfer.succeed();
+}

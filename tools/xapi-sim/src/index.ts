@@ -1,0 +1,6 @@
+export { startXapiSimulator, type XapiSimulator, type XapiSimulatorOptions } from './xapi-simulator';
+export { XapiFailure, SimulatorError } from './xapi.failure';
+export type { PoolFaults } from './model/simulated-pool';
+export type { DiskHash, RandomWrite, VmSummary, WriteResult } from './workload/disk.workload';
+export { BLOCK_SIZE, CBT_CHUNK_SIZE } from './storage/block.constants';
+export { seededBlock, seededBlockKind, type SeededBlockKind } from './seed/pool.seed';

@@ -1,0 +1,165 @@
+import type { AddressInfo } from 'node:net';
+import { registerStorageMethods } from './api/storage.methods';
+import { registerToolstackMethods } from './api/toolstack.methods';
+import { registerVmMethods } from './api/vm.methods';
+import { genericMethod } from './api/generic.methods';
+import { createXapiHttpServer } from './http/xapi-http.server';
+import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
+import { MethodTable } from './rpc/method.table';
+import { RpcDispatcher } from './rpc/rpc.dispatcher';
+import { seedPool } from './seed/pool.seed';
+import { BLOCK_SIZE } from './storage/block.constants';
+import {
+  DiskWorkload,
+  type DiskHash,
+  type RandomWrite,
+  type VmSummary,
+  type WriteResult,
+} from './workload/disk.workload';
+import { SimulatorError } from './xapi.failure';
+
+export interface XapiSimulatorOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  /** Folder holding the pool's state and disk blocks; reopened as is on restart. */
+  stateDir: string;
+  /** Seed of the first start: object identities and disk content derive from it. */
+  seed?: string;
+  /** VMs created on the first start (default 2). */
+  vms?: number;
+  /** Disk size of those VMs in bytes (default 64 MiB; a multiple of 512). */
+  diskSize?: number;
+  /** Fraction of seeded disk blocks holding data (default 0.6). */
+  allocation?: number;
+  /** Capacity of each SR in bytes (default 4 TiB). */
+  srSize?: number;
+  user?: string;
+  password?: string;
+}
+
+export interface XapiSimulator {
+  /** `http://host:port`, what `createClient({ url })` takes. */
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  readonly stateDir: string;
+  readonly user: string;
+  readonly password: string;
+  /** The pool model, for assertions beyond the workload API. */
+  readonly pool: SimulatedPool;
+  readonly workload: DiskWorkload;
+  listVms(): VmSummary[];
+  /** Random writes into a disk: `target` is a VDI ref/uuid or a VM name/ref/uuid (+ disk position). */
+  writeRandom(target: string, request: RandomWrite, position?: number): Promise<WriteResult>;
+  overwriteDisk(
+    target: string,
+    image: AsyncIterable<Buffer> | Buffer | string,
+    position?: number,
+  ): Promise<{ vdi: string; bytes: number }>;
+  diskHash(target: string, options?: { blocks?: boolean }, position?: number): Promise<DiskHash>;
+  setFaults(faults: Partial<PoolFaults>): PoolFaults;
+  setSrSize(sr: string, bytes: number): void;
+  /** Writes the state folder now (it is also written shortly after every change). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MiB = 1024 * 1024;
+
+function checkOptions(options: XapiSimulatorOptions): void {
+  const diskSize = options.diskSize ?? 64 * MiB;
+  if (!Number.isSafeInteger(diskSize) || diskSize <= 0 || diskSize % 512 !== 0) {
+    throw new SimulatorError(
+      'SIM_BAD_OPTION',
+      `diskSize ${diskSize} must be a positive multiple of 512 bytes`,
+    );
+  }
+  const allocation = options.allocation ?? 0.6;
+  if (!(allocation >= 0 && allocation <= 1)) {
+    throw new SimulatorError('SIM_BAD_OPTION', `allocation ${allocation} must be between 0 and 1`);
+  }
+  const vms = options.vms ?? 2;
+  if (!Number.isSafeInteger(vms) || vms < 0)
+    throw new SimulatorError('SIM_BAD_OPTION', `vms ${vms} must be a non-negative integer`);
+}
+
+/** Starts a simulated XAPI pool master on HTTP; the real `xen-api` client drives it unmodified. */
+export async function startXapiSimulator(options: XapiSimulatorOptions): Promise<XapiSimulator> {
+  checkOptions(options);
+  const seed = options.seed ?? 'haven';
+  const user = options.user ?? 'root';
+  const password = options.password ?? 'password';
+  const pool = await SimulatedPool.open({ stateDir: options.stateDir, seed, user, password }, (fresh) =>
+    seedPool(fresh, {
+      seed,
+      vms: options.vms ?? 2,
+      diskSize: options.diskSize ?? 64 * MiB,
+      allocation: options.allocation ?? 0.6,
+      srSize: options.srSize ?? 4 * 1024 ** 4,
+    }),
+  );
+  const closing = new AbortController();
+  const table = new MethodTable();
+  registerToolstackMethods(table, pool, closing.signal);
+  registerVmMethods(table, pool);
+  registerStorageMethods(table, pool);
+  table.fallback = (method) =>
+    genericMethod(pool, method, (cls, ref, field) => {
+      if (cls === 'VM' && field === 'blocked_operations') pool.refreshVmOperations(ref);
+    });
+  const dispatcher = new RpcDispatcher(table, pool);
+  const workload = new DiskWorkload(pool);
+  const { server, sockets } = createXapiHttpServer({
+    pool,
+    dispatcher,
+    workload,
+    transfers: {},
+  });
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closed: Promise<void> | undefined;
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    host,
+    stateDir: options.stateDir,
+    user,
+    password,
+    pool,
+    workload,
+    listVms: () => workload.listVms(),
+    writeRandom: (target, request, position) => workload.writeRandom(target, request, position),
+    overwriteDisk: (target, image, position) => workload.overwrite(target, image, position),
+    diskHash: (target, hashOptions, position) => workload.hash(target, hashOptions, position),
+    setFaults: (faults) => workload.setFaults(faults),
+    setSrSize: (sr, bytes) => workload.setSrSize(sr, bytes),
+    flush: () => pool.flush(),
+    close: () => {
+      closed ??= (async () => {
+        // Pending event.from long polls answer at once; then connections go.
+        closing.abort();
+        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const socket of sockets) socket.destroySoon();
+          setTimeout(() => {
+            for (const socket of sockets) socket.destroy();
+          }, 200).unref();
+        });
+        await pool.close();
+      })();
+      return closed;
+    },
+  };
+}
+
+export { BLOCK_SIZE };
