@@ -11,3 +11,4 @@ export * from './vhd-stream.reader';
 export * from './vhd-image.reader';
 export * from './vhd-chain.reader';
 export * from './raw-vhd.converter';
+export * from './byte-stream.cursor';
