@@ -1,8 +1,9 @@
-import { connect } from 'nats';
+import { AckPolicy, connect, nanos, RetentionPolicy } from 'nats';
 import { defineRequest, defineWorkQueue } from '@haven/contracts';
 import { describeIntegration, NatsTestServer, testNatsUrl, uniqueName } from '@haven/testing';
 import { eventually, RecordingLogger, runBusContractSuite } from '../testing/bus-contract.suite';
-import { BusError } from '../bus.errors';
+import { BusConnectionError, BusError } from '../bus.errors';
+import type { NatsBus } from './nats.driver';
 import { createBus } from '../bus.factory';
 import { BusNamespace } from '../subject.namespace';
 
@@ -28,6 +29,88 @@ describeIntegration('NATS bus driver', ['nats'], () => {
     makeBus: (name, logger) =>
       createBus({ driver: 'nats', url: testNatsUrl(), name, prefix, logger, drainTimeoutMs: 5_000 }),
     cleanup: deleteStreams,
+  });
+
+  describe('NATS specifics', () => {
+    const logger = new RecordingLogger();
+    const buses: NatsBus[] = [];
+    const bus = async (): Promise<NatsBus> => {
+      const created = await createBus({
+        driver: 'nats',
+        url: testNatsUrl(),
+        name: uniqueName('nats'),
+        prefix,
+        logger,
+      });
+      buses.push(created);
+      return created;
+    };
+
+    afterEach(async () => {
+      await Promise.all(buses.splice(0).map((created) => created.close()));
+    });
+
+    it('names the URL when no server answers there', async () => {
+      const error = await createBus({
+        driver: 'nats',
+        url: 'nats://127.0.0.1:1',
+        name: 'nowhere',
+        connectTimeoutMs: 1_000,
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BusConnectionError);
+      expect((error as Error).message).toContain('nats://127.0.0.1:1');
+    });
+
+    it('keeps a work queue in a JetStream work-queue stream with a durable consumer set from the queue', async () => {
+      const a = await bus();
+      const tasks = defineWorkQueue<string>(uniqueName('q'), { ackWaitMs: 1_500, maxDeliver: 4 });
+      await a.consume(tasks, () => Promise.resolve());
+      const jsm = await a.connection.jetstreamManager();
+      const namespace = new BusNamespace(prefix);
+      const stream = await jsm.streams.info(namespace.workStream(tasks));
+      expect(stream.config).toMatchObject({
+        retention: RetentionPolicy.Workqueue,
+        subjects: [`${prefix}.haven.work.${tasks.name}`],
+      });
+      const consumer = await jsm.consumers.info(namespace.workStream(tasks), 'workers');
+      expect(consumer.config).toMatchObject({
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(1_500),
+        max_deliver: 5,
+      });
+      const dead = await jsm.streams.info(namespace.deadLetterStream(tasks));
+      expect(dead.config.subjects).toEqual([`${prefix}.haven.dlq.${tasks.name}`]);
+
+      // A new release with a longer ack wait updates the consumer in place.
+      const b = await bus();
+      const longer = defineWorkQueue<string>(tasks.name, { ackWaitMs: 3_000, maxDeliver: 4 });
+      await b.consume(longer, () => Promise.resolve());
+      const updated = await jsm.consumers.info(namespace.workStream(tasks), 'workers');
+      expect(updated.config.ack_wait).toBe(nanos(3_000));
+    });
+
+    it('dead-letters an item that is not JSON at once, keeping its first bytes', async () => {
+      const a = await bus();
+      const tasks = defineWorkQueue<string>(uniqueName('q'), { maxDeliver: 5 });
+      const ran: string[] = [];
+      await a.consume(tasks, (item) => {
+        ran.push(item.payload);
+        return Promise.resolve();
+      });
+      await a.connection
+        .jetstream()
+        .publish(new BusNamespace(prefix).workSubject(tasks), new TextEncoder().encode('<xml/>'));
+      const box = a.deadLetters(tasks);
+      await eventually('the garbage is dead-lettered', async () => (await box.count()) === 1);
+      const [letter] = await box.list();
+      expect(letter).toMatchObject({
+        payload: null,
+        attempts: 1,
+        error: { code: 'BUS_PAYLOAD_UNDECODABLE' },
+      });
+      expect(letter.error.message).toContain('<xml/>');
+      expect(ran).toEqual([]);
+    });
   });
 });
 

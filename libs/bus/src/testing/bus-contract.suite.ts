@@ -4,6 +4,7 @@ import { uniqueName } from '@haven/testing';
 import type { BaseBus } from '../bus.base';
 import {
   BusClosedError,
+  BusConfigurationError,
   BusNoRespondersError,
   BusPayloadTooLargeError,
   BusRemoteError,
@@ -503,6 +504,29 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         });
         await sleep(1_000);
         expect(seen).toEqual([]);
+      });
+    });
+
+    describe('misuse', () => {
+      it('refuses a second consumer name on one work queue, saying why', async () => {
+        const tasks = queue<string>({});
+        const a = await bus();
+        await a.consume(tasks, () => Promise.resolve(), { consumerName: 'workers' });
+        const error = await a
+          .consume(tasks, () => Promise.resolve(), { consumerName: 'rogue' })
+          .catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(BusConfigurationError);
+        expect((error as Error).message).toContain('same consumerName');
+      });
+
+      it('refuses invalid consume options', async () => {
+        const a = await bus();
+        await expect(
+          a.consume(queue<string>({}), () => Promise.resolve(), { concurrency: 0 }),
+        ).rejects.toBeInstanceOf(BusConfigurationError);
+        await expect(
+          a.consume(queue<string>({}), () => Promise.resolve(), { consumerName: 'no.dots' }),
+        ).rejects.toBeInstanceOf(BusConfigurationError);
       });
     });
 
