@@ -10,7 +10,11 @@ describe('DiskIndex', () => {
     const index = new DiskIndex(size, BLOCK);
     expect(index.blockCount).toBe(38);
     expect(index.blockLength(37)).toBe(4096);
-    const ids = new Map<number, Buffer>([[0, randomBytes(32)], [9, randomBytes(32)], [37, randomBytes(32)]]);
+    const ids = new Map<number, Buffer>([
+      [0, randomBytes(32)],
+      [9, randomBytes(32)],
+      [37, randomBytes(32)],
+    ]);
     for (const [block, id] of ids) index.set(block, id);
     const encoded = index.encode();
     expect(encoded.length).toBe(28 + 5 + 3 * 32);

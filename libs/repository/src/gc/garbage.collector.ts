@@ -200,14 +200,15 @@ export async function collectGarbage(
 
     // Sessions read now, then a second mark: a writer that ended before this read has its
     // manifest listed by the mark that follows.
-    const live = await readLiveSessions(store, await remoteNow(store, signal), signal);
+    const trashNow = await remoteNow(store, signal);
+    const live = await readLiveSessions(store, trashNow, signal);
     report.liveWriters = [...live.keys()];
     const orphanFolders = await markNew();
     report.restorePoints = marked.size;
     report.referencedChunks = referenced.size;
 
     await processTrash(repository, {
-      now,
+      now: trashNow,
       retention,
       live,
       referenced,

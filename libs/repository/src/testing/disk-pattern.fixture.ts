@@ -13,18 +13,19 @@ export function seededBytes(seed: string, length: number): Buffer {
   return cipher.update(Buffer.alloc(length));
 }
 
-const WORDS = 'the quick brown fox jumps over lazy dogs while kernel logs rotate and packages unpack '.split(' ');
+const WORDS = 'the quick brown fox jumps over lazy dogs while kernel logs rotate and packages unpack '.repeat(
+  60,
+);
+const TEXT_POOL = Buffer.from(WORDS);
 
+/** Compressible like logs or source: 64-byte slices of a word pool picked by a seeded stream. */
 function textBlock(seed: string, length: number): Buffer {
-  const noise = seededBytes(seed, length / 4);
-  const parts: string[] = [];
-  let size = 0;
-  for (let i = 0; size < length; i++) {
-    const word = WORDS[(noise[i % noise.length] ?? 0) % WORDS.length] ?? 'x';
-    parts.push(word);
-    size += word.length + 1;
-  }
-  return Buffer.from(parts.join(' ')).subarray(0, length);
+  const slices = Math.ceil(length / 64);
+  const noise = seededBytes(seed, slices * 2);
+  const out = Buffer.alloc(slices * 64);
+  for (let i = 0; i < slices; i++)
+    TEXT_POOL.copy(out, i * 64, noise.readUInt16BE(i * 2) % (TEXT_POOL.length - 64));
+  return out.subarray(0, length);
 }
 
 export type BlockKind = 'hole' | 'zero' | 'random' | 'repeat' | 'text';
@@ -45,11 +46,12 @@ export function patternedDisk(seed: string, blockCount: number, tailBytes = 0): 
   const choices = seededBytes(`${seed}/kinds`, blockCount);
   const blocks = new Map<number, Buffer>();
   const kinds: BlockKind[] = [];
+  const dataBlocks: Buffer[] = [];
   for (let index = 0; index < blockCount; index++) {
     const length = Math.min(BLOCK, virtualSize - index * BLOCK);
     const order: BlockKind[] = ['hole', 'zero', 'random', 'repeat', 'text', 'random', 'text'];
     let kind = order[(choices[index] ?? 0) % order.length] ?? 'random';
-    const earlier = [...blocks.entries()].filter(([, data]) => data.length === length && data.some((byte) => byte !== 0));
+    const earlier = dataBlocks.filter((data) => data.length === length);
     if (kind === 'repeat' && earlier.length === 0) kind = 'random';
     kinds.push(kind);
     switch (kind) {
@@ -60,12 +62,14 @@ export function patternedDisk(seed: string, blockCount: number, tailBytes = 0): 
         break;
       case 'random':
         blocks.set(index, seededBytes(`${seed}/${index}`, length));
+        dataBlocks.push(blocks.get(index) as Buffer);
         break;
       case 'repeat':
-        blocks.set(index, Buffer.from((earlier[(choices[index] ?? 0) % earlier.length] as [number, Buffer])[1]));
+        blocks.set(index, Buffer.from(earlier[(choices[index] ?? 0) % earlier.length] as Buffer));
         break;
       case 'text':
         blocks.set(index, textBlock(`${seed}/${index}`, length));
+        dataBlocks.push(blocks.get(index) as Buffer);
         break;
     }
   }
@@ -106,4 +110,8 @@ export async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const part of stream) parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part as string));
   return Buffer.concat(parts);
+}
+
+export function isZero(data: Buffer): boolean {
+  return data.equals(Buffer.alloc(data.length));
 }
