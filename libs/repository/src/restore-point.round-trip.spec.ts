@@ -120,13 +120,11 @@ describe.each(variants)('restore point round trip ($codec, $cipher)', ({ codec, 
 
     const basePoint = await repo.openRestorePoint(first.manifest.id);
     const nextPoint = await repo.openRestorePoint(secondRun.manifest.id);
-    const diff = nextPoint
-      .disk('xvda')
-      .createVhdStream({
-        type: 'differencing',
-        base: basePoint.disk('xvda'),
-        parentUuid: '11111111-2222-3333-4444-555555555555',
-      });
+    const diff = nextPoint.disk('xvda').createVhdStream({
+      type: 'differencing',
+      base: basePoint.disk('xvda'),
+      parentUuid: '11111111-2222-3333-4444-555555555555',
+    });
     const applied = await vhdToRaw(diff, rawImage(disk));
     expect(applied.type).toBe('differencing');
     expect(applied.blocks.sort((a, b) => a - b)).toEqual(

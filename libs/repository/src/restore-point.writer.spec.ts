@@ -1,0 +1,116 @@
+import { scratchDir } from '@haven/testing';
+import { initRepository, openRepository, type Repository } from './repository';
+import type { WriteProgress } from './restore-point.writer';
+import {
+  BLOCK,
+  blocksOf,
+  changedDisk,
+  collect,
+  localRemote,
+  patternedDisk,
+  rawImage,
+} from './testing/disk-pattern.fixture';
+
+describe('restore point writer', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let repo: Repository;
+  beforeEach(async () => {
+    dir = await scratchDir('haven-writer-');
+    repo = await initRepository(localRemote(dir.path));
+  });
+  afterEach(() => dir.cleanup());
+
+  it('lets several writers (separate repository handles, as on separate machines) write at once', async () => {
+    const template = patternedDisk('clone', 16);
+    const clones = Array.from({ length: 4 }, (_, i) => changedDisk(template, `clone-${i}`, 2));
+    const results = await Promise.all(
+      clones.map(async (disk, i) => {
+        const handle = await openRepository(localRemote(dir.path, `machine-${i}`));
+        const writer = await handle.createRestorePointWriter(
+          { vm: { uuid: `vm-${i}`, name: `clone ${i}` } },
+          { knownChunks: i % 2 === 0 ? 'list' : 'none' },
+        );
+        const entry = await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+        return { manifest: await writer.commit(), entry, disk };
+      }),
+    );
+    for (const { manifest, disk } of results) {
+      expect(
+        (await collect((await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream())).equals(
+          rawImage(disk),
+        ),
+      ).toBe(true);
+    }
+    // Shared template blocks are stored once whatever writer won the race.
+    const distinct = new Set<string>();
+    for (const { disk } of results)
+      for (const data of disk.blocks.values())
+        if (!data.equals(Buffer.alloc(data.length))) distinct.add(data.toString('base64'));
+    expect((await repo.chunks.list()).size).toBe(distinct.size);
+    expect((await repo.verify()).ok).toBe(true);
+  });
+
+  it('reports progress and skips chunks already uploaded in the same session across disks', async () => {
+    const disk = patternedDisk('progress', 8);
+    const progress: WriteProgress[] = [];
+    const writer = await repo.createRestorePointWriter(
+      { vm: { uuid: 'vm', name: 'vm' } },
+      { onProgress: (p) => progress.push(p), expectedBytes: 2 * disk.virtualSize },
+    );
+    const a = await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+    const b = await writer.writeDisk({ key: 'xvdb', virtualSize: disk.virtualSize }, blocksOf(disk));
+    await writer.commit();
+    expect(a.uploadedChunks).toBeGreaterThan(0);
+    expect(b.uploadedChunks).toBe(0);
+    expect(b.reusedChunks).toBe(b.allocatedBlocks);
+    const last = progress.at(-1)!;
+    expect(last.bytesTotal).toBe(2 * disk.virtualSize);
+    expect(last.bytesDone).toBe([...disk.blocks.values()].reduce((sum, data) => sum + data.length, 0) * 2);
+    expect(progress.map((p) => p.bytesDone)).toEqual(
+      [...progress.map((p) => p.bytesDone)].sort((x, y) => x - y),
+    );
+  });
+
+  it('rejects bad blocks with the block and disk named', async () => {
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    await expect(
+      writer.writeDisk({ key: 'xvda', virtualSize: 2 * BLOCK }, [{ index: 2, data: Buffer.alloc(BLOCK, 1) }]),
+    ).rejects.toThrow(/block 2 is outside disk "xvda"/);
+    const second = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    await expect(
+      second.writeDisk({ key: 'xvda', virtualSize: 2 * BLOCK }, [{ index: 0, data: Buffer.alloc(100, 1) }]),
+    ).rejects.toMatchObject({ code: 'INVALID_BLOCK', context: { block: 0, disk: 'xvda' } });
+    const third = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    const twice = [
+      { index: 1, data: Buffer.alloc(BLOCK, 1) },
+      { index: 1, data: Buffer.alloc(BLOCK, 2) },
+    ];
+    await expect(third.writeDisk({ key: 'xvda', virtualSize: 2 * BLOCK }, twice)).rejects.toThrow(
+      /given twice/,
+    );
+    for (const w of [writer, second, third]) await w.abort();
+    expect(await repo.listRestorePointIds()).toEqual([]);
+  });
+
+  it('honours an abort signal between blocks', async () => {
+    const controller = new AbortController();
+    const writer = await repo.createRestorePointWriter(
+      { vm: { uuid: 'vm', name: 'vm' } },
+      { signal: controller.signal },
+    );
+    const disk = patternedDisk('abort', 8);
+    let yielded = 0;
+    const source = (function* () {
+      for (const block of blocksOf(disk)) {
+        if (++yielded === 3) controller.abort();
+        yield block;
+      }
+    })();
+    await expect(
+      writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, source),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    expect(yielded).toBeLessThan(disk.blocks.size);
+    await writer.abort();
+    expect(await repo.listRestorePointIds()).toEqual([]);
+  });
+});
