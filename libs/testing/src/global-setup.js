@@ -64,6 +64,7 @@ module.exports = async function globalSetup() {
     ['nats-server', 'nats-server'],
     ['libnfs', 'nfs-cp'],
     ['e2fsprogs', 'mke2fs'],
+    ['zstd', 'zstd'],
   ]) {
     if (hasBinary(binary)) available.push(service);
   }

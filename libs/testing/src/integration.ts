@@ -13,18 +13,21 @@ export type TestService =
   | 'restic'
   | 'libnfs'
   | 'e2fsprogs'
-  | 'tmpfs';
+  | 'tmpfs'
+  | 'zstd';
 
 const INSTALL_HINT: Record<TestService, string> = {
   postgres: 'a PostgreSQL server on HAVEN_TEST_DATABASE_URL (apt-get install postgresql)',
   nats: 'a NATS server with JetStream on HAVEN_TEST_NATS_URL (apt-get install nats-server; nats-server -js)',
-  'nats-server': 'the nats-server binary, for suites that stop and restart a private server (apt-get install nats-server)',
+  'nats-server':
+    'the nats-server binary, for suites that stop and restart a private server (apt-get install nats-server)',
   'qemu-img': 'qemu-img (apt-get install qemu-utils)',
   samba: 'smbd (apt-get install samba smbclient)',
   'nfs-ganesha': 'ganesha.nfsd (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind)',
   restic: 'restic (apt-get install restic)',
   libnfs: 'nfs-cp (apt-get install libnfs-utils)',
   e2fsprogs: 'mke2fs (apt-get install e2fsprogs)',
+  zstd: 'the zstd command-line tool, the oracle for zstd-compressed XVA (apt-get install zstd)',
   tmpfs: 'permission to mount a small tmpfs (run the tests as root, or in a container with CAP_SYS_ADMIN)',
 };
 
