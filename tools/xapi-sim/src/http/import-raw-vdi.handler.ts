@@ -106,6 +106,10 @@ export async function importRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
   const format = transfer.query('format') ?? 'raw';
   if (format !== 'raw' && format !== 'vhd') throw new XapiFailure('FIELD_TYPE_ERROR', [`format=${format}`]);
   const disk = pool.disks.get(vdi);
+  // XAPI answers the headers at once and the task carries the outcome: the xen-api client waits
+  // for these headers before it finishes sending a body of unknown length.
+  response.writeHead(200, { 'content-type': 'application/octet-stream' });
+  response.flushHeaders();
   const throttle = createTransferFaults(pool.faults, 'import');
   const body: AsyncIterable<Buffer> =
     throttle === undefined ? requestBody(request) : Readable.from(requestBody(request)).pipe(throttle);
@@ -113,8 +117,5 @@ export async function importRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
   if (format === 'raw') await importRaw(disk, body, progress);
   else await importVhd(disk, body, progress);
   transfer.succeed();
-  if (!response.destroyed) {
-    response.writeHead(200, { 'content-length': 0 });
-    response.end();
-  }
+  if (!response.destroyed) response.end();
 }

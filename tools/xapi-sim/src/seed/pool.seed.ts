@@ -223,38 +223,47 @@ export async function seedPool(pool: SimulatedPool, options: SeedOptions): Promi
     pifRef,
   );
 
-  pool.createVm({
-    uuid: uuid('template'),
-    name_label: 'Debian Bookworm 12',
-    name_description: 'Template (simulated)',
-    is_a_template: true,
-    is_default_template: true,
-    other_config: { default_template: 'true' },
-  });
+  pool.createVm(
+    {
+      uuid: uuid('template'),
+      name_label: 'Debian Bookworm 12',
+      name_description: 'Template (simulated)',
+      is_a_template: true,
+      is_default_template: true,
+      other_config: { default_template: 'true' },
+    },
+    ref('template'),
+  );
 
   for (let index = 0; index < options.vms; index++) {
     const name = `sim-vm-${index}`;
-    const vm = pool.createVm({
-      uuid: uuid(`vm:${index}`),
-      name_label: name,
-      name_description: `Seeded VM ${index}`,
-      memory_static_max: 2 * 1024 ** 3,
-      memory_dynamic_max: 2 * 1024 ** 3,
-      memory_dynamic_min: 2 * 1024 ** 3,
-      VCPUs_max: 2,
-      VCPUs_at_startup: 2,
-      tags: index % 2 === 0 ? ['production'] : ['test'],
-    });
+    const vm = pool.createVm(
+      {
+        uuid: uuid(`vm:${index}`),
+        name_label: name,
+        name_description: `Seeded VM ${index}`,
+        memory_static_max: 2 * 1024 ** 3,
+        memory_dynamic_max: 2 * 1024 ** 3,
+        memory_dynamic_min: 2 * 1024 ** 3,
+        VCPUs_max: 2,
+        VCPUs_at_startup: 2,
+        tags: index % 2 === 0 ? ['production'] : ['test'],
+      },
+      ref(`vm:${index}`),
+    );
     // The first VM has two disks so multi-disk paths are exercised.
     const diskCount = index === 0 ? 2 : 1;
     for (let position = 0; position < diskCount; position++) {
       const diskName = `${name}-disk-${position}`;
-      const vdi = pool.createVdi({
-        uuid: uuid(`vdi:${diskName}`),
-        name_label: diskName,
-        SR: localSr,
-        virtual_size: options.diskSize,
-      });
+      const vdi = pool.createVdi(
+        {
+          uuid: uuid(`vdi:${diskName}`),
+          name_label: diskName,
+          SR: localSr,
+          virtual_size: options.diskSize,
+        },
+        ref(`vdi:${diskName}`),
+      );
       const disk = pool.disks.get(vdi);
       for (let block = 0; block < disk.blockCount; block++) {
         const content = seededBlock(seed, diskName, block, options.allocation);
@@ -262,22 +271,31 @@ export async function seedPool(pool: SimulatedPool, options: SeedOptions): Promi
         const length = Math.min(BLOCK_SIZE, options.diskSize - block * BLOCK_SIZE);
         await disk.write(block * BLOCK_SIZE, content.subarray(0, length));
       }
-      pool.createVbd({
-        VM: vm,
-        VDI: vdi,
-        userdevice: String(position),
-        bootable: position === 0,
-        type: 'Disk',
-        mode: 'RW',
-      });
+      pool.createVbd(
+        {
+          VM: vm,
+          VDI: vdi,
+          userdevice: String(position),
+          bootable: position === 0,
+          type: 'Disk',
+          mode: 'RW',
+        },
+        ref(`vbd:${diskName}`),
+      );
     }
-    pool.createVbd({ VM: vm, VDI: NULL_REF, userdevice: '3', type: 'CD', mode: 'RO', empty: true });
-    pool.createVif({
-      VM: vm,
-      network: networkRef,
-      device: '0',
-      MAC: `02:00:00:00:${(index >> 8).toString(16).padStart(2, '0')}:${(index & 255).toString(16).padStart(2, '0')}`,
-    });
+    pool.createVbd(
+      { VM: vm, VDI: NULL_REF, userdevice: '3', type: 'CD', mode: 'RO', empty: true },
+      ref(`cd:${name}`),
+    );
+    pool.createVif(
+      {
+        VM: vm,
+        network: networkRef,
+        device: '0',
+        MAC: `02:00:00:00:${(index >> 8).toString(16).padStart(2, '0')}:${(index & 255).toString(16).padStart(2, '0')}`,
+      },
+      ref(`vif:${name}`),
+    );
     if (index % 2 === 0) pool.setPowerState(vm, 'Running');
   }
   pool.applyUsage();

@@ -1,0 +1,297 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { VhdChain, VhdImage, createRawStream, openFileSource } from '@haven/vhd';
+import { describeIntegration, scratchDir } from '@haven/testing';
+import { XenApiClientDriver, type XapiObject } from './testing/xen-api-client.driver';
+import { startXapiSimulator, type XapiSimulator } from './xapi-simulator';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function sha256OfStream(stream: AsyncIterable<Buffer>): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+function byName(objects: readonly XapiObject[], name: string): XapiObject {
+  const found = objects.find((object) => object['name_label'] === name);
+  if (found === undefined) throw new Error(`no object named ${name}`);
+  return found;
+}
+
+describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let sim: XapiSimulator;
+  let client: XenApiClientDriver;
+
+  beforeAll(async () => {
+    dir = await scratchDir('haven-xapi-sim-');
+    sim = await startXapiSimulator({
+      stateDir: join(dir.path, 'state'),
+      vms: 3,
+      diskSize: 20 * MiB + 512 * 3,
+      seed: 'client-spec',
+    });
+    client = new XenApiClientDriver();
+    await client.connect(sim.url, sim.user, sim.password);
+  });
+
+  afterAll(async () => {
+    await client.close();
+    await sim.close();
+    await dir.cleanup();
+  });
+
+  it('logs in over JSON-RPC and watches every object type through event.from', async () => {
+    const vms = await client.objects('VM');
+    expect(vms.map((vm) => vm['name_label'])).toEqual(
+      expect.arrayContaining(['sim-vm-0', 'sim-vm-1', 'sim-vm-2']),
+    );
+    expect(vms.some((vm) => vm['is_control_domain'] === true)).toBe(true);
+    const srs = await client.objects('SR');
+    expect(srs.map((sr) => sr['name_label'])).toEqual(
+      expect.arrayContaining(['Local storage', 'Replica storage']),
+    );
+    expect((await client.objects('pool'))[0]?.['name_label']).toBe('Simulated pool');
+    // A change made through another path reaches the client's cache as an event.
+    const vm = byName(vms, 'sim-vm-1');
+    await client.call('VM.set_name_description', vm.$ref, 'changed by the test');
+    await client.barrier();
+    const updated = (await client.objects('VM')).find((object) => object.$ref === vm.$ref);
+    expect(updated?.['name_description']).toBe('changed by the test');
+  });
+
+  it('answers with the real XAPI error codes and parameters', async () => {
+    const wrong = new XenApiClientDriver();
+    await expect(wrong.connect(sim.url, sim.user, 'not-the-password')).rejects.toMatchObject({
+      code: 'SESSION_AUTHENTICATION_FAILED',
+    });
+    await wrong.close();
+    await expect(client.call('VM.get_record', 'OpaqueRef:missing')).rejects.toMatchObject({
+      code: 'HANDLE_INVALID',
+      params: ['VM', 'OpaqueRef:missing'],
+    });
+    await expect(client.call('VM.no_such_method', 'OpaqueRef:x')).rejects.toMatchObject({
+      code: 'MESSAGE_METHOD_UNKNOWN',
+    });
+    await expect(client.call('VM.get_by_uuid', '00000000-0000-0000-0000-000000000000')).rejects.toMatchObject(
+      {
+        code: 'UUID_INVALID',
+      },
+    );
+    const vm = byName(await client.objects('VM'), 'sim-vm-1');
+    await expect(client.call('VM.clean_shutdown', vm.$ref)).rejects.toMatchObject({
+      code: 'VM_BAD_POWER_STATE',
+      params: [vm.$ref, 'running', 'halted'],
+    });
+    await client.call('VM.add_to_blocked_operations', vm.$ref, 'start', 'replica: failover first');
+    await expect(client.callAsync('VM.start', vm.$ref, false, false)).rejects.toMatchObject({
+      code: 'OPERATION_BLOCKED',
+      params: [vm.$ref, 'replica: failover first'],
+    });
+    await client.call('VM.remove_from_blocked_operations', vm.$ref, 'start');
+    await client.callAsync('VM.start', vm.$ref, false, false);
+    const disk = sim.listVms().find((summary) => summary.ref === vm.$ref)?.disks[0];
+    await expect(client.callAsync('VDI.destroy', disk?.vdi)).rejects.toMatchObject({
+      code: 'VDI_IN_USE',
+      params: [disk?.vdi, 'destroy'],
+    });
+    await client.callAsync('VM.hard_shutdown', vm.$ref);
+    await expect(
+      client
+        .call('VM.add_to_other_config', vm.$ref, 'k', 'v')
+        .then(() => client.call('VM.add_to_other_config', vm.$ref, 'k', 'w')),
+    ).rejects.toMatchObject({
+      code: 'MAP_DUPLICATE_KEY',
+    });
+  });
+
+  it('speaks XML-RPC to a client forced onto that transport', async () => {
+    const xml = new XenApiClientDriver();
+    await xml.connect(sim.url, sim.user, sim.password, 'xml-rpc');
+    const vm = byName(await xml.objects('VM'), 'sim-vm-2');
+    expect(await xml.call('VM.get_name_label', vm.$ref)).toBe('sim-vm-2');
+    // int64 fields travel as strings in XML-RPC, as XAPI sends them.
+    const vdi = sim.listVms().find((summary) => summary.name === 'sim-vm-2')?.disks[0]?.vdi;
+    expect(await xml.call('VDI.get_virtual_size', vdi)).toBe(String(20 * MiB + 512 * 3));
+    const snapshot = await xml.callAsync<string>('VM.snapshot', vm.$ref, 'over xml-rpc');
+    expect(await xml.call('VM.get_is_a_snapshot', snapshot)).toBe(true);
+    await expect(xml.call('VM.get_record', 'OpaqueRef:nope')).rejects.toMatchObject({
+      code: 'HANDLE_INVALID',
+      params: ['VM', 'OpaqueRef:nope'],
+    });
+    await xml.close();
+  });
+
+  it('runs Async.VM.snapshot to completion with copy-on-write disks and the snapshot links', async () => {
+    const vm = byName(await client.objects('VM'), 'sim-vm-0');
+    const before = await sim.diskHash('sim-vm-0', {}, 1);
+    const snapshot = await client.callAsync<string>('VM.snapshot', vm.$ref, 'nightly', []);
+    await client.barrier();
+    const objects = await client.objects();
+    const record = objects.find((object) => object.$ref === snapshot);
+    expect(record).toMatchObject({
+      is_a_snapshot: true,
+      is_a_template: true,
+      snapshot_of: vm.$ref,
+      name_label: 'nightly',
+    });
+    expect(objects.find((object) => object.$ref === vm.$ref)?.['snapshots']).toContain(snapshot);
+    const snapshotVdis = (record?.['VBDs'] as string[])
+      .map((vbd) => objects.find((object) => object.$ref === vbd))
+      .filter((vbd) => vbd?.['type'] === 'Disk')
+      .map((vbd) => objects.find((object) => object.$ref === vbd?.['VDI']));
+    expect(snapshotVdis).toHaveLength(2);
+    for (const vdi of snapshotVdis) expect(vdi).toMatchObject({ is_a_snapshot: true });
+    // The VM keeps running and writing; the snapshot's content stays as it was.
+    await sim.writeRandom('sim-vm-0', { blocks: 3, seed: 'after-snapshot' }, 1);
+    const second = snapshotVdis.find((vdi) => (vdi?.['name_label'] as string).endsWith('disk-1'));
+    expect((await sim.diskHash(second?.$ref ?? '')).sha256).toBe(before.sha256);
+    expect((await sim.diskHash('sim-vm-0', {}, 1)).sha256).not.toBe(before.sha256);
+  });
+
+  it('snapshots without the ignored VDIs', async () => {
+    const vm = byName(await client.objects('VM'), 'sim-vm-0');
+    const ignored = sim.listVms().find((summary) => summary.ref === vm.$ref)?.disks[1]?.vdi;
+    const snapshot = await client.callAsync<string>('VM.snapshot', vm.$ref, 'partial', [ignored]);
+    const vbds = await client.call<string[]>('VM.get_VBDs', snapshot);
+    const types = await Promise.all(vbds.map((vbd) => client.call<string>('VBD.get_type', vbd)));
+    expect(types.filter((type) => type === 'Disk')).toHaveLength(1);
+  });
+
+  it('cancels a task and destroys it', async () => {
+    const task = await client.call<string>('task.create', 'test task', '');
+    await client.call('task.cancel', task);
+    await client.barrier();
+    expect(await client.call('task.get_status', task)).toBe('cancelled');
+    await client.call('task.destroy', task);
+    await expect(client.call('task.get_status', task)).rejects.toMatchObject({
+      code: 'HANDLE_INVALID',
+      params: ['task', task],
+    });
+  });
+
+  describeIntegration('disk transfers read back by qemu-img', ['qemu-img'], () => {
+    it('exports a dynamic VHD equal to the disk and a differencing delta that rebuilds the snapshot', async () => {
+      const vm = byName(await client.objects('VM'), 'sim-vm-2');
+      const vdi = sim.listVms().find((summary) => summary.ref === vm.$ref)?.disks[0]?.vdi ?? '';
+      const base = await client.callAsync<string>('VM.snapshot', vm.$ref, 'base');
+      const baseVdi = sim.listVms().find((summary) => summary.ref === base)?.disks[0]?.vdi ?? '';
+      await sim.writeRandom(vdi, { blocks: 2, seed: 'delta' });
+      await sim.writeRandom(vdi, { bytes: 1000, offset: 3 * MiB + 7 });
+      // A block that was data in the base and is zero now must travel as zeros in the delta.
+      const baseHashes = (await sim.diskHash(baseVdi, { blocks: true })).blocks ?? [];
+      const zeroHash = createHash('sha256')
+        .update(Buffer.alloc(2 * MiB))
+        .digest('hex');
+      const dataBlock = baseHashes.findIndex((hash) => hash !== zeroHash);
+      await sim.pool.disks.get(vdi).write(dataBlock * 2 * MiB, Buffer.alloc(2 * MiB));
+      const top = await client.callAsync<string>('VM.snapshot', vm.$ref, 'top');
+      const topVdi = sim.listVms().find((summary) => summary.ref === top)?.disks[0]?.vdi ?? '';
+
+      const fullPath = join(dir.path, 'base.vhd');
+      const full = await client.getResource('/export_raw_vdi/', { vdi: baseVdi, format: 'vhd' }, fullPath);
+      expect(full.transfer.ok && full.task.ok).toBe(true);
+      const rawPath = join(dir.path, 'base.raw');
+      await run('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', fullPath, rawPath]);
+      expect(await sha256OfFile(rawPath)).toBe((await sim.diskHash(baseVdi)).sha256);
+
+      const deltaPath = join(dir.path, 'delta.vhd');
+      const delta = await client.getResource(
+        '/export_raw_vdi/',
+        { vdi: topVdi, format: 'vhd', base: baseVdi },
+        deltaPath,
+      );
+      expect(delta.task.ok).toBe(true);
+      expect(delta.bytes).toBeLessThan(full.bytes);
+      const baseImage = await VhdImage.open(await openFileSource(fullPath));
+      const deltaImage = await VhdImage.open(await openFileSource(deltaPath));
+      expect(deltaImage.allocatedBlocks).toContain(dataBlock);
+      const chain = new VhdChain([baseImage, deltaImage]);
+      expect(await sha256OfStream(createRawStream(chain))).toBe((await sim.diskHash(topVdi)).sha256);
+
+      const raw = await client.getResource('/export_raw_vdi/', { vdi: topVdi, format: 'raw' });
+      expect(raw.sha256).toBe((await sim.diskHash(topVdi)).sha256);
+    });
+
+    it('imports a raw image and a VHD of unknown length through putResource', async () => {
+      const sr = byName(await client.objects('SR'), 'Replica storage');
+      const size = 20 * MiB + 512 * 3;
+      const source = sim.listVms().find((summary) => summary.name === 'sim-vm-1')?.disks[0]?.vdi ?? '';
+      const expected = (await sim.diskHash(source)).sha256;
+      const rawPath = join(dir.path, 'upload.raw');
+      await writeFile(rawPath, await sim.pool.disks.get(source).read(0, size));
+      const rawTarget = await client.call<string>('VDI.create', {
+        name_label: 'raw upload',
+        SR: sr.$ref,
+        virtual_size: size,
+        type: 'user',
+        sharable: false,
+        read_only: false,
+        other_config: {},
+      });
+      const rawUpload = await client.putResource(
+        '/import_raw_vdi/',
+        { vdi: rawTarget, format: 'raw' },
+        rawPath,
+      );
+      expect(rawUpload.ok).toBe(true);
+      expect((await sim.diskHash(rawTarget)).sha256).toBe(expected);
+
+      const vhdPath = join(dir.path, 'upload.vhd');
+      await run('qemu-img', [
+        'convert',
+        '-f',
+        'raw',
+        '-O',
+        'vpc',
+        '-o',
+        'subformat=dynamic,force_size=on',
+        rawPath,
+        vhdPath,
+      ]);
+      const vhdTarget = await client.call<string>('VDI.create', {
+        name_label: 'vhd upload',
+        SR: sr.$ref,
+        virtual_size: size,
+        type: 'user',
+        sharable: false,
+        read_only: false,
+        other_config: {},
+      });
+      const vhdUpload = await client.putResource(
+        '/import_raw_vdi/',
+        { vdi: vhdTarget, format: 'vhd' },
+        vhdPath,
+        true,
+      );
+      expect(vhdUpload.ok).toBe(true);
+      expect((await sim.diskHash(vhdTarget)).sha256).toBe(expected);
+      await client.barrier();
+      const record = (await client.objects('VDI')).find((object) => object.$ref === vhdTarget);
+      expect(record?.['physical_utilisation']).toBe(sim.pool.disks.get(vhdTarget).allocatedBytes);
+    });
+
+    it('breaks an export after the injected number of bytes and fails its task', async () => {
+      const vdi = sim.listVms().find((summary) => summary.name === 'sim-vm-1')?.disks[0]?.vdi ?? '';
+      sim.setFaults({ exportFailAfterBytes: 3 * MiB, exportFailTimes: 1 });
+      const broken = await client.getResource('/export_raw_vdi/', { vdi, format: 'vhd' });
+      expect(broken.bytes).toBeLessThanOrEqual(3 * MiB);
+      expect(broken.transfer.ok).toBe(false);
+      expect(broken.task).toMatchObject({ ok: false, error: { code: 'VDI_IO_ERROR' } });
+      const healthy = await client.getResource('/export_raw_vdi/', { vdi, format: 'raw' });
+      expect(healthy.sha256).toBe((await sim.diskHash(vdi)).sha256);
+    });
+  });
+});
