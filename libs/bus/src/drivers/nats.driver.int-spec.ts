@@ -89,6 +89,23 @@ describeIntegration('NATS bus driver', ['nats'], () => {
       expect(updated.config.ack_wait).toBe(nanos(3_000));
     });
 
+    it('sets its streams up again when they are deleted under it', async () => {
+      const a = await bus();
+      const tasks = defineWorkQueue<number>(uniqueName('q'), { ackWaitMs: 2_000 });
+      const done: number[] = [];
+      await a.consume(tasks, (item) => {
+        done.push(item.payload);
+        return Promise.resolve();
+      });
+      await a.enqueue(tasks, 1);
+      await eventually('item 1 consumed', () => done.includes(1));
+      const jsm = await a.connection.jetstreamManager();
+      await jsm.streams.delete(new BusNamespace(prefix).workStream(tasks));
+      await a.enqueue(tasks, 2);
+      await eventually('item 2 consumed from the re-created stream', () => done.includes(2));
+      expect(done).toEqual([1, 2]);
+    });
+
     it('dead-letters an item that is not JSON at once, keeping its first bytes', async () => {
       const a = await bus();
       const tasks = defineWorkQueue<string>(uniqueName('q'), { maxDeliver: 5 });

@@ -21,6 +21,7 @@ import {
 import type { WorkQueue } from '@haven/contracts';
 import {
   BaseBus,
+  DEFAULT_CONSUMER_NAME,
   type BaseBusSettings,
   type DeadLetterStorage,
   type IncomingMessage,
@@ -206,21 +207,33 @@ export class NatsBus extends BaseBus {
     data: Uint8Array,
     id: string,
   ): Promise<{ duplicate: boolean }> {
-    await this.ensureStreams(queue);
     const subject = this.namespace.workSubject(queue);
-    try {
+    const publish = async (): Promise<{ duplicate: boolean }> => {
+      await this.ensureStreams(queue);
       const ack = await this.js.publish(subject, data, {
         msgID: id,
         expect: { streamName: this.namespace.workStream(queue) },
       });
       return { duplicate: ack.duplicate };
+    };
+    try {
+      return await publish();
+    } catch (error) {
+      if ((error as Partial<NatsError> | null)?.code !== ErrorCode.NoResponders) {
+        throw this.translate(error, subject, 0, data.byteLength);
+      }
+    }
+    // No stream took it: it was deleted under us (or the server lost it). Set up again, once.
+    this.forget(queue, DEFAULT_CONSUMER_NAME);
+    try {
+      return await publish();
     } catch (error) {
       throw this.translate(error, subject, 0, data.byteLength);
     }
   }
 
   protected async openPuller(queue: WorkQueue<unknown>, consumerName: string): Promise<WorkPuller> {
-    const consumer = await this.durableConsumer(queue, consumerName);
+    let consumer: Consumer | undefined = await this.durableConsumer(queue, consumerName);
     let stopped = false;
     // A function, not a variable read: stop() flips the flag while next() awaits.
     const isStopped = (): boolean => stopped;
@@ -228,13 +241,19 @@ export class NatsBus extends BaseBus {
     return {
       next: async () => {
         if (stopped) return null;
-        // One message per pull: nothing waits in a local buffer while its ack wait runs out.
-        const current = await consumer.fetch({ max_messages: 1, expires: this.options.pullExpiresMs });
-        batch = current;
         try {
+          consumer ??= await this.durableConsumer(queue, consumerName);
+          // One message per pull: nothing waits in a local buffer while its ack wait runs out.
+          const current = await consumer.fetch({ max_messages: 1, expires: this.options.pullExpiresMs });
+          batch = current;
           if (isStopped()) await current.close();
           for await (const message of current) return this.delivery(message);
           return null;
+        } catch (error) {
+          // The stream or consumer may have been deleted under us: set them up again next time.
+          consumer = undefined;
+          this.forget(queue, consumerName);
+          throw error;
         } finally {
           batch = undefined;
         }
@@ -244,6 +263,12 @@ export class NatsBus extends BaseBus {
         void batch?.close().catch(() => undefined);
       },
     };
+  }
+
+  private forget(queue: WorkQueue<unknown>, consumerName: string): void {
+    const stream = this.namespace.workStream(queue);
+    this.ensured.delete(stream);
+    this.consumersByKey.delete(`${stream}/${consumerName}`);
   }
 
   private delivery(message: JsMsg): WorkDelivery {
