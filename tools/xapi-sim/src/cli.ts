@@ -34,7 +34,7 @@ async function workloadCall(
       : body === undefined
         ? {}
         : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-  } as RequestInit);
+  });
   const text = await response.text();
   process.stdout.write(`${text}\n`);
   if (!response.ok) process.exitCode = 1;
