@@ -11,7 +11,7 @@ export async function mapConcurrent<T, R>(
     while (!failed && next < items.length) {
       const index = next++;
       try {
-        results[index] = await fn(items[index] as T, index);
+        results[index] = await fn(items[index], index);
       } catch (error) {
         failed = true;
         throw error;

@@ -48,7 +48,7 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     const db = await backup(repo, 'db', own);
     // Damage a chunk only the web restore point uses.
     const webReader = (await repo.openRestorePoint(web.id)).disk('xvda');
-    const block = webReader.allocatedBlocks()[2]!;
+    const block = webReader.allocatedBlocks()[2];
     const chunkId = webReader.chunkId(block)!;
     const path = join(dir.path, chunkKey(chunkId));
     const bytes = await readFile(path);
@@ -59,9 +59,9 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     expect(report.ok).toBe(false);
     expect(report.damagedChunks).toHaveLength(1);
     expect(report.damagedChunks[0]).toMatchObject({ chunkId, key: chunkKey(chunkId) });
-    expect(report.damagedChunks[0]!.restorePoints).toEqual([expect.stringContaining(web.id)]);
+    expect(report.damagedChunks[0].restorePoints).toEqual([expect.stringContaining(web.id)]);
     expect(report.brokenRestorePoints.map((p) => p.id)).toEqual([web.id]);
-    expect(report.brokenRestorePoints[0]!.label).toContain('web');
+    expect(report.brokenRestorePoints[0].label).toContain('web');
 
     const error: unknown = await webReader.readBlock(block).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChunkIntegrityError);
@@ -82,7 +82,7 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     const web = await backup(repo, 'web', shared);
     const web2 = await backup(repo, 'web', shared);
     const reader = (await repo.openRestorePoint(web.id)).disk('xvda');
-    const block = reader.allocatedBlocks()[0]!;
+    const block = reader.allocatedBlocks()[0];
     const chunkId = reader.chunkId(block)!;
     await rm(join(dir.path, chunkKey(chunkId)));
     const report = await repo.verify({ sample: 0.5 });

@@ -130,7 +130,7 @@ export async function verifyRepository(
     const count = sample < 1 ? Math.max(1, Math.round(toCheck.length * sample)) : Math.floor(sample);
     for (let i = toCheck.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
-      [toCheck[i], toCheck[j]] = [toCheck[j] as string, toCheck[i] as string];
+      [toCheck[i], toCheck[j]] = [toCheck[j], toCheck[i]];
     }
     toCheck = toCheck.slice(0, count);
   }

@@ -68,7 +68,7 @@ describe('crash safety', () => {
     expect((await repo.verify()).ok).toBe(true);
     // No folder without a manifest is left behind.
     const folders = new Set<string>();
-    for await (const object of repo.store.listAll('restore-points/')) folders.add(object.key.split('/')[1]!);
+    for await (const object of repo.store.listAll('restore-points/')) folders.add(object.key.split('/')[1]);
     expect([...folders].sort()).toEqual((await repo.listRestorePointIds()).sort());
   }, 120_000);
 

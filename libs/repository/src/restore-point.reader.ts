@@ -43,7 +43,7 @@ export class RestorePointReader {
     indexes: readonly DiskIndex[],
   ) {
     this.disks = manifest.disks.map((disk, position) => {
-      const index = indexes[position];
+      const index = indexes.at(position);
       if (index === undefined) throw new Error(`index of disk ${disk.key} not loaded`);
       return new DiskReader(repository, manifest, disk, index);
     });
@@ -164,7 +164,7 @@ export class DiskReader {
     let next = 0;
     const fill = (): void => {
       while (pending.length < readAhead && next < wanted.length) {
-        const index = wanted[next++] as number;
+        const index = wanted[next++];
         const data = this.readBlock(index, options);
         // Read-ahead may be abandoned by a consumer that stops early: never an unhandled rejection.
         data.catch(() => undefined);
@@ -182,18 +182,17 @@ export class DiskReader {
 
   /** The whole disk as raw bytes (holes as zeros). */
   createReadStream(options: StreamOptions = {}): Readable {
-    const self = this;
-    async function* raw(): AsyncGenerator<Buffer> {
+    const raw = async function* (this: DiskReader): AsyncGenerator<Buffer> {
       let position = 0;
-      for await (const block of self.blocks(options)) {
-        const start = block.index * self.blockSize;
+      for await (const block of this.blocks(options)) {
+        const start = block.index * this.blockSize;
         yield* zeros(start - position);
         yield block.data;
         position = start + block.data.length;
       }
-      yield* zeros(self.virtualSize - position);
-    }
-    return Readable.from(raw(), { objectMode: false, highWaterMark: 1 });
+      yield* zeros(this.virtualSize - position);
+    };
+    return Readable.from(raw.call(this), { objectMode: false, highWaterMark: 1 });
   }
 
   /**
@@ -224,7 +223,7 @@ export class DiskReader {
     const prefetched = (index: number): Promise<Buffer> => {
       const position = positions.get(index) ?? 0;
       for (let ahead = position; ahead < Math.min(allocated.length, position + readAhead); ahead++) {
-        const block = allocated[ahead] as number;
+        const block = allocated[ahead];
         if (!cache.has(block)) {
           const data = readBlock(block);
           data.catch(() => undefined);

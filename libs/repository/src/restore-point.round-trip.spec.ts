@@ -73,8 +73,8 @@ describe.each(variants)('restore point round trip ($codec, $cipher)', ({ codec, 
     const distinct = new Set(nonZero.map((data) => data.toString('base64')));
     // Zero blocks are not stored, repeated blocks once.
     expect(results[0]?.allocatedBlocks).toBe(nonZero.length);
-    expect(results[0]!.uploadedChunks).toBe(distinct.size);
-    expect(results[0]!.logicalBytes).toBe(nonZero.reduce((sum, data) => sum + data.length, 0));
+    expect(results[0].uploadedChunks).toBe(distinct.size);
+    expect(results[0].logicalBytes).toBe(nonZero.reduce((sum, data) => sum + data.length, 0));
 
     const point = await repo.openRestorePoint(manifest.id);
     const reader = point.disk('xvda');
@@ -104,7 +104,7 @@ describe.each(variants)('restore point round trip ($codec, $cipher)', ({ codec, 
 
   it('stores only changed chunks for the next restore point and streams a differencing VHD', async () => {
     const first = await backup(repo, 'vm-b', { xvda: disk });
-    expect(first.results[0]!.uploadedChunks).toBe(0); // everything already in the repository
+    expect(first.results[0].uploadedChunks).toBe(0); // everything already in the repository
     const next = changedDisk(disk, `chg-${codec}`, 3);
     // One block becomes zero: a differencing VHD must carry it explicitly.
     const zeroed = [...disk.blocks.entries()].find(
@@ -115,8 +115,8 @@ describe.each(variants)('restore point round trip ($codec, $cipher)', ({ codec, 
     const changed = [...next.blocks.entries()].filter(
       ([index, data]) => !data.equals(disk.blocks.get(index) ?? Buffer.alloc(0)),
     );
-    expect(secondRun.results[0]!.uploadedChunks).toBeLessThanOrEqual(3);
-    expect(secondRun.results[0]!.reusedChunks).toBeGreaterThan(0);
+    expect(secondRun.results[0].uploadedChunks).toBeLessThanOrEqual(3);
+    expect(secondRun.results[0].reusedChunks).toBeGreaterThan(0);
 
     const basePoint = await repo.openRestorePoint(first.manifest.id);
     const nextPoint = await repo.openRestorePoint(secondRun.manifest.id);

@@ -218,7 +218,7 @@ export class RestorePointWriter {
     const concurrency = Math.max(1, this.options.concurrency ?? 4);
     const signal = this.options.signal;
     const inFlight = new Set<Promise<void>>();
-    let uploadError: unknown;
+    let uploadError: Error | undefined;
     let logicalBytes = 0;
     const perDisk = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0 };
     if (this.options.expectedBytes === undefined) this.bytesTotal += disk.virtualSize;
@@ -290,7 +290,7 @@ export class RestorePointWriter {
           },
           (error: unknown) => {
             inFlight.delete(task);
-            uploadError ??= error;
+            uploadError ??= error instanceof Error ? error : new Error(String(error));
           },
         );
         inFlight.add(task);

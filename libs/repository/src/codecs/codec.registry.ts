@@ -26,7 +26,7 @@ export function validateCompression(setting: CompressionSetting): CompressionSet
   if (codec === undefined) {
     throw new RepositoryError(
       'INVALID_ARGUMENT',
-      `compression codec "${String(setting.codec)}" is unknown; use none, zstd or gzip`,
+      `compression codec "${setting.codec as string}" is unknown; use none, zstd or gzip`,
     );
   }
   const range = setting.codec === 'zstd' ? [1, 19] : setting.codec === 'gzip' ? [1, 9] : undefined;

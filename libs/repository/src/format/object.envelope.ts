@@ -103,10 +103,10 @@ export async function openObject(options: OpenOptions): Promise<OpenedObject> {
       `envelope version ${object[4]} is not supported (this build reads ${ENVELOPE_VERSION})`,
     );
   }
-  const codec = chunkCodecById(object[5] ?? -1);
+  const codec = chunkCodecById(object.readUInt8(5));
   if (codec === undefined) throw new EnvelopeError(`unknown codec id ${object[5]}`);
-  const cipherId = object[6] ?? 0;
-  const flags = object[7] ?? 0;
+  const cipherId = object.readUInt8(6);
+  const flags = object.readUInt8(7);
   const plaintextLength = object.readUInt32BE(8);
   const payloadLength = object.readUInt32BE(12);
   const header = object.subarray(0, ENVELOPE_HEADER_LENGTH);

@@ -94,7 +94,7 @@ export function parseManifest(plaintext: Buffer, expectedId: string): RestorePoi
       typeof disk.indexDigest !== 'string' ||
       typeof disk.virtualSize !== 'number'
     ) {
-      throw new EnvelopeError(`manifest disk ${String(disk.key)} lacks its index`);
+      throw new EnvelopeError(`manifest disk ${JSON.stringify(disk.key)} lacks its index`);
     }
   }
   return manifest as RestorePointManifest;

@@ -99,7 +99,7 @@ describe('garbage collection', () => {
     const other = changedDisk(base, 'gc-conc-other', 6);
     const versions = [base, other, base, other, base, other, base];
     const committed: { id: string; disk: DiskPattern }[] = [];
-    let backupsDone = false;
+    const state = { backupsDone: false };
     const slow = async function* (disk: DiskPattern): AsyncGenerator<DiskBlock> {
       for (const block of blocksOf(disk)) {
         await sleep(30);
@@ -120,12 +120,12 @@ describe('garbage collection', () => {
           while (committed.length > 1) await repo.deleteRestorePoint(committed.shift()!.id);
         }
       } finally {
-        backupsDone = true;
+        state.backupsDone = true;
       }
     })();
     const collections = (async () => {
       let runs = 0;
-      while (!backupsDone) {
+      while (!state.backupsDone) {
         try {
           await repo.collectGarbage({ safetyWindowMs: 0 });
           runs++;
@@ -142,7 +142,7 @@ describe('garbage collection', () => {
     await repo.collectGarbage({ safetyWindowMs: 0 });
     const report = await repo.verify();
     expect(report).toMatchObject({ ok: true, chunksInTrash: 0 });
-    expect(await chunkSet(repo)).toEqual(await referencedBy(repo, committed[0]!.id));
+    expect(await chunkSet(repo)).toEqual(await referencedBy(repo, committed[0].id));
     for (const { id, disk } of committed) await expectRestores(repo, id, disk);
   });
 

@@ -65,7 +65,7 @@ export function patternedDisk(seed: string, blockCount: number, tailBytes = 0): 
         dataBlocks.push(blocks.get(index) as Buffer);
         break;
       case 'repeat':
-        blocks.set(index, Buffer.from(earlier[(choices[index] ?? 0) % earlier.length] as Buffer));
+        blocks.set(index, Buffer.from(earlier[(choices[index] ?? 0) % earlier.length]));
         break;
       case 'text':
         blocks.set(index, textBlock(`${seed}/${index}`, length));
@@ -108,7 +108,7 @@ export function localRemote(path: string, name = 'test-local'): Remote {
 
 export async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part as string));
+  for await (const part of stream) parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part));
   return Buffer.concat(parts);
 }
 
