@@ -20,6 +20,7 @@ import { decodeNotice, MemoryBroker } from './memory.broker';
 export class MemoryBus extends BaseBus {
   /** Identity of this client on the broker, so kill() drops exactly its subscriptions. */
   private readonly connection = {};
+  private killed = false;
 
   constructor(
     settings: BaseBusSettings,
@@ -54,15 +55,14 @@ export class MemoryBus extends BaseBus {
     queue: string | undefined,
     onMessage: (message: IncomingMessage) => void,
   ): TransportListener {
-    let open = true;
     const remove = this.broker.subscribe(subject, queue, this.connection, (data, reply) => {
-      if (open) onMessage({ data, reply });
+      if (!this.killed) onMessage({ data, reply });
     });
     return {
-      stop: () => {
-        open = false;
+      // Like a NATS drain: nothing new arrives, messages already on their way are still handled.
+      stop: async () => {
         remove();
-        return Promise.resolve();
+        await new Promise((resolve) => setImmediate(resolve));
       },
     };
   }
@@ -112,8 +112,6 @@ export class MemoryBus extends BaseBus {
       term: () => alive() && delivery.term(),
     };
   }
-
-  private killed = false;
 
   protected deadLetterStorage(queue: WorkQueue<unknown>): DeadLetterStorage {
     const subject = this.namespace.deadLetterSubject(queue);

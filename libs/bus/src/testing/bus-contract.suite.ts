@@ -561,6 +561,22 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         expect((error as BusRemoteError).remoteCode).toBe('BUS_PAYLOAD_TOO_LARGE');
       });
 
+      it('on close, answers the requests it is already handling', async () => {
+        const responder = await bus('responder');
+        const requester = await bus('requester');
+        const slow = requestSubject<string, string>();
+        let started = false;
+        responder.respond(slow, async (name) => {
+          started = true;
+          await sleep(300);
+          return `done ${name}`;
+        });
+        const reply = requester.request(slow, 'job-1', { timeoutMs: 10_000 });
+        await eventually('the request is being handled', () => started);
+        await responder.close();
+        await expect(reply).resolves.toBe('done job-1');
+      });
+
       it('reports health, and refuses work once closed', async () => {
         const a = await bus();
         await expect(a.health()).resolves.toMatchObject({ ok: true });
