@@ -5,12 +5,7 @@ import { join } from 'node:path';
 
 import { RemoteError, type RemoteStore } from '@haven/remote-sdk';
 import { TestPattern, runRemoteContractSuite } from '@haven/remote-sdk/testing';
-import {
-  describeIntegration,
-  startNfsGanesha,
-  uniqueName,
-  type NfsGaneshaServer,
-} from '@haven/testing';
+import { describeIntegration, startNfsGanesha, uniqueName, type NfsGaneshaServer } from '@haven/testing';
 
 import { plugin, type NfsRemoteConfig } from './nfs.plugin';
 
@@ -93,6 +88,25 @@ describeIntegration('nfs remote (user-space NFSv3 client against nfs-ganesha)', 
         execFileSync('nfs-cp', [url('from-haven'), copy], { stdio: 'ignore' });
         expect(await sha256OfFile(copy)).toBe(pattern.sha256(size));
       }, 60_000);
+    });
+
+    it('lets a reader finish the old version of an object overwritten under it', async () => {
+      const size = 32 * MiB; // more than the 8 reads in flight, so reading goes on after the overwrite
+      const oldPattern = new TestPattern('nfs-open-old');
+      const newPattern = new TestPattern('nfs-open-new');
+      await store.put('open/object', oldPattern.stream(size));
+      const reader = (await store.get('open/object'))[Symbol.asyncIterator]();
+      const hash = createHash('sha256');
+      const first = await reader.next();
+      hash.update(first.value as Buffer);
+      await store.put('open/object', newPattern.stream(size));
+      for (let next = await reader.next(); next.done !== true; next = await reader.next())
+        hash.update(next.value as Buffer);
+      expect(hash.digest('hex')).toBe(oldPattern.sha256(size));
+      expect(await sha256OfFile(join(server.exportPath, folder, 'open', 'object'))).toBe(
+        newPattern.sha256(size),
+      );
+      expect((await store.list('open/')).objects.map((object) => object.key)).toEqual(['open/object']);
     });
 
     it('finds the NFS and MOUNT ports through the portmapper when none are given', async () => {

@@ -49,11 +49,50 @@ export class SmbDriver implements RemoteDriver {
         temporary,
         { access: Access.DELETE, disposition: Disposition.OPEN },
         context.signal,
-        (file) => client.rename(file, this.path(key), true, context.signal),
+        (file) => this.replace(client, file, key, context.signal),
       );
     } catch (error) {
       await this.discard(client, temporary);
       throw this.forget(error);
+    }
+  }
+
+  /**
+   * Renames `file` over `key`. SMB refuses to replace a file that someone has open (a reader),
+   * but lets an open file be renamed: then the old version moves aside and the new one takes its
+   * name, both requests sent back to back; the old one is deleted when its last reader closes.
+   */
+  private async replace(
+    client: Smb2Client,
+    file: Smb2OpenFile,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    try {
+      await client.rename(file, this.path(key), true, signal);
+      return;
+    } catch (error) {
+      if (!(error instanceof Smb2Error && error.status === NtStatus.ACCESS_DENIED)) throw error;
+    }
+    const folder = folderOf(key);
+    const retired = this.path(
+      `${folder === '' ? '' : `${folder}/`}${RESERVED_SEGMENT_PREFIX}-old-${randomBytes(12).toString('hex')}`,
+    );
+    const old = await client.open(
+      this.path(key),
+      { access: Access.DELETE, disposition: Disposition.OPEN, directory: false },
+      signal,
+    );
+    try {
+      const [aside, into] = await Promise.allSettled([
+        client.rename(old, retired, false, signal),
+        client.rename(file, this.path(key), false, signal),
+      ]);
+      if (aside.status === 'rejected') throw aside.reason;
+      if (into.status === 'rejected') throw into.reason;
+      await client.deleteOnClose(old, signal);
+    } finally {
+      await client.close(old).catch(() => undefined);
     }
   }
 

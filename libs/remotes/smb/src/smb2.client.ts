@@ -54,6 +54,7 @@ const SIGNING_REQUIRED = 0x2;
 const FILE_DIRECTORY_INFORMATION = 1;
 const FILE_RENAME_INFORMATION = 10;
 const FILE_LINK_INFORMATION = 11;
+const FILE_DISPOSITION_INFORMATION = 13;
 const FILE_FS_FULL_SIZE_INFORMATION = 7;
 
 /** Windows FILETIME (100 ns ticks since 1601) to a Date. */
@@ -233,6 +234,11 @@ export class Smb2Client {
     return this.setName(file, FILE_LINK_INFORMATION, target, replace, signal);
   }
 
+  /** Marks an open file for deletion once every handle on it is closed (other readers too). */
+  async deleteOnClose(file: Smb2OpenFile, signal?: AbortSignal): Promise<void> {
+    await this.setInfo(file, FILE_DISPOSITION_INFORMATION, Buffer.from([1]), signal);
+  }
+
   /** Total and caller-available bytes of the share's file system. */
   async fsSize(dir: Smb2OpenFile, signal?: AbortSignal): Promise<{ totalBytes: number; freeBytes: number }> {
     const body = Buffer.alloc(41);
@@ -274,6 +280,15 @@ export class Smb2Client {
     info.writeUInt8(replace ? 1 : 0, 0);
     info.writeUInt32LE(name.length, 16);
     name.copy(info, 20);
+    await this.setInfo(file, infoClass, info, signal);
+  }
+
+  private async setInfo(
+    file: Smb2OpenFile,
+    infoClass: number,
+    info: Buffer,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const body = Buffer.alloc(32);
     body.writeUInt16LE(33, 0);
     body.writeUInt8(1, 2); // SMB2_0_INFO_FILE

@@ -17,7 +17,7 @@ export interface SambaServer {
   /** Workgroup of the server, usable as the user's domain. */
   domain: string;
   stop(): Promise<void>;
-  /** Kills smbd (SIGKILL on its process group leader) to test a server dying mid-operation. */
+  /** Kills smbd (SIGKILL to its process group) to test a server dying mid-operation. */
   kill(): Promise<void>;
 }
 
@@ -67,7 +67,7 @@ export async function startSamba(): Promise<SambaServer> {
   let child: ChildProcess | null = spawn(
     'smbd',
     ['--foreground', '--no-process-group', `--configfile=${config}`, '--debug-stdout'],
-    { stdio: 'ignore' },
+    { stdio: 'ignore', detached: true },
   );
   const deadline = Date.now() + 20_000;
   while (!(await loopbackPortOpen(port))) {
@@ -79,18 +79,13 @@ export async function startSamba(): Promise<SambaServer> {
     const running = child;
     child = null;
     if (running === null || running.exitCode !== null || running.pid === undefined) return;
-    // smbd forks one child per client connection: note their pids before the parent goes, so
-    // that they can be ended by pid too (a killed parent would leave them to init).
-    const listed = spawnSync('pgrep', ['-P', String(running.pid)], { encoding: 'utf8' }).stdout ?? '';
-    const children = listed.split('\n').filter(Boolean).map(Number);
+    // smbd runs as the leader of its own process group (spawned detached): on shutdown it signals
+    // that group, which must not be ours, and its per-connection children go with the group.
     const exited = new Promise((resolve) => running.once('exit', resolve));
-    process.kill(running.pid, signal);
-    for (const pid of children) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // already gone
-      }
+    try {
+      process.kill(-running.pid, signal);
+    } catch {
+      // already gone
     }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
