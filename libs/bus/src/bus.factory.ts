@@ -24,7 +24,7 @@ export async function createBus(config: BusConfig): Promise<NatsBus | MemoryBus>
       return Promise.resolve(
         new MemoryBus(
           { ...settings, payloadLimitBytes, deadLetterLimitBytes: payloadLimitBytes + 64 * 1024 },
-          config.broker ?? MemoryBroker.shared(),
+          config.broker ?? new MemoryBroker(),
         ),
       );
     }

@@ -159,7 +159,11 @@ export interface NatsBusConfig extends CommonBusConfig {
 
 export interface MemoryBusConfig extends CommonBusConfig {
   driver: 'memory';
-  /** Buses on one broker talk to each other; default: the process-wide broker. */
+  /**
+   * Buses on one broker talk to each other. Default: a new broker of its own, so the one bus of an
+   * all-in-one process is its whole world and two app instances in one test process never share
+   * work. Pass `MemoryBroker.shared()` (or any broker) to connect several buses.
+   */
   broker?: MemoryBroker;
 }
 

@@ -22,7 +22,7 @@ export class MemoryBroker {
   private readonly workStreams = new Map<string, MemoryWorkStream>();
   private readonly deadLetterStores = new Map<string, MemoryDeadLetterStore>();
 
-  /** The broker every memory bus uses unless given its own: the all-in-one process's "server". */
+  /** One broker for the whole process, for buses that must reach each other without passing it around. */
   static shared(): MemoryBroker {
     MemoryBroker.processBroker ??= new MemoryBroker();
     return MemoryBroker.processBroker;
