@@ -448,6 +448,7 @@ class ActiveConsumer<T> implements StoppableConsumer {
     let failures = 0;
     while (!this.stopped) {
       let delivery: WorkDelivery | null;
+      const pulledAt = Date.now();
       try {
         delivery = await puller.next();
         failures = 0;
@@ -462,7 +463,11 @@ class ActiveConsumer<T> implements StoppableConsumer {
         await pause(Math.min(5_000, 250 * 2 ** Math.min(failures, 5)), this.stopSignal.signal);
         continue;
       }
-      if (delivery === null) continue;
+      if (delivery === null) {
+        // An empty pull that came back at once (server busy, limits hit): don't spin on it.
+        if (Date.now() - pulledAt < 100) await pause(250, this.stopSignal.signal);
+        continue;
+      }
       if (this.isStopped()) {
         // Pulled while stopping: straight back to the queue.
         try {
