@@ -14,13 +14,17 @@ function aeadCipher(
     name,
     id,
     overhead: NONCE_LENGTH + TAG_LENGTH,
-    seal(key, plaintext, associatedData) {
+    seal(key, plaintext, associatedData, prefix) {
       const nonce = randomBytes(NONCE_LENGTH);
       const cipher = createCipheriv(algorithm as CipherGCMTypes, key, nonce, { authTagLength: TAG_LENGTH });
       cipher.setAAD(associatedData, { plaintextLength: plaintext.length });
       const body = cipher.update(plaintext);
       const final = cipher.final();
-      return Buffer.concat([nonce, body, final, cipher.getAuthTag()]);
+      return Buffer.concat(
+        prefix !== undefined
+          ? [prefix, nonce, body, final, cipher.getAuthTag()]
+          : [nonce, body, final, cipher.getAuthTag()],
+      );
     },
     open(key, sealed, associatedData) {
       if (sealed.length < NONCE_LENGTH + TAG_LENGTH) {

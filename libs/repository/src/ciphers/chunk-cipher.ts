@@ -7,8 +7,11 @@ export interface ChunkCipher {
   readonly id: number;
   /** Bytes added to the plaintext: nonce + tag. */
   readonly overhead: number;
-  /** Returns nonce | ciphertext | tag, with a fresh random nonce. */
-  seal(key: Buffer, plaintext: Buffer, associatedData: Buffer): Buffer;
+  /**
+   * Returns prefix | nonce | ciphertext | tag, with a fresh random nonce (the prefix, e.g. an
+   * object header, saves a copy of the whole object).
+   */
+  seal(key: Buffer, plaintext: Buffer, associatedData: Buffer, prefix?: Buffer): Buffer;
   /** Throws when the tag does not authenticate (wrong key, altered bytes or associated data). */
   open(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
 }

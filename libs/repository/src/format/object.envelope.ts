@@ -59,12 +59,12 @@ export async function sealObject(options: SealOptions): Promise<Buffer> {
   header.writeUInt32BE(plaintext.length, 8);
   header.writeUInt32BE(payload.length, 12);
   if (options.cipher !== undefined) {
-    const sealed = options.cipher.cipher.seal(
+    return options.cipher.cipher.seal(
       options.cipher.key,
       payload,
       Buffer.concat([header, options.associatedData]),
+      header,
     );
-    return Buffer.concat([header, sealed]);
   }
   return withDigest
     ? Buffer.concat([header, payload, createHash('sha256').update(plaintext).digest()])

@@ -1,0 +1,51 @@
+// Peak memory while ingesting a large disk (typical data generated on the fly, nothing on disk
+// but the repository's own chunks; --sparse leaves 90% of the disk unallocated).
+//   node bin/run.js bench/repository/memory.bench.ts [--size-gib 4] [--big (50 GiB)] [--sparse]
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Remote } from '@haven/remote-sdk';
+import { LocalDriver } from '@haven/remote-local';
+import { initRepository, type DiskBlock } from '@haven/repository';
+import { BLOCK, MiB, arg, flag, mbps, typicalBlock } from './typical-disk.source';
+
+async function main(): Promise<void> {
+  const sizeGiB = flag('big') ? 50 : arg('size-gib', 4);
+  const sparse = flag('sparse');
+  const blocks = (sizeGiB * 1024 * MiB) / BLOCK;
+  const work = await mkdtemp(join(process.env['HAVEN_BENCH_DIR'] ?? tmpdir(), 'haven-memory-'));
+  const baseline = process.memoryUsage.rss();
+  let peak = 0;
+  const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+  try {
+    const repo = await initRepository(
+      new Remote(new LocalDriver({ path: work, fsync: false }), { name: 'bench-memory' }),
+      { key: 'bench' },
+    );
+    const source = async function* (): AsyncGenerator<DiskBlock> {
+      for (let index = 0; index < blocks; index++) {
+        if (sparse && index % 10 !== 0) continue;
+        yield {
+          index,
+          data: typicalBlock(`mem-${index % 7 === 0 ? 'dup' : index}`, index % 7 === 0 ? 0 : index),
+        };
+      }
+    };
+    const start = performance.now();
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'mem', name: 'mem' } });
+    await writer.writeDisk({ key: 'xvda', virtualSize: blocks * BLOCK }, source());
+    await writer.commit();
+    const ms = performance.now() - start;
+    peak = Math.max(peak, process.memoryUsage.rss(), process.resourceUsage().maxRSS * 1024);
+    console.log(
+      `ingested a ${sizeGiB} GiB ${sparse ? 'sparse (10% allocated)' : 'typical'} disk in ${(ms / 1000).toFixed(1)} s ` +
+        `(${mbps(blocks * BLOCK, ms)} logical): peak RSS ${(peak / MiB).toFixed(0)} MiB (budget 256 MiB; ` +
+        `${(baseline / MiB).toFixed(0)} MiB before ingest: Node + swc runtime)`,
+    );
+  } finally {
+    clearInterval(sample);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+void main();
