@@ -61,7 +61,6 @@ class TimeoutSignalReason extends Error {
 export class Remote implements RemoteStore {
   readonly name: string;
   readonly type: string;
-  readonly features: RemoteFeatures;
   private readonly retryPolicy: RetryPolicy;
   private readonly timeoutMs: number;
   private readonly idleTimeoutMs: number;
@@ -74,13 +73,17 @@ export class Remote implements RemoteStore {
   ) {
     this.name = options.name;
     this.type = driver.type;
-    this.features = driver.features;
     this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
     this.maxBufferBytes = options.maxBufferBytes ?? 256 * 1024 * 1024;
     // Longest first, so a secret containing another is scrubbed whole.
     this.secrets = (options.secrets ?? []).filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  }
+
+  /** Read from the driver each time: some learn what their server supports on first use. */
+  get features(): RemoteFeatures {
+    return this.driver.features;
   }
 
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {

@@ -1,0 +1,3 @@
+export * from './s3.driver';
+export * from './s3.plugin';
+export { default } from './s3.plugin';
