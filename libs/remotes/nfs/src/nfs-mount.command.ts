@@ -41,7 +41,7 @@ const FLAG_OPTIONS = new Set([
 ]);
 
 const INTEGER = /^[0-9]{1,9}$/;
-const VALUED_OPTIONS: Record<string, RegExp> = {
+const VALUED_OPTIONS: Record<string, RegExp | undefined> = {
   vers: /^(3|4|4\.0|4\.1|4\.2)$/,
   nfsvers: /^(3|4|4\.0|4\.1|4\.2)$/,
   proto: /^(tcp|tcp6|rdma)$/,
@@ -82,7 +82,9 @@ export function validateNfsMountOptions(options: readonly string[]): string[] {
         `mount option "${option}" contains characters that are not allowed (only name or name=value with letters, digits, "." and ":")`,
       );
     }
-    const [name = '', value] = option.split('=', 2);
+    const equals = option.indexOf('=');
+    const name = equals < 0 ? option : option.slice(0, equals);
+    const value = equals < 0 ? undefined : option.slice(equals + 1);
     if (value === undefined) {
       if (!FLAG_OPTIONS.has(name)) {
         throw new NfsMountOptionError(
@@ -115,7 +117,7 @@ export function validateNfsHost(host: string): string {
   if (typeof host !== 'string' || !(HOSTNAME.test(host) || IPV6.test(host))) {
     throw new NfsMountOptionError(
       'host',
-      `NFS host "${String(host)}" is not a host name, an IPv4 address or a bracketed IPv6 address`,
+      `NFS host ${JSON.stringify(host)} is not a host name, an IPv4 address or a bracketed IPv6 address`,
     );
   }
   return host;
@@ -129,7 +131,7 @@ export function validateNfsExport(exportPath: string): string {
   ) {
     throw new NfsMountOptionError(
       'export',
-      `NFS export "${String(exportPath)}" must be an absolute path of letters, digits and . _ @ + - / (no "..", spaces or separators)`,
+      `NFS export ${JSON.stringify(exportPath)} must be an absolute path of letters, digits and . _ @ + - / (no "..", spaces or separators)`,
     );
   }
   return exportPath;

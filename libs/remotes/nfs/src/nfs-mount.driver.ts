@@ -123,7 +123,8 @@ export class NfsMountDriver implements RemoteDriver {
       await run(this.command.mount.file, this.command.mount.args, { timeout: 60_000 });
       this.mountedHere = true;
     } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      const raw = (error as { stderr?: unknown }).stderr;
+      const stderr = (typeof raw === 'string' ? raw : Buffer.isBuffer(raw) ? raw.toString() : '').trim();
       const code = /permission denied|access denied|only root/i.test(stderr)
         ? 'PERMISSION_DENIED'
         : 'TRANSIENT';

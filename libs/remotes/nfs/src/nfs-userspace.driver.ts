@@ -425,7 +425,7 @@ export class NfsUserspaceDriver implements RemoteDriver {
     const { client, ioSize } = session;
     const stable = this.settings.stable;
     const window = new Set<Promise<void>>();
-    let failure: unknown;
+    let failure: Error | undefined;
     let verifier: Buffer | undefined;
     let offset = 0;
     const send = async (at: number, block: Buffer): Promise<void> => {
@@ -447,7 +447,7 @@ export class NfsUserspaceDriver implements RemoteDriver {
     };
     const enqueue = async (block: Buffer): Promise<void> => {
       const task = send(offset, block).catch((error: unknown) => {
-        failure ??= error;
+        failure ??= error instanceof Error ? error : new Error(String(error));
       });
       offset += block.length;
       const tracked = task.finally(() => window.delete(tracked));

@@ -25,15 +25,15 @@ const Proc = {
 type ProcName = keyof typeof Proc;
 
 /** ftype3 */
-export const enum Nfs3FileType {
-  Regular = 1,
-  Directory = 2,
-  BlockDevice = 3,
-  CharDevice = 4,
-  Symlink = 5,
-  Socket = 6,
-  Fifo = 7,
-}
+export const Nfs3FileType = {
+  Regular: 1,
+  Directory: 2,
+  BlockDevice: 3,
+  CharDevice: 4,
+  Symlink: 5,
+  Socket: 6,
+  Fifo: 7,
+} as const;
 
 export interface Nfs3Attributes {
   type: number;

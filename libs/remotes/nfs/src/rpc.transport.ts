@@ -313,9 +313,11 @@ export class RpcConnection {
     this.recordParts.push(this.fragment);
     this.fragment = null;
     if (!this.lastFragment) return;
-    const record = this.recordParts.length === 1 ? this.recordParts[0] : Buffer.concat(this.recordParts);
+    const first = this.recordParts.at(0);
+    const record =
+      this.recordParts.length === 1 && first !== undefined ? first : Buffer.concat(this.recordParts);
     this.recordParts = [];
-    if (record) this.dispatch(record);
+    this.dispatch(record);
   }
 
   private dispatch(record: Buffer): void {

@@ -353,7 +353,7 @@ export class SmbDriver implements RemoteDriver {
   ): Promise<void> {
     const ioSize = Math.min(this.settings.ioSize, client.maxWriteSize);
     const window = new Set<Promise<void>>();
-    let failure: unknown;
+    let failure: Error | undefined;
     let offset = 0;
     const send = async (at: number, block: Buffer): Promise<void> => {
       let done = 0;
@@ -369,7 +369,7 @@ export class SmbDriver implements RemoteDriver {
     };
     for await (const block of blocks(body, ioSize)) {
       const task = send(offset, block).catch((error: unknown) => {
-        failure ??= error;
+        failure ??= error instanceof Error ? error : new Error(String(error));
       });
       offset += block.length;
       const tracked = task.finally(() => window.delete(tracked));

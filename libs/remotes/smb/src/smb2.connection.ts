@@ -153,9 +153,7 @@ export class Smb2Connection {
     const size = Math.max(body.length + (options.payload?.length ?? 0), options.responseSize ?? 0);
     const charge = this.largeMtu ? Math.max(1, Math.ceil(size / 65536)) : 1;
     await this.takeCredits(charge);
-    const socket = this.socket;
-    if (socket === null || this.lost)
-      throw this.lost ?? new Smb2ConnectionError('SMB_CONNECTION_LOST', `not connected to ${this.endpoint}`);
+    const socket = this.openSocket();
     const messageId = this.nextMessageId;
     this.nextMessageId += BigInt(charge);
 
@@ -235,6 +233,14 @@ export class Smb2Connection {
     );
   }
 
+  /** The socket, or the reason there is none (checked again after waiting for credits). */
+  private openSocket(): Socket {
+    if (this.lost !== null) throw this.lost;
+    if (this.socket === null)
+      throw new Smb2ConnectionError('SMB_CONNECTION_LOST', `not connected to ${this.endpoint}`);
+    return this.socket;
+  }
+
   private takeCredits(charge: number): Promise<void> {
     if (this.credits >= charge && this.creditWaiters.length === 0) {
       this.credits -= charge;
@@ -248,7 +254,7 @@ export class Smb2Connection {
   private grant(credits: number): void {
     this.credits += credits;
     while (this.creditWaiters.length > 0) {
-      const next = this.creditWaiters[0];
+      const next = this.creditWaiters.at(0);
       if (next === undefined || next.charge > this.credits) break;
       this.creditWaiters.shift();
       this.credits -= next.charge;

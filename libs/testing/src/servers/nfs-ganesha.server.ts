@@ -90,7 +90,8 @@ EXPORT { Export_Id = 1; Path = ${exportPath}; Pseudo = /backup; Access_Type = RW
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
     clearTimeout(timer);
-    if (running.exitCode === null && running.signalCode === null) process.kill(running.pid, 'SIGKILL');
+    const stillRunning = (): boolean => running.exitCode === null && running.signalCode === null;
+    if (stillRunning()) process.kill(running.pid, 'SIGKILL');
   };
   await start();
   return {
