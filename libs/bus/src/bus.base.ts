@@ -262,6 +262,11 @@ export abstract class BaseBus implements Bus {
     const pullers = await Promise.all(
       Array.from({ length: concurrency }, () => this.openPuller(queue, consumerName)),
     );
+    if (this.closed) {
+      // close() began while the consumer was being set up: it must not start pulling now.
+      for (const puller of pullers) puller.stop();
+      throw new BusClosedError(wire, 'consume from');
+    }
     const storage = this.deadLetterStorage(queue);
     const runner = new WorkRunner(
       queue,
