@@ -9,7 +9,10 @@ export interface Credentials {
 
 /** Where `haven login` keeps the gateway URL and key (mode 600); HAVEN_URL / HAVEN_KEY override it. */
 export function credentialsFile(env: NodeJS.ProcessEnv = process.env): string {
-  return env['HAVEN_CREDENTIALS'] ?? join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'haven', 'credentials.json');
+  return (
+    env['HAVEN_CREDENTIALS'] ??
+    join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'haven', 'credentials.json')
+  );
 }
 
 export function saveCredentials(credentials: Credentials, env: NodeJS.ProcessEnv = process.env): string {
@@ -26,7 +29,9 @@ export function loadCredentials(env: NodeJS.ProcessEnv = process.env): Credentia
   try {
     return JSON.parse(readFileSync(credentialsFile(env), 'utf8')) as Credentials;
   } catch {
-    throw new CliError('Not logged in: run `haven login --url URL --key KEY` (or set HAVEN_URL and HAVEN_KEY)');
+    throw new CliError(
+      'Not logged in: run `haven login --url URL --key KEY` (or set HAVEN_URL and HAVEN_KEY)',
+    );
   }
 }
 
@@ -50,11 +55,16 @@ export class GatewayClient {
     try {
       response = await fetch(new URL(path, this.credentials.url), {
         method,
-        headers: { authorization: `Bearer ${this.credentials.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          authorization: `Bearer ${this.credentials.key}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
-      throw new CliError(`Cannot reach the Haven gateway at ${this.credentials.url}: ${(error as Error).message}`);
+      throw new CliError(
+        `Cannot reach the Haven gateway at ${this.credentials.url}: ${(error as Error).message}`,
+      );
     }
     if (response.status === 204) return undefined as T;
     const text = await response.text();
@@ -66,15 +76,20 @@ export class GatewayClient {
         problem = { detail: text };
       }
       const fields = (problem.errors ?? []).map((e) => `\n  - ${e.field || '(body)'}: ${e.message}`).join('');
-      throw new CliError(`${response.status} ${problem.title ?? response.statusText}: ${problem.detail ?? ''}${fields}`);
+      throw new CliError(
+        `${response.status} ${problem.title ?? response.statusText}: ${problem.detail ?? ''}${fields}`,
+      );
     }
     return JSON.parse(text) as T;
   }
 
   /** Server-Sent Events of a path, one parsed `{event, data}` at a time. */
   async *events(path: string): AsyncGenerator<{ event: string; data: unknown }> {
-    const response = await fetch(new URL(path, this.credentials.url), { headers: { authorization: `Bearer ${this.credentials.key}`, accept: 'text/event-stream' } });
-    if (!response.ok || !response.body) throw new CliError(`${response.status} ${response.statusText} for ${path}`);
+    const response = await fetch(new URL(path, this.credentials.url), {
+      headers: { authorization: `Bearer ${this.credentials.key}`, accept: 'text/event-stream' },
+    });
+    if (!response.ok || !response.body)
+      throw new CliError(`${response.status} ${response.statusText} for ${path}`);
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {

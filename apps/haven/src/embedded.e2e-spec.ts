@@ -13,7 +13,13 @@ describe('all-in-one on embedded defaults (PGlite, in-process bus)', () => {
   beforeAll(async () => {
     dataDir = await scratchDir('haven-e2e-data-');
     remoteDir = await scratchDir('haven-e2e-remote-');
-    const config = loadConfig({ HAVEN_PORT: '0', HAVEN_HOST: '127.0.0.1', HAVEN_DATA: dataDir.path, LOG_LEVEL: 'error', HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-full,@haven/job-backup-incremental' });
+    const config = loadConfig({
+      HAVEN_PORT: '0',
+      HAVEN_HOST: '127.0.0.1',
+      HAVEN_DATA: dataDir.path,
+      LOG_LEVEL: 'error',
+      HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-full,@haven/job-backup-incremental',
+    });
     app = await startAllInOne(config);
     baseUrl = await app.getUrl();
   });

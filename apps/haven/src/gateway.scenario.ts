@@ -7,7 +7,9 @@ import { buildCli } from '../../cli/src/haven.cli';
  * The gateway behaviour every deployment must show (embedded and distributed): run by both
  * end-to-end suites against a base URL and the data folder where the admin key was written.
  */
-export function gatewayScenario(context: () => { baseUrl: string; dataDir: string; remoteFolder: string }): void {
+export function gatewayScenario(
+  context: () => { baseUrl: string; dataDir: string; remoteFolder: string },
+): void {
   let admin: string;
   const api = () => request(context().baseUrl);
   const ids: Record<string, string> = {};
@@ -21,7 +23,10 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
 
   it('answers /health and /metrics without a key and requires one for the API', async () => {
     const health = await api().get('/health').expect(200);
-    expect(health.body).toMatchObject({ status: 'ok', checks: { database: { ok: true }, bus: { ok: true } } });
+    expect(health.body).toMatchObject({
+      status: 'ok',
+      checks: { database: { ok: true }, bus: { ok: true } },
+    });
     const metrics = await api().get('/metrics').expect(200);
     expect(metrics.text).toContain('haven_http_requests_total');
     const denied = await api().get('/api/v1/pools').expect(401);
@@ -32,14 +37,30 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
 
   it('publishes an OpenAPI document of the v1 resources', async () => {
     const doc = await api().get('/api/docs-json').expect(200);
-    for (const path of ['/api/v1/tenants', '/api/v1/api-keys', '/api/v1/pools', '/api/v1/remotes', '/api/v1/jobs', '/api/v1/schedules', '/api/v1/runs', '/api/v1/tasks', '/api/v1/restore-points'])
+    for (const path of [
+      '/api/v1/tenants',
+      '/api/v1/api-keys',
+      '/api/v1/pools',
+      '/api/v1/remotes',
+      '/api/v1/jobs',
+      '/api/v1/schedules',
+      '/api/v1/runs',
+      '/api/v1/tasks',
+      '/api/v1/restore-points',
+    ])
       expect(Object.keys(doc.body.paths)).toContain(path);
-    expect(doc.body.paths['/api/v1/pools'].post.requestBody.content['application/json'].schema.required).toEqual(['name', 'url', 'username', 'password']);
+    expect(
+      doc.body.paths['/api/v1/pools'].post.requestBody.content['application/json'].schema.required,
+    ).toEqual(['name', 'url', 'username', 'password']);
   });
 
   it('lets the system admin create tenants and their admin keys', async () => {
     for (const name of ['acme', 'globex']) {
-      const tenant = await api().post('/api/v1/tenants').set('authorization', `Bearer ${admin}`).send({ name }).expect(201);
+      const tenant = await api()
+        .post('/api/v1/tenants')
+        .set('authorization', `Bearer ${admin}`)
+        .send({ name })
+        .expect(201);
       ids[name] = tenant.body.id;
       const key = await api()
         .post('/api/v1/api-keys')
@@ -49,27 +70,54 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
       expect(key.body.key).toMatch(/^hvn_/);
       keys[name] = key.body.key;
     }
-    await api().post('/api/v1/tenants').set('authorization', `Bearer ${admin}`).send({ name: 'acme' }).expect(409);
+    await api()
+      .post('/api/v1/tenants')
+      .set('authorization', `Bearer ${admin}`)
+      .send({ name: 'acme' })
+      .expect(409);
     // A tenant admin is not a system admin.
     await api().get('/api/v1/tenants').set('authorization', `Bearer ${keys['acme']}`).expect(403);
   });
 
   it('creates pool, remote, job and schedule in a tenant, never returning secrets', async () => {
     const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
-    const pool = await acme(api().post('/api/v1/pools')).send({ name: 'lab', url: 'http://127.0.0.1:9', username: 'root', password: 'pool-s3cret-pw' }).expect(201);
+    const pool = await acme(api().post('/api/v1/pools'))
+      .send({ name: 'lab', url: 'http://127.0.0.1:9', username: 'root', password: 'pool-s3cret-pw' })
+      .expect(201);
     ids['pool'] = pool.body.id;
     expect(pool.body).toMatchObject({ name: 'lab', hasPassword: true });
     const remote = await acme(api().post('/api/v1/remotes'))
-      .send({ name: 'nas', type: 'local', settings: { path: context().remoteFolder }, encryption: { passphrase: 'repo-passphrase-123' } })
+      .send({
+        name: 'nas',
+        type: 'local',
+        settings: { path: context().remoteFolder },
+        encryption: { passphrase: 'repo-passphrase-123' },
+      })
       .expect(201);
     ids['remote'] = remote.body.id;
-    expect(remote.body).toMatchObject({ type: 'local', encrypted: true, settings: { path: context().remoteFolder } });
+    expect(remote.body).toMatchObject({
+      type: 'local',
+      encrypted: true,
+      settings: { path: context().remoteFolder },
+    });
     const job = await acme(api().post('/api/v1/jobs'))
-      .send({ name: 'nightly', type: 'backup.incremental', selection: { poolId: ids['pool'], mode: 'explicit', vms: ['vm-1'] }, remoteIds: [ids['remote']], settings: { compression: 'zstd' } })
+      .send({
+        name: 'nightly',
+        type: 'backup.incremental',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: ['vm-1'] },
+        remoteIds: [ids['remote']],
+        settings: { compression: 'zstd' },
+      })
       .expect(201);
     ids['job'] = job.body.id;
     const schedule = await acme(api().post('/api/v1/schedules'))
-      .send({ jobId: ids['job'], name: 'every night', cron: '0 2 * * *', timezone: 'Europe/Paris', retention: { keep: 7 } })
+      .send({
+        jobId: ids['job'],
+        name: 'every night',
+        cron: '0 2 * * *',
+        timezone: 'Europe/Paris',
+        retention: { keep: 7 },
+      })
       .expect(201);
     expect(new Date(schedule.body.nextFireAt).getTime()).toBeGreaterThan(Date.now());
 
@@ -82,12 +130,17 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
     ]
       .map((r) => r.text)
       .join('\n');
-    for (const secret of ['pool-s3cret-pw', 'repo-passphrase-123', keys['acme']!.slice(40)]) expect(everything).not.toContain(secret);
+    for (const secret of ['pool-s3cret-pw', 'repo-passphrase-123', keys['acme']!.slice(40)])
+      expect(everything).not.toContain(secret);
   });
 
   it('hides one tenant from another: 404, never 403', async () => {
     const globex = (req: request.Test) => req.set('authorization', `Bearer ${keys['globex']}`);
-    for (const path of [`/api/v1/pools/${ids['pool']}`, `/api/v1/remotes/${ids['remote']}`, `/api/v1/jobs/${ids['job']}`]) {
+    for (const path of [
+      `/api/v1/pools/${ids['pool']}`,
+      `/api/v1/remotes/${ids['remote']}`,
+      `/api/v1/jobs/${ids['job']}`,
+    ]) {
       const response = await globex(api().get(path)).expect(404);
       expect(response.headers['content-type']).toContain('application/problem+json');
     }
@@ -95,46 +148,106 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
     expect((await globex(api().get('/api/v1/pools')).expect(200)).body.items).toEqual([]);
     // A job in globex cannot point at acme's pool or remote.
     const response = await globex(api().post('/api/v1/jobs'))
-      .send({ name: 'steal', type: 'backup.full', selection: { poolId: ids['pool'], mode: 'explicit', vms: ['x'] }, remoteIds: [ids['remote']] })
+      .send({
+        name: 'steal',
+        type: 'backup.full',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: ['x'] },
+        remoteIds: [ids['remote']],
+      })
       .expect(400);
-    expect(response.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['remoteIds', 'selection.poolId']);
+    expect(response.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'remoteIds',
+      'selection.poolId',
+    ]);
   });
 
   it('answers bad bodies with a 400 naming every bad field', async () => {
     const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
     const pool = await acme(api().post('/api/v1/pools')).send({ url: 'ftp://x', extra: 1 }).expect(400);
-    expect(pool.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['extra', 'name', 'password', 'url', 'username']);
+    expect(pool.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'extra',
+      'name',
+      'password',
+      'url',
+      'username',
+    ]);
     const schedule = await acme(api().post('/api/v1/schedules'))
-      .send({ jobId: ids['job'], name: 's', cron: 'every tuesday', timezone: 'Mars/Olympus', retention: { keep: 0 } })
+      .send({
+        jobId: ids['job'],
+        name: 's',
+        cron: 'every tuesday',
+        timezone: 'Mars/Olympus',
+        retention: { keep: 0 },
+      })
       .expect(400);
     expect(schedule.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['retention.keep']);
     const timing = await acme(api().post('/api/v1/schedules'))
-      .send({ jobId: ids['job'], name: 's', cron: 'every tuesday', timezone: 'Mars/Olympus', retention: { keep: 3, gfs: { daily: 7 } } })
+      .send({
+        jobId: ids['job'],
+        name: 's',
+        cron: 'every tuesday',
+        timezone: 'Mars/Olympus',
+        retention: { keep: 3, gfs: { daily: 7 } },
+      })
       .expect(400);
-    expect(timing.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['cron', 'retention', 'timezone']);
+    expect(timing.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'cron',
+      'retention',
+      'timezone',
+    ]);
     const job = await acme(api().post('/api/v1/jobs'))
-      .send({ name: 'j', type: 'backup.incremental', selection: { poolId: ids['pool'], mode: 'explicit', vms: [] }, remoteIds: [ids['remote']], settings: { compression: 'lz4', concurrency: 0 } })
+      .send({
+        name: 'j',
+        type: 'backup.incremental',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: [] },
+        remoteIds: [ids['remote']],
+        settings: { compression: 'lz4', concurrency: 0 },
+      })
       .expect(400);
-    expect(job.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['selection.vms', 'settings.compression', 'settings.concurrency']);
-    const remote = await acme(api().post('/api/v1/remotes')).send({ name: 'r', type: 'tape', settings: {} }).expect(400);
-    expect(remote.body.errors).toEqual([{ field: 'type', message: expect.stringContaining('is not an installed remote type') }]);
-    const missing = await acme(api().post('/api/v1/remotes')).send({ name: 'r', type: 'local', settings: {} }).expect(400);
+    expect(job.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'selection.vms',
+      'settings.compression',
+      'settings.concurrency',
+    ]);
+    const remote = await acme(api().post('/api/v1/remotes'))
+      .send({ name: 'r', type: 'tape', settings: {} })
+      .expect(400);
+    expect(remote.body.errors).toEqual([
+      { field: 'type', message: expect.stringContaining('is not an installed remote type') },
+    ]);
+    const missing = await acme(api().post('/api/v1/remotes'))
+      .send({ name: 'r', type: 'local', settings: {} })
+      .expect(400);
     expect(missing.body.errors).toEqual([{ field: 'settings.path', message: 'is required' }]);
-    const unreachable = await acme(api().post('/api/v1/remotes')).send({ name: 'r', type: 'local', settings: { path: '/proc/definitely/not/here' } });
+    const unreachable = await acme(api().post('/api/v1/remotes')).send({
+      name: 'r',
+      type: 'local',
+      settings: { path: '/dev/null/not-a-folder' },
+    });
     expect(unreachable.status).toBe(422);
     expect(unreachable.body.detail).toContain('Remote "r"');
-    await acme(api().post('/api/v1/pools')).set('content-type', 'application/json').send('{"name":').expect(400);
+    await acme(api().post('/api/v1/pools'))
+      .set('content-type', 'application/json')
+      .send('{"name":')
+      .expect(400);
   });
 
   it('enforces roles: a viewer reads but cannot change anything', async () => {
-    const created = await api().post('/api/v1/api-keys').set('authorization', `Bearer ${keys['acme']}`).send({ name: 'auditor', role: 'viewer' }).expect(201);
+    const created = await api()
+      .post('/api/v1/api-keys')
+      .set('authorization', `Bearer ${keys['acme']}`)
+      .send({ name: 'auditor', role: 'viewer' })
+      .expect(201);
     const viewer = (req: request.Test) => req.set('authorization', `Bearer ${created.body.key}`);
     await viewer(api().get('/api/v1/jobs')).expect(200);
     const denied = await viewer(api().post('/api/v1/jobs')).send({}).expect(403);
     expect(denied.body.detail).toContain('operator');
     await viewer(api().delete(`/api/v1/pools/${ids['pool']}`)).expect(403);
     // Revoked keys stop working at once.
-    await api().delete(`/api/v1/api-keys/${created.body.id}`).set('authorization', `Bearer ${keys['acme']}`).expect(204);
+    await api()
+      .delete(`/api/v1/api-keys/${created.body.id}`)
+      .set('authorization', `Bearer ${keys['acme']}`)
+      .expect(204);
     await viewer(api().get('/api/v1/jobs')).expect(401);
   });
 
@@ -144,20 +257,37 @@ export function gatewayScenario(context: () => { baseUrl: string; dataDir: strin
     expect(first.body.items).toEqual([]);
     expect(first.body.nextCursor).toBeUndefined();
     const bad = await acme(api().get('/api/v1/runs?limit=0&status=exploded&cursor=zzz')).expect(400);
-    expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['cursor', 'limit', 'status']);
+    expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'cursor',
+      'limit',
+      'status',
+    ]);
   });
 
   it('drives the same API from the haven CLI, as tables or --json', async () => {
     const lines: string[] = [];
-    const cli = () => buildCli((text) => lines.push(text), { HAVEN_URL: context().baseUrl, HAVEN_KEY: keys['acme'] }).exitOverride();
+    const cli = () =>
+      buildCli((text) => lines.push(text), {
+        HAVEN_URL: context().baseUrl,
+        HAVEN_KEY: keys['acme'],
+      }).exitOverride();
     await cli().parseAsync(['node', 'haven', 'pools', 'list', '--json']);
     expect(JSON.parse(lines.pop()!).items.map((p: { name: string }) => p.name)).toEqual(['lab']);
     await cli().parseAsync(['node', 'haven', 'pools', 'list']);
     expect(lines.pop()).toMatch(/^ID\s+NAME\s+URL\s+USERNAME\n\S+\s+lab\s+http:\/\/127\.0\.0\.1:9\s+root$/);
-    await cli().parseAsync(['node', 'haven', 'pools', 'add', '--data', JSON.stringify({ name: 'lab2', url: 'http://127.0.0.1:10', username: 'root', password: 'pw' })]);
+    await cli().parseAsync([
+      'node',
+      'haven',
+      'pools',
+      'add',
+      '--data',
+      JSON.stringify({ name: 'lab2', url: 'http://127.0.0.1:10', username: 'root', password: 'pw' }),
+    ]);
     const added = JSON.parse(lines.pop()!);
     await cli().parseAsync(['node', 'haven', 'pools', 'rm', added.id]);
     expect(lines.pop()).toBe(`Removed pool ${added.id}`);
-    await expect(cli().parseAsync(['node', 'haven', 'pools', 'add', '--data', '{"name":"x"}'])).rejects.toThrow(/400 Invalid request.*\n  - password: is required/s);
+    await expect(
+      cli().parseAsync(['node', 'haven', 'pools', 'add', '--data', '{"name":"x"}']),
+    ).rejects.toThrow(/400 Invalid request.*\n  - password: is required/s);
   });
 }

@@ -146,6 +146,6 @@ function announceAdminKey(config: HavenConfig, key: string): void {
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
   process.stdout.write(
     `\n  Haven created its first admin API key (shown once; also saved to ${file}):\n\n    ${key}\n\n` +
-      `  Use it as: Authorization: Bearer <key>, or: haven login --url http://localhost:${config.port} --key <key>\n\n`,
+      `  Use it as: Authorization: Bearer <key>, or: haven login --url <gateway URL> --key <key>\n\n`,
   );
 }

@@ -1,4 +1,4 @@
-import { badRequest } from '@haven/service-core';
+import type { FieldError } from '@haven/plugin-sdk';
 
 /** A page of a listing; `nextCursor` is absent on the last page. */
 export interface Page<T> {
@@ -13,9 +13,15 @@ export interface PageRequest {
 
 export const MAX_PAGE = 500;
 
-/** Reads `limit` and the opaque `cursor` (created_at + id of the last item seen, newest first). */
-export function readPageRequest(query: Record<string, unknown>, defaultLimit = 50): PageRequest {
-  const errors: { field: string; message: string }[] = [];
+/**
+ * Reads `limit` and the opaque `cursor` (created_at + id of the last item seen, newest first).
+ * Problems go into `errors`, so a 400 can name them together with the listing's other filters.
+ */
+export function readPageRequest(
+  query: Record<string, unknown>,
+  errors: FieldError[],
+  defaultLimit = 50,
+): PageRequest {
   let limit = defaultLimit;
   if (query['limit'] !== undefined) {
     limit = Number(query['limit']);
@@ -36,7 +42,6 @@ export function readPageRequest(query: Record<string, unknown>, defaultLimit = 5
       errors.push({ field: 'cursor', message: 'is not a cursor returned by this API' });
     }
   }
-  if (errors.length > 0) throw badRequest(errors);
   return { limit, after };
 }
 

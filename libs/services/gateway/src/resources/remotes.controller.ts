@@ -183,12 +183,18 @@ export class RemotesController {
     await this.audit.record(principal.tenantId, 'remote.delete', 'remote', remote.id, {}, principal.keyId);
   }
 
-  /** A remote that cannot be reached with these settings is refused, with the remote's own reason. */
+  /** A remote that cannot be written with these settings is refused, with the remote's own reason. */
   private async probe(type: string, name: string, settings: Record<string, unknown>): Promise<void> {
     try {
       const store = await this.opener.openWith(type, name, settings);
       try {
-        await store.list('', { limit: 1 });
+        // Write, read back and delete a small object: listing alone succeeds on an empty, read-only or missing folder.
+        const probeKey = `.haven-probe-${randomUUID()}`;
+        await store.put(probeKey, Buffer.from('haven'));
+        const echoed = await store.getBuffer(probeKey);
+        await store.delete(probeKey);
+        if (echoed.toString() !== 'haven')
+          throw new Error('an object written to the remote read back different');
       } finally {
         await store.close();
       }

@@ -6,6 +6,7 @@ import type { Bus } from '@haven/bus';
 import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
 import { RestorePointEntity, RUN_STATUSES, RunEntity, TASK_STATUSES, TaskEntity } from '@haven/db';
 import { HAVEN_BUS, notFound } from '@haven/service-core';
+import type { FieldError } from '@haven/plugin-sdk';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
 import { failIfAny, isUuid } from '../http/request-body';
@@ -35,16 +36,19 @@ function keyset<T extends ObjectLiteral>(
     .limit(page.limit + 1);
 }
 
+/** A listing filter from the query string; a bad value is added to `errors`. */
 function filter(
   query: Record<string, unknown>,
+  errors: FieldError[],
   name: string,
   check: (v: string) => boolean,
   message: string,
 ): string | undefined {
   const value = query[name];
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !check(value)) failIfAny([{ field: name, message }]);
-  return value as string;
+  if (typeof value === 'string' && check(value)) return value;
+  errors.push({ field: name, message });
+  return undefined;
 }
 
 function presentRun(r: RunEntity) {
@@ -95,14 +99,17 @@ export class RunsController {
   @ApiQuery({ name: 'jobId', required: false })
   @ApiQuery({ name: 'status', required: false, enum: RUN_STATUSES })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
-    const page = readPageRequest(query);
-    const jobId = filter(query, 'jobId', isUuid, 'must be a UUID');
+    const errors: FieldError[] = [];
+    const page = readPageRequest(query, errors);
+    const jobId = filter(query, errors, 'jobId', isUuid, 'must be a UUID');
     const status = filter(
       query,
+      errors,
       'status',
       (v) => (RUN_STATUSES as readonly string[]).includes(v),
       `must be one of ${RUN_STATUSES.join(', ')}`,
     );
+    failIfAny(errors);
     const qb = this.dataSource
       .getRepository(RunEntity)
       .createQueryBuilder('r')
@@ -182,14 +189,17 @@ export class TasksController {
   @ApiQuery({ name: 'runId', required: false })
   @ApiQuery({ name: 'status', required: false, enum: TASK_STATUSES })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
-    const page = readPageRequest(query);
-    const runId = filter(query, 'runId', isUuid, 'must be a UUID');
+    const errors: FieldError[] = [];
+    const page = readPageRequest(query, errors);
+    const runId = filter(query, errors, 'runId', isUuid, 'must be a UUID');
     const status = filter(
       query,
+      errors,
       'status',
       (v) => (TASK_STATUSES as readonly string[]).includes(v),
       `must be one of ${TASK_STATUSES.join(', ')}`,
     );
+    failIfAny(errors);
     const qb = this.dataSource
       .getRepository(TaskEntity)
       .createQueryBuilder('t')
@@ -238,10 +248,18 @@ export class RestorePointsController {
   @ApiQuery({ name: 'remoteId', required: false })
   @ApiQuery({ name: 'jobId', required: false })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
-    const page = readPageRequest(query);
-    const remoteId = filter(query, 'remoteId', isUuid, 'must be a UUID');
-    const jobId = filter(query, 'jobId', isUuid, 'must be a UUID');
-    const vmUuid = filter(query, 'vmUuid', (v) => v.length > 0 && v.length < 100, 'must be a VM UUID');
+    const errors: FieldError[] = [];
+    const page = readPageRequest(query, errors);
+    const remoteId = filter(query, errors, 'remoteId', isUuid, 'must be a UUID');
+    const jobId = filter(query, errors, 'jobId', isUuid, 'must be a UUID');
+    const vmUuid = filter(
+      query,
+      errors,
+      'vmUuid',
+      (v) => v.length > 0 && v.length < 100,
+      'must be a VM UUID',
+    );
+    failIfAny(errors);
     const qb = this.dataSource
       .getRepository(RestorePointEntity)
       .createQueryBuilder('p')
