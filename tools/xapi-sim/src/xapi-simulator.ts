@@ -3,6 +3,8 @@ import { registerStorageMethods } from './api/storage.methods';
 import { registerToolstackMethods } from './api/toolstack.methods';
 import { registerVmMethods } from './api/vm.methods';
 import { genericMethod } from './api/generic.methods';
+import { exportVm } from './http/export-vm.handler';
+import { importVm } from './http/import-vm.handler';
 import { createXapiHttpServer } from './http/xapi-http.server';
 import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
 import { MethodTable } from './rpc/method.table';
@@ -114,7 +116,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     pool,
     dispatcher,
     workload,
-    transfers: {},
+    transfers: { 'GET /export': exportVm, 'PUT /import': importVm },
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {

@@ -91,7 +91,12 @@ export class HttpTransfer {
         'content-length': Buffer.byteLength(body),
       });
       this.response.end(body);
+    } else if (this.request.method === 'PUT') {
+      // An upload that failed midway: the task carries the error; the rest of the body is drained.
+      this.request.resume();
+      if (!this.response.writableEnded) this.response.end();
     } else if (!this.response.writableFinished) {
+      // A download cut short: the client sees a truncated body and a failed task.
       this.response.destroy();
     }
   }
