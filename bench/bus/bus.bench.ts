@@ -88,7 +88,7 @@ async function rawBaseline(nc: NatsConnection): Promise<{ latency: Figures; rate
 async function busRequestReply(responder: Bus, requester: Bus): Promise<{ latency: Figures; rate: number }> {
   const echo = defineRequest<typeof dto, typeof dto>('haven.v1.bench.echo');
   const subscription = responder.respond(echo, (payload) => Promise.resolve(payload));
-  await responder.health();
+  await subscription.ready();
   const once = () => requester.request(echo, dto);
   const latency = await sequential(ROUND_TRIPS, once);
   const rate = await throughput(ROUND_TRIPS, IN_FLIGHT, once);

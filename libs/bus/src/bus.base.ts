@@ -133,6 +133,8 @@ export abstract class BaseBus implements Bus {
   ): Promise<{ duplicate: boolean }>;
   protected abstract openPuller(queue: WorkQueue<unknown>, consumerName: string): Promise<WorkPuller>;
   protected abstract deadLetterStorage(queue: WorkQueue<unknown>): DeadLetterStorage;
+  /** Resolves once the server has processed everything this client sent before. */
+  protected abstract flush(): Promise<void>;
   /** Closes the transport after the drain. */
   protected abstract shutdown(): Promise<void>;
   /** Drops the transport at once, as a dying process would. */
@@ -222,6 +224,7 @@ export abstract class BaseBus implements Bus {
     active.attach(this.listen(wire, queue, (message) => active.track(onMessage(message))));
     this.listeners.add(active);
     return {
+      ready: () => this.flush(),
       unsubscribe: async () => {
         this.listeners.delete(active);
         await active.stop(this.drainTimeoutMs);
@@ -280,6 +283,7 @@ export abstract class BaseBus implements Bus {
     const active = new ActiveConsumer(queue.name, pullers, runner, this.logger);
     this.consumers.add(active);
     return {
+      ready: () => this.flush(),
       unsubscribe: async () => {
         this.consumers.delete(active);
         await active.stop(false, this.drainTimeoutMs);
@@ -323,6 +327,7 @@ export abstract class BaseBus implements Bus {
         );
         this.listeners.add(active);
         return {
+          ready: () => this.flush(),
           unsubscribe: async () => {
             this.listeners.delete(active);
             await active.stop(this.drainTimeoutMs);

@@ -76,6 +76,11 @@ export interface ConsumeOptions {
 }
 
 export interface BusSubscription {
+  /**
+   * Resolves once the server has registered the subscription: a request or event sent from
+   * another connection after this reaches it. (NATS subscribes asynchronously.)
+   */
+  ready(): Promise<void>;
   /** Stops intake and waits for the handlers already running. */
   unsubscribe(): Promise<void>;
 }

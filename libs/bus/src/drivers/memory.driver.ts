@@ -139,6 +139,10 @@ export class MemoryBus extends BaseBus {
     );
   }
 
+  protected flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
   protected shutdown(): Promise<void> {
     this.broker.dropOwner(this.connection);
     return Promise.resolve();

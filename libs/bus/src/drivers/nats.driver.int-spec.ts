@@ -156,7 +156,7 @@ describeIntegration('NATS bus driver across a server restart', ['nats-server'], 
     try {
       const ping = defineRequest<null, string>('haven.v1.restart.ping');
       const tasks = defineWorkQueue<number>('restart-tasks', { ackWaitMs: 2_000, retryDelaysMs: [50] });
-      worker.respond(ping, () => Promise.resolve('pong'));
+      await worker.respond(ping, () => Promise.resolve('pong')).ready();
       const done: number[] = [];
       await worker.consume(tasks, (item) => {
         done.push(item.payload);

@@ -477,6 +477,14 @@ export class NatsBus extends BaseBus {
     }
   }
 
+  protected async flush(): Promise<void> {
+    try {
+      await this.nc.flush();
+    } catch (error) {
+      throw this.translate(error, this.options.url, 0);
+    }
+  }
+
   protected async shutdown(): Promise<void> {
     if (this.nc.isClosed()) return;
     try {

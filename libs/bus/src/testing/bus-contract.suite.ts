@@ -111,9 +111,11 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const a = await bus('responder');
         const b = await bus('requester');
         const echo = requestSubject<{ vm: string; at: Date }, { vm: string; at: string; by: string }>();
-        a.respond(echo, (payload) =>
-          Promise.resolve({ vm: payload.vm, at: payload.at as unknown as string, by: a.name }),
-        );
+        await a
+          .respond(echo, (payload) =>
+            Promise.resolve({ vm: payload.vm, at: payload.at as unknown as string, by: a.name }),
+          )
+          .ready();
         const at = new Date('2026-01-02T03:04:05.000Z');
         await expect(b.request(echo, { vm: 'vm-1', at })).resolves.toEqual({
           vm: 'vm-1',
@@ -149,9 +151,11 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const a = await bus();
         const b = await bus();
         const lookup = requestSubject<{ poolId: string }, never>();
-        a.respond(lookup, (payload) =>
-          Promise.reject(new CodedError('POOL_NOT_FOUND', `pool ${payload.poolId} does not exist`)),
-        );
+        await a
+          .respond(lookup, (payload) =>
+            Promise.reject(new CodedError('POOL_NOT_FOUND', `pool ${payload.poolId} does not exist`)),
+          )
+          .ready();
         const error = await b.request(lookup, { poolId: 'p-42' }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(BusRemoteError);
         expect(error).toMatchObject({
@@ -166,10 +170,12 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const count = requestSubject<number, string>();
         const responders = [await bus('r1'), await bus('r2'), await bus('r3')];
         for (const responder of responders) {
-          responder.respond(count, (n) => {
-            handled.push(`${n}`);
-            return Promise.resolve(responder.name);
-          });
+          await responder
+            .respond(count, (n) => {
+              handled.push(`${n}`);
+              return Promise.resolve(responder.name);
+            })
+            .ready();
         }
         const requester = await bus();
         const answers = await Promise.all(Array.from({ length: 30 }, (_, n) => requester.request(count, n)));
@@ -194,11 +200,13 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const grouped = [await bus('g1'), await bus('g2'), await bus('g3')];
         const plainSeen = plain.map(() => [] as number[]);
         const groupSeen: number[] = [];
-        plain.forEach((b, i) => b.subscribe(progress, (e) => void plainSeen[i]?.push(e.n)));
-        grouped.forEach((b) => b.subscribe(progress, (e) => void groupSeen.push(e.n), { queue: 'ui' }));
+        const subscriptions = [
+          ...plain.map((b, i) => b.subscribe(progress, (e) => void plainSeen[i]?.push(e.n))),
+          ...grouped.map((b) => b.subscribe(progress, (e) => void groupSeen.push(e.n), { queue: 'ui' })),
+        ];
         const publisher = await bus();
         // Core subscriptions are asynchronous on a server: make sure they are registered.
-        await Promise.all([...plain, ...grouped].map((b) => b.health()));
+        await Promise.all(subscriptions.map((subscription) => subscription.ready()));
         const all = Array.from({ length: 40 }, (_, n) => n);
         for (const n of all) await publisher.publish(progress, { n });
         await eventually(
@@ -215,11 +223,11 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const b = await bus();
         const topic = eventSubject<string>();
         const seen: string[] = [];
-        a.subscribe(topic, () => {
+        const failing = a.subscribe(topic, () => {
           throw new Error('handler broke');
         });
-        b.subscribe(topic, (e) => void seen.push(e));
-        await Promise.all([a.health(), b.health()]);
+        const healthy = b.subscribe(topic, (e) => void seen.push(e));
+        await Promise.all([failing.ready(), healthy.ready()]);
         await a.publish(topic, 'one');
         await a.publish(topic, 'two');
         await eventually('the healthy subscriber got both events', () => seen.length === 2);
@@ -555,7 +563,7 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
       it('turns a reply over the limit into a remote error for the requester', async () => {
         const a = await bus();
         const huge = requestSubject<null, string>();
-        a.respond(huge, () => Promise.resolve('y'.repeat(1_100_000)));
+        await a.respond(huge, () => Promise.resolve('y'.repeat(1_100_000))).ready();
         const error = await a.request(huge, null).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(BusRemoteError);
         expect((error as BusRemoteError).remoteCode).toBe('BUS_PAYLOAD_TOO_LARGE');
@@ -566,11 +574,13 @@ export function runBusContractSuite(label: string, harness: BusContractHarness):
         const requester = await bus('requester');
         const slow = requestSubject<string, string>();
         let started = false;
-        responder.respond(slow, async (name) => {
-          started = true;
-          await sleep(300);
-          return `done ${name}`;
-        });
+        await responder
+          .respond(slow, async (name) => {
+            started = true;
+            await sleep(300);
+            return `done ${name}`;
+          })
+          .ready();
         const reply = requester.request(slow, 'job-1', { timeoutMs: 10_000 });
         await eventually('the request is being handled', () => started);
         await responder.close();
