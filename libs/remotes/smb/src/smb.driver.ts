@@ -125,10 +125,14 @@ export class SmbDriver implements RemoteDriver {
     const file = await this.openObject(client, key, Access.READ_DATA, context.signal);
     const start = context.range?.start ?? 0;
     const end = Math.min(context.range?.end ?? file.size, file.size);
-    return Readable.from(this.readBlocks(client, file, key, start, end), {
-      objectMode: false,
-      highWaterMark: 1,
+    let started = false;
+    const blocks = this.readBlocks(client, file, key, start, end, () => (started = true));
+    const stream = Readable.from(blocks, { objectMode: false, highWaterMark: 1 });
+    // A stream destroyed before its first read never runs the generator's cleanup: close here.
+    stream.once('close', () => {
+      if (!started) client.close(file).catch(() => undefined);
     });
+    return stream;
   }
 
   async stat(key: string, context: DriverContext): Promise<ObjectStat> {
@@ -387,7 +391,9 @@ export class SmbDriver implements RemoteDriver {
     key: string,
     start: number,
     end: number,
+    onStart: () => void,
   ): AsyncGenerator<Buffer> {
+    onStart();
     const ioSize = Math.min(this.settings.ioSize, client.maxReadSize);
     const reads: Promise<Buffer>[] = [];
     let next = start;

@@ -168,6 +168,47 @@ describeIntegration('smb remote (built-in SMB2 client against Samba)', ['samba']
     });
   });
 
+  describe('connections', () => {
+    it('signs every request when the server requires signing', async () => {
+      const strict = await startSamba({ requireSigning: true });
+      const store = await Promise.resolve(
+        plugin.create(
+          {
+            host: strict.host,
+            port: strict.port,
+            share: strict.share,
+            username: strict.username,
+            password: strict.password,
+          },
+          { name: 'smb-signing' },
+        ),
+      );
+      try {
+        const pattern = new TestPattern('smb-signing');
+        await store.put('signed/object', pattern.stream(3 * MiB));
+        expect((await store.getBuffer('signed/object')).equals(pattern.bytes(0, 3 * MiB))).toBe(true);
+        expect((await store.list('signed/')).objects.map((object) => object.key)).toEqual(['signed/object']);
+      } finally {
+        await store.close();
+        await strict.stop();
+      }
+    });
+
+    it('reconnects after the server dropped the connection', async () => {
+      const store = await open('smb-reconnect');
+      try {
+        await store.put('reconnect/a', Buffer.from('before the drop'));
+        server.dropConnections();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect((await store.getBuffer('reconnect/a')).toString()).toBe('before the drop');
+        await store.put('reconnect/b', Buffer.from('after the drop'));
+        expect((await store.getBuffer('reconnect/b')).toString()).toBe('after the drop');
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   describe('when the server dies', () => {
     it('fails a large put as TRANSIENT and leaves no visible object', async () => {
       const doomed = await startSamba();

@@ -19,13 +19,15 @@ export interface SambaServer {
   stop(): Promise<void>;
   /** Kills smbd (SIGKILL to its process group) to test a server dying mid-operation. */
   kill(): Promise<void>;
+  /** Ends the per-connection smbd processes (by pid): every client loses its connection. */
+  dropConnections(): void;
 }
 
 /**
  * smbd with a private smb.conf on a free 127.0.0.1 port, one share and one user (root, mapped to
  * a fresh password in a private passdb: no system account is created).
  */
-export async function startSamba(): Promise<SambaServer> {
+export async function startSamba(options: { requireSigning?: boolean } = {}): Promise<SambaServer> {
   const folder = await scratchDir('haven-samba-');
   const dirs = ['share', 'private', 'lock', 'state', 'cache', 'pid', 'ncalrpc'];
   for (const dir of dirs) await mkdir(join(folder.path, dir));
@@ -40,6 +42,7 @@ export async function startSamba(): Promise<SambaServer> {
   smb ports = ${port}
   disable netbios = yes
   workgroup = ${domain}
+  server signing = ${options.requireSigning === true ? 'mandatory' : 'default'}
   private dir = ${folder.path}/private
   lock directory = ${folder.path}/lock
   state directory = ${folder.path}/state
@@ -104,5 +107,19 @@ export async function startSamba(): Promise<SambaServer> {
       await folder.cleanup();
     },
     kill: () => halt('SIGKILL'),
+    dropConnections: () => {
+      const pid = child?.pid;
+      if (pid === undefined) return;
+      // Children of the main smbd: the per-connection servers and smbd's own helpers
+      // (notifyd, cleanupd); the main smbd restarts helpers it needs.
+      const listed = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout;
+      for (const childPid of listed.split('\n').filter(Boolean).map(Number)) {
+        try {
+          process.kill(childPid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    },
   };
 }
