@@ -158,7 +158,7 @@ describeIntegration('xapi-sim state folder and changed block tracking', [], () =
   it('reports SR_FULL when a write needs a block the SR has no room for', async () => {
     const vm = sim.listVms().find((summary) => summary.name === 'sim-vm-0');
     const vdi = vm?.disks[0]?.vdi ?? '';
-    const sr = String(sim.pool.store.get('VDI', vdi)['SR']);
+    const sr = sim.pool.disks.get(vdi).sr;
     const used = sim.pool.disks.srUtilisation(sr);
     sim.setSrSize(sr, used + 2 * MiB);
     const free = sim.pool.disks.get(vdi).blockCount - sim.pool.disks.get(vdi).allocatedBlocks().length;
