@@ -190,4 +190,25 @@ describeIntegration('NATS bus driver across a server restart', ['nats-server'], 
       await Promise.all([worker.close(), client.close()]);
     }
   });
+
+  it('closes cleanly while the server is away', async () => {
+    const bus = await createBus({
+      driver: 'nats',
+      url: server.url,
+      name: 'orphan',
+      logger: new RecordingLogger(),
+    });
+    const tasks = defineWorkQueue<number>('orphan-tasks', { ackWaitMs: 2_000 });
+    await bus.consume(tasks, () => Promise.resolve());
+    await bus.respond(defineRequest<null, null>('haven.v1.orphan.ping'), () => Promise.resolve(null)).ready();
+    await server.stop();
+    try {
+      await eventually('the bus noticed', async () => !(await bus.health()).ok);
+      await bus.close();
+      await expect(bus.health()).resolves.toMatchObject({ ok: false });
+      expect(bus.connection.isClosed()).toBe(true);
+    } finally {
+      await server.restart();
+    }
+  });
 });

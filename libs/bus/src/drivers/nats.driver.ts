@@ -184,9 +184,12 @@ export class NatsBus extends BaseBus {
       stop: async () => {
         if (subscription.isClosed() || this.nc.isClosed()) return;
         try {
-          await subscription.drain();
+          // A drain needs the server; without one, stop listening at once.
+          if (this.disconnected) subscription.unsubscribe();
+          else await withTimeout(subscription.drain(), 5_000, `drain of ${subject}`);
         } catch (error) {
           this.logger.warn('subscription drain failed', { subject, error: describe(error) });
+          if (!subscription.isClosed()) subscription.unsubscribe();
         }
       },
     };
@@ -488,9 +491,11 @@ export class NatsBus extends BaseBus {
   protected async shutdown(): Promise<void> {
     if (this.nc.isClosed()) return;
     try {
-      await this.nc.drain();
+      // Without a server a drain would wait for the reconnect forever.
+      if (this.disconnected) throw new Error('disconnected');
+      await withTimeout(this.nc.drain(), 5_000, 'connection drain');
     } catch {
-      await this.nc.close();
+      if (!this.nc.isClosed()) await this.nc.close();
     }
   }
 
