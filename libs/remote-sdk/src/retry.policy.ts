@@ -38,3 +38,23 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * Retries `work` while `isTransient(error)` says so, with the same backoff as the base class. For
+ * drivers' inner steps that the base class cannot retry: one buffered part of a streamed upload.
+ */
+export async function retryTransient<T>(
+  work: () => Promise<T>,
+  isTransient: (error: unknown) => boolean,
+  signal: AbortSignal,
+  policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (signal.aborted || attempt > policy.retries || !isTransient(error)) throw error;
+      await sleep(backoffDelay(policy, attempt), signal);
+    }
+  }
+}

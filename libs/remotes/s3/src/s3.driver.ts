@@ -18,6 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import {
   DriverError,
+  retryTransient,
   type DriverContext,
   type ErrorClassification,
   type ListPage,
@@ -340,7 +341,11 @@ export class S3Driver implements RemoteDriver {
     let partNumber = 1;
     const first = await reader.next(this.partSizeFor(1, size));
     if (first.last) {
-      await this.putSingle(key, first.data, signal);
+      await retryTransient(
+        () => this.putSingle(key, first.data, signal),
+        (error) => this.classifyError(error)?.code === 'TRANSIENT',
+        signal,
+      );
       return;
     }
     const created = await this.client.send(
@@ -354,19 +359,24 @@ export class S3Driver implements RemoteDriver {
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     const upload = (number: number, data: Buffer): void => {
-      const task = this.client
-        .send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: this.root + key,
-            UploadId: uploadId,
-            PartNumber: number,
-            Body: data,
-            ContentLength: data.length,
-            ContentMD5: createHash('md5').update(data).digest('base64'),
-          }),
-          { abortSignal: signal },
-        )
+      // A part is a buffer: unlike the whole stream, it can be sent again after a dropped connection.
+      const task = retryTransient(
+        () =>
+          this.client.send(
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: this.root + key,
+              UploadId: uploadId,
+              PartNumber: number,
+              Body: data,
+              ContentLength: data.length,
+              ContentMD5: createHash('md5').update(data).digest('base64'),
+            }),
+            { abortSignal: signal },
+          ),
+        (error) => this.classifyError(error)?.code === 'TRANSIENT',
+        signal,
+      )
         .then(
           (response) => {
             parts.push({ PartNumber: number, ETag: response.ETag });

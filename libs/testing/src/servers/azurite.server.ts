@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { scratchDir } from '../scratch';
-import { ChildProcessServer, freePort } from './child-process.server';
+import { ChildProcessServer, freeLoopbackPort } from './child-process.server';
 
 /** Azurite's well-known development account (public, documented by Microsoft). */
 export const AZURITE_ACCOUNT = {
@@ -25,7 +25,7 @@ export interface AzuriteHandle {
  */
 export async function startAzurite(options: { inMemory?: boolean } = {}): Promise<AzuriteHandle> {
   const folder = await scratchDir('haven-azurite-');
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const args = [
     require.resolve('azurite/dist/src/blob/main.js'),
     '--blobHost',

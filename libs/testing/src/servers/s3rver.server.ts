@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { scratchDir } from '../scratch';
-import { ChildProcessServer, freePort } from './child-process.server';
+import { ChildProcessServer, freeLoopbackPort } from './child-process.server';
 
 /** s3rver's built-in account (it checks signatures against it). */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -24,7 +24,7 @@ export interface S3rverHandle {
  */
 export async function startS3rver(options: { buckets: readonly string[] }): Promise<S3rverHandle> {
   const folder = await scratchDir('haven-s3rver-');
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const directory = join(folder.path, 'data');
   const args = [
     // s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy provider.

@@ -1,0 +1,3 @@
+export * from './azure.driver';
+export * from './azure.plugin';
+export { default } from './azure.plugin';
