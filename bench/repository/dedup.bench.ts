@@ -27,7 +27,7 @@ function isChanged(vm: number, index: number): boolean {
 }
 
 /** VM `vm`: the template with 2% of its blocks replaced by its own (random) data. */
-async function* cloneBlocks(vm: number, blocks: number): AsyncGenerator<DiskBlock> {
+function* cloneBlocks(vm: number, blocks: number): Generator<DiskBlock> {
   for (let index = 0; index < blocks; index++) {
     const data = isChanged(vm, index)
       ? typicalBlock(`vm${vm}-own`, index).fill(vm + 1, 0, 64)
@@ -43,7 +43,7 @@ function duBytes(path: string): number {
 async function havenBackup(
   repo: Repository,
   vm: string,
-  blocks: AsyncIterable<DiskBlock>,
+  blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
   size: number,
 ): Promise<number> {
   const start = performance.now();

@@ -16,13 +16,21 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(process.env['HAVEN_BENCH_DIR'] ?? tmpdir(), 'haven-memory-'));
   const baseline = process.memoryUsage.rss();
   let peak = 0;
-  const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+  let atPeak = process.memoryUsage();
+  let ticks = 0;
+  const sample = setInterval(() => {
+    const usage = process.memoryUsage();
+    if (usage.rss > peak) [peak, atPeak] = [usage.rss, usage];
+    if (flag('trace') && ++ticks % 40 === 0) {
+      console.log(`rss ${(usage.rss / MiB).toFixed(0)} heap ${(usage.heapUsed / MiB).toFixed(0)} ext ${(usage.external / MiB).toFixed(0)} ab ${(usage.arrayBuffers / MiB).toFixed(0)}`);
+    }
+  }, 50);
   try {
     const repo = await initRepository(
       new Remote(new LocalDriver({ path: work, fsync: false }), { name: 'bench-memory' }),
       { key: 'bench' },
     );
-    const source = async function* (): AsyncGenerator<DiskBlock> {
+    const source = function* (): Generator<DiskBlock> {
       for (let index = 0; index < blocks; index++) {
         if (sparse && index % 10 !== 0) continue;
         yield {
@@ -32,15 +40,16 @@ async function main(): Promise<void> {
       }
     };
     const start = performance.now();
-    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'mem', name: 'mem' } });
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'mem', name: 'mem' } }, { concurrency: arg('concurrency', 4) });
     await writer.writeDisk({ key: 'xvda', virtualSize: blocks * BLOCK }, source());
     await writer.commit();
     const ms = performance.now() - start;
-    peak = Math.max(peak, process.memoryUsage.rss(), process.resourceUsage().maxRSS * 1024);
+    peak = Math.max(peak, process.resourceUsage().maxRSS * 1024);
     console.log(
       `ingested a ${sizeGiB} GiB ${sparse ? 'sparse (10% allocated)' : 'typical'} disk in ${(ms / 1000).toFixed(1)} s ` +
         `(${mbps(blocks * BLOCK, ms)} logical): peak RSS ${(peak / MiB).toFixed(0)} MiB (budget 256 MiB; ` +
-        `${(baseline / MiB).toFixed(0)} MiB before ingest: Node + swc runtime)`,
+        `${(baseline / MiB).toFixed(0)} MiB before ingest: Node + swc runtime; at peak V8 heap ` +
+        `${(atPeak.heapUsed / MiB).toFixed(0)} MiB, buffers ${(atPeak.arrayBuffers / MiB).toFixed(0)} MiB)`,
     );
   } finally {
     clearInterval(sample);

@@ -10,9 +10,11 @@ const POOL = Buffer.from(
     'INSERT INTO events (id, at, kind) VALUES (1042, now(), "backup"); -- application log line\n'.repeat(40),
 );
 
+const ZEROS = Buffer.alloc(BLOCK);
+
 function keystream(seed: string, length: number): Buffer {
   const key = createHash('sha256').update(seed).digest();
-  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(length));
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(ZEROS.subarray(0, length));
 }
 
 /**
@@ -20,7 +22,7 @@ function keystream(seed: string, length: number): Buffer {
  * (logs, configs, binaries compress ~3-5x), 30% random (compressed media, encrypted files).
  */
 export function typicalBlock(seed: string, index: number): Buffer {
-  const pick = createHash('sha256').update(`${seed}/${index}`).digest()[0]! % 20;
+  const pick = createHash('sha256').update(`${seed}/${index}`).digest()[0] % 20;
   if (pick < 5) return Buffer.alloc(BLOCK);
   if (pick < 14) {
     const noise = keystream(`${seed}/${index}`, (BLOCK / 64) * 2);

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { CodecName } from '../codecs/chunk-codec';
+import type { ChunkCodec, CodecName } from '../codecs/chunk-codec';
 import { chunkCodec, chunkCodecById } from '../codecs/codec.registry';
 import type { ChunkCipher } from '../ciphers/chunk-cipher';
 import { chunkCipherById } from '../ciphers/cipher.registry';
@@ -40,10 +40,35 @@ export class EnvelopeError extends Error {
   override readonly name = 'EnvelopeError';
 }
 
+const SAMPLE_THRESHOLD = 256 * 1024;
+const SAMPLE_LENGTH = 32 * 1024;
+
+/**
+ * Media, archives and encrypted files do not compress: two 32 KiB probes (start and middle)
+ * decide, so such blocks skip a full compression pass and its buffers. A wrong guess only costs
+ * compression ratio, never correctness.
+ */
+async function looksIncompressible(
+  codec: ChunkCodec,
+  plaintext: Buffer,
+  level: number | undefined,
+): Promise<boolean> {
+  if (plaintext.length < SAMPLE_THRESHOLD) return false;
+  const middle = Math.floor(plaintext.length / 2);
+  for (const start of [0, middle]) {
+    const sample = plaintext.subarray(start, start + SAMPLE_LENGTH);
+    if ((await codec.compress(sample, level)).length < sample.length * 0.97) return false;
+  }
+  return true;
+}
+
 export async function sealObject(options: SealOptions): Promise<Buffer> {
   const { plaintext } = options;
   let codec = chunkCodec(options.codec);
-  let payload = await codec.compress(plaintext, options.level);
+  let payload =
+    codec.name !== 'none' && (await looksIncompressible(codec, plaintext, options.level))
+      ? plaintext
+      : await codec.compress(plaintext, options.level);
   // Incompressible data is stored as is: never pay the expansion.
   if (codec.name !== 'none' && payload.length >= plaintext.length) {
     codec = chunkCodec('none');
