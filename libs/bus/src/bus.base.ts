@@ -91,7 +91,7 @@ export abstract class BaseBus implements Bus {
   protected readonly codec: JsonCodec;
   protected readonly deadLetterCodec: JsonCodec;
   protected readonly logger: BusLogger;
-  private readonly requestTimeoutMs: number;
+  protected readonly requestTimeoutMs: number;
   private readonly drainTimeoutMs: number;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private closing: Promise<void> | undefined;

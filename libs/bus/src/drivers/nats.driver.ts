@@ -73,7 +73,7 @@ export class NatsBus extends BaseBus {
     private readonly options: NatsBusOptions,
   ) {
     super(settings);
-    this.js = nc.jetstream();
+    this.js = nc.jetstream({ timeout: this.requestTimeoutMs });
     void this.watchStatus();
   }
 
@@ -223,7 +223,7 @@ export class NatsBus extends BaseBus {
       return await publish();
     } catch (error) {
       if ((error as Partial<NatsError> | null)?.code !== ErrorCode.NoResponders) {
-        throw this.translate(error, subject, 0, data.byteLength);
+        throw this.translate(error, subject, this.requestTimeoutMs, data.byteLength);
       }
     }
     // No stream took it: it was deleted under us (or the server lost it). Set up again, once.
@@ -231,7 +231,7 @@ export class NatsBus extends BaseBus {
     try {
       return await publish();
     } catch (error) {
-      throw this.translate(error, subject, 0, data.byteLength);
+      throw this.translate(error, subject, this.requestTimeoutMs, data.byteLength);
     }
   }
 
@@ -400,7 +400,7 @@ export class NatsBus extends BaseBus {
         return (await this.jsm.streams.getMessage(stream, { seq: sequence })).data;
       } catch (error) {
         if (apiErrorCode(error) === JS_NO_MESSAGE_FOUND) return null;
-        throw this.translate(error, stream, 0);
+        throw this.translate(error, stream, this.requestTimeoutMs);
       }
     };
     return {
@@ -409,7 +409,7 @@ export class NatsBus extends BaseBus {
         try {
           await this.js.publish(subject, data, { expect: { streamName: stream } });
         } catch (error) {
-          throw this.translate(error, subject, 0);
+          throw this.translate(error, subject, this.requestTimeoutMs);
         }
       },
       list: async (fromSequence, limit) => {
@@ -439,7 +439,7 @@ export class NatsBus extends BaseBus {
           return await this.jsm.streams.deleteMessage(stream, sequence, false);
         } catch (error) {
           if ((await get(sequence)) === null) return false;
-          throw this.translate(error, stream, 0);
+          throw this.translate(error, stream, this.requestTimeoutMs);
         }
       },
       watch: async (onLetter) => {
@@ -484,7 +484,7 @@ export class NatsBus extends BaseBus {
     try {
       await this.nc.flush();
     } catch (error) {
-      throw this.translate(error, this.options.url, 0);
+      throw this.translate(error, this.options.url, this.requestTimeoutMs);
     }
   }
 
