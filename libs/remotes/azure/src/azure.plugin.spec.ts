@@ -1,0 +1,40 @@
+import { PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
+import { plugin } from './azure.plugin';
+
+describe('azure remote plugin manifest', () => {
+  it('registers as remote type "azure" with both credential forms marked secret', () => {
+    const registry = new PluginRegistry();
+    registry.register(plugin, '@haven/remote-azure');
+    expect(registry.remote('azure')).toBe(plugin);
+    expect(plugin.secretFields).toEqual(['connectionString', 'accountKey']);
+  });
+
+  it('accepts a connection string or account name + key + endpoint', () => {
+    expect(
+      validateAgainstSchema(plugin.configSchema, {
+        connectionString: 'DefaultEndpointsProtocol=https;AccountName=a;AccountKey=b;',
+        container: 'backups',
+      }),
+    ).toEqual([]);
+    expect(
+      validateAgainstSchema(plugin.configSchema, {
+        accountName: 'havenstore',
+        accountKey: 'a2V5',
+        endpoint: 'https://havenstore.blob.core.windows.net',
+        container: 'backups',
+        prefix: 'pool-a',
+      }),
+    ).toEqual([]);
+  });
+
+  it('names the missing credentials and a bad container name', () => {
+    const fields = validateAgainstSchema(plugin.configSchema, {
+      container: 'Bad--Name',
+      accountName: 'havenstore',
+    }).map((e) => e.field);
+    expect(fields).toContain('container');
+    expect(fields).toContain('connectionString');
+    expect(fields).toContain('accountKey');
+    expect(fields).toContain('endpoint');
+  });
+});

@@ -1,0 +1,56 @@
+import { PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
+import { plugin } from './s3.plugin';
+
+const valid = {
+  region: 'eu-west-1',
+  bucket: 'haven-backups',
+  accessKeyId: 'AKIA',
+  secretAccessKey: 'secret',
+};
+
+describe('s3 remote plugin manifest', () => {
+  it('registers as remote type "s3" with the secret key marked secret', () => {
+    const registry = new PluginRegistry();
+    registry.register(plugin, '@haven/remote-s3');
+    expect(registry.remote('s3')).toBe(plugin);
+    expect(plugin.secretFields).toEqual(['secretAccessKey']);
+  });
+
+  it('accepts a minimal and a full configuration', () => {
+    expect(validateAgainstSchema(plugin.configSchema, { ...valid })).toEqual([]);
+    expect(
+      validateAgainstSchema(plugin.configSchema, {
+        ...valid,
+        endpoint: 'http://127.0.0.1:9000',
+        prefix: 'pool-a',
+        forcePathStyle: true,
+        objectLock: { mode: 'COMPLIANCE', days: 30 },
+        partSizeMiB: 16,
+        uploadConcurrency: 8,
+      }),
+    ).toEqual([]);
+  });
+
+  it('names every bad field', () => {
+    const errors = validateAgainstSchema(
+      plugin.configSchema,
+      {
+        region: 'x',
+        bucket: 'Bad_Bucket',
+        accessKeyId: 'a',
+        endpoint: 'ftp://x',
+        objectLock: { mode: 'NONE', days: 0 },
+      },
+      'settings',
+    );
+    expect(errors.map((e) => e.field).sort()).toEqual(
+      [
+        'settings.bucket',
+        'settings.endpoint',
+        'settings.objectLock.days',
+        'settings.objectLock.mode',
+        'settings.secretAccessKey',
+      ].sort(),
+    );
+  });
+});
