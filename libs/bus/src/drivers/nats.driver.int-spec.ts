@@ -61,6 +61,18 @@ describeIntegration('NATS bus driver', ['nats'], () => {
       expect((error as Error).message).toContain('nats://127.0.0.1:1');
     });
 
+    it('never puts credentials of the URL in an error', async () => {
+      const error = await createBus({
+        driver: 'nats',
+        url: 'nats://admin:s3cret@127.0.0.1:1',
+        name: 'nowhere',
+        connectTimeoutMs: 1_000,
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BusConnectionError);
+      expect((error as Error).message).toContain('nats://***@127.0.0.1:1');
+      expect((error as Error).message).not.toContain('s3cret');
+    });
+
     it('keeps a work queue in a JetStream work-queue stream with a durable consumer set from the queue', async () => {
       const a = await bus();
       const tasks = defineWorkQueue<string>(uniqueName('q'), { ackWaitMs: 1_500, maxDeliver: 4 });

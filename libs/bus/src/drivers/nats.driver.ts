@@ -94,7 +94,7 @@ export class NatsBus extends BaseBus {
         reconnectTimeWait: 1_000,
       });
     } catch (error) {
-      throw new BusConnectionError(config.url, describe(error), error);
+      throw new BusConnectionError(redactUrl(config.url), describe(error), error);
     }
     let jsm: JetStreamManager;
     try {
@@ -102,7 +102,7 @@ export class NatsBus extends BaseBus {
     } catch (error) {
       await nc.close();
       throw new BusConnectionError(
-        config.url,
+        redactUrl(config.url),
         `JetStream is not available (${describe(error)}); start nats-server with -js`,
         error,
       );
@@ -110,7 +110,7 @@ export class NatsBus extends BaseBus {
     const serverMax = nc.info?.max_payload ?? 1024 * 1024;
     const payloadLimitBytes = Math.min(base.maxPayloadBytes, serverMax - HEADER_ROOM_BYTES);
     return new NatsBus({ ...base, payloadLimitBytes, deadLetterLimitBytes: serverMax - 1024 }, nc, jsm, {
-      url: config.url,
+      url: redactUrl(config.url),
       pullExpiresMs: Math.max(1_000, config.pullExpiresMs ?? DEFAULT_PULL_EXPIRES_MS),
       deadLetterMaxAgeMs: config.deadLetterMaxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS,
     });
@@ -529,6 +529,11 @@ export class NatsBus extends BaseBus {
       error,
     );
   }
+}
+
+/** Credentials in a URL (`nats://user:pass@host`) never reach a message or a log. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@,]*@/g, '//***@');
 }
 
 function apiErrorCode(error: unknown): number | undefined {
