@@ -49,6 +49,8 @@ export interface NfsUserspaceSettings {
   timeoutMs: number;
   /** How long the previous version of an overwritten object stays readable for open readers. */
   overwriteGraceMs: number;
+  /** list() removes `.haven-tmp-*` files older than this (left by writers that died); 0: never. */
+  staleTemporaryMs: number;
 }
 
 interface Session {
@@ -528,14 +530,18 @@ export class NfsUserspaceDriver implements RemoteDriver {
       handle?: Buffer;
       attributes?: Nfs3Attributes;
     }[] = [];
+    const stale: string[] = [];
     let cookie = 0n;
     let cookieVerifier: Buffer = Buffer.alloc(8);
     for (;;) {
       const page = await session.client.readdirplus(dir, cookie, cookieVerifier, dirPath || '/', signal);
       for (const entry of page.entries) {
         cookie = entry.cookie;
-        if (entry.name === '.' || entry.name === '..' || entry.name.startsWith(RESERVED_SEGMENT_PREFIX))
+        if (entry.name === '.' || entry.name === '..') continue;
+        if (entry.name.startsWith(RESERVED_SEGMENT_PREFIX)) {
+          if (entry.attributes && this.isStaleTemporary(entry.attributes.modifiedAt)) stale.push(entry.name);
           continue;
+        }
         const key = dirPath === '' ? entry.name : `${dirPath}/${entry.name}`;
         const folder = entry.attributes?.type === Nfs3FileType.Directory;
         // A folder sorts as "name/" so that a depth-first walk yields keys in byte order.
@@ -550,6 +556,8 @@ export class NfsUserspaceDriver implements RemoteDriver {
       cookieVerifier = page.cookieVerifier;
       if (page.eof || page.entries.length === 0) break;
     }
+    // Temporaries of writers that died long ago: nobody will rename them any more.
+    for (const name of stale) await this.discard(dir, dirPath, name);
     entries.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
     for (const entry of entries) {
       if (found.length >= wanted) return;
@@ -581,6 +589,11 @@ export class NfsUserspaceDriver implements RemoteDriver {
       if (attributes.type !== Nfs3FileType.Regular) continue;
       found.push({ key: entry.key, size: attributes.size, modifiedAt: attributes.modifiedAt });
     }
+  }
+
+  private isStaleTemporary(modifiedAt: Date): boolean {
+    const age = this.settings.staleTemporaryMs;
+    return age > 0 && Date.now() - modifiedAt.getTime() > age;
   }
 
   private async discard(dir: Buffer, folder: string, name: string): Promise<void> {

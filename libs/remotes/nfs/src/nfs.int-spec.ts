@@ -164,7 +164,7 @@ describeIntegration('nfs remote (user-space NFSv3 client against nfs-ganesha)', 
   describe('when the server dies', () => {
     it('fails a large put as TRANSIENT, shows no partial object, and works again after a restart', async () => {
       const folder = uniqueName('crash');
-      const store = await open('nfs-crash', { path: folder, timeoutMs: 3000 });
+      const store = await open('nfs-crash', { path: folder, timeoutMs: 3000, staleTemporaryMs: 1500 });
       try {
         await store.put('before', Buffer.from('kept'));
         const pattern = new TestPattern('nfs-crash');
@@ -181,14 +181,15 @@ describeIntegration('nfs remote (user-space NFSv3 client against nfs-ganesha)', 
         await killed;
         await server.restart();
         await expect(store.stat('big')).rejects.toMatchObject({ code: 'NOT_FOUND' });
-        expect((await store.list('')).objects.map((object) => object.key)).toEqual(['before']);
         expect((await store.getBuffer('before')).toString()).toBe('kept');
-        // A temporary may remain on the server (nobody was there to remove it), never under the key.
-        expect(
-          (await filesOnServer(join(server.exportPath, folder))).filter(
-            (name) => !name.startsWith('.haven-tmp'),
-          ),
-        ).toEqual(['before']);
+        // The temporary stays on the server (nobody was there to remove it), hidden, never under the key.
+        const left = await filesOnServer(join(server.exportPath, folder));
+        expect(left.filter((name) => !name.startsWith('.haven-tmp'))).toEqual(['before']);
+        expect(left.filter((name) => name.startsWith('.haven-tmp'))).toHaveLength(1);
+        // Once older than staleTemporaryMs, the next listing removes it.
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        expect((await store.list('')).objects.map((object) => object.key)).toEqual(['before']);
+        expect(await filesOnServer(join(server.exportPath, folder))).toEqual(['before']);
       } finally {
         await store.close();
       }

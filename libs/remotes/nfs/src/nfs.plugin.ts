@@ -20,6 +20,7 @@ export interface NfsRemoteConfig {
   stable?: 'unstable' | 'file-sync';
   timeoutMs?: number;
   overwriteGraceMs?: number;
+  staleTemporaryMs?: number;
   /** mount mode: options for `mount -o` (allow-listed). */
   options?: string[];
   /** mount mode: folder holding Haven's mount points. */
@@ -37,6 +38,7 @@ export const NFS_DEFAULTS = {
   stable: 'unstable',
   timeoutMs: 30_000,
   overwriteGraceMs: 60_000,
+  staleTemporaryMs: 24 * 3600 * 1000,
   mountRoot: '/var/lib/haven/mounts',
 } as const;
 
@@ -61,6 +63,7 @@ export function createNfsDriver(config: NfsRemoteConfig): NfsUserspaceDriver | N
     stable: config.stable ?? NFS_DEFAULTS.stable,
     timeoutMs: config.timeoutMs ?? NFS_DEFAULTS.timeoutMs,
     overwriteGraceMs: config.overwriteGraceMs ?? NFS_DEFAULTS.overwriteGraceMs,
+    staleTemporaryMs: config.staleTemporaryMs ?? NFS_DEFAULTS.staleTemporaryMs,
     ...(config.path !== undefined ? { path: config.path } : {}),
     ...(config.nfsPort !== undefined ? { nfsPort: config.nfsPort } : {}),
     ...(config.mountPort !== undefined ? { mountPort: config.mountPort } : {}),
@@ -115,6 +118,11 @@ export const plugin: RemotePlugin = {
         minimum: 0,
         maximum: 3600000,
         description: 'How long readers of an overwritten object can still read the old version',
+      },
+      staleTemporaryMs: {
+        type: 'integer',
+        minimum: 0,
+        description: 'Listing removes temporaries of dead writers older than this (0: never)',
       },
       timeoutMs: {
         type: 'integer',

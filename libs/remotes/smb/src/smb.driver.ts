@@ -24,6 +24,8 @@ export interface SmbDriverSettings extends Smb2ClientOptions {
   ioSize: number;
   /** READ / WRITE requests in flight per object. */
   concurrency: number;
+  /** list() removes `.haven-tmp-*` files older than this (left by writers that died); 0: never. */
+  staleTemporaryMs: number;
 }
 
 /**
@@ -448,6 +450,7 @@ export class SmbDriver implements RemoteDriver {
     signal: AbortSignal,
   ): Promise<void> {
     const entries: { sortKey: string; key: string; folder: boolean; size: number; modifiedAt: Date }[] = [];
+    const stale: string[] = [];
     await this.withOpen(
       client,
       this.path(folder),
@@ -460,8 +463,13 @@ export class SmbDriver implements RemoteDriver {
           restart = false;
           if (batch === null) break;
           for (const entry of batch) {
-            if (entry.name === '.' || entry.name === '..' || entry.name.startsWith(RESERVED_SEGMENT_PREFIX))
+            if (entry.name === '.' || entry.name === '..') continue;
+            if (entry.name.startsWith(RESERVED_SEGMENT_PREFIX)) {
+              const age = this.settings.staleTemporaryMs;
+              if (!entry.directory && age > 0 && Date.now() - entry.modifiedAt.getTime() > age)
+                stale.push(entry.name);
               continue;
+            }
             const key = folder === '' ? entry.name : `${folder}/${entry.name}`;
             // A folder sorts as "name/" so that a depth-first walk yields keys in byte order.
             entries.push({
@@ -475,6 +483,9 @@ export class SmbDriver implements RemoteDriver {
         }
       },
     );
+    // Temporaries of writers that died long ago: nobody will rename them any more.
+    for (const name of stale)
+      await this.discard(client, this.path(folder === '' ? name : `${folder}/${name}`));
     entries.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
     for (const entry of entries) {
       if (found.length >= wanted) return;

@@ -209,6 +209,39 @@ describeIntegration('smb remote (built-in SMB2 client against Samba)', ['samba']
     });
   });
 
+  describe('when the connection drops mid-put', () => {
+    it('fails as TRANSIENT, shows no object, and a later listing removes the stale temporary', async () => {
+      const prefix = uniqueName('dropped');
+      const store = await open('smb-dropped', { prefix, staleTemporaryMs: 1500 });
+      try {
+        await store.put('before', Buffer.from('kept'));
+        const pattern = new TestPattern('smb-dropped');
+        let dropped = false;
+        const put = store.put(
+          'big',
+          pattern.stream(256 * MiB, {
+            onBytes: (sent) => {
+              if (sent >= 16 * MiB && !dropped) {
+                dropped = true;
+                server.dropConnections();
+              }
+            },
+          }),
+        );
+        await expect(put).rejects.toMatchObject({ code: 'TRANSIENT' });
+        await expect(store.stat('big')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+        const left = await filesOnServer(join(server.sharePath, prefix));
+        expect(left.filter((name) => !name.startsWith('.haven-tmp'))).toEqual(['before']);
+        expect(left.filter((name) => name.startsWith('.haven-tmp'))).toHaveLength(1);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        expect((await store.list('')).objects.map((object) => object.key)).toEqual(['before']);
+        expect(await filesOnServer(join(server.sharePath, prefix))).toEqual(['before']);
+      } finally {
+        await store.close();
+      }
+    }, 120_000);
+  });
+
   describe('when the server dies', () => {
     it('fails a large put as TRANSIENT and leaves no visible object', async () => {
       const doomed = await startSamba();

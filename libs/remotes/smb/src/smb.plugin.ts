@@ -14,6 +14,7 @@ export interface SmbRemoteConfig {
   ioSize?: number;
   concurrency?: number;
   timeoutMs?: number;
+  staleTemporaryMs?: number;
 }
 
 export const SMB_DEFAULTS = {
@@ -22,6 +23,7 @@ export const SMB_DEFAULTS = {
   ioSize: 1024 * 1024,
   concurrency: 8,
   timeoutMs: 30_000,
+  staleTemporaryMs: 24 * 3600 * 1000,
 } as const;
 
 export function smbDriverSettings(config: SmbRemoteConfig): SmbDriverSettings {
@@ -35,6 +37,7 @@ export function smbDriverSettings(config: SmbRemoteConfig): SmbDriverSettings {
     ioSize: config.ioSize ?? SMB_DEFAULTS.ioSize,
     concurrency: config.concurrency ?? SMB_DEFAULTS.concurrency,
     timeoutMs: config.timeoutMs ?? SMB_DEFAULTS.timeoutMs,
+    staleTemporaryMs: config.staleTemporaryMs ?? SMB_DEFAULTS.staleTemporaryMs,
     ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
   };
 }
@@ -78,6 +81,11 @@ export const plugin: RemotePlugin = {
         description: 'Bytes per READ/WRITE request',
       },
       concurrency: { type: 'integer', minimum: 1, maximum: 64, description: 'Requests in flight per object' },
+      staleTemporaryMs: {
+        type: 'integer',
+        minimum: 0,
+        description: 'Listing removes temporaries of dead writers older than this (0: never)',
+      },
       timeoutMs: {
         type: 'integer',
         minimum: 1000,
