@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { compress } from '@mongodb-js/zstd';
 import { Readable } from 'node:stream';
 import {
   XVA_CHUNK_SIZE,
@@ -8,6 +9,7 @@ import {
   encodeTarHeader,
   readXvaStream,
   xvaChunkChecksum,
+  zstdDecode,
   type XvaCompression,
   type XvaStreamChunk,
   type XvaStreamItem,
@@ -228,5 +230,28 @@ describe('XVA writer and reader', () => {
     expect(() => createXvaStream({ vm: record, disks: [{ ...disks[0], id: 'Ref:99' }] })).toThrow(
       /no VDI object/,
     );
+  });
+});
+
+describe('zstd decoding', () => {
+  it('decodes small frames natively and switches to streaming for a frame too large to buffer', async () => {
+    const small = Buffer.alloc(3 * MiB, 'small frame ');
+    const large = randomBytes(12 * MiB); // incompressible: a frame of more than 8 MiB
+    for (const parts of [
+      [small, large, small],
+      [large, small],
+    ]) {
+      const compressed = Buffer.concat(await Promise.all(parts.map((part) => compress(part, 3))));
+      const slices: Buffer[] = [];
+      for (let offset = 0; offset < compressed.length; offset += 65_536)
+        slices.push(compressed.subarray(offset, offset + 65_536));
+      const source = Readable.from(slices);
+      const decoded = await collect(zstdDecode(source));
+      expect(decoded.equals(Buffer.concat(parts))).toBe(true);
+    }
+    const truncated = (await compress(small, 3)).subarray(0, 100);
+    await expect(collect(zstdDecode(Readable.from([truncated])))).rejects.toMatchObject({
+      code: 'XVA_COMPRESSION',
+    });
   });
 });

@@ -42,7 +42,7 @@ async function rebuild(path: string): Promise<{ metadata: XvaStreamMetadata; dis
     if (item.type === 'metadata') {
       metadata = item;
       disk = Buffer.alloc(item.disks[0].virtualSize);
-    } else (item).data.copy(disk, item.chunkIndex * MiB);
+    } else item.data.copy(disk, item.chunkIndex * MiB);
   }
   return { metadata: metadata!, disk };
 }
