@@ -25,10 +25,12 @@ async function deleteStreams(): Promise<void> {
 }
 
 describeIntegration('NATS bus driver', ['nats'], () => {
+  // After every suite of this file, the contract's and the specifics'.
+  afterAll(deleteStreams);
+
   runBusContractSuite('NATS driver', {
     makeBus: (name, logger) =>
       createBus({ driver: 'nats', url: testNatsUrl(), name, prefix, logger, drainTimeoutMs: 5_000 }),
-    cleanup: deleteStreams,
   });
 
   describe('NATS specifics', () => {
