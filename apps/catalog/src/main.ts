@@ -1,4 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { CatalogModule } from '@haven/service-catalog';
 
-startHavenProcess({ roles: ['catalog'], modules: [CatalogModule] }).catch(exitOnBootFailure);
+startHavenProcess({ roles: ['catalog'], modules: [CatalogModule] })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

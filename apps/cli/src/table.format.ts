@@ -5,7 +5,7 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
     if (value === null || value === undefined) return '-';
     if (Array.isArray(value)) return value.join(',');
     if (typeof value === 'object') return JSON.stringify(value);
-    return String(value as string | number | boolean);
+    return String(value);
   };
   const cells = rows.map((row) => columns.map((c) => cell(row[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] ?? '').length)));

@@ -1,6 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { GatewayModule, mountOpenApi } from '@haven/service-gateway';
 
-startHavenProcess({ roles: ['gateway'], modules: [GatewayModule], configure: mountOpenApi }).catch(
-  exitOnBootFailure,
-);
+startHavenProcess({ roles: ['gateway'], modules: [GatewayModule], configure: mountOpenApi })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

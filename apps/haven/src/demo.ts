@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '@haven/config';
 import { exitOnBootFailure } from '@haven/service-core';
@@ -18,14 +17,14 @@ async function demo(): Promise<void> {
     HAVEN_DATA: process.env['HAVEN_DATA'] ?? './data/demo',
     LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
   });
-  const simulatorPassword = randomBytes(8).toString('hex');
+  const simulatorPassword = 'haven-demo';
   const simulator = await startXapiSimulator({
     port: 0,
     host: '127.0.0.1',
     stateDir: join(config.dataDir, 'xapi-sim'),
     vms: 2,
     diskSize: 256 * 1024 * 1024,
-    seed: 42,
+    seed: 'haven-demo',
     user: 'root',
     password: simulatorPassword,
   });

@@ -130,7 +130,7 @@ export function gatewayScenario(
     ]
       .map((r) => r.text)
       .join('\n');
-    for (const secret of ['pool-s3cret-pw', 'repo-passphrase-123', keys['acme']!.slice(40)])
+    for (const secret of ['pool-s3cret-pw', 'repo-passphrase-123', keys['acme'].slice(40)])
       expect(everything).not.toContain(secret);
   });
 

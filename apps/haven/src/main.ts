@@ -1,4 +1,4 @@
-import { exitOnBootFailure } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure } from '@haven/service-core';
 import { startAllInOne } from './haven.app';
 
-startAllInOne().catch(exitOnBootFailure);
+startAllInOne().then(exitCleanlyOnSignals).catch(exitOnBootFailure);

@@ -1,4 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { MirrorModule } from '@haven/service-mirror';
 
-startHavenProcess({ roles: ['mirror'], modules: [MirrorModule] }).catch(exitOnBootFailure);
+startHavenProcess({ roles: ['mirror'], modules: [MirrorModule] })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

@@ -1,4 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { ReplicationModule } from '@haven/service-replication';
 
-startHavenProcess({ roles: ['replication'], modules: [ReplicationModule] }).catch(exitOnBootFailure);
+startHavenProcess({ roles: ['replication'], modules: [ReplicationModule] })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

@@ -1,4 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { SchedulerModule } from '@haven/service-scheduler';
 
-startHavenProcess({ roles: ['scheduler'], modules: [SchedulerModule] }).catch(exitOnBootFailure);
+startHavenProcess({ roles: ['scheduler'], modules: [SchedulerModule] })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

@@ -1,4 +1,6 @@
-import { exitOnBootFailure, startHavenProcess } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, startHavenProcess } from '@haven/service-core';
 import { TransferModule } from '@haven/service-transfer';
 
-startHavenProcess({ roles: ['transfer'], modules: [TransferModule] }).catch(exitOnBootFailure);
+startHavenProcess({ roles: ['transfer'], modules: [TransferModule] })
+  .then(exitCleanlyOnSignals)
+  .catch(exitOnBootFailure);

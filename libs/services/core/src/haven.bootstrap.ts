@@ -43,12 +43,34 @@ export async function startHavenProcess(options: HavenProcessOptions): Promise<I
   const logger = app.get<JsonLogger>(HAVEN_LOGGER);
   app.useLogger(logger);
   app.useGlobalFilters(new ProblemFilter(logger));
-  app.enableShutdownHooks();
   await options.configure?.(app);
   await app.listen(config.port, config.host);
   logger.log(
     { msg: 'Haven process ready', roles: options.roles, port: config.port, url: await app.getUrl() },
     'Bootstrap',
   );
+  return app;
+}
+
+/**
+ * Graceful stop for a process entry point: on SIGTERM or SIGINT, finish or hand back in-flight work
+ * (module destroy hooks, bus drain), close the catalog, then exit 0. A second signal exits at once.
+ */
+export function exitCleanlyOnSignals(app: INestApplication): INestApplication {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    app.get<JsonLogger>(HAVEN_LOGGER).log({ msg: 'stopping', signal }, 'Bootstrap');
+    app.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`Haven did not stop cleanly: ${String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   return app;
 }

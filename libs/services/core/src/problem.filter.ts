@@ -63,7 +63,11 @@ export class ProblemFilter implements ExceptionFilter {
       body = {
         status,
         title: HttpStatus[status] ?? 'Error',
-        detail: Array.isArray(detail) ? detail.join('; ') : String(detail),
+        detail: Array.isArray(detail)
+          ? detail.join('; ')
+          : typeof detail === 'string'
+            ? detail
+            : JSON.stringify(detail),
       };
       if (
         status === 400 &&

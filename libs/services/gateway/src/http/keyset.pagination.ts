@@ -31,10 +31,9 @@ export function readPageRequest(
   let after: PageRequest['after'];
   if (query['cursor'] !== undefined) {
     try {
-      const [time, id] = JSON.parse(Buffer.from(String(query['cursor']), 'base64url').toString('utf8')) as [
-        string,
-        string,
-      ];
+      const [time, id] = JSON.parse(
+        Buffer.from(typeof query['cursor'] === 'string' ? query['cursor'] : '', 'base64url').toString('utf8'),
+      ) as [string, string];
       const createdAt = new Date(time);
       if (Number.isNaN(createdAt.getTime()) || typeof id !== 'string') throw new Error('bad cursor');
       after = { createdAt, id };
@@ -52,7 +51,7 @@ export function pageOf<T>(
 ): Page<T> {
   if (rows.length <= request.limit) return { items: rows };
   const items = rows.slice(0, request.limit);
-  const last = key(items[items.length - 1] as T);
+  const last = key(items[items.length - 1]);
   return {
     items,
     nextCursor: Buffer.from(JSON.stringify([last.createdAt.toISOString(), last.id])).toString('base64url'),

@@ -200,7 +200,7 @@ export class SchedulesController {
     const input = parseBody<Partial<ScheduleInput>>(UPDATE_SCHEDULE, body);
     const cron = input.cron ?? schedule.cron;
     const timezone = input.timezone ?? schedule.timezone;
-    const retention = input.retention ?? (schedule.retention as Retention);
+    const retention = input.retention ?? schedule.retention;
     const timing = checkTiming(cron, timezone);
     failIfAny([...timing.errors, ...retentionErrors(retention)]);
     const repository = this.dataSource.getRepository(ScheduleEntity);
