@@ -3,9 +3,9 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
   if (rows.length === 0) return '(none)';
   const cell = (value: unknown): string => {
     if (value === null || value === undefined) return '-';
-    if (Array.isArray(value)) return value.join(',');
+    if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',');
     if (typeof value === 'object') return JSON.stringify(value);
-    return String(value);
+    return typeof value === 'string' ? value : JSON.stringify(value);
   };
   const cells = rows.map((row) => columns.map((c) => cell(row[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] ?? '').length)));
