@@ -1,0 +1,14 @@
+# One image for every Haven service; HAVEN_ROLE picks the process (haven = all-in-one).
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends qemu-utils ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/haven
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+ENV HAVEN_ROLE=haven HAVEN_DATA=/var/lib/haven HAVEN_PORT=3000
+VOLUME /var/lib/haven
+EXPOSE 3000
+STOPSIGNAL SIGTERM
+CMD ["sh", "-c", "exec node bin/run.js apps/${HAVEN_ROLE}/src/main.ts"]
