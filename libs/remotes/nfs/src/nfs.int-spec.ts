@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { RemoteError, type RemoteStore } from '@haven/remote-sdk';
@@ -107,6 +107,14 @@ describeIntegration('nfs remote (user-space NFSv3 client against nfs-ganesha)', 
         newPattern.sha256(size),
       );
       expect((await store.list('open/')).objects.map((object) => object.key)).toEqual(['open/object']);
+    });
+
+    it('puts into a folder that another writer removed after this one created it', async () => {
+      await store.put('vanishing/a', Buffer.from('one'));
+      await store.delete('vanishing/a');
+      await rm(join(server.exportPath, folder, 'vanishing'), { recursive: true });
+      await store.put('vanishing/b', Buffer.from('two'));
+      expect((await store.getBuffer('vanishing/b')).toString()).toBe('two');
     });
 
     it('finds the NFS and MOUNT ports through the portmapper when none are given', async () => {

@@ -329,15 +329,21 @@ export class SmbDriver implements RemoteDriver {
     await this.ensureFolder(client, folder, signal);
     const name = `${RESERVED_SEGMENT_PREFIX}-${randomBytes(12).toString('hex')}`;
     const temporary = this.path(folder === '' ? name : `${folder}/${name}`);
-    let file: Smb2OpenFile;
-    try {
-      file = await client.open(
+    const create = (): Promise<Smb2OpenFile> =>
+      client.open(
         temporary,
         { access: Access.WRITE_DATA | Access.DELETE, disposition: Disposition.CREATE, directory: false },
         signal,
       );
+    let file: Smb2OpenFile;
+    try {
+      file = await create();
     } catch (error) {
-      throw this.forget(error);
+      if (!isMissing(error)) throw error;
+      // The folder was known but another writer removed it meanwhile: create it again, once.
+      this.forget(error);
+      await this.ensureFolder(client, folder, signal);
+      file = await create();
     }
     try {
       await this.writeBody(client, file, body, signal);

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -110,6 +110,14 @@ describeIntegration('smb remote (built-in SMB2 client against Samba)', ['samba']
       for await (const chunk of await store.get('open/object')) now.update(chunk as Buffer);
       expect(now.digest('hex')).toBe(newPattern.sha256(size));
       expect(await filesOnServer(join(server.sharePath, prefix, 'open'))).toEqual(['object']);
+    });
+
+    it('puts into a folder that another writer removed after this one created it', async () => {
+      await store.put('vanishing/a', Buffer.from('one'));
+      await store.delete('vanishing/a');
+      await rm(join(server.sharePath, prefix, 'vanishing'), { recursive: true });
+      await store.put('vanishing/b', Buffer.from('two'));
+      expect((await store.getBuffer('vanishing/b')).toString()).toBe('two');
     });
 
     it('reads what smbclient wrote', async () => {
