@@ -22,7 +22,9 @@ async function main(): Promise<void> {
     const usage = process.memoryUsage();
     if (usage.rss > peak) [peak, atPeak] = [usage.rss, usage];
     if (flag('trace') && ++ticks % 40 === 0) {
-      console.log(`rss ${(usage.rss / MiB).toFixed(0)} heap ${(usage.heapUsed / MiB).toFixed(0)} ext ${(usage.external / MiB).toFixed(0)} ab ${(usage.arrayBuffers / MiB).toFixed(0)}`);
+      console.log(
+        `rss ${(usage.rss / MiB).toFixed(0)} heap ${(usage.heapUsed / MiB).toFixed(0)} ext ${(usage.external / MiB).toFixed(0)} ab ${(usage.arrayBuffers / MiB).toFixed(0)}`,
+      );
     }
   }, 50);
   try {
@@ -40,7 +42,10 @@ async function main(): Promise<void> {
       }
     };
     const start = performance.now();
-    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'mem', name: 'mem' } }, { concurrency: arg('concurrency', 4) });
+    const writer = await repo.createRestorePointWriter(
+      { vm: { uuid: 'mem', name: 'mem' } },
+      { concurrency: arg('concurrency', 4) },
+    );
     await writer.writeDisk({ key: 'xvda', virtualSize: blocks * BLOCK }, source());
     await writer.commit();
     const ms = performance.now() - start;

@@ -48,7 +48,7 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     const db = await backup(repo, 'db', own);
     // Damage a chunk only the web restore point uses.
     const webReader = (await repo.openRestorePoint(web.id)).disk('xvda');
-    const block = webReader.allocatedBlocks()[2];
+    const block = webReader.allocatedBlocks[2];
     const chunkId = webReader.chunkId(block)!;
     const path = join(dir.path, chunkKey(chunkId));
     const bytes = await readFile(path);
@@ -82,7 +82,7 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     const web = await backup(repo, 'web', shared);
     const web2 = await backup(repo, 'web', shared);
     const reader = (await repo.openRestorePoint(web.id)).disk('xvda');
-    const block = reader.allocatedBlocks()[0];
+    const block = reader.allocatedBlocks[0];
     const chunkId = reader.chunkId(block)!;
     await rm(join(dir.path, chunkKey(chunkId)));
     const report = await repo.verify({ sample: 0.5 });

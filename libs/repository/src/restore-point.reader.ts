@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { createVhdStream } from '@haven/vhd';
+import { createVhdStream, type VhdDisk } from '@haven/vhd';
 import type { Repository } from './repository';
 import type { DiskIndex } from './format/disk-index.codec';
 import {
@@ -70,15 +70,23 @@ export class RestorePointReader {
   }
 }
 
-/** Random access and streaming of one disk of a restore point. */
-export class DiskReader {
+/**
+ * Random access and streaming of one disk of a restore point. Implements @haven/vhd's VhdDisk, so
+ * file restore reads a restore point like any VHD.
+ */
+export class DiskReader implements VhdDisk {
+  /** Block numbers holding data, ascending (absent blocks read as zeros). */
+  readonly allocatedBlocks: readonly number[];
+
   /** @internal */
   constructor(
     private readonly repository: Repository,
     readonly restorePoint: RestorePointManifest,
     readonly meta: RestorePointDisk,
     readonly index: DiskIndex,
-  ) {}
+  ) {
+    this.allocatedBlocks = [...index.allocatedBlocks()];
+  }
 
   get key(): string {
     return this.meta.key;
@@ -94,11 +102,6 @@ export class DiskReader {
 
   get blockCount(): number {
     return this.index.blockCount;
-  }
-
-  /** Block numbers holding data, ascending (absent blocks read as zeros). */
-  allocatedBlocks(): number[] {
-    return [...this.index.allocatedBlocks()];
   }
 
   chunkId(index: number): string | undefined {
@@ -122,6 +125,11 @@ export class DiskReader {
       { restorePoint: restorePointLabel(this.restorePoint), disk: this.key, block: index },
       options.signal,
     );
+  }
+
+  /** VhdDisk: same as readBlock (the last block of a disk may be shorter than 2 MiB). */
+  readBlockData(index: number): Promise<Buffer> {
+    return this.readBlock(index);
   }
 
   /** Bytes [position, position + length) of the disk (file restore reads through this). */
@@ -158,7 +166,7 @@ export class DiskReader {
 
   /** Allocated blocks (or the given ones), decoded with bounded read-ahead, in order. */
   async *blocks(options: StreamOptions & { only?: readonly number[] } = {}): AsyncGenerator<DiskBlock> {
-    const wanted = options.only ?? this.allocatedBlocks();
+    const wanted = options.only ?? this.allocatedBlocks;
     const readAhead = Math.max(1, options.readAhead ?? 4);
     const pending: { index: number; data: Promise<Buffer> }[] = [];
     let next = 0;
@@ -204,7 +212,7 @@ export class DiskReader {
     let allocated: number[];
     let readBlock: (index: number) => Promise<Buffer>;
     if (options.type === 'dynamic') {
-      allocated = this.allocatedBlocks();
+      allocated = [...this.allocatedBlocks];
       readBlock = (index) => this.readBlock(index, options);
     } else {
       const base = options.base;

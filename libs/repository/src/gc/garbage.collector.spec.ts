@@ -25,7 +25,7 @@ async function chunkSet(repo: Repository): Promise<Set<string>> {
 
 async function referencedBy(repo: Repository, id: string): Promise<Set<string>> {
   const reader = (await repo.openRestorePoint(id)).disk('xvda');
-  return new Set(reader.allocatedBlocks().map((block) => reader.chunkId(block)!));
+  return new Set(reader.allocatedBlocks.map((block) => reader.chunkId(block)!));
 }
 
 async function expectRestores(repo: Repository, id: string, disk: DiskPattern): Promise<void> {
