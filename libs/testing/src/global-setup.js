@@ -58,15 +58,16 @@ module.exports = async function globalSetup() {
     available.push('nats');
   for (const [service, binary] of [
     ['qemu-img', 'qemu-img'],
-    ['samba', 'smbd'],
-    ['nfs-ganesha', 'ganesha.nfsd'],
+    // The SMB and NFS suites also drive smbclient/smbpasswd and rpcbind.
+    ['samba', ['smbd', 'smbclient', 'smbpasswd']],
+    ['nfs-ganesha', ['ganesha.nfsd', 'rpcbind']],
     ['restic', 'restic'],
     ['nats-server', 'nats-server'],
     ['libnfs', 'nfs-cp'],
     ['e2fsprogs', 'mke2fs'],
     ['zstd', 'zstd'],
   ]) {
-    if (hasBinary(binary)) available.push(service);
+    if ([].concat(binary).every(hasBinary)) available.push(service);
   }
   if (canMountTmpfs()) available.push('tmpfs');
   process.env.HAVEN_TEST_SERVICES = available.join(',');
