@@ -141,6 +141,33 @@ describe('createVhdStream', () => {
     });
     await expect(collect(stream)).rejects.toMatchObject({ name: 'AbortError' });
   });
+  it('streams a 2 TiB disk with two blocks without holding more than its BAT', async () => {
+    const virtualSize = 2 * 1024 ** 4;
+    const last = virtualSize / VHD_BLOCK_SIZE - 1;
+    const stream = createVhdStream({
+      virtualSize,
+      allocatedBlocks: [0, last],
+      type: 'dynamic',
+      readBlock: (index) => Promise.resolve(patternBlock('big', index)),
+    });
+    const items: (VhdStreamMetadata | VhdStreamBlock)[] = [];
+    let bytes = 0;
+    const counted = (async function* () {
+      for await (const chunk of stream) {
+        bytes += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+    })();
+    for await (const item of parseVhdStream(counted)) items.push(item);
+    expect(bytes).toBe(vhdStreamLength({ virtualSize, allocatedBlocks: [0, last] }));
+    expect(bytes).toBe(512 + 1024 + 4 * MiB + 2 * VHD_BLOCK_FOOTPRINT + 512);
+    expect(items.map((item) => (item.type === 'block' ? item.index : 'metadata'))).toEqual([
+      'metadata',
+      0,
+      last,
+    ]);
+    expectBytes((items[2] as VhdStreamBlock).data, patternBlock('big', last));
+  });
 });
 
 describe('parseVhdStream', () => {
