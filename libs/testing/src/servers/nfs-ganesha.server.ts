@@ -22,6 +22,29 @@ function rpcbindRunning(): boolean {
   return spawnSync('rpcinfo', ['-p', '127.0.0.1'], { stdio: 'ignore', timeout: 5000 }).status === 0;
 }
 
+/** rpcbind started by this process (in the foreground, so its pid is known), and its users. */
+let rpcbind: ChildProcess | null = null;
+let rpcbindUsers = 0;
+
+async function acquireRpcbind(): Promise<void> {
+  rpcbindUsers += 1;
+  if (rpcbind !== null || rpcbindRunning()) return;
+  rpcbind = spawn('rpcbind', ['-w', '-f'], { stdio: 'ignore' });
+  await waitFor(() => Promise.resolve(rpcbindRunning()), 10_000, 'rpcbind');
+}
+
+/** Stops rpcbind when this process started it and no server of this process needs it any more. */
+async function releaseRpcbind(): Promise<void> {
+  rpcbindUsers -= 1;
+  const running = rpcbind;
+  if (rpcbindUsers > 0 || running === null) return;
+  rpcbind = null;
+  if (running.exitCode !== null || running.pid === undefined) return;
+  const exited = new Promise((resolve) => running.once('exit', resolve));
+  process.kill(running.pid, 'SIGTERM');
+  await exited;
+}
+
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -33,8 +56,8 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
 
 /**
  * nfs-ganesha (VFS backend, NFSv3 over TCP) on free 127.0.0.1 ports with a private config and
- * export folder. rpcbind is needed for ganesha's registrations; it is started when absent and left
- * running (it is a shared system daemon, started with -w so registrations survive).
+ * export folder. rpcbind is needed for ganesha's registrations; when none runs, one is started
+ * and stopped again with the last server of this process.
  */
 export async function startNfsGanesha(): Promise<NfsGaneshaServer> {
   const folder = await scratchDir('haven-ganesha-');
@@ -51,10 +74,7 @@ NFS_KRB5 { Active_krb5 = false; }
 EXPORT { Export_Id = 1; Path = ${exportPath}; Pseudo = /backup; Access_Type = RW; Squash = No_Root_Squash; Protocols = 3; Transports = TCP; SecType = sys; FSAL { Name = VFS; } }
 `,
   );
-  if (!rpcbindRunning()) {
-    spawnSync('rpcbind', ['-w'], { stdio: 'ignore', timeout: 10_000 });
-    await waitFor(() => Promise.resolve(rpcbindRunning()), 10_000, 'rpcbind');
-  }
+  await acquireRpcbind();
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
     const started = spawn(
@@ -101,6 +121,7 @@ EXPORT { Export_Id = 1; Path = ${exportPath}; Pseudo = /backup; Access_Type = RW
     exportPath,
     stop: async () => {
       await halt('SIGTERM');
+      await releaseRpcbind();
       await folder.cleanup();
     },
     kill: () => halt('SIGKILL'),
