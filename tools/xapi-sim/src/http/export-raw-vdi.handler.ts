@@ -58,47 +58,65 @@ function rawStream(disk: VirtualDisk, signal: AbortSignal): Readable {
   return Readable.from(generate(), { objectMode: false, highWaterMark: BLOCK_SIZE });
 }
 
+export interface VdiExport {
+  stream: Readable;
+  /** Exact byte length of the stream. */
+  length: number;
+}
+
+/**
+ * The body of an export: the raw disk, a dynamic VHD, or with `base` a differencing VHD holding the
+ * blocks whose content may differ from the base's (copy-on-write makes that a slot comparison).
+ */
+export function createVdiExportStream(
+  pool: SimulatedPool,
+  vdi: string,
+  options: { format: 'raw' | 'vhd'; base?: string; signal?: AbortSignal },
+): VdiExport {
+  const record = pool.store.get('VDI', vdi);
+  if (record['type'] === 'cbt_metadata')
+    throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [vdi, 'cbt_metadata']);
+  const disk = pool.disks.get(vdi);
+  const signal = options.signal ?? new AbortController().signal;
+  if (options.format === 'raw') {
+    if (options.base !== undefined)
+      throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
+    return { stream: rawStream(disk, signal), length: disk.virtualSize };
+  }
+  let base: { disk: VirtualDisk; uuid: string } | undefined;
+  if (options.base !== undefined) {
+    const baseRecord = pool.store.get('VDI', options.base);
+    if (baseRecord['type'] === 'cbt_metadata')
+      throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [options.base, 'cbt_metadata']);
+    base = { disk: pool.disks.get(options.base), uuid: fieldText(baseRecord, 'uuid') };
+  }
+  const allocatedBlocks = base === undefined ? disk.allocatedBlocks() : changedBlocks(disk, base.disk);
+  const stream = createVhdStream({
+    virtualSize: disk.virtualSize,
+    allocatedBlocks,
+    readBlock: blockReader(disk, allocatedBlocks),
+    type: base === undefined ? 'dynamic' : 'differencing',
+    uuid: fieldText(record, 'uuid'),
+    ...(base === undefined ? {} : { parentUuid: base.uuid, parentUnicodeName: `${base.uuid}.vhd` }),
+    signal,
+  });
+  return { stream, length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks }) };
+}
+
 /** GET /export_raw_vdi/?vdi=&format=raw|vhd[&base=]: a disk, or its delta against `base` as a differencing VHD. */
 export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer): Promise<void> {
   transfer.begin();
   const vdiParam = transfer.query('vdi');
   if (vdiParam === undefined) throw new XapiFailure('FIELD_TYPE_ERROR', ['vdi']);
   const vdi = pool.store.resolve('VDI', vdiParam);
-  const record = pool.store.get('VDI', vdi);
-  if (record['type'] === 'cbt_metadata')
-    throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [vdi, 'cbt_metadata']);
   const format = transfer.query('format') ?? 'raw';
   if (format !== 'raw' && format !== 'vhd') throw new XapiFailure('FIELD_TYPE_ERROR', [`format=${format}`]);
-  const disk = pool.disks.get(vdi);
   const baseParam = transfer.query('base');
-  let body: Readable;
-  let length: number;
-  if (format === 'raw') {
-    if (baseParam !== undefined)
-      throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
-    body = rawStream(disk, transfer.signal);
-    length = disk.virtualSize;
-  } else {
-    let base: { disk: VirtualDisk; uuid: string } | undefined;
-    if (baseParam !== undefined) {
-      const baseRef = pool.store.resolve('VDI', baseParam);
-      if (pool.store.get('VDI', baseRef)['type'] === 'cbt_metadata')
-        throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [baseRef, 'cbt_metadata']);
-      base = { disk: pool.disks.get(baseRef), uuid: fieldText(pool.store.get('VDI', baseRef), 'uuid') };
-    }
-    const allocatedBlocks = base === undefined ? disk.allocatedBlocks() : changedBlocks(disk, base.disk);
-    const read = blockReader(disk, allocatedBlocks);
-    body = createVhdStream({
-      virtualSize: disk.virtualSize,
-      allocatedBlocks,
-      readBlock: read,
-      type: base === undefined ? 'dynamic' : 'differencing',
-      uuid: fieldText(record, 'uuid'),
-      ...(base === undefined ? {} : { parentUuid: base.uuid, parentUnicodeName: `${base.uuid}.vhd` }),
-      signal: transfer.signal,
-    });
-    length = vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks });
-  }
+  const { stream: body, length } = createVdiExportStream(pool, vdi, {
+    format,
+    ...(baseParam === undefined ? {} : { base: pool.store.resolve('VDI', baseParam) }),
+    signal: transfer.signal,
+  });
   let sent = 0;
   body.on('data', (chunk: Buffer) => {
     sent += chunk.length;

@@ -251,8 +251,8 @@ export async function seedPool(pool: SimulatedPool, options: SeedOptions): Promi
       },
       ref(`vm:${index}`),
     );
-    // The first VM has two disks so multi-disk paths are exercised.
-    const diskCount = index === 0 ? 2 : 1;
+    // The first VM of a multi-VM pool has two disks so multi-disk paths are exercised.
+    const diskCount = index === 0 && options.vms > 1 ? 2 : 1;
     for (let position = 0; position < diskCount; position++) {
       const diskName = `${name}-disk-${position}`;
       const vdi = pool.createVdi(
