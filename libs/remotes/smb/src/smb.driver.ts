@@ -499,7 +499,12 @@ export class SmbDriver implements RemoteDriver {
         const inside = entry.sortKey;
         if (!(inside.startsWith(prefix) || prefix.startsWith(inside))) continue;
         if (cursor !== undefined && cursor >= inside && !cursor.startsWith(inside)) continue;
-        await this.walk(client, entry.key, prefix, cursor, wanted, found, signal);
+        try {
+          await this.walk(client, entry.key, prefix, cursor, wanted, found, signal);
+        } catch (error) {
+          // Removed since its parent was read (another writer emptied it): nothing to list there.
+          if (!isMissing(error)) throw error;
+        }
         continue;
       }
       if (!entry.key.startsWith(prefix)) continue;
