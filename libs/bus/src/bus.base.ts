@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventSubject, RequestSubject, WorkQueue } from '@haven/contracts';
 import type {
   Bus,
   BusHealth,
   BusLogger,
+  BusObserver,
   BusSubscription,
+  RequestOutcome,
   ConsumeOptions,
   DeadLetter,
   DeadLetterBox,
@@ -19,7 +22,9 @@ import {
   BusClosedError,
   BusConfigurationError,
   BusDecodeError,
+  BusNoRespondersError,
   BusRemoteError,
+  BusTimeoutError,
   carriedError,
   type CarriedError,
 } from './bus.errors';
@@ -76,6 +81,7 @@ export interface BaseBusSettings {
   requestTimeoutMs: number;
   drainTimeoutMs: number;
   logger: BusLogger;
+  observer: BusObserver;
 }
 
 type ReplyEnvelope = { ok: true; value?: unknown } | { ok: false; error: CarriedError };
@@ -91,6 +97,7 @@ export abstract class BaseBus implements Bus {
   protected readonly codec: JsonCodec;
   protected readonly deadLetterCodec: JsonCodec;
   protected readonly logger: BusLogger;
+  private readonly observer: BusObserver;
   protected readonly requestTimeoutMs: number;
   private readonly drainTimeoutMs: number;
   private state: 'open' | 'closing' | 'closed' = 'open';
@@ -104,6 +111,7 @@ export abstract class BaseBus implements Bus {
     this.codec = new JsonCodec(settings.payloadLimitBytes);
     this.deadLetterCodec = new JsonCodec(settings.deadLetterLimitBytes);
     this.logger = settings.logger;
+    this.observer = settings.observer;
     this.requestTimeoutMs = settings.requestTimeoutMs;
     this.drainTimeoutMs = settings.drainTimeoutMs;
   }
@@ -154,12 +162,26 @@ export abstract class BaseBus implements Bus {
     if (!(timeoutMs > 0)) {
       throw new BusConfigurationError(wire, `timeoutMs must be a positive number, got ${timeoutMs}`);
     }
-    const envelope = this.codec.decode(wire, await this.sendRequest(wire, data, timeoutMs));
-    if (!isReplyEnvelope(envelope)) {
-      throw new BusDecodeError(wire, 'the reply is not a Haven reply envelope');
+    const started = performance.now();
+    let outcome: RequestOutcome = 'failed';
+    try {
+      const envelope = this.codec.decode(wire, await this.sendRequest(wire, data, timeoutMs));
+      if (!isReplyEnvelope(envelope)) {
+        throw new BusDecodeError(wire, 'the reply is not a Haven reply envelope');
+      }
+      if (envelope.ok) {
+        outcome = 'ok';
+        return envelope.value as Res;
+      }
+      outcome = 'remote-error';
+      throw new BusRemoteError(wire, envelope.error.code, envelope.error.message, envelope.error.name);
+    } catch (error) {
+      if (error instanceof BusTimeoutError) outcome = 'timeout';
+      else if (error instanceof BusNoRespondersError) outcome = 'no-responders';
+      throw error;
+    } finally {
+      this.observer.requestFinished?.(wire, outcome, performance.now() - started);
     }
-    if (envelope.ok) return envelope.value as Res;
-    throw new BusRemoteError(wire, envelope.error.code, envelope.error.message, envelope.error.name);
   }
 
   respond<Req, Res>(
@@ -279,6 +301,7 @@ export abstract class BaseBus implements Bus {
       (record) =>
         storage.append(this.deadLetterCodec.encode(this.namespace.deadLetterSubject(queue), record)),
       this.logger,
+      this.observer,
     );
     const active = new ActiveConsumer(queue.name, pullers, runner, this.logger);
     this.consumers.add(active);

@@ -57,6 +57,7 @@ function commonSettings(
     requestTimeoutMs: positive('requestTimeoutMs', config.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
     drainTimeoutMs: positive('drainTimeoutMs', config.drainTimeoutMs, DEFAULT_DRAIN_TIMEOUT_MS),
     logger: config.logger ?? stderrLogger(config.name),
+    observer: config.observer ?? {},
   };
 }
 

@@ -133,6 +133,19 @@ export interface BusLogger {
   error(message: string, context?: Record<string, unknown>): void;
 }
 
+/** How a work item's delivery ended, for metrics. */
+export type WorkOutcome = 'acked' | 'retried' | 'dead-lettered' | 'handed-back';
+
+/** How a request ended, for metrics. */
+export type RequestOutcome = 'ok' | 'remote-error' | 'timeout' | 'no-responders' | 'failed';
+
+/** Optional hooks for metrics (Prometheus counters, gauges and histograms). Must not throw. */
+export interface BusObserver {
+  workStarted?(queue: string): void;
+  workSettled?(queue: string, outcome: WorkOutcome, durationMs: number): void;
+  requestFinished?(subject: string, outcome: RequestOutcome, durationMs: number): void;
+}
+
 interface CommonBusConfig {
   /** Client name (NATS connection name). */
   name: string;
@@ -145,6 +158,7 @@ interface CommonBusConfig {
   /** How long close() waits for in-flight handlers (default 30000 ms). */
   drainTimeoutMs?: number;
   logger?: BusLogger;
+  observer?: BusObserver;
 }
 
 export interface NatsBusConfig extends CommonBusConfig {

@@ -161,4 +161,31 @@ describe('WorkRunner', () => {
     expect(letters[0]).toMatchObject({ payload: null, error: { code: 'BUS_PAYLOAD_UNDECODABLE' } });
     expect(letters[0]?.error.message).toContain('not json');
   });
+
+  it('tells the observer when items start and how they end', async () => {
+    const events: string[] = [];
+    const observed = new WorkRunner(
+      queue,
+      'haven.work.runner-spec',
+      (item) => (item.attempt === 1 ? Promise.resolve() : Promise.reject(new Error('no'))),
+      new JsonCodec(1024 * 1024),
+      () => Promise.resolve(),
+      logger,
+      {
+        workStarted: (name) => events.push(`start ${name}`),
+        workSettled: (name, outcome, durationMs) => events.push(`${outcome} ${name} ${durationMs >= 0}`),
+      },
+    );
+    await observed.handle(new RecordedDelivery({ vm: 'a' }, 1));
+    await observed.handle(new RecordedDelivery({ vm: 'b' }, 2));
+    await observed.handle(new RecordedDelivery({ vm: 'c' }, 3));
+    expect(events).toEqual([
+      'start runner-spec',
+      'acked runner-spec true',
+      'start runner-spec',
+      'retried runner-spec true',
+      'start runner-spec',
+      'dead-lettered runner-spec true',
+    ]);
+  });
 });

@@ -1,5 +1,6 @@
+import { performance } from 'node:perf_hooks';
 import { retryDelayAfter, type WorkQueue } from '@haven/contracts';
-import type { BusLogger, WorkItem } from './bus.interface';
+import type { BusLogger, BusObserver, WorkItem, WorkOutcome } from './bus.interface';
 import { carriedError, type CarriedError } from './bus.errors';
 import type { JsonCodec } from './json.codec';
 
@@ -48,6 +49,7 @@ export class WorkRunner<T> {
     private readonly codec: JsonCodec,
     private readonly deadLetter: (record: DeadLetterRecord) => Promise<void>,
     private readonly logger: BusLogger,
+    private readonly observer: BusObserver = {},
   ) {}
 
   get inFlight(): number {
@@ -55,7 +57,14 @@ export class WorkRunner<T> {
   }
 
   handle(delivery: WorkDelivery): Promise<void> {
-    const run = this.run(delivery).finally(() => this.running.delete(run));
+    const started = performance.now();
+    this.observer.workStarted?.(this.queue.name);
+    const run = this.run(delivery)
+      .then((outcome) => {
+        if (outcome !== undefined)
+          this.observer.workSettled?.(this.queue.name, outcome, performance.now() - started);
+      })
+      .finally(() => this.running.delete(run));
     this.running.add(run);
     return run;
   }
@@ -90,25 +99,24 @@ export class WorkRunner<T> {
     }
   }
 
-  private async run(delivery: WorkDelivery): Promise<void> {
+  /** Resolves with how the delivery ended, or undefined when the runner was abandoned. */
+  private async run(delivery: WorkDelivery): Promise<WorkOutcome | undefined> {
     const { queue } = this;
     let payload: T;
     try {
       payload = this.codec.decode(this.subject, delivery.data) as T;
     } catch (error) {
       const text = new TextDecoder().decode(delivery.data.subarray(0, 200));
-      await this.bury(delivery, null, delivery.deliveryCount, {
+      return this.bury(delivery, null, delivery.deliveryCount, {
         code: 'BUS_PAYLOAD_UNDECODABLE',
         message: `${carriedError(error).message}; first bytes: ${text}`,
       });
-      return;
     }
     if (delivery.deliveryCount > queue.maxDeliver) {
-      await this.bury(delivery, payload, queue.maxDeliver, {
+      return this.bury(delivery, payload, queue.maxDeliver, {
         code: 'BUS_ACK_WAIT_EXPIRED',
         message: `attempt ${queue.maxDeliver} of ${queue.maxDeliver} was neither acked nor failed within the ack wait of ${queue.ackWaitMs} ms (its consumer died, hung or lost its connection)`,
       });
-      return;
     }
     const controller = new AbortController();
     this.controllers.add(controller);
@@ -124,19 +132,19 @@ export class WorkRunner<T> {
     try {
       await this.handler(item);
       heartbeat.stop();
-      if (this.abandoned) return;
+      if (this.abandoned) return undefined;
       this.settleDelivery(delivery, 'ack', () => delivery.ack());
+      return 'acked';
     } catch (error) {
       heartbeat.stop();
-      if (this.abandoned) return;
+      if (this.abandoned) return undefined;
       if (controller.signal.aborted && this.handingBack) {
         this.settleDelivery(delivery, 'hand back', () => delivery.nak(0));
-        return;
+        return 'handed-back';
       }
       const carried = carriedError(error);
       if (delivery.deliveryCount >= queue.maxDeliver) {
-        await this.bury(delivery, payload, delivery.deliveryCount, carried);
-        return;
+        return await this.bury(delivery, payload, delivery.deliveryCount, carried);
       }
       const delay = retryDelayAfter(queue, delivery.deliveryCount);
       this.logger.warn('work item failed, will retry', {
@@ -148,6 +156,7 @@ export class WorkRunner<T> {
         error: carried,
       });
       this.settleDelivery(delivery, 'nak', () => delivery.nak(delay));
+      return 'retried';
     } finally {
       this.controllers.delete(controller);
     }
@@ -158,7 +167,7 @@ export class WorkRunner<T> {
     payload: T | null,
     attempts: number,
     error: Pick<CarriedError, 'code' | 'message'>,
-  ): Promise<void> {
+  ): Promise<WorkOutcome> {
     const record: DeadLetterRecord = {
       queue: this.queue.name,
       id: delivery.id,
@@ -179,7 +188,7 @@ export class WorkRunner<T> {
       this.settleDelivery(delivery, 'nak', () =>
         delivery.nak(retryDelayAfter(this.queue, delivery.deliveryCount)),
       );
-      return;
+      return 'retried';
     }
     this.logger.error('work item dead-lettered', {
       queue: this.queue.name,
@@ -188,6 +197,7 @@ export class WorkRunner<T> {
       error: record.error,
     });
     this.settleDelivery(delivery, 'term', () => delivery.term());
+    return 'dead-lettered';
   }
 
   private settleDelivery(delivery: WorkDelivery, what: string, settle: () => void): void {

@@ -37,3 +37,37 @@ describe('in-process broker scope', () => {
     }
   });
 });
+
+describe('request observer', () => {
+  it('reports each request with its outcome', async () => {
+    const outcomes: string[] = [];
+    const bus = await createBus({
+      driver: 'memory',
+      name: 'observed',
+      observer: { requestFinished: (subject, outcome) => outcomes.push(`${subject} ${outcome}`) },
+    });
+    const ok = defineRequest<null, string>('haven.v1.observed.ok');
+    const failing = defineRequest<null, string>('haven.v1.observed.failing');
+    const silent = defineRequest<null, string>('haven.v1.observed.silent');
+    const nobody = defineRequest<null, string>('haven.v1.observed.nobody');
+    let release: () => void = () => undefined;
+    try {
+      bus.respond(ok, () => Promise.resolve('fine'));
+      bus.respond(failing, () => Promise.reject(new Error('broken')));
+      bus.respond(silent, () => new Promise((resolve) => (release = () => resolve('late'))));
+      await bus.request(ok, null);
+      await bus.request(failing, null).catch(() => undefined);
+      await bus.request(silent, null, { timeoutMs: 50 }).catch(() => undefined);
+      await bus.request(nobody, null).catch(() => undefined);
+      expect(outcomes).toEqual([
+        'haven.v1.observed.ok ok',
+        'haven.v1.observed.failing remote-error',
+        'haven.v1.observed.silent timeout',
+        'haven.v1.observed.nobody no-responders',
+      ]);
+    } finally {
+      release();
+      await bus.close();
+    }
+  });
+});
