@@ -1,5 +1,6 @@
 import {
   VHD_BLOCK_SIZE,
+  VHD_MAX_VIRTUAL_SIZE,
   VHD_FOOTER_SIZE,
   VHD_HEADER_SIZE,
   VHD_SECTOR_BITMAP_SIZE,
@@ -9,7 +10,7 @@ import { decodeVhdFooter, type VhdFooter } from './vhd-footer.codec';
 import { decodeParentLocatorData, decodeVhdHeader, type VhdHeader } from './vhd-header.codec';
 import { checkVhdLayout, decodeBat, type VhdLayout } from './vhd-layout.check';
 import { VhdFormatError } from './vhd-format.error';
-import { openFileSource, type RangedSource } from './ranged.source';
+import { openFileSource, type RangedRead, type RangedSource } from './ranged.source';
 import type { VhdDisk } from './vhd-disk.contract';
 
 async function readExactAt(
@@ -75,17 +76,31 @@ export class VhdImage implements VhdDisk {
     readonly parentLocatorPaths: { platform: string; path: string }[],
   ) {}
 
-  static async open(source: RangedSource): Promise<VhdImage> {
-    if (source.size < VHD_FOOTER_SIZE + VHD_HEADER_SIZE + VHD_FOOTER_SIZE) {
+  /**
+   * Opens a VHD from a ranged source with a known size (the footer at the end is authoritative and
+   * every structure is checked against the file size), or from a bare ranged read function (the
+   * footer copy at offset 0 is used; blocks past the end are caught when read).
+   */
+  static async open(input: RangedSource | RangedRead): Promise<VhdImage> {
+    const source: RangedSource = typeof input === 'function' ? { size: Number.NaN, read: input } : input;
+    const size = typeof input === 'function' ? undefined : input.size;
+    if (size !== undefined && size < VHD_FOOTER_SIZE + VHD_HEADER_SIZE + VHD_FOOTER_SIZE) {
       throw new VhdFormatError(
         'VHD_FILE_SIZE',
-        `a ${source.size}-byte object is too small to be a dynamic VHD (at least ${VHD_FOOTER_SIZE * 2 + VHD_HEADER_SIZE} bytes)`,
+        `a ${size}-byte object is too small to be a dynamic VHD (at least ${VHD_FOOTER_SIZE * 2 + VHD_HEADER_SIZE} bytes)`,
         0,
       );
     }
-    const footerOffset = source.size - VHD_FOOTER_SIZE;
+    const footerOffset = size === undefined ? 0 : size - VHD_FOOTER_SIZE;
+    // Without a size, nothing may extend past the largest possible VHD file.
+    const dataEnd = size === undefined ? VHD_MAX_VIRTUAL_SIZE * 2 : footerOffset;
     const footer = decodeVhdFooter(
-      await readExactAt(source, footerOffset, VHD_FOOTER_SIZE, 'the footer'),
+      await readExactAt(
+        source,
+        footerOffset,
+        VHD_FOOTER_SIZE,
+        size === undefined ? 'the footer copy' : 'the footer',
+      ),
       footerOffset,
     );
     if (footer.diskType === 'fixed' || footer.dataOffset === undefined) {
@@ -96,10 +111,10 @@ export class VhdImage implements VhdDisk {
       );
     }
     const headerOffset = footer.dataOffset;
-    if (headerOffset < VHD_FOOTER_SIZE || headerOffset + VHD_HEADER_SIZE > footerOffset) {
+    if (headerOffset < VHD_FOOTER_SIZE || headerOffset + VHD_HEADER_SIZE > dataEnd) {
       throw new VhdFormatError(
         'VHD_FOOTER_DATA_OFFSET',
-        `the dynamic header offset ${headerOffset} is not between the footer copy and the footer (${footerOffset})`,
+        `the dynamic header offset ${headerOffset} is not between the footer copy and the footer (${dataEnd})`,
         footerOffset + 16,
       );
     }
@@ -109,10 +124,10 @@ export class VhdImage implements VhdDisk {
     );
     // Bound the BAT by the file before reading it: a damaged header must not make us allocate.
     const batBytes = Math.ceil((header.maxTableEntries * 4) / 512) * 512;
-    if (header.tableOffset + batBytes > footerOffset) {
+    if (header.tableOffset + batBytes > dataEnd) {
       throw new VhdFormatError(
         'VHD_TABLE_OFFSET',
-        `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the footer at ${footerOffset}: the header is damaged or the file truncated`,
+        `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the footer at ${dataEnd}: the header is damaged or the file truncated`,
         headerOffset + 16,
       );
     }
@@ -120,7 +135,7 @@ export class VhdImage implements VhdDisk {
       await readExactAt(source, header.tableOffset, batBytes, 'the BAT'),
       header.maxTableEntries,
     );
-    const layout = checkVhdLayout(footer, header, headerOffset, bat, source.size);
+    const layout = checkVhdLayout(footer, header, headerOffset, bat, size);
     const parentLocatorPaths: { platform: string; path: string }[] = [];
     if (footer.diskType === 'differencing') {
       for (const locator of header.parentLocators) {
