@@ -5,4 +5,10 @@ export type { DiskHash, RandomWrite, VmSummary, WriteResult } from './workload/d
 export { BLOCK_SIZE, CBT_CHUNK_SIZE } from './storage/block.constants';
 export { seededBlock, seededBlockKind, type SeededBlockKind } from './seed/pool.seed';
 export { createVdiExportStream, type VdiExport } from './http/export-raw-vdi.handler';
-export { XenApiClientDriver, XenApiCallError, type XapiObject, type ResourceDownload, type Settled } from './testing/xen-api-client.driver';
+export {
+  XenApiClientDriver,
+  XenApiCallError,
+  type XapiObject,
+  type ResourceDownload,
+  type Settled,
+} from './testing/xen-api-client.driver';

@@ -228,6 +228,34 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
     expect(sim.listVms()).toHaveLength(before);
   });
 
+  it('becomes unreachable and slow on demand, while the workload API keeps answering', async () => {
+    const login = (): Promise<Response> =>
+      fetch(`${sim.url}/jsonrpc`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'session.login_with_password',
+          params: [sim.user, sim.password],
+        }),
+      });
+    sim.setFaults({ unreachable: true });
+    await expect(login()).rejects.toThrow();
+    const faults = await fetch(`${sim.url}/_sim/faults`, {
+      method: 'POST',
+      body: JSON.stringify({ unreachable: false, latencyMs: 300 }),
+    });
+    expect(await faults.json()).toMatchObject({ unreachable: false, latencyMs: 300 });
+    const started = Date.now();
+    const answer = await login();
+    expect(answer.headers.get('content-type')).toBe('application/json');
+    expect(((await answer.json()) as { result: string }).result).toMatch(/^OpaqueRef:/);
+    // An injected delay, not a performance threshold: the answer cannot come before it.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    sim.setFaults({ latencyMs: 0 });
+  });
+
   describeIntegration('disk transfers read back by qemu-img', ['qemu-img'], () => {
     it('exports a dynamic VHD equal to the disk and a differencing delta that rebuilds the snapshot', async () => {
       const vm = byName(await client.objects('VM'), 'sim-vm-2');
