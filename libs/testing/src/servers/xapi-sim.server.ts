@@ -1,0 +1,91 @@
+import { join } from 'node:path';
+import { scratchDir } from '../scratch';
+import { ChildProcessServer, freeLoopbackPort } from './child-process.server';
+
+export interface XapiSimServerOptions {
+  vms?: number;
+  /** e.g. `64MiB`, `10G`, or bytes. */
+  diskSize?: string;
+  seed?: string;
+  user?: string;
+  password?: string;
+}
+
+/**
+ * The XAPI simulator (tools/xapi-sim) as its own process on 127.0.0.1, for suites that need a pool
+ * outside the test process: distributed-mode end-to-end runs, or a pool that crashes (SIGKILL) and
+ * comes back with the same state. In-process suites can call `startXapiSimulator` from
+ * `@haven/xapi-sim` instead. The workload API is reached over HTTP (`workload`).
+ */
+export class XapiSimTestServer {
+  private constructor(
+    private readonly server: ChildProcessServer,
+    readonly stateDir: string,
+    readonly user: string,
+    readonly password: string,
+    private readonly removeState: () => Promise<void>,
+  ) {}
+
+  static async start(options: XapiSimServerOptions = {}): Promise<XapiSimTestServer> {
+    const state = await scratchDir('haven-xapi-sim-');
+    const port = await freeLoopbackPort();
+    const user = options.user ?? 'root';
+    const password = options.password ?? 'password';
+    const root = join(__dirname, '..', '..', '..', '..');
+    const server = new ChildProcessServer('xapi-sim', port, process.execPath, [
+      join(root, 'bin', 'run.js'),
+      join(root, 'tools', 'xapi-sim', 'src', 'cli.ts'),
+      '--port',
+      String(port),
+      '--state',
+      state.path,
+      '--vms',
+      String(options.vms ?? 2),
+      '--disk-size',
+      options.diskSize ?? '64MiB',
+      '--seed',
+      options.seed ?? 'haven',
+      '--user',
+      user,
+      '--password',
+      password,
+    ]);
+    await server.start(120_000);
+    return new XapiSimTestServer(server, state.path, user, password, state.cleanup);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.server.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.server.pid;
+  }
+
+  /** Calls the simulator's workload API (`/_sim/...`) and returns its JSON answer. */
+  async workload<T = unknown>(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.url}/_sim/${path.replace(/^\//, '')}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+    const answer = (await response.json()) as T;
+    if (!response.ok)
+      throw new Error(
+        `xapi-sim ${method} /_sim/${path} answered ${response.status}: ${JSON.stringify(answer)}`,
+      );
+    return answer;
+  }
+
+  /** SIGKILL (a crash) or SIGTERM (state written first), then the same port and state again. */
+  async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.server.stop(signal);
+    await this.server.start(120_000);
+  }
+
+  async stop(): Promise<void> {
+    await this.server.stop();
+    await this.removeState();
+  }
+}
