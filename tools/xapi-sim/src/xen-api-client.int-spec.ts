@@ -256,6 +256,36 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
     sim.setFaults({ latencyMs: 0 });
   });
 
+  it('stops an export whose task is cancelled and marks the task cancelled', async () => {
+    const vdi = sim.listVms().find((summary) => summary.name === 'sim-vm-1')?.disks[0]?.vdi ?? '';
+    const session = sim.pool.login(sim.user, sim.password);
+    const task = await client.call<string>('task.create', 'export to cancel', '');
+    sim.setFaults({ bandwidthBytesPerSecond: 1024 * 1024 });
+    try {
+      const response = await fetch(
+        `${sim.url}/export_raw_vdi/?session_id=${session}&vdi=${vdi}&format=raw&task_id=${task}`,
+      );
+      const body = response.body;
+      if (body === null) throw new Error('the export has no body');
+      const reader = body.getReader();
+      await reader.read();
+      await client.call('task.cancel', task);
+      let received = 0;
+      const outcome = await (async () => {
+        for (;;) {
+          const chunk = await reader.read();
+          if (chunk.done) return 'ended';
+          received += chunk.value.length;
+        }
+      })().catch(() => 'broken');
+      expect(outcome).toBe('broken');
+      expect(received).toBeLessThan(20 * MiB);
+      expect(await client.call('task.get_status', task)).toBe('cancelled');
+    } finally {
+      sim.setFaults({ bandwidthBytesPerSecond: null });
+    }
+  });
+
   describeIntegration('disk transfers read back by qemu-img', ['qemu-img'], () => {
     it('exports a dynamic VHD equal to the disk and a differencing delta that rebuilds the snapshot', async () => {
       const vm = byName(await client.objects('VM'), 'sim-vm-2');
