@@ -275,7 +275,7 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
         for (;;) {
           const chunk = await reader.read();
           if (chunk.done) return 'ended';
-          received += chunk.value.length;
+          received += (chunk.value as Uint8Array).length;
         }
       })().catch(() => 'broken');
       expect(outcome).toBe('broken');
