@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import { isRemoteError, testRemote, type RemoteStore } from '@haven/remote-sdk';
 import { TestPattern, runRemoteContractSuite } from '@haven/remote-sdk/testing';
 import { describeIntegration, scratchDir } from '@haven/testing';
 import { plugin } from './local.plugin';
@@ -41,6 +41,35 @@ describe('local remote', () => {
     await store.rename('deep/a/b/c', 'other/c');
     await store.delete('other/c');
     expect(await readdir(folder.path)).toEqual([]);
+  });
+
+  it('self-test reports a read-only remote in plain words, and a writable one as fine', async () => {
+    const locked = join(folder.path, 'self-test-locked');
+    await mkdir(locked);
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync('chattr', ['+i', locked]);
+    else await chmod(locked, 0o555);
+    try {
+      const readOnly = await plugin.create({ path: locked }, { name: 'read-only' });
+      const result = await testRemote(readOnly, {
+        largeObjects: 1,
+        largeObjectBytes: 1 << 20,
+        smallObjects: 2,
+      });
+      expect(result.ok).toBe(false);
+      expect(result.steps[0]).toMatchObject({ step: 'write', ok: false, code: 'PERMISSION_DENIED' });
+      expect(result.problems[0]).toBe(
+        'Haven is not allowed to write objects to remote "read-only". Grant the account it uses read, write, list and delete rights on this location.',
+      );
+    } finally {
+      if (asRoot) execFileSync('chattr', ['-i', locked]);
+      else await chmod(locked, 0o755);
+      await rm(locked, { recursive: true });
+    }
+    const fine = await testRemote(store, { largeObjects: 1, largeObjectBytes: 1 << 20, smallObjects: 2 });
+    expect(fine.ok).toBe(true);
+    expect(fine.steps.map((step) => step.step)).toEqual(['write', 'read', 'list', 'capacity', 'delete']);
+    expect(fine.capacity?.freeBytes).toBeGreaterThan(0);
   });
 
   it('refuses a key below an existing object with INVALID_ARGUMENT (a file cannot be a folder)', async () => {
