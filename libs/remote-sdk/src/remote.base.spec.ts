@@ -18,6 +18,8 @@ class FaultyMemoryDriver implements RemoteDriver {
   faults: Error[] = [];
   /** When set, stat() never settles (a hung server). */
   hang = false;
+  /** When set, get() bodies send a few bytes and then nothing. */
+  stallBodies = false;
 
   private fault(operation: string): void {
     this.calls.push(operation);
@@ -45,6 +47,16 @@ class FaultyMemoryDriver implements RemoteDriver {
   async get(key: string): Promise<Readable> {
     await Promise.resolve();
     this.fault('get');
+    // A body that starts, then stalls: the server stopped sending.
+    if (this.stallBodies) {
+      let sent = false;
+      return new Readable({
+        read() {
+          if (!sent) this.push(Buffer.from('partial'));
+          sent = true; // and then never another byte
+        },
+      });
+    }
     const body = this.objects.get(key);
     if (body === undefined) throw new DriverError('NOT_FOUND', 'no such object');
     return Readable.from([body]);
@@ -155,6 +167,28 @@ describe('Remote base class', () => {
     const error = (await remote.stat('a').catch((e: unknown) => e)) as RemoteError;
     expect(error.code).toBe('TRANSIENT');
     expect(error.message).toContain('timed out');
+  });
+
+  it('fails a stalled body with TRANSIENT, in getBuffer and in a get stream', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, {
+      name: 'r1',
+      retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      idleTimeoutMs: 30,
+    });
+    await remote.put('s', Buffer.from('x'));
+    driver.stallBodies = true;
+    await expect(remote.getBuffer('s')).rejects.toMatchObject({ code: 'TRANSIENT' });
+    expect(driver.calls.filter((c) => c === 'get')).toHaveLength(2);
+    const stream = await remote.get('s');
+    let failure: unknown;
+    try {
+      for await (const chunk of stream) expect(chunk).toBeInstanceOf(Buffer);
+    } catch (error) {
+      failure = error;
+    }
+    expect(failure).toBeInstanceOf(RemoteError);
+    expect((failure as RemoteError).code).toBe('TRANSIENT');
   });
 
   it('stops retrying when the caller aborts during the backoff', async () => {

@@ -94,9 +94,8 @@ export class Remote implements RemoteStore {
         key,
         options.signal,
         (context) => this.driver.put(key, body, { ...context, size: body.length }),
-        {
-          retry: true,
-        },
+        // Room for the body at a slow 64 KiB/s on top of the usual timeout.
+        { retry: true, timeoutMs: this.timeoutMs + Math.ceil(body.length / 64) },
       );
       return;
     }
@@ -170,9 +169,16 @@ export class Remote implements RemoteStore {
       'get',
       key,
       options.signal,
-      async (context) => {
-        const source = await this.driver.get(key, { ...context, range });
-        return this.collect(source, context.signal);
+      async (context, onIdle) => {
+        // Opening gets the usual timeout; the body then the idle timeout, as a stream would.
+        const opening = setTimeout(onIdle, this.timeoutMs);
+        let source: Readable;
+        try {
+          source = await this.driver.get(key, { ...context, range });
+        } finally {
+          clearTimeout(opening);
+        }
+        return this.collect(watchIdle(source, this.idleTimeoutMs, onIdle), context.signal);
       },
       { retry: true, timeoutMs: 0 },
     );
@@ -238,7 +244,8 @@ export class Remote implements RemoteStore {
       fromKey,
       options.signal,
       (context) => this.driver.copy(fromKey, toKey, context),
-      { retry: true, timeoutMs: 0 },
+      // A server-side copy of a large object takes a while: ten times the usual timeout.
+      { retry: true, timeoutMs: this.timeoutMs * 10 },
       `to "${toKey}"`,
     );
   }
