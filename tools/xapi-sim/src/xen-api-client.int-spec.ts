@@ -333,9 +333,15 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
       const sr = byName(await client.objects('SR'), 'Replica storage');
       const size = 20 * MiB + 512 * 3;
       const source = sim.listVms().find((summary) => summary.name === 'sim-vm-1')?.disks[0]?.vdi ?? '';
-      const expected = (await sim.diskHash(source)).sha256;
+      const content = await sim.pool.disks.get(source).read(0, size);
+      // VDI.create rounds up to whole 2 MiB blocks (22 MiB here): the tail reads as zeros.
+      const rounded = 22 * MiB;
+      const expected = createHash('sha256')
+        .update(content)
+        .update(Buffer.alloc(rounded - size))
+        .digest('hex');
       const rawPath = join(dir.path, 'upload.raw');
-      await writeFile(rawPath, await sim.pool.disks.get(source).read(0, size));
+      await writeFile(rawPath, content);
       const rawTarget = await client.call<string>('VDI.create', {
         name_label: 'raw upload',
         SR: sr.$ref,
@@ -351,6 +357,7 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
         rawPath,
       );
       expect(rawUpload.ok).toBe(true);
+      expect(await client.call('VDI.get_virtual_size', rawTarget)).toBe(rounded);
       expect((await sim.diskHash(rawTarget)).sha256).toBe(expected);
 
       const vhdPath = join(dir.path, 'upload.vhd');

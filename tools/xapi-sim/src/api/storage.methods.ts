@@ -2,8 +2,18 @@ import { intArg, stringArg, type MethodTable } from '../rpc/method.table';
 import { fieldText, isStruct, withoutFields, type XapiStruct, type XapiValue } from '../rpc/xapi-value';
 import type { SimulatedPool } from '../model/simulated-pool';
 import { NULL_REF } from '../model/xapi-class';
+import { BLOCK_SIZE } from '../storage/block.constants';
 import { changedBlocksBitmap } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
+
+/**
+ * VHD-based SRs (ext, lvm) round VDI sizes up to whole 2 MiB blocks, as the storage manager does on
+ * create and resize.
+ */
+function roundVhdSize(size: number): number {
+  if (!Number.isSafeInteger(size) || size < 0) return size;
+  return Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE;
+}
 
 function recordArg(args: readonly XapiValue[], name: string): XapiStruct {
   const value = args[0];
@@ -25,8 +35,9 @@ export function registerStorageMethods(table: MethodTable, pool: SimulatedPool):
     arity: 1,
     async: true,
     handler: (_, args) => {
+      const record = recordArg(args, 'args');
       return pool.createVdi(
-        withoutFields(recordArg(args, 'args'), [
+        withoutFields({ ...record, virtual_size: roundVhdSize(Number(record['virtual_size'] ?? 0)) }, [
           'uuid',
           'VBDs',
           'snapshots',
@@ -87,7 +98,7 @@ export function registerStorageMethods(table: MethodTable, pool: SimulatedPool):
     async: true,
     handler: async (_, args) => {
       const vdi = vdiOf(args);
-      const size = intArg(args, 1, 'size');
+      const size = roundVhdSize(intArg(args, 1, 'size'));
       if (pool.runningUserOf(vdi) !== undefined) throw new XapiFailure('VDI_IN_USE', [vdi, 'resize']);
       const disk = disks.get(vdi);
       if (size < disk.virtualSize) {
