@@ -50,6 +50,27 @@ describe('restore point writer', () => {
     expect((await repo.verify()).ok).toBe(true);
   });
 
+  it('learns existing chunks from a base restore point instead of listing', async () => {
+    const disk = patternedDisk('base', 10);
+    const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    await first.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+    const base = await first.commit();
+    const next = changedDisk(disk, 'base-next', 2);
+    const writer = await repo.createRestorePointWriter(
+      { vm: { uuid: 'vm', name: 'vm' } },
+      { knownChunks: { restorePoints: [base.id] } },
+    );
+    const entry = await writer.writeDisk({ key: 'xvda', virtualSize: next.virtualSize }, blocksOf(next));
+    const manifest = await writer.commit();
+    expect(entry.reusedChunks).toBeGreaterThan(0);
+    expect(entry.uploadedChunks).toBeLessThanOrEqual(2);
+    expect(
+      (await collect((await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream())).equals(
+        rawImage(next),
+      ),
+    ).toBe(true);
+  });
+
   it('reports progress and skips chunks already uploaded in the same session across disks', async () => {
     const disk = patternedDisk('progress', 8);
     const progress: WriteProgress[] = [];

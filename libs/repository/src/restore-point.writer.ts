@@ -44,11 +44,13 @@ export interface RestorePointWriterOptions {
   /** How long the writer's marker stays live without renewal (GC protocol). Default 10 min. */
   sessionTtlMs?: number;
   /**
-   * 'list' (default): learn which chunks exist by listing chunks/ once at start (one request per
-   * 1000 chunks), so existing chunks are skipped without a request each. 'none': rely on
-   * putIfAbsent alone (each block is sealed and offered; the remote refuses duplicates).
+   * How the writer learns which chunks exist, so that it skips them without a request each:
+   * 'list' (default): list chunks/ once at start (one request per 1000 chunks);
+   * { restorePoints: [...] }: the chunks of these restore points (e.g. the previous backup of the
+   * same VM: cheap on huge repositories, and what an incremental run mostly reuses);
+   * 'none': rely on putIfAbsent alone (each block is sealed and offered; duplicates are refused).
    */
-  knownChunks?: 'list' | 'none';
+  knownChunks?: 'list' | 'none' | { restorePoints: readonly string[] };
   /** The time recorded as createdAt (e.g. the snapshot time). Default: now. */
   createdAt?: Date;
 }
@@ -107,9 +109,20 @@ export class RestorePointWriter {
     );
     const known = new Set<string>();
     try {
-      if ((options.knownChunks ?? 'list') === 'list') {
+      const source = options.knownChunks ?? 'list';
+      if (source === 'list') {
         for (const hex of (await repository.chunks.list(options.signal)).keys())
           known.add(Buffer.from(hex, 'hex').toString('latin1'));
+      } else if (source !== 'none') {
+        // Chunks of committed restore points exist; if one expires meanwhile, GC protects them
+        // for this session like listed chunks (the session was registered first).
+        for (const base of source.restorePoints) {
+          const manifest = await repository.readManifest(base, options.signal);
+          for (const disk of manifest.disks) {
+            const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
+            for (const id of index.chunkIds()) known.add(idKey(id));
+          }
+        }
       }
     } catch (error) {
       await session.end().catch(() => undefined);
