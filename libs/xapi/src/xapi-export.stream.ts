@@ -1,0 +1,116 @@
+import { Readable } from 'node:stream';
+import type { XapiError } from './xapi.error';
+
+export type XapiTaskOutcome = 'success' | 'failure' | 'cancelled';
+
+export interface XapiExportStreamOptions {
+  /** The HTTP response body from the pool. */
+  body: Readable;
+  /** Settles with the XAPI task of the transfer. */
+  task: Promise<unknown>;
+  /** Asks XAPI to cancel the transfer task (best effort). */
+  cancelTask: () => Promise<void>;
+  /** Converts a failure (socket error, task failure) into the typed error the reader sees. */
+  toError: (cause: unknown) => XapiError;
+  /** How long to wait, after the last byte, for XAPI to report the task's outcome. */
+  settleTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+function outcomeOf(error: unknown): XapiTaskOutcome {
+  const name = typeof error === 'object' && error !== null ? (error as { name?: unknown }).name : undefined;
+  return name === 'Cancel' ? 'cancelled' : 'failure';
+}
+
+/**
+ * A disk or VM export as a Node stream bound to its XAPI task. Bytes are pulled from the HTTP body
+ * only as fast as the reader consumes them. The stream ends only once XAPI says the task
+ * succeeded, so a transfer the host reports as failed is an error, never a short file. Destroying
+ * the stream (or aborting its signal) before the end closes the socket and cancels the task.
+ */
+export class XapiExportStream extends Readable {
+  /** The task's final state as XAPI reported it. */
+  readonly taskOutcome: Promise<XapiTaskOutcome>;
+  private readonly chunks: AsyncIterator<Buffer>;
+  private pulling = false;
+  private finished = false;
+  private readonly onAbort: () => void;
+
+  constructor(private readonly options: XapiExportStreamOptions) {
+    super();
+    this.chunks = (options.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    this.taskOutcome = options.task.then(
+      (): XapiTaskOutcome => 'success',
+      (error: unknown) => outcomeOf(error),
+    );
+    this.onAbort = () => {
+      this.destroy(options.toError(options.signal?.reason ?? new DOMException('aborted', 'AbortError')));
+    };
+    if (options.signal?.aborted === true) queueMicrotask(this.onAbort);
+    else options.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  override _read(): void {
+    if (this.pulling) return;
+    this.pulling = true;
+    void this.pull().finally(() => {
+      this.pulling = false;
+    });
+  }
+
+  private async pull(): Promise<void> {
+    try {
+      for (;;) {
+        const next = await this.chunks.next();
+        if (this.destroyed) return;
+        if (next.done === true) {
+          await this.settled();
+          this.finished = true;
+          this.push(null);
+          return;
+        }
+        if (!this.push(next.value)) return;
+      }
+    } catch (error) {
+      if (!this.destroyed) this.destroy(await this.explain(error));
+    }
+  }
+
+  /** Waits for the task: the body can end normally while XAPI still reports a failure. */
+  private async settled(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.options.settleTimeoutMs);
+    });
+    try {
+      const result = await Promise.race([this.options.task.then(() => 'done' as const), timeout]);
+      // Some hosts settle the task a little after the last byte; data complete is what counts then.
+      if (result === 'timeout') return;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A socket error often hides the real reason, which the task carries (VDI_IO_ERROR, …). */
+  private async explain(error: unknown): Promise<XapiError> {
+    const taskError = await Promise.race([
+      this.options.task.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      ),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000).unref()),
+    ]);
+    return this.options.toError(taskError ?? error);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.options.signal?.removeEventListener('abort', this.onAbort);
+    const body = this.options.body;
+    if (!body.destroyed) body.destroy();
+    if (!this.finished) {
+      this.finished = true;
+      this.options.cancelTask().catch(() => undefined);
+    }
+    callback(error);
+  }
+}

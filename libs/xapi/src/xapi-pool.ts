@@ -1,0 +1,1015 @@
+import type { Readable } from 'node:stream';
+import {
+  HAVEN_MANAGED_KEY,
+  isNullRef,
+  numberField,
+  parseXapiDate,
+  positionOf,
+  powerStateOf,
+  refList,
+  stringField,
+  stringMap,
+  type DiskInfo,
+  type SnapshotInfo,
+  type SrInfo,
+  type VdiInfo,
+  type VifInfo,
+  type VmInfo,
+  type XapiRecord,
+} from './xapi-inventory.model';
+import { XapiExportStream } from './xapi-export.stream';
+import { XapiError, XapiMarkerHeldError, toXapiError, xapiError } from './xapi.error';
+import { loadXenApi, type CancelTokenLike, type XenApiClient } from './xen-api.loader';
+import { decodeVmMarker, encodeVmMarker, markerKey, type VmMarker } from './vm-marker.codec';
+
+export interface XapiPoolOptions {
+  /** `https://master-address` (or `http://` for the simulator). */
+  url: string;
+  username: string;
+  password: string;
+  /** Accept a self-signed host certificate (XCP-ng's default). */
+  allowUnauthorized?: boolean;
+  /** Timeout of each plain call and of HTTP inactivity (default 60 s). */
+  callTimeoutMs?: number;
+}
+
+export type XvaCompression = 'none' | 'gzip' | 'zstd';
+export type OtherConfigClass = 'VM' | 'VDI';
+
+/** VM.create fields a restore may copy from a manifest's VM record; everything else is runtime state. */
+const VM_CREATE_FIELDS = [
+  'name_description',
+  'user_version',
+  'is_a_template',
+  'affinity',
+  'memory_target',
+  'memory_static_max',
+  'memory_dynamic_max',
+  'memory_dynamic_min',
+  'memory_static_min',
+  'VCPUs_params',
+  'VCPUs_max',
+  'VCPUs_at_startup',
+  'actions_after_shutdown',
+  'actions_after_reboot',
+  'actions_after_crash',
+  'PV_bootloader',
+  'PV_kernel',
+  'PV_ramdisk',
+  'PV_args',
+  'PV_bootloader_args',
+  'PV_legacy_args',
+  'HVM_boot_policy',
+  'HVM_boot_params',
+  'HVM_shadow_multiplier',
+  'platform',
+  'PCI_bus',
+  'recommendations',
+  'xenstore_data',
+  'ha_always_run',
+  'ha_restart_priority',
+  'has_vendor_device',
+  'hardware_platform_version',
+  'domain_type',
+] as const;
+
+/** Defaults XAPI requires in VM.create when the manifest lacks them. */
+const VM_CREATE_DEFAULTS: XapiRecord = {
+  name_description: '',
+  user_version: 1,
+  is_a_template: false,
+  affinity: 'OpaqueRef:NULL',
+  memory_static_max: 1024 ** 3,
+  memory_dynamic_max: 1024 ** 3,
+  memory_dynamic_min: 1024 ** 3,
+  memory_static_min: 1024 ** 3,
+  VCPUs_params: {},
+  VCPUs_max: 1,
+  VCPUs_at_startup: 1,
+  actions_after_shutdown: 'destroy',
+  actions_after_reboot: 'restart',
+  actions_after_crash: 'restart',
+  PV_bootloader: '',
+  PV_kernel: '',
+  PV_ramdisk: '',
+  PV_args: '',
+  PV_bootloader_args: '',
+  PV_legacy_args: '',
+  HVM_boot_policy: 'BIOS order',
+  HVM_boot_params: { order: 'cd' },
+  platform: {},
+  PCI_bus: '',
+  recommendations: '',
+};
+
+/**
+ * One connection to a XCP-ng / XenServer pool through the real `xen-api` client. Methods speak in
+ * Haven's terms (VMs, disks, snapshots, SRs), map every failure to a typed XapiError naming the
+ * pool and the object, and return transfers as back-pressured streams bound to their XAPI task.
+ */
+export class XapiPool {
+  private closed = false;
+
+  private constructor(
+    private readonly client: XenApiClient,
+    private readonly cancelTokens: ReturnType<typeof loadXenApi>['promiseToolbox']['CancelToken'],
+    /** The URL as given, credentials stripped: safe in messages. */
+    readonly url: string,
+    readonly poolUuid: string,
+    readonly poolName: string,
+    private readonly callTimeoutMs: number,
+  ) {}
+
+  static async connect(options: XapiPoolOptions, signal?: AbortSignal): Promise<XapiPool> {
+    const url = safeUrl(options.url);
+    const callTimeoutMs = options.callTimeoutMs ?? 60_000;
+    const { xenApi, promiseToolbox } = loadXenApi();
+    const client = xenApi.createClient({
+      url: options.url,
+      auth: { user: options.username, password: options.password },
+      allowUnauthorized: options.allowUnauthorized ?? false,
+      callTimeout: callTimeoutMs,
+      httpInactivityTimeout: callTimeoutMs,
+      syncStackTraces: false,
+    });
+    const context = { poolUrl: url, operation: 'login', object: `user "${options.username}"` };
+    try {
+      signal?.throwIfAborted();
+      await raceAbort(client.connect(), signal);
+      // Tasks (Async.* calls, transfers) are followed through the event stream: wait until it runs.
+      await raceAbort(client.objectsFetched, signal);
+    } catch (error) {
+      await client.disconnect().catch(() => undefined);
+      throw toXapiError(error, context);
+    }
+    const pool = client.pool;
+    if (pool === null) {
+      await client.disconnect().catch(() => undefined);
+      throw xapiError('UNKNOWN', context, 'the host returned no pool object');
+    }
+    return new XapiPool(client, promiseToolbox.CancelToken, url, pool.uuid, pool.name_label, callTimeoutMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.disconnect().catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- inventory
+
+  /** Real VMs: no templates, snapshots or control domains. */
+  async listVms(): Promise<VmInfo[]> {
+    const operation = 'listing VMs';
+    const all = (klass: string): Promise<Record<string, XapiRecord>> =>
+      this.call<Record<string, XapiRecord>>(`${klass}.get_all_records`, [], { operation });
+    const [vms, vbds, vdis, srs, vifs, networks] = await Promise.all([
+      all('VM'),
+      all('VBD'),
+      all('VDI'),
+      all('SR'),
+      all('VIF'),
+      all('network'),
+    ]);
+    const lookup = new RecordLookup(vbds, vdis, srs, vifs, networks);
+    return Object.entries(vms)
+      .filter(([, record]) => isRealVm(record))
+      .map(([ref, record]) => lookup.vm(ref, record))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.uuid.localeCompare(b.uuid));
+  }
+
+  async getVm(uuid: string): Promise<VmInfo> {
+    const object = `VM ${uuid}`;
+    const ref = await this.call<string>('VM.get_by_uuid', [uuid], { operation: 'VM lookup', object });
+    return this.vmByRef(ref);
+  }
+
+  async getVmByRef(ref: string): Promise<VmInfo> {
+    return this.vmByRef(ref);
+  }
+
+  async listSrs(): Promise<SrInfo[]> {
+    const operation = 'listing SRs';
+    const [srs, pools] = await Promise.all([
+      this.call<Record<string, XapiRecord>>('SR.get_all_records', [], { operation }),
+      this.call<Record<string, XapiRecord>>('pool.get_all_records', [], { operation }),
+    ]);
+    const defaultSr = stringField(Object.values(pools)[0] ?? {}, 'default_SR');
+    return Object.entries(srs)
+      .map(([ref, record]): SrInfo => {
+        const contentType = stringField(record, 'content_type');
+        return {
+          ref,
+          uuid: stringField(record, 'uuid'),
+          name: stringField(record, 'name_label'),
+          type: stringField(record, 'type'),
+          contentType,
+          size: numberField(record, 'physical_size'),
+          used: numberField(record, 'physical_utilisation'),
+          isDefault: ref === defaultSr,
+          acceptsDisks: contentType !== 'iso',
+        };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async getVdi(vdiRef: string): Promise<VdiInfo> {
+    const object = `VDI ${vdiRef}`;
+    const record = await this.call<XapiRecord>('VDI.get_record', [vdiRef], {
+      operation: 'VDI lookup',
+      object,
+    });
+    const srUuid = await this.call<string>('SR.get_uuid', [stringField(record, 'SR')], {
+      operation: 'SR lookup',
+      object,
+    });
+    return vdiInfo(vdiRef, record, srUuid);
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /**
+   * Snapshots the VM and tags the snapshot and its disks with `otherConfig` (how Haven finds them
+   * again: names are for humans).
+   */
+  async snapshotVm(
+    vm: VmInfo | string,
+    options: {
+      name: string;
+      otherConfig?: Record<string, string>;
+      ignoredVdiUuids?: string[];
+      signal?: AbortSignal;
+    },
+  ): Promise<SnapshotInfo> {
+    const source = typeof vm === 'string' ? await this.getVm(vm) : vm;
+    const object = describeVm(source);
+    const ignored = (options.ignoredVdiUuids ?? []).map((uuid) => {
+      const disk = source.disks.find((candidate) => candidate.vdiUuid === uuid);
+      if (disk === undefined) {
+        throw xapiError(
+          'NOT_FOUND',
+          { poolUrl: this.url, operation: 'VM.snapshot', object },
+          `VDI ${uuid} to ignore is not a disk of this VM`,
+        );
+      }
+      return disk.vdiRef;
+    });
+    const args: unknown[] = [source.ref, options.name];
+    if (ignored.length > 0) args.push(ignored);
+    const ref = await this.callAsync<string>(
+      'VM.snapshot',
+      args,
+      { operation: 'VM.snapshot', object },
+      options.signal,
+    );
+    const snapshot = await this.snapshotByRef(ref);
+    for (const [key, value] of Object.entries(options.otherConfig ?? {})) {
+      await this.setOtherConfig(snapshot.ref, 'VM', key, value);
+      for (const disk of snapshot.disks) await this.setOtherConfig(disk.vdiRef, 'VDI', key, value);
+    }
+    return this.snapshotByRef(ref);
+  }
+
+  /** The VM's snapshots, oldest first, optionally only those whose other_config has every given entry. */
+  async listSnapshots(
+    vmUuid: string,
+    filter: { otherConfig?: Record<string, string> } = {},
+  ): Promise<SnapshotInfo[]> {
+    const vm = await this.vmRecordByUuid(vmUuid);
+    const snapshots: SnapshotInfo[] = [];
+    for (const ref of refList(vm.record, 'snapshots')) {
+      let snapshot: SnapshotInfo;
+      try {
+        snapshot = await this.snapshotByRef(ref);
+      } catch (error) {
+        if (error instanceof XapiError && error.code === 'NOT_FOUND') continue; // removed meanwhile
+        throw error;
+      }
+      const wanted = Object.entries(filter.otherConfig ?? {});
+      if (wanted.every(([key, value]) => snapshot.otherConfig[key] === value)) snapshots.push(snapshot);
+    }
+    return snapshots.sort((a, b) => a.takenAt.getTime() - b.takenAt.getTime());
+  }
+
+  /** Removes a snapshot and its disks. Already gone is fine: retries after a crash must succeed. */
+  async destroySnapshot(snapshot: SnapshotInfo | string): Promise<void> {
+    let ref: string;
+    if (typeof snapshot === 'string') {
+      try {
+        ref = snapshot.startsWith('OpaqueRef:')
+          ? snapshot
+          : await this.call<string>('VM.get_by_uuid', [snapshot], {
+              operation: 'snapshot lookup',
+              object: `snapshot ${snapshot}`,
+            });
+      } catch (error) {
+        if (error instanceof XapiError && error.code === 'NOT_FOUND') return;
+        throw error;
+      }
+    } else {
+      ref = snapshot.ref;
+    }
+    let current: SnapshotInfo;
+    try {
+      current = await this.snapshotByRef(ref);
+    } catch (error) {
+      if (error instanceof XapiError && error.code === 'NOT_FOUND') return;
+      throw error;
+    }
+    if (current.record['is_a_snapshot'] !== true) {
+      throw xapiError(
+        'OPERATION_NOT_ALLOWED',
+        {
+          poolUrl: this.url,
+          operation: 'snapshot removal',
+          object: `VM "${current.name}" (${current.uuid})`,
+        },
+        'this VM is not a snapshot; refusing to destroy it',
+      );
+    }
+    await this.destroyVmAndDisks(ref, current.disks, `snapshot "${current.name}" (${current.uuid})`);
+  }
+
+  // ---------------------------------------------------------------- disk transfers
+
+  /** The disk as a dynamic VHD, or with `baseVdiRef` a differencing VHD of the blocks changed since it. */
+  exportVhd(
+    vdiRef: string,
+    options: { baseVdiRef?: string; signal?: AbortSignal } = {},
+  ): Promise<XapiExportStream> {
+    const query: Record<string, string> = { vdi: vdiRef, format: 'vhd' };
+    if (options.baseVdiRef !== undefined) query['base'] = options.baseVdiRef;
+    const object =
+      options.baseVdiRef === undefined ? `VDI ${vdiRef}` : `VDI ${vdiRef} (delta from ${options.baseVdiRef})`;
+    return this.download('/export_raw_vdi/', query, `VHD export of ${object}`, object, options.signal);
+  }
+
+  exportRaw(vdiRef: string, options: { signal?: AbortSignal } = {}): Promise<XapiExportStream> {
+    const object = `VDI ${vdiRef}`;
+    return this.download(
+      '/export_raw_vdi/',
+      { vdi: vdiRef, format: 'raw' },
+      `raw export of ${object}`,
+      object,
+      options.signal,
+    );
+  }
+
+  /** Writes a disk from a VHD (only its present blocks/sectors) or a raw image; length may be unknown. */
+  async importVdi(
+    vdiRef: string,
+    data: Readable,
+    options: { format: 'vhd' | 'raw'; signal?: AbortSignal },
+  ): Promise<void> {
+    const object = `VDI ${vdiRef}`;
+    await this.upload(
+      '/import_raw_vdi/',
+      { vdi: vdiRef, format: options.format },
+      data,
+      `${options.format} import into ${object}`,
+      object,
+      options.signal,
+    );
+  }
+
+  /** Changed 64 KiB chunks between two CBT-enabled snapshots of one disk: 1 bit each, MSB first. */
+  async listChangedBlocks(baseVdiRef: string, vdiRef: string, signal?: AbortSignal): Promise<Buffer> {
+    const result = await this.callAsync<string>(
+      'VDI.list_changed_blocks',
+      [baseVdiRef, vdiRef],
+      { operation: 'VDI.list_changed_blocks', object: `VDI ${vdiRef} against ${baseVdiRef}` },
+      signal,
+    );
+    return Buffer.from(result, 'base64');
+  }
+
+  async enableCbt(vdiRef: string): Promise<void> {
+    await this.callAsync('VDI.enable_cbt', [vdiRef], {
+      operation: 'VDI.enable_cbt',
+      object: `VDI ${vdiRef}`,
+    });
+  }
+
+  async disableCbt(vdiRef: string): Promise<void> {
+    await this.callAsync('VDI.disable_cbt', [vdiRef], {
+      operation: 'VDI.disable_cbt',
+      object: `VDI ${vdiRef}`,
+    });
+  }
+
+  // ---------------------------------------------------------------- VM transfers
+
+  /** The VM (halted, or a snapshot) as an XVA, compressed by the host. */
+  exportVm(
+    vmRef: string,
+    options: { compression: XvaCompression; signal?: AbortSignal },
+  ): Promise<XapiExportStream> {
+    const useCompression =
+      options.compression === 'none' ? 'false' : options.compression === 'gzip' ? 'true' : 'zstd';
+    const object = `VM ${vmRef}`;
+    return this.download(
+      '/export/',
+      { ref: vmRef, use_compression: useCompression },
+      `XVA export of ${object}`,
+      object,
+      options.signal,
+    );
+  }
+
+  /** Imports an XVA (plain, gzip or zstd) as a new halted VM on the SR. */
+  async importVm(xva: Readable, options: { srUuid: string; signal?: AbortSignal }): Promise<VmInfo> {
+    const object = `SR ${options.srUuid}`;
+    const srRef = await this.call<string>('SR.get_by_uuid', [options.srUuid], {
+      operation: 'SR lookup',
+      object,
+    });
+    const result = await this.upload(
+      '/import/',
+      { sr_id: srRef },
+      xva,
+      `XVA import into ${object}`,
+      object,
+      options.signal,
+    );
+    const refs = Array.isArray(result) ? result.map(String) : typeof result === 'string' ? [result] : [];
+    const vmRef = refs.at(0);
+    if (vmRef === undefined || isNullRef(vmRef)) {
+      throw xapiError(
+        'TRANSFER_FAILED',
+        { poolUrl: this.url, operation: 'XVA import', object },
+        'the host returned no VM reference',
+      );
+    }
+    return this.vmByRef(vmRef);
+  }
+
+  // ---------------------------------------------------------------- building VMs (restore, replication)
+
+  /** A new halted VM from a manifest's VM record (memory, vCPUs, platform, boot settings…); no disks. */
+  async createVm(options: {
+    name: string;
+    record: XapiRecord;
+    otherConfig?: Record<string, string>;
+    tags?: string[];
+    blockedOperations?: Record<string, string>;
+  }): Promise<VmInfo> {
+    const fields: XapiRecord = { ...VM_CREATE_DEFAULTS };
+    for (const field of VM_CREATE_FIELDS) {
+      if (options.record[field] !== undefined) fields[field] = options.record[field];
+    }
+    fields['affinity'] = 'OpaqueRef:NULL'; // the source host means nothing on the target pool
+    fields['is_a_template'] = false;
+    fields['name_label'] = options.name;
+    fields['other_config'] = { ...(options.otherConfig ?? {}) };
+    fields['tags'] = [...(options.tags ?? [])];
+    fields['blocked_operations'] = { ...(options.blockedOperations ?? {}) };
+    const object = `new VM "${options.name}"`;
+    const ref = await this.callAsync<string>('VM.create', [fields], { operation: 'VM.create', object });
+    return this.vmByRef(ref);
+  }
+
+  async createVdi(options: {
+    srUuid: string;
+    name: string;
+    virtualSize: number;
+    description?: string;
+    otherConfig?: Record<string, string>;
+  }): Promise<VdiInfo> {
+    const object = `new VDI "${options.name}" on SR ${options.srUuid}`;
+    const srRef = await this.call<string>('SR.get_by_uuid', [options.srUuid], {
+      operation: 'SR lookup',
+      object,
+    });
+    const ref = await this.call<string>(
+      'VDI.create',
+      [
+        {
+          name_label: options.name,
+          name_description: options.description ?? '',
+          SR: srRef,
+          virtual_size: String(options.virtualSize),
+          type: 'user',
+          sharable: false,
+          read_only: false,
+          other_config: { ...(options.otherConfig ?? {}) },
+          xenstore_data: {},
+          sm_config: {},
+          tags: [],
+        },
+      ],
+      { operation: 'VDI.create', object },
+    );
+    return this.getVdi(ref);
+  }
+
+  /** Plugs a disk into a VM at `position` (userdevice); position 0 is the boot disk. */
+  async attachVdi(vmRef: string, vdiRef: string, position: number): Promise<string> {
+    return this.call<string>(
+      'VBD.create',
+      [
+        {
+          VM: vmRef,
+          VDI: vdiRef,
+          userdevice: String(position),
+          bootable: position === 0,
+          mode: 'RW',
+          type: 'Disk',
+          unpluggable: true,
+          empty: false,
+          other_config: {},
+          qos_algorithm_type: '',
+          qos_algorithm_params: {},
+        },
+      ],
+      { operation: 'VBD.create', object: `VM ${vmRef} with VDI ${vdiRef} at position ${position}` },
+    );
+  }
+
+  /** Destroys a VM (hard shutdown first if needed) and, on request, its disks. Already gone is fine. */
+  async destroyVm(vmRef: string, options: { withDisks?: boolean } = {}): Promise<void> {
+    let vm: VmInfo;
+    try {
+      vm = await this.vmByRef(vmRef);
+    } catch (error) {
+      if (error instanceof XapiError && error.code === 'NOT_FOUND') return;
+      throw error;
+    }
+    const object = describeVm(vm);
+    if (vm.powerState !== 'Halted') {
+      await this.callAsync('VM.hard_shutdown', [vm.ref], { operation: 'VM.hard_shutdown', object });
+    }
+    await this.destroyVmAndDisks(vm.ref, options.withDisks === true ? vm.disks : [], object);
+  }
+
+  // ---------------------------------------------------------------- metadata
+
+  /** Sets (or with `null` removes) one other_config entry. */
+  async setOtherConfig(
+    ref: string,
+    klass: OtherConfigClass,
+    key: string,
+    value: string | null,
+  ): Promise<void> {
+    const context = { operation: `${klass}.other_config["${key}"] update`, object: `${klass} ${ref}` };
+    // remove then add: add_to_other_config refuses an existing key (MAP_DUPLICATE_KEY)
+    await this.call(`${klass}.remove_from_other_config`, [ref, key], context);
+    if (value !== null) await this.call(`${klass}.add_to_other_config`, [ref, key, value], context);
+  }
+
+  async addTag(vmRef: string, tag: string): Promise<void> {
+    await this.call('VM.add_tags', [vmRef, tag], { operation: `adding tag "${tag}"`, object: `VM ${vmRef}` });
+  }
+
+  async removeTag(vmRef: string, tag: string): Promise<void> {
+    await this.call('VM.remove_tags', [vmRef, tag], {
+      operation: `removing tag "${tag}"`,
+      object: `VM ${vmRef}`,
+    });
+  }
+
+  /** Blocks an operation (e.g. `start` on a replica until failover), with the reason users see. */
+  async blockOperation(vmRef: string, operation: string, reason: string): Promise<void> {
+    const context = { operation: `blocking "${operation}"`, object: `VM ${vmRef}` };
+    await this.call('VM.remove_from_blocked_operations', [vmRef, operation], context);
+    await this.call('VM.add_to_blocked_operations', [vmRef, operation, reason], context);
+  }
+
+  async unblockOperation(vmRef: string, operation: string): Promise<void> {
+    await this.call('VM.remove_from_blocked_operations', [vmRef, operation], {
+      operation: `unblocking "${operation}"`,
+      object: `VM ${vmRef}`,
+    });
+  }
+
+  // ---------------------------------------------------------------- backup marker
+
+  /**
+   * Claims `other_config['haven:<key>']` on the VM for `owner` until now + ttlMs, so that two Haven
+   * installations never work on one VM at once. Refuses with XapiMarkerHeldError when another owner
+   * holds a live marker; an expired marker (a crashed holder) is taken over; the owner may renew.
+   */
+  async acquireVmMarker(vmUuid: string, key: string, owner: string, ttlMs: number): Promise<VmMarker> {
+    const vm = await this.vmRecordByUuid(vmUuid);
+    const field = markerKey(key);
+    const object = `VM "${stringField(vm.record, 'name_label')}" (${vmUuid})`;
+    const context = { operation: `claiming marker ${field}`, object };
+    const marker: VmMarker = { owner, until: new Date(Date.now() + ttlMs) };
+    const value = encodeVmMarker(marker);
+    try {
+      // add_to_other_config is XAPI's only atomic "create if absent" on a VM.
+      await this.call('VM.add_to_other_config', [vm.ref, field, value], context);
+    } catch (error) {
+      if (!(error instanceof XapiError) || error.xapiCode !== 'MAP_DUPLICATE_KEY') throw error;
+      const current = decodeVmMarker(
+        stringMap(await this.vmFreshRecord(vm.ref, object), 'other_config')[field],
+      );
+      this.refuseIfHeld(current, owner, field, object);
+      await this.call('VM.remove_from_other_config', [vm.ref, field], context);
+      try {
+        await this.call('VM.add_to_other_config', [vm.ref, field, value], context);
+      } catch (retry) {
+        if (!(retry instanceof XapiError) || retry.xapiCode !== 'MAP_DUPLICATE_KEY') throw retry;
+      }
+    }
+    // Read back: when two takers raced over an expired marker, the one not stored loses here.
+    const stored = decodeVmMarker(stringMap(await this.vmFreshRecord(vm.ref, object), 'other_config')[field]);
+    this.refuseIfHeld(stored, owner, field, object);
+    if (stored === undefined) {
+      throw xapiError(
+        'UNKNOWN',
+        { poolUrl: this.url, ...context },
+        'the marker vanished right after being written',
+      );
+    }
+    return stored;
+  }
+
+  /** Removes the marker if `owner` holds it (another owner's marker is left alone). */
+  async releaseVmMarker(vmUuid: string, key: string, owner: string): Promise<void> {
+    let vm: { ref: string; record: XapiRecord };
+    try {
+      vm = await this.vmRecordByUuid(vmUuid);
+    } catch (error) {
+      if (error instanceof XapiError && error.code === 'NOT_FOUND') return;
+      throw error;
+    }
+    const field = markerKey(key);
+    const current = decodeVmMarker(stringMap(vm.record, 'other_config')[field]);
+    if (current?.owner !== owner) return;
+    await this.call('VM.remove_from_other_config', [vm.ref, field], {
+      operation: `releasing marker ${field}`,
+      object: `VM ${vmUuid}`,
+    });
+  }
+
+  /** The marker currently on the VM, live or expired, if any. */
+  async readVmMarker(vmUuid: string, key: string): Promise<VmMarker | undefined> {
+    const vm = await this.vmRecordByUuid(vmUuid);
+    return decodeVmMarker(stringMap(vm.record, 'other_config')[markerKey(key)]);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private refuseIfHeld(current: VmMarker | undefined, owner: string, field: string, object: string): void {
+    if (current === undefined || current.owner === owner || current.until.getTime() <= Date.now()) return;
+    throw new XapiMarkerHeldError(
+      `${object} is already being backed up by "${current.owner}" (marker ${field} held until ${current.until.toISOString()}) at pool ${this.url}; wait for that run to finish or for the marker to expire`,
+      {
+        poolUrl: this.url,
+        operation: `claiming marker ${field}`,
+        object,
+        holder: current.owner,
+        until: current.until,
+      },
+    );
+  }
+
+  private async call<T>(
+    method: string,
+    args: unknown[],
+    context: { operation: string; object?: string },
+  ): Promise<T> {
+    this.assertOpen(context.operation);
+    try {
+      return (await this.client.call(method, ...args)) as T;
+    } catch (error) {
+      throw toXapiError(error, { poolUrl: this.url, ...context });
+    }
+  }
+
+  /** An `Async.*` call: a XAPI task followed to its end, cancelled (task.cancel) when `signal` aborts. */
+  private async callAsync<T>(
+    method: string,
+    args: unknown[],
+    context: { operation: string; object?: string },
+    signal?: AbortSignal,
+  ): Promise<T> {
+    this.assertOpen(context.operation);
+    try {
+      signal?.throwIfAborted();
+      return (await this.client.callAsync(this.tokenOf(signal), method, ...args)) as T;
+    } catch (error) {
+      throw toXapiError(error, { poolUrl: this.url, ...context });
+    }
+  }
+
+  private tokenOf(signal: AbortSignal | undefined): CancelTokenLike {
+    return signal === undefined ? this.cancelTokens.source().token : this.cancelTokens.from(signal);
+  }
+
+  private async download(
+    path: string,
+    query: Record<string, string>,
+    operation: string,
+    object: string,
+    signal?: AbortSignal,
+  ): Promise<XapiExportStream> {
+    this.assertOpen(operation);
+    const context = { poolUrl: this.url, operation, object };
+    const source = this.cancelTokens.source();
+    const onAbort = (): void => source.cancel('aborted');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let task: string;
+    try {
+      signal?.throwIfAborted();
+      task = await this.client.createTask(`Haven: ${operation}`);
+    } catch (error) {
+      signal?.removeEventListener('abort', onAbort);
+      throw toXapiError(error, context);
+    }
+    const taskResult = this.client.watchTask(task);
+    taskResult.catch(() => undefined);
+    try {
+      const response = await this.client.getResource(source.token, path, { query, task });
+      signal?.removeEventListener('abort', onAbort);
+      return new XapiExportStream({
+        body: response.body,
+        task: taskResult,
+        cancelTask: async () => {
+          source.cancel('stream destroyed');
+          await this.client.call('task.cancel', task);
+        },
+        toError: (cause) => toXapiError(cause, context),
+        settleTimeoutMs: this.callTimeoutMs,
+        signal,
+      });
+    } catch (error) {
+      signal?.removeEventListener('abort', onAbort);
+      await this.client.call('task.cancel', task).catch(() => undefined);
+      // The task's error_info says more than "unexpected 500".
+      const reason = await Promise.race([
+        taskResult.then(
+          () => undefined,
+          (failure: unknown) => failure,
+        ),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000).unref()),
+      ]);
+      throw toXapiError(reason ?? error, context);
+    }
+  }
+
+  private async upload(
+    path: string,
+    query: Record<string, string>,
+    body: Readable,
+    operation: string,
+    object: string,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    this.assertOpen(operation);
+    const context = { poolUrl: this.url, operation, object };
+    try {
+      signal?.throwIfAborted();
+      const task = await this.client.createTask(`Haven: ${operation}`);
+      const onAbort = (): void => {
+        body.destroy();
+        this.client.call('task.cancel', task).catch(() => undefined);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        return await this.client.putResource(this.tokenOf(signal), body, path, { query, task });
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } catch (error) {
+      const cause = signal?.aborted === true ? (signal.reason as unknown) : error;
+      const typed = toXapiError(cause, context);
+      throw typed.code === 'UNKNOWN' || typed.code === 'UNREACHABLE'
+        ? xapiError('TRANSFER_FAILED', { ...context, cause }, typed.message)
+        : typed;
+    }
+  }
+
+  private assertOpen(operation: string): void {
+    if (this.closed) {
+      throw xapiError('UNKNOWN', { poolUrl: this.url, operation }, 'the connection to the pool was closed');
+    }
+  }
+
+  private async vmRecordByUuid(uuid: string): Promise<{ ref: string; record: XapiRecord }> {
+    const object = `VM ${uuid}`;
+    const ref = await this.call<string>('VM.get_by_uuid', [uuid], { operation: 'VM lookup', object });
+    return { ref, record: await this.vmFreshRecord(ref, object) };
+  }
+
+  private vmFreshRecord(ref: string, object: string): Promise<XapiRecord> {
+    return this.call<XapiRecord>('VM.get_record', [ref], { operation: 'VM lookup', object });
+  }
+
+  private async vmByRef(ref: string): Promise<VmInfo> {
+    const object = `VM ${ref}`;
+    const record = await this.vmFreshRecord(ref, object);
+    const lookup = await this.lookupFor(record, object);
+    return lookup.vm(ref, record);
+  }
+
+  private async snapshotByRef(ref: string): Promise<SnapshotInfo> {
+    const object = `snapshot ${ref}`;
+    const record = await this.vmFreshRecord(ref, object);
+    const lookup = await this.lookupFor(record, object);
+    const vm = lookup.vm(ref, record);
+    const parent = stringField(record, 'snapshot_of');
+    let snapshotOf = '';
+    if (!isNullRef(parent)) {
+      snapshotOf = await this.call<string>('VM.get_uuid', [parent], { operation: 'VM lookup', object }).catch(
+        () => '', // the source VM was destroyed; the snapshot stays usable
+      );
+    }
+    return {
+      ref,
+      uuid: vm.uuid,
+      name: vm.name,
+      snapshotOf,
+      takenAt: parseXapiDate(record['snapshot_time']),
+      otherConfig: vm.otherConfig,
+      disks: vm.disks,
+      record,
+    };
+  }
+
+  /** Fetches just the VBDs, VDIs, SRs, VIFs and networks one VM refers to. */
+  private async lookupFor(record: XapiRecord, object: string): Promise<RecordLookup> {
+    const operation = 'VM lookup';
+    const vbds: Record<string, XapiRecord> = {};
+    const vdis: Record<string, XapiRecord> = {};
+    const srs: Record<string, XapiRecord> = {};
+    const vifs: Record<string, XapiRecord> = {};
+    const networks: Record<string, XapiRecord> = {};
+    for (const vbdRef of refList(record, 'VBDs')) {
+      const vbd = await this.call<XapiRecord>('VBD.get_record', [vbdRef], { operation, object });
+      vbds[vbdRef] = vbd;
+      const vdiRef = stringField(vbd, 'VDI');
+      if (stringField(vbd, 'type') !== 'Disk' || isNullRef(vdiRef)) continue;
+      const vdi = await this.call<XapiRecord>('VDI.get_record', [vdiRef], { operation, object });
+      vdis[vdiRef] = vdi;
+      const srRef = stringField(vdi, 'SR');
+      if (!(srRef in srs) && !isNullRef(srRef)) {
+        srs[srRef] = { uuid: await this.call<string>('SR.get_uuid', [srRef], { operation, object }) };
+      }
+    }
+    for (const vifRef of refList(record, 'VIFs')) {
+      const vif = await this.call<XapiRecord>('VIF.get_record', [vifRef], { operation, object });
+      vifs[vifRef] = vif;
+      const networkRef = stringField(vif, 'network');
+      if (!(networkRef in networks) && !isNullRef(networkRef)) {
+        networks[networkRef] = await this.call<XapiRecord>('network.get_record', [networkRef], {
+          operation,
+          object,
+        });
+      }
+    }
+    // Snapshot disks name their source VDI by ref; Haven wants the uuid.
+    for (const vdi of Object.values(vdis)) {
+      const parent = stringField(vdi, 'snapshot_of');
+      if (!isNullRef(parent)) {
+        vdi['$snapshotOfUuid'] = await this.call<string>('VDI.get_uuid', [parent], {
+          operation,
+          object,
+        }).catch(() => '');
+      }
+    }
+    return new RecordLookup(vbds, vdis, srs, vifs, networks);
+  }
+
+  private async destroyVmAndDisks(ref: string, disks: readonly DiskInfo[], object: string): Promise<void> {
+    try {
+      await this.callAsync('VM.destroy', [ref], { operation: 'VM.destroy', object });
+    } catch (error) {
+      if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
+    }
+    for (const disk of disks) {
+      try {
+        await this.callAsync('VDI.destroy', [disk.vdiRef], {
+          operation: 'VDI.destroy',
+          object: `VDI "${disk.name}" (${disk.vdiUuid}) of ${object}`,
+        });
+      } catch (error) {
+        if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
+      }
+    }
+  }
+}
+
+/** Builds Haven's records from XAPI records already fetched. */
+class RecordLookup {
+  constructor(
+    private readonly vbds: Record<string, XapiRecord>,
+    private readonly vdis: Record<string, XapiRecord>,
+    private readonly srs: Record<string, XapiRecord>,
+    private readonly vifs: Record<string, XapiRecord>,
+    private readonly networks: Record<string, XapiRecord>,
+  ) {}
+
+  vm(ref: string, record: XapiRecord): VmInfo {
+    const otherConfig = stringMap(record, 'other_config');
+    return {
+      ref,
+      uuid: stringField(record, 'uuid'),
+      name: stringField(record, 'name_label'),
+      description: stringField(record, 'name_description'),
+      powerState: powerStateOf(record),
+      tags: refList(record, 'tags'),
+      otherConfig,
+      blockedOperations: stringMap(record, 'blocked_operations'),
+      isHavenManaged: HAVEN_MANAGED_KEY in otherConfig,
+      disks: this.disks(record),
+      vifs: this.vifList(record),
+      memory: numberField(record, 'memory_static_max'),
+      vcpus: numberField(record, 'VCPUs_max'),
+      record,
+    };
+  }
+
+  private disks(record: XapiRecord): DiskInfo[] {
+    const disks: DiskInfo[] = [];
+    for (const vbdRef of refList(record, 'VBDs')) {
+      const vbd = this.vbds[vbdRef];
+      if (!(vbdRef in this.vbds) || stringField(vbd, 'type') !== 'Disk') continue;
+      const vdiRef = stringField(vbd, 'VDI');
+      if (!(vdiRef in this.vdis)) continue;
+      const vdi = this.vdis[vdiRef];
+      const disk: DiskInfo = {
+        vbdRef,
+        vdiRef,
+        vdiUuid: stringField(vdi, 'uuid'),
+        name: stringField(vdi, 'name_label'),
+        virtualSize: numberField(vdi, 'virtual_size'),
+        srUuid: stringField(this.srs[stringField(vdi, 'SR')] ?? {}, 'uuid'),
+        cbtEnabled: vdi['cbt_enabled'] === true,
+        position: positionOf(stringField(vbd, 'userdevice')),
+        otherConfig: stringMap(vdi, 'other_config'),
+      };
+      const snapshotOf = vdi['$snapshotOfUuid'];
+      if (typeof snapshotOf === 'string' && snapshotOf !== '') disk.snapshotOf = snapshotOf;
+      disks.push(disk);
+    }
+    return disks.sort((a, b) => a.position - b.position);
+  }
+
+  private vifList(record: XapiRecord): VifInfo[] {
+    return refList(record, 'VIFs')
+      .map((vifRef) => {
+        const vif = this.vifs[vifRef] ?? {};
+        const network = this.networks[stringField(vif, 'network')] ?? {};
+        return {
+          ref: vifRef,
+          device: stringField(vif, 'device'),
+          mac: stringField(vif, 'MAC'),
+          networkUuid: stringField(network, 'uuid'),
+          networkName: stringField(network, 'name_label'),
+        };
+      })
+      .sort((a, b) => a.device.localeCompare(b.device));
+  }
+}
+
+function vdiInfo(ref: string, record: XapiRecord, srUuid: string): VdiInfo {
+  return {
+    ref,
+    uuid: stringField(record, 'uuid'),
+    name: stringField(record, 'name_label'),
+    virtualSize: numberField(record, 'virtual_size'),
+    srUuid,
+    cbtEnabled: record['cbt_enabled'] === true,
+    otherConfig: stringMap(record, 'other_config'),
+  };
+}
+
+function isRealVm(record: XapiRecord): boolean {
+  return (
+    record['is_a_template'] !== true &&
+    record['is_a_snapshot'] !== true &&
+    record['is_control_domain'] !== true
+  );
+}
+
+function describeVm(vm: { name: string; uuid: string }): string {
+  return `VM "${vm.name}" (${vm.uuid})`;
+}
+
+/** The URL without user info: what error messages and logs may show. */
+function safeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return '(invalid pool URL)';
+  }
+}
+
+async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    // the original rejection passes through untouched (it may come from another realm under Jest)
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}

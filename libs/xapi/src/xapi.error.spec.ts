@@ -1,0 +1,69 @@
+import {
+  XapiAuthError,
+  XapiBadPowerStateError,
+  XapiCancelledError,
+  XapiError,
+  XapiNotFoundError,
+  XapiOperationNotAllowedError,
+  XapiSrFullError,
+  XapiTransferError,
+  XapiUnreachableError,
+  XapiVdiInUseError,
+  toXapiError,
+} from './xapi.error';
+
+const context = { poolUrl: 'https://pool-a.example', operation: 'VM.snapshot', object: 'VM "web" (1234)' };
+
+function xapiFailure(code: string, params: string[]): Error {
+  return Object.assign(new Error(`${code}(${params.join(', ')})`), { code, params });
+}
+
+describe('toXapiError', () => {
+  it.each([
+    ['SESSION_AUTHENTICATION_FAILED', 'AUTH_FAILED', XapiAuthError],
+    ['HANDLE_INVALID', 'NOT_FOUND', XapiNotFoundError],
+    ['UUID_INVALID', 'NOT_FOUND', XapiNotFoundError],
+    ['SR_FULL', 'SR_FULL', XapiSrFullError],
+    ['VDI_IN_USE', 'VDI_IN_USE', XapiVdiInUseError],
+    ['VM_BAD_POWER_STATE', 'BAD_POWER_STATE', XapiBadPowerStateError],
+    ['OPERATION_NOT_ALLOWED', 'OPERATION_NOT_ALLOWED', XapiOperationNotAllowedError],
+    ['OPERATION_BLOCKED', 'OPERATION_NOT_ALLOWED', XapiOperationNotAllowedError],
+    ['VDI_IO_ERROR', 'TRANSFER_FAILED', XapiTransferError],
+    ['TASK_CANCELLED', 'CANCELLED', XapiCancelledError],
+    ['SOMETHING_NEW', 'UNKNOWN', XapiError],
+  ])('maps XAPI %s to %s', (xapiCode, code, Class) => {
+    const error = toXapiError(xapiFailure(xapiCode, ['OpaqueRef:1', 'detail']), context);
+    expect(error).toBeInstanceOf(Class);
+    expect(error).toMatchObject({
+      code,
+      xapiCode,
+      xapiParams: ['OpaqueRef:1', 'detail'],
+      poolUrl: context.poolUrl,
+    });
+    expect(error.message).toContain('VM.snapshot on VM "web" (1234) failed at pool https://pool-a.example');
+    expect(error.message).toContain(`XAPI ${xapiCode} OpaqueRef:1, detail`);
+  });
+
+  it('maps socket errors, also nested in a cause, and timeouts to UNREACHABLE', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    expect(toXapiError(refused, context)).toBeInstanceOf(XapiUnreachableError);
+    expect(toXapiError(new Error('fetch failed', { cause: refused }), context).code).toBe('UNREACHABLE');
+    const timeout = Object.assign(new Error('operation timed out'), { name: 'TimeoutError' });
+    expect(toXapiError(timeout, context).message).toContain('no answer (ETIMEDOUT)');
+  });
+
+  it('maps cancellations and keeps an already typed error as is', () => {
+    const cancel = Object.assign(new Error('task canceled'), { name: 'Cancel' });
+    expect(toXapiError(cancel, context)).toBeInstanceOf(XapiCancelledError);
+    const typed = toXapiError(xapiFailure('SR_FULL', []), context);
+    expect(toXapiError(typed, { ...context, operation: 'other' })).toBe(typed);
+  });
+
+  it('keeps unknown failures with their message and the original as cause', () => {
+    const original = new Error('unexpected 500');
+    const error = toXapiError(original, context);
+    expect(error.code).toBe('UNKNOWN');
+    expect(error.message).toContain('unexpected 500');
+    expect(error.cause).toBe(original);
+  });
+});

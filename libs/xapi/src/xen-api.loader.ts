@@ -1,0 +1,74 @@
+import * as nodeModule from 'node:module';
+import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/** The part of the real `xen-api` 4.7.6 client Haven uses (the package ships no types). */
+export interface XenApiClient {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  readonly pool: { $ref: string; uuid: string; name_label: string } | null;
+  readonly objectsFetched: Promise<void>;
+  call(method: string, ...args: unknown[]): Promise<unknown>;
+  callAsync(token: CancelTokenLike, method: string, ...args: unknown[]): Promise<unknown>;
+  createTask(nameLabel: string, nameDescription?: string): Promise<string>;
+  watchTask(ref: string): Promise<unknown>;
+  getResource(
+    token: CancelTokenLike,
+    pathname: string,
+    options: { query: Record<string, string>; task?: string },
+  ): Promise<{ statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable }>;
+  putResource(
+    token: CancelTokenLike,
+    body: Readable,
+    pathname: string,
+    options: { query: Record<string, string>; task?: string },
+  ): Promise<unknown>;
+}
+
+export interface XenApiClientOptions {
+  url: string;
+  auth: { user: string; password: string };
+  allowUnauthorized: boolean;
+  callTimeout: number;
+  httpInactivityTimeout: number;
+  syncStackTraces: boolean;
+}
+
+/** promise-toolbox's CancelToken, which the client's cancelable methods take as first argument. */
+export type CancelTokenLike = object;
+
+interface PromiseToolbox {
+  CancelToken: {
+    from(signal: AbortSignal): CancelTokenLike;
+    source(): { token: CancelTokenLike; cancel(reason?: string): void };
+    none: CancelTokenLike;
+  };
+}
+
+interface XenApiModule {
+  createClient(options: XenApiClientOptions): XenApiClient;
+}
+
+interface NativeLoader {
+  _load(request: string, parent: unknown): unknown;
+}
+
+let loaded: { xenApi: XenApiModule; promiseToolbox: PromiseToolbox } | undefined;
+
+/**
+ * Loads the ESM `xen-api` package through Node's own loader (Node ≥ 20.19 requires ESM natively).
+ * Going through `Module._load` with resolved paths, rather than `require`, keeps working inside
+ * Jest, whose module registry cannot evaluate ESM; the CancelToken class must come from the very
+ * copy of promise-toolbox the client uses, hence resolved from the client's folder.
+ */
+export function loadXenApi(): { xenApi: XenApiModule; promiseToolbox: PromiseToolbox } {
+  if (loaded !== undefined) return loaded;
+  const loader = nodeModule as unknown as NativeLoader;
+  const xenApiPath = require.resolve('xen-api');
+  const toolboxPath = require.resolve('promise-toolbox', { paths: [dirname(xenApiPath)] });
+  loaded = {
+    xenApi: loader._load(xenApiPath, null) as XenApiModule,
+    promiseToolbox: loader._load(toolboxPath, null) as PromiseToolbox,
+  };
+  return loaded;
+}
