@@ -33,6 +33,20 @@ describe('S3 error classification', () => {
     expect(driver.classifyError(serviceError(name, status))?.code).toBe(code);
   });
 
+  it('explains the 5 GiB server-side copy limit', () => {
+    const error = new S3ServiceException({
+      name: 'InvalidRequest',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message:
+        'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120',
+    });
+    expect(driver.classifyError(error)).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      reason: expect.stringContaining('5 GiB'),
+    });
+  });
+
   it('maps connection failures, also when the SDK wrapped them into a plain message', () => {
     expect(
       driver.classifyError(new Error('AWS SDK error wrapper for Error: connect ECONNREFUSED 127.0.0.1:9'))

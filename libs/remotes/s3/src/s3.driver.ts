@@ -270,6 +270,11 @@ export class S3Driver implements RemoteDriver {
         code: 'INVALID_ARGUMENT',
         reason: `bucket "${this.bucket}" does not exist; create it or fix the setting`,
       };
+    if (code === 'InvalidRequest' && error instanceof Error && /copy source is larger/i.test(error.message))
+      return {
+        code: 'INVALID_ARGUMENT',
+        reason: 'S3 cannot copy (or rename) objects over 5 GiB server-side; Haven does not split copies',
+      };
     if (AUTH_CODES.has(code))
       return { code: 'AUTH_FAILED', reason: `the server refused the credentials (${what})` };
     if (PERMISSION_CODES.has(code)) return { code: 'PERMISSION_DENIED', reason: `access denied (${what})` };
