@@ -347,7 +347,11 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
         const data = await collect(
           format === 'vhd' ? await pool.exportVhd(disk.vdiRef) : await pool.exportRaw(disk.vdiRef),
         );
-        await pool.importVdi(vdi.ref, streamOf(data), { format });
+        // VHD at unknown length (the client's 1 PiB content-length), raw with its length
+        await pool.importVdi(vdi.ref, streamOf(data), {
+          format,
+          length: format === 'raw' ? data.length : undefined,
+        });
         // VHD SRs round new VDIs up to whole 2 MiB blocks: the source's bytes, then zeros.
         expect(vdi.virtualSize).toBe(Math.ceil(disk.virtualSize / BLOCK_SIZE) * BLOCK_SIZE);
         const restored = await collect(await pool.exportRaw(vdi.ref));
@@ -420,12 +424,73 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       }
       await expect(
         pool.createVdi({ srUuid: iso.uuid, name: 'on iso', virtualSize: MiB }),
-      ).rejects.toBeInstanceOf(XapiError);
+      ).rejects.toMatchObject({ code: 'OPERATION_NOT_ALLOWED', xapiCode: 'SR_OPERATION_NOT_SUPPORTED' });
       const running = await vmNamed('sim-vm-0');
       await expect(pool.destroySnapshot('OpaqueRef:gone')).resolves.toBeUndefined();
-      await expect(
-        pool.exportVm(running.ref, { compression: 'none' }).then((stream) => collect(stream)),
-      ).rejects.toBeInstanceOf(XapiError);
+      const refused = await pool
+        .exportVm(running.ref, { compression: 'none' })
+        .then((stream) => collect(stream))
+        .catch((caught: unknown) => caught);
+      expect(refused).toMatchObject({ code: 'BAD_POWER_STATE', xapiCode: 'VM_BAD_POWER_STATE' });
+      expect((refused as Error).message).toContain(running.ref);
+    });
+    it('fails an import whose data source breaks, instead of leaving a silently short disk', async () => {
+      const target = (await pool.listSrs()).find((sr) => sr.name === 'Replica storage')!;
+      const vdi = await pool.createVdi({ srUuid: target.uuid, name: 'broken source', virtualSize: 8 * MiB });
+      const source = new PassThrough();
+      source.write(Buffer.alloc(MiB, 7));
+      setImmediate(() => source.destroy(new Error('repository chunk 42 unreadable')));
+      const error = await pool
+        .importVdi(vdi.ref, source, { format: 'raw', length: 8 * MiB })
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(XapiError);
+      expect(error).toMatchObject({ code: 'TRANSFER_FAILED' });
+      expect((error as Error).message).toContain(vdi.ref);
+      expect(sim.pool.store.all('task').filter((task) => task.record['status'] === 'pending')).toEqual([]);
+    });
+  });
+
+  describe('failures of the pool itself', () => {
+    it('reports a pool that stops answering mid-session as unreachable', async () => {
+      sim.setFaults({ unreachable: true });
+      try {
+        const error = await pool.listVms().catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(XapiUnreachableError);
+        expect((error as Error).message).toContain(sim.url);
+      } finally {
+        sim.setFaults({ unreachable: false });
+      }
+      expect((await pool.listVms()).length).toBe(3);
+    });
+
+    it('cancels a task that outlives the task timeout, and an aborted one', async () => {
+      const impatient = await XapiPool.connect({
+        url: sim.url,
+        username: 'root',
+        password: 'secret-pw',
+        taskTimeoutMs: 50,
+      });
+      const vm = await vmNamed('sim-vm-2');
+      sim.setFaults({ latencyMs: 1000 });
+      try {
+        const error = await impatient.snapshotVm(vm, { name: 'too slow' }).catch((caught: unknown) => caught);
+        expect(error).toMatchObject({ code: 'CANCELLED' });
+        expect((error as Error).message).toContain('no result within 50 ms');
+      } finally {
+        sim.setFaults({ latencyMs: 0 });
+        await impatient.close();
+      }
+      const controller = new AbortController();
+      controller.abort();
+      await expect(pool.snapshotVm(vm, { name: 'aborted', signal: controller.signal })).rejects.toMatchObject(
+        {
+          code: 'CANCELLED',
+        },
+      );
+      // The slow snapshot may still complete on the host; Haven's cleanup finds such leftovers by other_config.
+      for (const snapshot of await pool.listSnapshots(vm.uuid)) {
+        if (snapshot.name === 'too slow') await pool.destroySnapshot(snapshot);
+      }
     });
   });
 

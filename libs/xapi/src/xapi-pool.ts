@@ -31,6 +31,8 @@ export interface XapiPoolOptions {
   allowUnauthorized?: boolean;
   /** Timeout of each plain call and of HTTP inactivity (default 60 s). */
   callTimeoutMs?: number;
+  /** Longest wait for an `Async.*` task (snapshot, VM.create, CBT…) before it is cancelled (default 1 h). */
+  taskTimeoutMs?: number;
 }
 
 export type XvaCompression = 'none' | 'gzip' | 'zstd';
@@ -118,6 +120,7 @@ export class XapiPool {
     readonly poolUuid: string,
     readonly poolName: string,
     private readonly callTimeoutMs: number,
+    private readonly taskTimeoutMs: number,
   ) {}
 
   static async connect(options: XapiPoolOptions, signal?: AbortSignal): Promise<XapiPool> {
@@ -147,7 +150,15 @@ export class XapiPool {
       await client.disconnect().catch(() => undefined);
       throw xapiError('UNKNOWN', context, 'the host returned no pool object');
     }
-    return new XapiPool(client, promiseToolbox.CancelToken, url, pool.uuid, pool.name_label, callTimeoutMs);
+    return new XapiPool(
+      client,
+      promiseToolbox.CancelToken,
+      url,
+      pool.uuid,
+      pool.name_label,
+      callTimeoutMs,
+      options.taskTimeoutMs ?? 3_600_000,
+    );
   }
 
   async close(): Promise<void> {
@@ -341,7 +352,7 @@ export class XapiPool {
     if (options.baseVdiRef !== undefined) query['base'] = options.baseVdiRef;
     const object =
       options.baseVdiRef === undefined ? `VDI ${vdiRef}` : `VDI ${vdiRef} (delta from ${options.baseVdiRef})`;
-    return this.download('/export_raw_vdi/', query, `VHD export of ${object}`, object, options.signal);
+    return this.download('/export_raw_vdi/', query, 'VHD export', object, options.signal);
   }
 
   exportRaw(vdiRef: string, options: { signal?: AbortSignal } = {}): Promise<XapiExportStream> {
@@ -349,27 +360,29 @@ export class XapiPool {
     return this.download(
       '/export_raw_vdi/',
       { vdi: vdiRef, format: 'raw' },
-      `raw export of ${object}`,
+      'raw export',
       object,
       options.signal,
     );
   }
 
-  /** Writes a disk from a VHD (only its present blocks/sectors) or a raw image; length may be unknown. */
+  /**
+   * Writes a disk from a VHD (only its present blocks/sectors) or a raw image. Give `length` when
+   * known (raw: the virtual size; VHD: `vhdStreamLength` of @haven/vhd): without it XAPI cannot
+   * tell a complete upload from a cut one, since the client then closes the socket to finish.
+   */
   async importVdi(
     vdiRef: string,
     data: Readable,
-    options: { format: 'vhd' | 'raw'; signal?: AbortSignal },
+    options: { format: 'vhd' | 'raw'; length?: number; signal?: AbortSignal },
   ): Promise<void> {
     const object = `VDI ${vdiRef}`;
-    await this.upload(
-      '/import_raw_vdi/',
-      { vdi: vdiRef, format: options.format },
-      data,
-      `${options.format} import into ${object}`,
+    await this.upload('/import_raw_vdi/', { vdi: vdiRef, format: options.format }, data, {
+      operation: `${options.format} import`,
       object,
-      options.signal,
-    );
+      length: options.length,
+      signal: options.signal,
+    });
   }
 
   /** Changed 64 KiB chunks between two CBT-enabled snapshots of one disk: 1 bit each, MSB first. */
@@ -410,27 +423,28 @@ export class XapiPool {
     return this.download(
       '/export/',
       { ref: vmRef, use_compression: useCompression },
-      `XVA export of ${object}`,
+      'XVA export',
       object,
       options.signal,
     );
   }
 
   /** Imports an XVA (plain, gzip or zstd) as a new halted VM on the SR. */
-  async importVm(xva: Readable, options: { srUuid: string; signal?: AbortSignal }): Promise<VmInfo> {
+  async importVm(
+    xva: Readable,
+    options: { srUuid: string; length?: number; signal?: AbortSignal },
+  ): Promise<VmInfo> {
     const object = `SR ${options.srUuid}`;
     const srRef = await this.call<string>('SR.get_by_uuid', [options.srUuid], {
       operation: 'SR lookup',
       object,
     });
-    const result = await this.upload(
-      '/import/',
-      { sr_id: srRef },
-      xva,
-      `XVA import into ${object}`,
+    const result = await this.upload('/import/', { sr_id: srRef }, xva, {
+      operation: 'XVA import',
       object,
-      options.signal,
-    );
+      length: options.length,
+      signal: options.signal,
+    });
     const refs = Array.isArray(result) ? result.map(String) : typeof result === 'string' ? [result] : [];
     const vmRef = refs.at(0);
     if (vmRef === undefined || isNullRef(vmRef)) {
@@ -685,11 +699,22 @@ export class XapiPool {
     signal?: AbortSignal,
   ): Promise<T> {
     this.assertOpen(context.operation);
+    const timeout = AbortSignal.timeout(this.taskTimeoutMs);
+    const stop = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
     try {
-      signal?.throwIfAborted();
-      return (await this.client.callAsync(this.tokenOf(signal), method, ...args)) as T;
+      stop.throwIfAborted();
+      // The client cancels the task when `stop` fires; the race also covers a host ignoring task.cancel.
+      const result = this.client.callAsync(this.cancelTokens.from(stop), method, ...args);
+      return (await raceAbort(result, stop)) as T;
     } catch (error) {
-      throw toXapiError(error, { poolUrl: this.url, ...context });
+      if (timeout.aborted && signal?.aborted !== true) {
+        throw xapiError(
+          'CANCELLED',
+          { poolUrl: this.url, ...context, cause: error },
+          `no result within ${this.taskTimeoutMs} ms; the task was cancelled`,
+        );
+      }
+      throw toXapiError(signal?.aborted === true ? signal.reason : error, { poolUrl: this.url, ...context });
     }
   }
 
@@ -752,31 +777,53 @@ export class XapiPool {
     path: string,
     query: Record<string, string>,
     body: Readable,
-    operation: string,
-    object: string,
-    signal?: AbortSignal,
+    options: {
+      operation: string;
+      object: string;
+      length: number | undefined;
+      signal: AbortSignal | undefined;
+    },
   ): Promise<unknown> {
+    const { operation, object, signal } = options;
     this.assertOpen(operation);
     const context = { poolUrl: this.url, operation, object };
+    if (options.length !== undefined) {
+      // the client sends `content-length` from the body's `length`
+      Object.defineProperty(body, 'length', { value: options.length, configurable: true });
+    }
+    // A failing source must fail the upload, not end it early as if complete.
+    let sourceError: unknown;
+    const onSourceError = (error: unknown): void => {
+      sourceError ??= error;
+    };
+    body.on('error', onSourceError);
+    let task: string | undefined;
+    const onAbort = (): void => {
+      body.destroy();
+      if (task !== undefined) this.client.call('task.cancel', task).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       signal?.throwIfAborted();
-      const task = await this.client.createTask(`Haven: ${operation}`);
-      const onAbort = (): void => {
-        body.destroy();
-        this.client.call('task.cancel', task).catch(() => undefined);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        return await this.client.putResource(this.tokenOf(signal), body, path, { query, task });
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-      }
+      task = await this.client.createTask(`Haven: ${operation}`);
+      const result = await this.client.putResource(this.tokenOf(signal), body, path, { query, task });
+      signal?.throwIfAborted();
+      if (sourceError !== undefined) throw new Error('data source failed', { cause: sourceError });
+      return result;
     } catch (error) {
-      const cause = signal?.aborted === true ? (signal.reason as unknown) : error;
+      if (task !== undefined) await this.client.call('task.cancel', task).catch(() => undefined);
+      const cause: unknown = signal?.aborted === true ? signal.reason : (sourceError ?? error);
+      if (sourceError !== undefined && signal?.aborted !== true) {
+        throw xapiError('TRANSFER_FAILED', { ...context, cause }, `the data source failed: ${String(cause)}`);
+      }
       const typed = toXapiError(cause, context);
-      throw typed.code === 'UNKNOWN' || typed.code === 'UNREACHABLE'
+      // an interrupted upload without a XAPI reason is a transfer failure, retried as such
+      throw typed.code === 'UNKNOWN'
         ? xapiError('TRANSFER_FAILED', { ...context, cause }, typed.message)
         : typed;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      body.off('error', onSourceError);
     }
   }
 

@@ -118,6 +118,7 @@ function classify(xapiCode: string): XapiErrorCode {
   if (
     xapiCode === 'OPERATION_NOT_ALLOWED' ||
     xapiCode === 'OPERATION_BLOCKED' ||
+    xapiCode === 'SR_OPERATION_NOT_SUPPORTED' ||
     xapiCode === 'VM_IS_TEMPLATE'
   )
     return 'OPERATION_NOT_ALLOWED';
