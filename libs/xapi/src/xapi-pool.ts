@@ -273,12 +273,18 @@ export class XapiPool {
       { operation: 'VM.snapshot', object },
       options.signal,
     );
-    const snapshot = await this.snapshotByRef(ref);
-    for (const [key, value] of Object.entries(options.otherConfig ?? {})) {
-      await this.setOtherConfig(snapshot.ref, 'VM', key, value);
-      for (const disk of snapshot.disks) await this.setOtherConfig(disk.vdiRef, 'VDI', key, value);
+    try {
+      const snapshot = await this.snapshotByRef(ref);
+      for (const [key, value] of Object.entries(options.otherConfig ?? {})) {
+        await this.setOtherConfig(snapshot.ref, 'VM', key, value);
+        for (const disk of snapshot.disks) await this.setOtherConfig(disk.vdiRef, 'VDI', key, value);
+      }
+      return await this.snapshotByRef(ref);
+    } catch (error) {
+      // An untagged snapshot would never be found again by its run: remove it (best effort).
+      await this.destroySnapshot(ref).catch(() => undefined);
+      throw error;
     }
-    return this.snapshotByRef(ref);
   }
 
   /** The VM's snapshots, oldest first, optionally only those whose other_config has every given entry. */
