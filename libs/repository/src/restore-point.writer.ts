@@ -165,6 +165,8 @@ export class RestorePointWriter {
       return entry;
     } catch (error) {
       this.state = 'failed';
+      // A failed writer can never commit: stop holding back GC now (abort() still tidies up).
+      await this.session.end().catch(() => undefined);
       throw error;
     }
   }
