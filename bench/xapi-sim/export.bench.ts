@@ -1,15 +1,17 @@
 /**
  * XAPI simulator figures, each against baselines measured in the same run:
- * - VHD export of allocated data over HTTP (the simulator as its own process, its CLI; a plain http
- *   client reading and discarding), as a ratio to reading the same bytes from a file, and to the
- *   loopback ceiling (a bare Node http server sending a constant buffer to the same kind of client);
+ * - VHD export of allocated data over HTTP (the simulator as its own process, its CLI; curl reading
+ *   into /dev/null, and Node's http client discarding), as a ratio to reading the same bytes from a
+ *   file, and to the loopback ceiling (a bare Node http server sending a constant buffer to the
+ *   same client);
  * - the simulator's own cost: generating the same VHD stream in process, without a socket;
  * - the peak RSS of the simulator process while it exports.
  *
  *   node bin/run.js bench/xapi-sim/export.bench.ts            # 4 GiB disk, ~2.4 GiB allocated
  *   node bin/run.js bench/xapi-sim/export.bench.ts --full     # 50 GiB disk, 10 GiB allocated
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { open, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ const GiB = 1024 ** 3;
 const diskSize = full ? 50 * GiB : 4 * GiB;
 const allocation = full ? 0.2 : 0.6;
 const runs = full ? 1 : 3;
+const run = promisify(execFile);
 
 function startSimulator(stateDir: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
@@ -110,7 +113,23 @@ async function rssOf(pid: number): Promise<number> {
   return Number(kb ?? 0) * 1024;
 }
 
-/** Downloads `path`, discarding the body; returns bytes and seconds. */
+/** Downloads with curl (a plain C http client) into /dev/null; returns bytes and seconds. */
+async function curlDownload(url: string): Promise<{ bytes: number; seconds: number }> {
+  const { stdout } = await run('curl', [
+    '-s',
+    '-f',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{size_download} %{time_total}',
+    url,
+  ]);
+  const [bytes, seconds] = stdout.trim().split(' ').map(Number);
+  if (bytes === undefined || seconds === undefined) throw new Error(`curl printed "${stdout}"`);
+  return { bytes, seconds };
+}
+
+/** Downloads with Node's http client, discarding the body; returns bytes and seconds. */
 function download(url: string): Promise<{ bytes: number; seconds: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -174,17 +193,23 @@ async function main(): Promise<void> {
       );
     }, 50);
     const exports: number[] = [];
+    const nodeExports: number[] = [];
     const files: number[] = [];
     const ceilings: number[] = [];
+    const nodeCeilings: number[] = [];
     let exportedBytes = 0;
-    for (let run = 0; run < runs; run++) {
-      const exported = await download(exportUrl);
+    for (let round = 0; round < runs; round++) {
+      const exported = await curlDownload(exportUrl);
       exportedBytes = exported.bytes;
       exports.push(exported.bytes / exported.seconds);
       const baseline = await readFileBytes(blocksFile, allocated);
       files.push(baseline.bytes / baseline.seconds);
-      const ceiling = await download(`${loopback.url}/?bytes=${exportedBytes}`);
+      const ceiling = await curlDownload(`${loopback.url}/?bytes=${exportedBytes}`);
       ceilings.push(ceiling.bytes / ceiling.seconds);
+      const nodeExported = await download(exportUrl);
+      nodeExports.push(nodeExported.bytes / nodeExported.seconds);
+      const nodeCeiling = await download(`${loopback.url}/?bytes=${exportedBytes}`);
+      nodeCeilings.push(nodeCeiling.bytes / nodeCeiling.seconds);
     }
     clearInterval(sampler);
     await stop(child);
@@ -193,7 +218,7 @@ async function main(): Promise<void> {
     const local = await startXapiSimulator({ stateDir });
     const generated: number[] = [];
     try {
-      for (let run = 0; run < runs; run++) {
+      for (let round = 0; round < runs; round++) {
         const started = performance.now();
         let bytes = 0;
         for await (const chunk of createVdiExportStream(local.pool, vdi, { format: 'vhd' }).stream)
@@ -212,8 +237,10 @@ async function main(): Promise<void> {
       [
         `disk ${diskSize / GiB} GiB, ${gb(allocated)} GB allocated (seeded in ${seedSeconds.toFixed(1)} s), VHD export ${gb(exportedBytes)} GB, ${runs} run(s), best of each`,
         `file read of the same bytes (baseline):         ${gb(best(files))} GB/s`,
-        `loopback HTTP ceiling, bare Node server:        ${gb(best(ceilings))} GB/s`,
-        `simulator VHD export over HTTP:                 ${gb(best(exports))} GB/s  = ${ratio(best(exports), best(files))} x file read, ${ratio(best(exports), best(ceilings))} x loopback ceiling`,
+        `loopback ceiling, bare Node server -> curl:     ${gb(best(ceilings))} GB/s`,
+        `simulator VHD export over HTTP -> curl:         ${gb(best(exports))} GB/s  = ${ratio(best(exports), best(files))} x file read, ${ratio(best(exports), best(ceilings))} x loopback ceiling`,
+        `loopback ceiling, bare Node server -> Node:     ${gb(best(nodeCeilings))} GB/s`,
+        `simulator VHD export over HTTP -> Node client:  ${gb(best(nodeExports))} GB/s  = ${ratio(best(nodeExports), best(files))} x file read, ${ratio(best(nodeExports), best(nodeCeilings))} x loopback ceiling`,
         `simulator VHD stream generated in process:      ${gb(best(generated))} GB/s  = ${ratio(best(generated), best(files))} x file read`,
         `simulator process RSS: idle ${mib(idleRss)} MiB, peak during exports ${mib(peakRss)} MiB`,
         '',
