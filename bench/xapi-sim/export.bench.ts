@@ -124,7 +124,9 @@ async function curlDownload(url: string): Promise<{ bytes: number; seconds: numb
     '%{size_download} %{time_total}',
     url,
   ]);
-  const [bytes, seconds] = stdout.trim().split(' ').map(Number);
+  const figures = stdout.trim().split(' ').map(Number);
+  const bytes = figures.at(0);
+  const seconds = figures.at(1);
   if (bytes === undefined || seconds === undefined) throw new Error(`curl printed "${stdout}"`);
   return { bytes, seconds };
 }
