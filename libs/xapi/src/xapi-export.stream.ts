@@ -37,7 +37,8 @@ export class XapiExportStream extends Readable {
   private readonly onAbort: () => void;
 
   constructor(private readonly options: XapiExportStreamOptions) {
-    super();
+    // a few chunks buffered ahead: fewer wake-ups per MiB, memory still bounded
+    super({ highWaterMark: 1024 * 1024 });
     this.chunks = (options.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     this.taskOutcome = options.task.then(
       (): XapiTaskOutcome => 'success',
