@@ -138,20 +138,27 @@ export async function verifyRepository(
     signal?.throwIfAborted();
     const id = Buffer.from(hex, 'hex');
     try {
-      const object = await repository.store.getBuffer(chunkKey(hex), signal !== undefined ? { signal } : {});
-      report.checkedBytes += object.length;
-      await repository.chunks.open(id, object, {});
+      // chunks.read follows a chunk a concurrent GC moves to trash: only real damage is reported.
+      await repository.chunks.read(id, {}, signal);
+      report.checkedBytes += stored.get(hex)?.size ?? 0;
     } catch (error) {
-      if (
-        !(error instanceof ChunkIntegrityError) &&
-        !(error instanceof Error && 'code' in error && error.code === 'NOT_FOUND')
-      )
-        throw error;
-      const reason =
-        error instanceof ChunkIntegrityError ? error.reason : 'vanished while verifying (removed by GC?)';
-      if (error instanceof ChunkIntegrityError || users.has(hex)) {
-        report.damagedChunks.push({ chunkId: hex, key: chunkKey(hex), reason, restorePoints: labelsOf(hex) });
-        breakAll(hex, `chunk ${hex} is damaged (${reason})`);
+      if (!(error instanceof ChunkIntegrityError)) throw error;
+      if (error.code === 'CHUNK_DAMAGED') {
+        report.damagedChunks.push({
+          chunkId: hex,
+          key: chunkKey(hex),
+          reason: error.reason,
+          restorePoints: labelsOf(hex),
+        });
+        breakAll(hex, `chunk ${hex} is damaged (${error.reason})`);
+      } else if (users.has(hex)) {
+        report.missingChunks.push({
+          chunkId: hex,
+          key: chunkKey(hex),
+          reason: 'missing',
+          restorePoints: labelsOf(hex),
+        });
+        breakAll(hex, `chunk ${hex} is missing`);
       }
     }
     report.checkedChunks++;
