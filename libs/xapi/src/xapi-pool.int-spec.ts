@@ -391,6 +391,33 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       },
     );
 
+    it('starts and shuts down a VM, grows and destroys a disk, and finds a snapshot by uuid', async () => {
+      const vm = await vmNamed('sim-vm-1');
+      expect(vm.powerState).toBe('Halted');
+      await pool.startVm(vm.ref);
+      expect((await pool.getVm(vm.uuid)).powerState).toBe('Running');
+      await expect(pool.startVm(vm.ref)).rejects.toMatchObject({ code: 'BAD_POWER_STATE' });
+      await pool.shutdownVm(vm.ref);
+      expect((await pool.getVm(vm.uuid)).powerState).toBe('Halted');
+      await pool.startVm(vm.ref);
+      await pool.shutdownVm(vm.ref, { force: true });
+      expect((await pool.getVm(vm.uuid)).powerState).toBe('Halted');
+
+      const target = (await pool.listSrs()).find((sr) => sr.name === 'Replica storage')!;
+      const vdi = await pool.createVdi({ srUuid: target.uuid, name: 'grows', virtualSize: 4 * MiB });
+      await pool.resizeVdi(vdi.ref, 8 * MiB);
+      expect((await pool.getVdi(vdi.ref)).virtualSize).toBe(8 * MiB);
+      await pool.destroyVdi(vdi.ref);
+      await expect(pool.getVdi(vdi.ref)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(pool.destroyVdi(vdi.ref)).resolves.toBeUndefined();
+
+      const snapshot = await pool.snapshotVm(vm, { name: 'by uuid' });
+      expect((await pool.getSnapshot(snapshot.uuid)).ref).toBe(snapshot.ref);
+      await expect(pool.getSnapshot(vm.uuid)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await pool.destroySnapshot(snapshot);
+      await expect(pool.getSnapshot(snapshot.uuid)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    });
+
     it('sets and removes other_config entries, tags and blocked operations', async () => {
       const vm = await vmNamed('sim-vm-2');
       await pool.setOtherConfig(vm.ref, 'VM', 'haven:test', 'one');

@@ -561,6 +561,62 @@ export class XapiPool {
     await this.destroyVmAndDisks(vm.ref, options.withDisks === true ? vm.disks : [], object);
   }
 
+  /** Destroys a disk on its own (e.g. one created for a restore that failed). Already gone is fine. */
+  async destroyVdi(vdiRef: string): Promise<void> {
+    try {
+      await this.callAsync('VDI.destroy', [vdiRef], { operation: 'VDI.destroy', object: `VDI ${vdiRef}` });
+    } catch (error) {
+      if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
+    }
+  }
+
+  /** Grows a disk (replication target after the source disk grew); XAPI refuses to shrink. */
+  async resizeVdi(vdiRef: string, virtualSize: number): Promise<void> {
+    await this.callAsync('VDI.resize', [vdiRef, String(virtualSize)], {
+      operation: `VDI.resize to ${virtualSize} bytes`,
+      object: `VDI ${vdiRef}`,
+    });
+  }
+
+  /** Starts a halted VM (health checks, failover once `start` is unblocked). */
+  async startVm(vmRef: string, signal?: AbortSignal): Promise<void> {
+    await this.callAsync(
+      'VM.start',
+      [vmRef, false, false],
+      { operation: 'VM.start', object: `VM ${vmRef}` },
+      signal,
+    );
+  }
+
+  /** Shuts a VM down: cleanly (asks the guest) or, with `force`, at once. */
+  async shutdownVm(vmRef: string, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    const method = options.force === true ? 'VM.hard_shutdown' : 'VM.clean_shutdown';
+    await this.callAsync(method, [vmRef], { operation: method, object: `VM ${vmRef}` }, options.signal);
+  }
+
+  /** One snapshot by uuid or ref; XapiNotFoundError when it is gone. */
+  async getSnapshot(uuidOrRef: string): Promise<SnapshotInfo> {
+    const ref = uuidOrRef.startsWith('OpaqueRef:')
+      ? uuidOrRef
+      : await this.call<string>('VM.get_by_uuid', [uuidOrRef], {
+          operation: 'snapshot lookup',
+          object: `snapshot ${uuidOrRef}`,
+        });
+    const snapshot = await this.snapshotByRef(ref);
+    if (snapshot.record['is_a_snapshot'] !== true) {
+      throw xapiError(
+        'NOT_FOUND',
+        {
+          poolUrl: this.url,
+          operation: 'snapshot lookup',
+          object: `VM "${snapshot.name}" (${snapshot.uuid})`,
+        },
+        'this VM is not a snapshot',
+      );
+    }
+    return snapshot;
+  }
+
   // ---------------------------------------------------------------- metadata
 
   /** Sets (or with `null` removes) one other_config entry. */
