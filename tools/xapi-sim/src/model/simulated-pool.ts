@@ -100,7 +100,11 @@ export class SimulatedPool {
         const size = this.store.find(sr)?.record['physical_size'];
         return typeof size === 'number' ? size : 0;
       },
-      usageChanged: (sr, disk) => this.scheduleUsage(sr, disk),
+      usageChanged: (sr, disk) => {
+        this.scheduleUsage(sr, disk);
+        // A block map changed (a copy-on-write slot swap leaves no record changed): persist it.
+        this.scheduleSave();
+      },
     });
     this.store.onChange = (cls) => {
       if (cls !== 'task') this.scheduleSave();
