@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { scratchDir } from '@haven/testing';
 import { isRemoteError } from '@haven/remote-sdk';
+import { chunkKey, trashBatchKey, trashChunkKey } from '../format/repository.layout';
 import { initRepository, type Repository } from '../repository';
 import type { DiskBlock } from '../restore-point.writer';
 import {
@@ -144,6 +145,60 @@ describe('garbage collection', () => {
     expect(report).toMatchObject({ ok: true, chunksInTrash: 0 });
     expect(await chunkSet(repo)).toEqual(await referencedBy(repo, committed[0].id));
     for (const { id, disk } of committed) await expectRestores(repo, id, disk);
+  });
+
+  it('finishes the trash batch of a GC that died while moving, restoring what is referenced', async () => {
+    const kept = patternedDisk('gc-died-kept', 6);
+    const gone = patternedDisk('gc-died-gone', 6);
+    const keep = await backup(repo, 'vm', kept);
+    const expire = await backup(repo, 'vm', gone);
+    const keepIds = await referencedBy(repo, keep.id);
+    const goneIds = [...(await referencedBy(repo, expire.id))].filter((id) => !keepIds.has(id));
+    await repo.deleteRestorePoint(expire.id);
+    // What a GC killed mid-sweep leaves: a 'moving' record, some chunks (even a live one) in trash.
+    const batch = '20261126T000000000Z-deadbeef';
+    await repo.store.put(
+      trashBatchKey(batch),
+      Buffer.from(
+        JSON.stringify({
+          batchId: batch,
+          state: 'moving',
+          createdAt: new Date().toISOString(),
+          liveSessions: [],
+        }),
+      ),
+    );
+    const liveOne = [...keepIds][0];
+    for (const id of [liveOne, goneIds[0]]) await repo.store.rename(chunkKey(id), trashChunkKey(batch, id));
+    await expectRestores(repo, keep.id, kept); // readable from trash meanwhile
+
+    const first = await repo.collectGarbage({ safetyWindowMs: 0 });
+    expect(first.restoredChunks).toBe(1);
+    expect(first.batchesKeptForWriters).toBe(1);
+    expect(await repo.store.exists(trashChunkKey(batch, goneIds[0]))).toBe(true);
+    const second = await repo.collectGarbage({ safetyWindowMs: 0 });
+    expect(second.purgedChunks).toBe(1);
+    expect(await repo.store.exists(trashBatchKey(batch))).toBe(false);
+    expect(await chunkSet(repo)).toEqual(keepIds);
+    await expectRestores(repo, keep.id, kept);
+  });
+
+  it('a writer whose marker lapsed refuses to commit', async () => {
+    const writer = await repo.createRestorePointWriter(
+      { vm: { uuid: 'vm', name: 'vm' } },
+      { sessionTtlMs: 200 },
+    );
+    const disk = patternedDisk('gc-lapse', 3);
+    await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+    // The process stalls (no renewal) for longer than TTL / 2: GC may have judged it dead.
+    const until = Date.now() + 300;
+    while (Date.now() < until) {
+      // busy: the heartbeat timer cannot run
+    }
+    await sleep(100);
+    await expect(writer.commit()).rejects.toMatchObject({ code: 'SESSION_EXPIRED' });
+    expect(await repo.listRestorePointIds()).toEqual([]);
+    await writer.abort();
   });
 
   it('holds the remote lease: a second GC at the same time is refused', async () => {

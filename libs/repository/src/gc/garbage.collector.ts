@@ -252,9 +252,10 @@ async function processTrash(
   }
   for (const record of records) {
     context.checkpoint();
+    let purge: boolean;
     if (record.state !== 'complete' || record.completedAt === undefined) {
       // Left by a GC that died while moving: every writer that could have listed its chunks is
-      // live now or has committed (and was marked). Purge in a later run.
+      // live now or has committed (and was marked). Restore what is referenced, purge later.
       const completed: TrashBatchRecord = {
         ...record,
         state: 'complete',
@@ -263,12 +264,13 @@ async function processTrash(
       };
       await store.put(trashBatchKey(record.batchId), Buffer.from(JSON.stringify(completed)), opts);
       context.report.batchesKeptForWriters++;
-      continue;
+      purge = false;
+    } else {
+      const blockingWriters = record.liveSessions.filter((session) => context.live.has(session));
+      const old = context.now.getTime() - new Date(record.completedAt).getTime() >= context.retention;
+      purge = blockingWriters.length === 0 && old;
+      if (blockingWriters.length > 0) context.report.batchesKeptForWriters++;
     }
-    const blockingWriters = record.liveSessions.filter((session) => context.live.has(session));
-    const old = context.now.getTime() - new Date(record.completedAt).getTime() >= context.retention;
-    const purge = blockingWriters.length === 0 && old;
-    if (blockingWriters.length > 0) context.report.batchesKeptForWriters++;
     const prefix = `${TRASH_PREFIX}${record.batchId}/`;
     const objects = [];
     for await (const object of store.listAll(prefix, opts)) objects.push(object);
