@@ -545,6 +545,24 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       await pool.releaseVmMarker(vm.uuid, 'backup', 'haven@site-b run 7');
     });
 
+    it('lets exactly one of several concurrent claimants take a free marker', async () => {
+      const vm = await vmNamed('sim-vm-0');
+      const owners = ['site-a', 'site-b', 'site-c', 'site-d'];
+      const results = await Promise.allSettled(
+        owners.map((owner) => pool.acquireVmMarker(vm.uuid, 'race', owner, 60_000)),
+      );
+      const winners = results.flatMap((result) =>
+        result.status === 'fulfilled' ? [result.value.owner] : [],
+      );
+      expect(winners).toHaveLength(1);
+      for (const result of results) {
+        if (result.status === 'rejected') expect(result.reason).toBeInstanceOf(XapiMarkerHeldError);
+      }
+      const holder = (await pool.readVmMarker(vm.uuid, 'race'))?.owner;
+      expect(winners).toEqual([holder]);
+      await pool.releaseVmMarker(vm.uuid, 'race', holder ?? '');
+    });
+
     it('takes over an expired marker', async () => {
       const vm = await vmNamed('sim-vm-2');
       const expired = JSON.stringify({
