@@ -19,6 +19,8 @@ export const DATETIME_FIELDS: ReadonlySet<string> = new Set([
   'install_time',
   'last_booted_record_time',
 ]);
+/** Maps whose values are int32 (`<i4>` in XML-RPC), unlike int64 fields sent as strings. */
+export const INT32_MAP_FIELDS: ReadonlySet<string> = new Set(['valid_ref_counts']);
 export const FLOAT_FIELDS: ReadonlySet<string> = new Set(['progress', 'timeout', 'VCPUs_utilisation']);
 
 /** `20261126T07:00:00Z`, the datetime form XAPI uses in JSON-RPC records. */

@@ -55,6 +55,13 @@ describe('XML-RPC codec', () => {
     );
   });
 
+  it('sends the int32 counts of event batches as i4 (the client compares them with numbers)', () => {
+    expect(encodeValue({ valid_ref_counts: { task: 3 }, token: '12' })).toBe(
+      '<value><struct><member><name>valid_ref_counts</name><value><struct><member><name>task</name><value><i4>3</i4></value></member></struct></value></member>' +
+        '<member><name>token</name><value>12</value></member></struct></value>',
+    );
+  });
+
   it('wraps answers in XAPI status structs', () => {
     expect(encodeSuccess('OpaqueRef:1')).toContain(
       '<member><name>Status</name><value>Success</value></member><member><name>Value</name><value>OpaqueRef:1</value></member>',

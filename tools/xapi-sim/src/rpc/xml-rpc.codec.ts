@@ -1,4 +1,10 @@
-import { DATETIME_FIELDS, FLOAT_FIELDS, type XapiStruct, type XapiValue } from './xapi-value';
+import {
+  DATETIME_FIELDS,
+  FLOAT_FIELDS,
+  INT32_MAP_FIELDS,
+  type XapiStruct,
+  type XapiValue,
+} from './xapi-value';
 
 /** The request could not be read as an XML-RPC `methodCall`. */
 export class XmlRpcParseError extends Error {
@@ -151,7 +157,7 @@ function toXmlRpcDateTime(value: string): string {
 }
 
 /** Encodes a value as XAPI does: strings bare, int64 as strings, floats as doubles. */
-export function encodeValue(value: XapiValue, field?: string): string {
+export function encodeValue(value: XapiValue, field?: string, int32 = false): string {
   if (value === null) return '<value><nil/></value>';
   if (typeof value === 'string') {
     if (field !== undefined && DATETIME_FIELDS.has(field) && DATETIME_TEXT.test(value)) {
@@ -164,13 +170,16 @@ export function encodeValue(value: XapiValue, field?: string): string {
     if ((field !== undefined && FLOAT_FIELDS.has(field)) || !Number.isInteger(value)) {
       return `<value><double>${Number.isInteger(value) ? value.toFixed(1) : String(value)}</double></value>`;
     }
-    return `<value>${String(value)}</value>`;
+    return int32 ? `<value><i4>${String(value)}</i4></value>` : `<value>${String(value)}</value>`;
   }
   if (Array.isArray(value)) {
     return `<value><array><data>${value.map((item) => encodeValue(item, field)).join('')}</data></array></value>`;
   }
   const members = Object.entries(value)
-    .map(([key, item]) => `<member><name>${escapeXml(key)}</name>${encodeValue(item, key)}</member>`)
+    .map(
+      ([key, item]) =>
+        `<member><name>${escapeXml(key)}</name>${encodeValue(item, key, field !== undefined && INT32_MAP_FIELDS.has(field))}</member>`,
+    )
     .join('');
   return `<value><struct>${members}</struct></value>`;
 }
