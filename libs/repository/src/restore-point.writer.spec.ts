@@ -6,6 +6,7 @@ import {
   blocksOf,
   changedDisk,
   collect,
+  isZero,
   localRemote,
   patternedDisk,
   rawImage,
@@ -69,6 +70,46 @@ describe('restore point writer', () => {
         rawImage(next),
       ),
     ).toBe(true);
+  });
+
+  it('makes a full restore point from a delta (changed blocks only) over a base', async () => {
+    const disk = patternedDisk('delta', 12);
+    const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    await first.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+    const base = await first.commit();
+    const next = changedDisk(disk, 'delta-next', 2);
+    const zeroed = [...disk.blocks.entries()].find(
+      ([i, data]) => !isZero(data) && next.blocks.get(i) === data,
+    )![0];
+    next.blocks.set(zeroed, Buffer.alloc(BLOCK));
+    const delta = [...next.blocks.entries()]
+      .filter(([i, data]) => data !== disk.blocks.get(i))
+      .map(([index, data]) => ({ index, data }));
+    const baseReader = (await repo.openRestorePoint(base.id)).disk('xvda');
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    const entry = await writer.writeDisk({ key: 'xvda', virtualSize: next.virtualSize }, delta, {
+      base: baseReader,
+    });
+    const manifest = await writer.commit();
+    expect(entry).toMatchObject({ base: base.id, uploadedChunks: expect.any(Number) });
+    expect(entry.uploadedChunks).toBeLessThanOrEqual(2);
+    expect(entry.inheritedBlocks).toBe(
+      baseReader.allocatedBlocks.length -
+        delta.filter((b) => baseReader.index.get(b.index) !== undefined).length,
+    );
+    expect(
+      (await collect((await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream())).equals(
+        rawImage(next),
+      ),
+    ).toBe(true);
+
+    // A base that expired before the writer started is refused.
+    await repo.deleteRestorePoint(base.id);
+    const late = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    await expect(
+      late.writeDisk({ key: 'xvda', virtualSize: next.virtualSize }, delta, { base: baseReader }),
+    ).rejects.toMatchObject({ code: 'RESTORE_POINT_NOT_FOUND' });
+    await late.abort();
   });
 
   it('reports progress and skips chunks already uploaded in the same session across disks', async () => {

@@ -12,6 +12,7 @@ import {
   type RestorePointMeta,
 } from './format/restore-point.manifest';
 import { assertBlockLength } from './chunk.store';
+import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
 import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
 
@@ -20,6 +21,14 @@ export interface DiskBlock {
   index: number;
   /** 2 MiB (the last block of a disk may be shorter). Owned by the writer once yielded: do not reuse it. */
   data: Buffer;
+}
+
+export interface WriteDiskOptions {
+  /**
+   * The same disk in an earlier restore point (opened from this repository): blocks not given
+   * keep its content. For delta exports (CBT / XAPI base-relative VHD).
+   */
+  base?: DiskReader;
 }
 
 export interface WriteProgress {
@@ -131,10 +140,15 @@ export class RestorePointWriter {
     return new RestorePointWriter(repository, meta, options, session, known, id);
   }
 
-  /** Streams one disk's blocks in (any order, each block at most once); absent blocks read as zeros. */
+  /**
+   * Streams one disk's blocks in (any order, each block at most once). Blocks not given read as
+   * zeros, or, with `base`, as in that disk of an earlier restore point: a delta export (only the
+   * blocks changed since the base snapshot) then still makes a full restore point.
+   */
   async writeDisk(
     disk: DiskMeta,
     blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
+    options: WriteDiskOptions = {},
   ): Promise<RestorePointDisk> {
     this.assertState('open');
     if (this.disks.some((existing) => existing.key === disk.key)) {
@@ -159,7 +173,7 @@ export class RestorePointWriter {
     }
     this.state = 'writing';
     try {
-      const entry = await this.ingestDisk(disk, blocks);
+      const entry = await this.ingestDisk(disk, blocks, options.base);
       this.disks.push(entry);
       this.state = 'open';
       return entry;
@@ -225,16 +239,35 @@ export class RestorePointWriter {
   private async ingestDisk(
     disk: DiskMeta,
     blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
+    base: DiskReader | undefined,
   ): Promise<RestorePointDisk> {
     const blockSize = this.repository.blockSize;
     const index = new DiskIndex(disk.virtualSize, blockSize);
+    let inheritedBlocks = 0;
+    if (base !== undefined) {
+      // Checked after this session registered: if the base still exists now, a GC that trashes
+      // its chunks later sees this session and keeps them (docs, "Garbage collection").
+      if (!(await this.repository.store.exists(manifestKey(base.restorePoint.id)))) {
+        throw new RepositoryError(
+          'RESTORE_POINT_NOT_FOUND',
+          `base restore point ${restorePointLabel(base.restorePoint)} of disk "${disk.key}" expired before this ` +
+            'backup started; run a full backup (no base)',
+          { restorePoint: base.restorePoint.id, disk: disk.key },
+        );
+      }
+      for (const block of base.allocatedBlocks) {
+        if (block < index.blockCount && base.index.blockLength(block) === index.blockLength(block)) {
+          index.set(block, base.index.get(block));
+          inheritedBlocks++;
+        }
+      }
+    }
     const seen = new Uint8Array(Math.ceil(index.blockCount / 8));
     const zero = Buffer.alloc(blockSize);
     const concurrency = Math.max(1, this.options.concurrency ?? 4);
     const signal = this.options.signal;
     const inFlight = new Set<Promise<void>>();
     let uploadError: Error | undefined;
-    let logicalBytes = 0;
     const perDisk = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0 };
     if (this.options.expectedBytes === undefined) this.bytesTotal += disk.virtualSize;
 
@@ -283,12 +316,14 @@ export class RestorePointWriter {
         assertBlockLength(data.length, expected, context);
         this.bytesDone += data.length;
         if (data.equals(zero.subarray(0, data.length))) {
+          if (index.get(block.index) !== undefined) inheritedBlocks--;
+          index.set(block.index, undefined);
           this.counters.zeroBlocks++;
           this.reportProgress(disk.key);
           continue;
         }
-        logicalBytes += data.length;
         const id = this.repository.chunks.idOf(data);
+        if (index.get(block.index) !== undefined) inheritedBlocks--;
         index.set(block.index, id);
         const key = idKey(id);
         if (this.sessionChunks.has(key) || this.knownChunks.has(key)) {
@@ -331,7 +366,8 @@ export class RestorePointWriter {
       indexDigest: createHash('sha256').update(plaintext).digest('hex'),
       blockSize,
       allocatedBlocks: index.allocatedCount,
-      logicalBytes,
+      logicalBytes: [...index.allocatedBlocks()].reduce((sum, block) => sum + index.blockLength(block), 0),
+      ...(base !== undefined ? { base: base.restorePoint.id, inheritedBlocks } : {}),
       ...perDisk,
     };
   }

@@ -52,6 +52,10 @@ export interface RestorePointDisk extends DiskMeta {
   uploadedBytes: number;
   uploadedChunks: number;
   reusedChunks: number;
+  /** Restore point whose index this disk started from (delta source), if any. */
+  base?: string;
+  /** Blocks taken unchanged from the base. */
+  inheritedBlocks?: number;
 }
 
 export interface RestorePointManifest extends RestorePointMeta {
