@@ -6,6 +6,10 @@ describe('XAPI record fields', () => {
     expect(parseXapiDate('20261126T074800Z').toISOString()).toBe('2026-11-26T07:48:00.000Z');
     expect(parseXapiDate('20261126T07:48:00').toISOString()).toBe('2026-11-26T07:48:00.000Z');
     expect(parseXapiDate('2026-11-26T07:48:00.000Z').toISOString()).toBe('2026-11-26T07:48:00.000Z');
+    expect(parseXapiDate(new Date('2026-11-26T07:48:00.000Z')).toISOString()).toBe(
+      '2026-11-26T07:48:00.000Z',
+    );
+    expect(Number.isNaN(parseXapiDate(undefined).getTime())).toBe(true);
   });
 
   it('reads userdevice positions, numeric or xvd letters', () => {

@@ -124,7 +124,8 @@ export function powerStateOf(record: XapiRecord): VmInfo['powerState'] {
  * XAPI datetimes: `20261126T07:48:00Z` over XML-RPC, often ISO 8601 over JSON-RPC; both accepted.
  */
 export function parseXapiDate(value: unknown): Date {
-  if (value instanceof Date) return value;
+  // XML-RPC dateTime values arrive as Date objects (possibly of another realm, hence not instanceof)
+  if (Object.prototype.toString.call(value) === '[object Date]') return new Date((value as Date).getTime());
   const text = typeof value === 'string' ? value : '';
   const compact = /^(\d{4})(\d{2})(\d{2})T(\d{2}):?(\d{2}):?(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:?\d{2}|)$/.exec(
     text,

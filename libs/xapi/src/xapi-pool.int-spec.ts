@@ -112,6 +112,34 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       expect(srs.find((sr) => sr.name === 'Local storage')?.size).toBeGreaterThan(0);
     });
 
+    it('works the same over XML-RPC (int64 as strings, dateTime values)', async () => {
+      const xml = await XapiPool.connect({
+        url: sim.url,
+        username: 'root',
+        password: 'secret-pw',
+        transport: 'xml-rpc',
+      });
+      try {
+        const vms = await xml.listVms();
+        expect(vms.map((vm) => vm.name)).toEqual(['sim-vm-0', 'sim-vm-1', 'sim-vm-2']);
+        const vm = vms[2];
+        expect(vm.disks[0]?.virtualSize).toBe(DISK_SIZE);
+        expect(vm.memory).toBe((await pool.getVm(vm.uuid)).memory);
+        const snapshot = await xml.snapshotVm(vm, { name: 'over xml', otherConfig: { 'haven:job': 'xml' } });
+        expect(Math.abs(snapshot.takenAt.getTime() - Date.now())).toBeLessThan(10 * 60_000);
+        expect(
+          (await xml.listSnapshots(vm.uuid, { otherConfig: { 'haven:job': 'xml' } })).map((s) => s.uuid),
+        ).toEqual([snapshot.uuid]);
+        const bitmapless = await collect(await xml.exportRaw(snapshot.disks[0].vdiRef));
+        expect(createHash('sha256').update(bitmapless).digest('hex')).toBe(
+          (await sim.diskHash(snapshot.disks[0].vdiRef)).sha256,
+        );
+        await xml.destroySnapshot(snapshot);
+      } finally {
+        await xml.close();
+      }
+    });
+
     it('refuses a wrong password with XapiAuthError that never shows the password', async () => {
       const error = await XapiPool.connect({
         url: sim.url,

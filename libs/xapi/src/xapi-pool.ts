@@ -31,6 +31,8 @@ export interface XapiPoolOptions {
   allowUnauthorized?: boolean;
   /** Timeout of each plain call and of HTTP inactivity (default 60 s). */
   callTimeoutMs?: number;
+  /** `auto` (default) tries JSON-RPC and falls back to XML-RPC, which old XenServer hosts only speak. */
+  transport?: 'auto' | 'json-rpc' | 'xml-rpc';
   /** Longest wait for an `Async.*` task (snapshot, VM.create, CBT…) before it is cancelled (default 1 h). */
   taskTimeoutMs?: number;
 }
@@ -134,6 +136,7 @@ export class XapiPool {
       callTimeout: callTimeoutMs,
       httpInactivityTimeout: callTimeoutMs,
       syncStackTraces: false,
+      transport: options.transport ?? 'auto',
     });
     const context = { poolUrl: url, operation: 'login', object: `user "${options.username}"` };
     try {

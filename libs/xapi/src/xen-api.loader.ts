@@ -32,6 +32,7 @@ export interface XenApiClientOptions {
   callTimeout: number;
   httpInactivityTimeout: number;
   syncStackTraces: boolean;
+  transport: 'auto' | 'json-rpc' | 'xml-rpc';
 }
 
 /** promise-toolbox's CancelToken, which the client's cancelable methods take as first argument. */
