@@ -280,6 +280,13 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       }
       expect(seen.sort((a, b) => a - b)).toEqual([...changedBlocks].sort((a, b) => a - b));
       await pool.destroySnapshot(base);
+      // Smart mode's "base snapshot gone from the host": a typed NOT_FOUND, not a broken stream.
+      const gone = await pool
+        .exportVhd(next.disks[0].vdiRef, { baseVdiRef: base.disks[0].vdiRef })
+        .then((stream) => collect(stream))
+        .catch((caught: unknown) => caught);
+      expect(gone).toMatchObject({ code: 'NOT_FOUND' });
+      expect((gone as Error).message).toContain(base.disks[0].vdiRef);
       await pool.destroySnapshot(next);
     });
 
@@ -297,6 +304,18 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       const changed: number[] = [];
       for (let chunk = 0; chunk < chunks; chunk++) if (bitSet(bitmap, chunk)) changed.push(chunk);
       expect(changed).toEqual([offset / CBT_CHUNK_SIZE, offset / CBT_CHUNK_SIZE + 1]);
+      // Without CBT on the disk (smart mode's "CBT reset"): a typed error that asks for a full run.
+      const plain = await vmNamed('sim-vm-1');
+      const first = await pool.snapshotVm(plain, { name: 'no cbt 1' });
+      const second = await pool.snapshotVm(plain, { name: 'no cbt 2' });
+      await expect(
+        pool.listChangedBlocks(first.disks[0].vdiRef, second.disks[0].vdiRef),
+      ).rejects.toMatchObject({
+        code: 'CBT_UNAVAILABLE',
+        xapiCode: 'VDI_NO_CBT_METADATA',
+      });
+      await pool.destroySnapshot(first);
+      await pool.destroySnapshot(second);
       await pool.destroySnapshot(base);
       await pool.destroySnapshot(next);
     });

@@ -2,6 +2,7 @@ import {
   XapiAuthError,
   XapiBadPowerStateError,
   XapiCancelledError,
+  XapiCbtUnavailableError,
   XapiError,
   XapiNotFoundError,
   XapiOperationNotAllowedError,
@@ -30,6 +31,7 @@ describe('toXapiError', () => {
     ['OPERATION_BLOCKED', 'OPERATION_NOT_ALLOWED', XapiOperationNotAllowedError],
     ['VDI_IO_ERROR', 'TRANSFER_FAILED', XapiTransferError],
     ['TASK_CANCELLED', 'CANCELLED', XapiCancelledError],
+    ['VDI_NO_CBT_METADATA', 'CBT_UNAVAILABLE', XapiCbtUnavailableError],
     ['SOMETHING_NEW', 'UNKNOWN', XapiError],
   ])('maps XAPI %s to %s', (xapiCode, code, Class) => {
     const error = toXapiError(xapiFailure(xapiCode, ['OpaqueRef:1', 'detail']), context);

@@ -12,6 +12,7 @@ export type XapiErrorCode =
   | 'OPERATION_NOT_ALLOWED'
   | 'TRANSFER_FAILED'
   | 'CANCELLED'
+  | 'CBT_UNAVAILABLE'
   | 'MARKER_HELD'
   | 'UNKNOWN';
 
@@ -57,6 +58,8 @@ export class XapiBadPowerStateError extends XapiError {}
 export class XapiOperationNotAllowedError extends XapiError {}
 export class XapiTransferError extends XapiError {}
 export class XapiCancelledError extends XapiError {}
+/** No change tracking between these VDIs (never enabled, disabled since, or a new lineage): back up in full. */
+export class XapiCbtUnavailableError extends XapiError {}
 
 export class XapiMarkerHeldError extends XapiError {
   readonly holder: string;
@@ -124,6 +127,7 @@ function classify(xapiCode: string): XapiErrorCode {
     return 'OPERATION_NOT_ALLOWED';
   if (xapiCode === 'VDI_IO_ERROR') return 'TRANSFER_FAILED';
   if (xapiCode === 'TASK_CANCELLED') return 'CANCELLED';
+  if (xapiCode === 'VDI_NO_CBT_METADATA' || xapiCode === 'VDI_CBT_ENABLED') return 'CBT_UNAVAILABLE';
   return 'UNKNOWN';
 }
 
@@ -137,6 +141,7 @@ const ADVICE: Record<XapiErrorCode, string> = {
   OPERATION_NOT_ALLOWED: 'the pool refuses this operation now; check blocked operations and current tasks',
   TRANSFER_FAILED: 'the transfer was interrupted; retry the task',
   CANCELLED: 'the operation was cancelled',
+  CBT_UNAVAILABLE: 'changed block tracking cannot compare these disks; take a full backup',
   MARKER_HELD: 'wait for the other run to finish',
   UNKNOWN: 'see the XAPI error code',
 };
@@ -163,6 +168,8 @@ function classFor(
       return XapiTransferError;
     case 'CANCELLED':
       return XapiCancelledError;
+    case 'CBT_UNAVAILABLE':
+      return XapiCbtUnavailableError;
     case 'MARKER_HELD':
     case 'UNKNOWN':
       return XapiError;
