@@ -158,7 +158,11 @@ export function registerStorageMethods(table: MethodTable, pool: SimulatedPool):
       }
       if (pool.runningUserOf(vdi) !== undefined) throw new XapiFailure('VDI_IN_USE', [vdi, 'data_destroy']);
       await disks.get(vdi).discardAll();
-      store.setField('VDI', vdi, 'type', 'cbt_metadata');
+      store.update('VDI', vdi, (fields) => {
+        fields['type'] = 'cbt_metadata';
+        // Only the changed-block log is left to use.
+        fields['allowed_operations'] = ['destroy', 'list_changed_blocks', 'disable_cbt'];
+      });
       return '';
     },
   });

@@ -102,12 +102,29 @@ export function vmRecord(fields: XapiStruct = {}): XapiStruct {
   };
 }
 
+/** What XAPI allows on an idle VHD-backed VDI. */
+export const VDI_ALLOWED_OPERATIONS = [
+  'clone',
+  'copy',
+  'snapshot',
+  'destroy',
+  'resize',
+  'update',
+  'mirror',
+  'enable_cbt',
+  'disable_cbt',
+  'data_destroy',
+  'list_changed_blocks',
+  'set_on_boot',
+  'generate_config',
+];
+
 export function vdiRecord(fields: XapiStruct = {}): XapiStruct {
   return {
     uuid: randomUUID(),
     name_label: '',
     name_description: '',
-    allowed_operations: [],
+    allowed_operations: [...VDI_ALLOWED_OPERATIONS],
     current_operations: {},
     SR: NULL_REF,
     VBDs: [],
