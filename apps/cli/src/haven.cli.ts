@@ -7,7 +7,7 @@ import {
   loadCredentials,
   saveCredentials,
 } from './gateway.client';
-import { formatTable } from './table.format';
+import { formatTable, progressBar } from './table.format';
 
 interface Resource {
   command: string;
@@ -92,6 +92,13 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
       out(`Logged in to ${options.url}; credentials saved to ${saveCredentials(options, env)}`);
     });
 
+  program
+    .command('run')
+    .description('Alias of `haven jobs run`')
+    .argument('<job-id>')
+    .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
+    .action((jobId: string, options: { follow?: boolean }) => runJob(client(), jobId, options, out));
+
   for (const resource of RESOURCES) {
     const group = program
       .command(resource.command)
@@ -124,6 +131,15 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
       .action(async (id: string) =>
         print(await client().call('GET', `/api/v1/${resource.path}/${encodeURIComponent(id)}`), true),
       );
+    if (resource.command === 'jobs')
+      group
+        .command('run <id>')
+        .description('Run a job now')
+        .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
+        .option('--json', 'print events as JSON lines')
+        .action((id: string, options: { follow?: boolean; json?: boolean }) =>
+          runJob(client(), id, options, out),
+        );
     if (!resource.writable) continue;
     group
       .command('add')
@@ -140,6 +156,57 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
     });
   }
   return program;
+}
+
+interface ProgressEvent {
+  taskId?: string;
+  status: string;
+  progress: { step?: string; bytesDone?: number; bytesTotal?: number };
+  message?: string;
+}
+
+/** Starts a run and, with --follow, renders its progress until it ends (exit status follows the run). */
+async function runJob(
+  client: GatewayClient,
+  jobId: string,
+  options: { follow?: boolean; json?: boolean },
+  out: (text: string) => void,
+): Promise<void> {
+  const started = await client.call<{ runId: string; tasks: number }>(
+    'POST',
+    `/api/v1/jobs/${encodeURIComponent(jobId)}/run`,
+  );
+  out(options.json ? JSON.stringify(started) : `Run ${started.runId} started with ${started.tasks} task(s)`);
+  if (!options.follow) return;
+  const run = await client.call<{ tasks: { id: string; subject: string }[] }>(
+    'GET',
+    `/api/v1/runs/${started.runId}`,
+  );
+  const subjects = new Map(run.tasks.map((t) => [t.id, t.subject]));
+  let final: ProgressEvent | undefined;
+  for await (const { event, data } of client.events(`/api/v1/runs/${started.runId}/events`)) {
+    if (options.json) out(JSON.stringify({ event, data }));
+    const update = data as ProgressEvent;
+    if (event === 'run' && ['success', 'partial', 'failure', 'cancelled'].includes(update.status))
+      final = update;
+    if (event !== 'progress') continue;
+    if (update.taskId === undefined) {
+      if (['success', 'partial', 'failure', 'cancelled'].includes(update.status)) final = update;
+      continue;
+    }
+    if (options.json) continue;
+    const subject = subjects.get(update.taskId) ?? update.taskId;
+    const { bytesDone = 0, bytesTotal = 0, step = '' } = update.progress;
+    const bar = bytesTotal > 0 ? progressBar(bytesDone, bytesTotal) : '';
+    out(
+      `${subject.padEnd(24)} ${update.status.padEnd(8)} ${bar} ${step}${update.message ? `  ${update.message}` : ''}`.trimEnd(),
+    );
+  }
+  if (!final) throw new CliError(`The progress stream of run ${started.runId} ended before the run did`);
+  if (!options.json)
+    out(`Run ${started.runId}: ${final.status}${final.message ? ` (${final.message})` : ''}`);
+  if (final.status !== 'success')
+    throw new CliError(`run ${started.runId} ended with status ${final.status}`);
 }
 
 export async function runCli(argv: string[]): Promise<number> {

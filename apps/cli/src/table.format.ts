@@ -3,7 +3,8 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
   if (rows.length === 0) return '(none)';
   const cell = (value: unknown): string => {
     if (value === null || value === undefined) return '-';
-    if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',');
+    if (Array.isArray(value))
+      return value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',');
     if (typeof value === 'object') return JSON.stringify(value);
     return typeof value === 'string' ? value : JSON.stringify(value);
   };

@@ -53,7 +53,7 @@ describeIntegration('six services as separate processes over NATS and Postgres',
       HAVEN_NATS_PREFIX: uniqueName('haven_e2e'),
       HAVEN_MASTER_KEY: randomBytes(32).toString('hex'),
       HAVEN_HOST: '127.0.0.1',
-      HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-full,@haven/job-backup-incremental',
+      HAVEN_PLUGINS: '@haven/remote-local,./examples/plugins/example-job',
       LOG_LEVEL: 'warn',
     };
     // The catalog first: it applies migrations and creates the admin key; the others wait for it.
@@ -85,6 +85,9 @@ describeIntegration('six services as separate processes over NATS and Postgres',
   }, 240_000);
 
   afterAll(async () => {
+    if (process.env['HAVEN_E2E_DUMP'])
+      for (const service of services)
+        process.stdout.write(`--- ${service.role}\n${service.output.join('')}\n`);
     for (const service of services) if (service.child.exitCode === null) service.child.kill('SIGKILL');
     await database.drop();
     await dataDir.cleanup();

@@ -18,7 +18,7 @@ describe('all-in-one on embedded defaults (PGlite, in-process bus)', () => {
       HAVEN_HOST: '127.0.0.1',
       HAVEN_DATA: dataDir.path,
       LOG_LEVEL: 'error',
-      HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-full,@haven/job-backup-incremental',
+      HAVEN_PLUGINS: '@haven/remote-local,./examples/plugins/example-job',
     });
     app = await startAllInOne(config);
     baseUrl = await app.getUrl();

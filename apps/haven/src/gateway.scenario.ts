@@ -2,6 +2,7 @@ import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { buildCli } from '../../cli/src/haven.cli';
+import { GatewayClient } from '../../cli/src/gateway.client';
 
 /**
  * The gateway behaviour every deployment must show (embedded and distributed): run by both
@@ -103,10 +104,10 @@ export function gatewayScenario(
     const job = await acme(api().post('/api/v1/jobs'))
       .send({
         name: 'nightly',
-        type: 'backup.incremental',
-        selection: { poolId: ids['pool'], mode: 'explicit', vms: ['vm-1'] },
+        type: 'example.echo',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: ['vm-1', 'vm-2'] },
         remoteIds: [ids['remote']],
-        settings: { compression: 'zstd' },
+        settings: { message: 'hello' },
       })
       .expect(201);
     ids['job'] = job.body.id;
@@ -150,7 +151,8 @@ export function gatewayScenario(
     const response = await globex(api().post('/api/v1/jobs'))
       .send({
         name: 'steal',
-        type: 'backup.full',
+        type: 'example.echo',
+        settings: { message: 'x' },
         selection: { poolId: ids['pool'], mode: 'explicit', vms: ['x'] },
         remoteIds: [ids['remote']],
       })
@@ -198,16 +200,17 @@ export function gatewayScenario(
     const job = await acme(api().post('/api/v1/jobs'))
       .send({
         name: 'j',
-        type: 'backup.incremental',
+        type: 'example.echo',
         selection: { poolId: ids['pool'], mode: 'explicit', vms: [] },
         remoteIds: [ids['remote']],
-        settings: { compression: 'lz4', concurrency: 0 },
+        settings: { steps: 0, colour: 'red' },
       })
       .expect(400);
     expect(job.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
       'selection.vms',
-      'settings.compression',
-      'settings.concurrency',
+      'settings.colour',
+      'settings.message',
+      'settings.steps',
     ]);
     const remote = await acme(api().post('/api/v1/remotes'))
       .send({ name: 'r', type: 'tape', settings: {} })
@@ -290,4 +293,72 @@ export function gatewayScenario(
       cli().parseAsync(['node', 'haven', 'pools', 'add', '--data', '{"name":"x"}']),
     ).rejects.toThrow(/400 Invalid request.*\n  - password: is required/s);
   });
+
+  it('runs a job: tasks go through the durable queue to a worker, progress streams over SSE, results land in the catalog', async () => {
+    const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
+    const started = await acme(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(202);
+    expect(started.body.tasks).toBe(2);
+    const events: { event: string; data: Record<string, any> }[] = [];
+    for await (const event of new GatewayClient({ url: context().baseUrl, key: keys['acme'] }).events(
+      started.body.events,
+    ))
+      events.push(event);
+    expect(events[0]).toMatchObject({ event: 'run', data: { id: started.body.runId } });
+    const progress = events
+      .filter((e) => e.event === 'progress' && e.data.taskId !== undefined)
+      .map((e) => e.data);
+    expect(progress.some((p) => p.status === 'running' && p.progress.bytesDone > 0)).toBe(true);
+    expect(events.at(-1)).toMatchObject({
+      event: 'progress',
+      data: { runId: started.body.runId, status: 'success' },
+    });
+    const run = await acme(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
+    expect(run.body).toMatchObject({ status: 'success', trigger: 'manual', error: null });
+    expect(run.body.tasks.map((t: any) => [t.subject, t.status, t.result.echoed, t.attempts]).sort()).toEqual(
+      [
+        ['vm-1', 'success', 'hello', 1],
+        ['vm-2', 'success', 'hello', 1],
+      ],
+    );
+    expect(run.body.tasks.every((t: any) => typeof t.worker === 'string' && t.finishedAt !== null)).toBe(
+      true,
+    );
+    const listed = await acme(api().get(`/api/v1/runs?jobId=${ids['job']}&status=success`)).expect(200);
+    expect(listed.body.items.map((r: any) => r.id)).toContain(started.body.runId);
+    // Another tenant can neither start nor watch it.
+    await api()
+      .post(`/api/v1/jobs/${ids['job']}/run`)
+      .set('authorization', `Bearer ${keys['globex']}`)
+      .expect(404);
+    await api()
+      .get(`/api/v1/runs/${started.body.runId}/events`)
+      .set('authorization', `Bearer ${keys['globex']}`)
+      .expect(404);
+  });
+
+  it('retries a failing task, then records the failure: the run is partial and says why', async () => {
+    const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
+    await acme(api().patch(`/api/v1/jobs/${ids['job']}`))
+      .send({ settings: { message: 'hello', failVm: 'vm-2' } })
+      .expect(200);
+    const lines: string[] = [];
+    const cli = buildCli((text) => lines.push(text), {
+      HAVEN_URL: context().baseUrl,
+      HAVEN_KEY: keys['acme'],
+    }).exitOverride();
+    await expect(cli.parseAsync(['node', 'haven', 'jobs', 'run', ids['job'], '--follow'])).rejects.toThrow(
+      /ended with status partial/,
+    );
+    expect(lines[0]).toMatch(/^Run \S+ started with 2 task\(s\)$/);
+    expect(lines.some((l) => /^vm-1\s+running\s+\[#+\.*\]\s+\d+% step \d\/4$/.test(l))).toBe(true);
+    expect(
+      lines.some((l) => l.includes('attempt 1 of 3 failed: echo refused VM vm-2 (failVm); retrying')),
+    ).toBe(true);
+    expect(lines.at(-1)).toMatch(/^Run \S+: partial \(1 of 2 tasks failed\)$/);
+    const runId = /^Run (\S+) started/.exec(lines[0])![1];
+    const run = await acme(api().get(`/api/v1/runs/${runId}`)).expect(200);
+    const failed = run.body.tasks.find((t: any) => t.subject === 'vm-2');
+    expect(failed).toMatchObject({ status: 'failure', attempts: 3, error: 'echo refused VM vm-2 (failVm)' });
+    expect(run.body.status).toBe('partial');
+  }, 60_000);
 }

@@ -19,6 +19,8 @@ export interface HavenConfig {
   /** Plugin modules (package names or paths) to load at boot. */
   plugins: string[];
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Job tasks one transfer process runs at the same time. */
+  workerConcurrency: number;
   /** Name of this process in logs, bus connections and worker ids. */
   instanceName: string;
 }
@@ -37,8 +39,6 @@ export const DEFAULT_PLUGINS = [
   '@haven/remote-smb',
   '@haven/remote-s3',
   '@haven/remote-azure',
-  '@haven/job-backup-full',
-  '@haven/job-backup-incremental',
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -92,6 +92,17 @@ export function loadConfig(
       message: `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`,
     });
 
+  let workerConcurrency = 2;
+  const concurrencyText = text('HAVEN_WORKER_CONCURRENCY');
+  if (concurrencyText !== undefined) {
+    workerConcurrency = Number(concurrencyText);
+    if (!Number.isInteger(workerConcurrency) || workerConcurrency < 1 || workerConcurrency > 64)
+      problems.push({
+        variable: 'HAVEN_WORKER_CONCURRENCY',
+        message: `must be an integer from 1 to 64 (got "${concurrencyText}")`,
+      });
+  }
+
   const natsPrefix = text('HAVEN_NATS_PREFIX') ?? 'haven';
   if (!/^[A-Za-z0-9_-]+$/.test(natsPrefix))
     problems.push({ variable: 'HAVEN_NATS_PREFIX', message: 'may hold only letters, digits, _ and -' });
@@ -114,6 +125,7 @@ export function loadConfig(
             .map((s) => s.trim())
             .filter(Boolean),
     logLevel,
+    workerConcurrency,
     instanceName: text('HAVEN_INSTANCE') ?? `${defaults.role ?? 'haven'}-${randomBytes(3).toString('hex')}`,
   };
 }

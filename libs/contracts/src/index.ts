@@ -1,2 +1,3 @@
 export * from './subject';
 export * from './runs.contract';
+export * from './jobs.contract';

@@ -10,6 +10,11 @@ export interface RunProgressEvent {
   /** Bytes done / total, speed, ETA, current step: whatever the job type reports. */
   progress: Record<string, unknown>;
   message?: string;
+  /** A task's result, with its final success. */
+  result?: Record<string, unknown>;
+  /** A task's delivery attempt and the worker running it. */
+  attempt?: number;
+  worker?: string;
   at: string;
 }
 

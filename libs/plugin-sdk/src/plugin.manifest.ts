@@ -39,10 +39,75 @@ export interface RemotePlugin extends PluginManifestBase {
   create(config: Record<string, unknown>, context: RemotePluginContext): RemoteStore | Promise<RemoteStore>;
 }
 
+/** A job as the catalog holds it, handed to planners and executors. */
+export interface JobDefinition {
+  id: string;
+  tenantId: string;
+  name: string;
+  type: string;
+  selection: Record<string, unknown>;
+  remoteIds: string[];
+  settings: Record<string, unknown>;
+}
+
+/** One unit of durable work a run is split into (for a backup job: one VM). */
+export interface PlannedTask {
+  type: string;
+  /** What it works on, for people: a VM name or UUID, a remote, … */
+  subject: string;
+  /** Everything the executor needs besides the job; small (it travels on the bus). */
+  input: Record<string, unknown>;
+}
+
+export interface JobPlanContext {
+  job: JobDefinition;
+  runId: string;
+  trigger: 'manual' | 'schedule';
+  scheduleId?: string;
+  signal: AbortSignal;
+}
+
+/** A task being executed by a worker; executing it again after a crash must be safe (idempotent). */
+export interface TaskExecution {
+  taskId: string;
+  runId: string;
+  tenantId: string;
+  type: string;
+  subject: string;
+  input: Record<string, unknown>;
+  /** 1-based delivery attempt. */
+  attempt: number;
+  job: JobDefinition;
+}
+
+/** What a task reports while it runs: bytes done and total, current step, … */
+export type TaskProgress = { step?: string; bytesDone?: number; bytesTotal?: number } & Record<
+  string,
+  unknown
+>;
+
+export interface TaskExecutionContext {
+  /** Aborted on cancellation or worker shutdown: stop, leave nothing half-visible. */
+  signal: AbortSignal;
+  /** Publishes progress (rate-limited by the worker) and keeps the work item from being redelivered. */
+  reportProgress(progress: TaskProgress): void;
+  log(level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Runs one task; resolves with its result (stored with the task) or throws a typed error. */
+export type TaskExecutor = (
+  task: TaskExecution,
+  context: TaskExecutionContext,
+) => Promise<Record<string, unknown>>;
+
 export interface JobPlugin extends PluginManifestBase {
   kind: 'job';
   /** Task types this job type's executors handle (`backup.incremental.vm`, …). */
   taskTypes: readonly string[];
+  /** Splits a run of a job into tasks (scheduler side). */
+  plan(context: JobPlanContext): Promise<PlannedTask[]>;
+  /** One executor per task type (worker side). */
+  executors: Readonly<Record<string, TaskExecutor>>;
 }
 
 export type HavenPlugin = RemotePlugin | JobPlugin;

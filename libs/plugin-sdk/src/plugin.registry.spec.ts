@@ -26,22 +26,28 @@ describe('PluginRegistry', () => {
       }),
     ]);
     expect(validateAgainstSchema(plugin.configSchema, { message: 'hi' })).toEqual([]);
-    expect(validateAgainstSchema(plugin.configSchema, { repeat: 99, colour: 'red' }, 'settings')).toEqual(
+    expect(validateAgainstSchema(plugin.configSchema, { steps: 999, colour: 'red' }, 'settings')).toEqual(
       expect.arrayContaining([
         { field: 'settings.message', message: 'is required' },
-        { field: 'settings.repeat', message: 'must be <= 10' },
+        { field: 'settings.steps', message: 'must be <= 100' },
         { field: 'settings.colour', message: 'is not a known setting' },
       ]),
     );
   });
 
   it('loads the built-in plugins through the same path', () => {
-    const registry = PluginRegistry.load(
-      ['@haven/job-backup-full', '@haven/job-backup-incremental'],
-      repoRoot,
+    const registry = PluginRegistry.load(['@haven/remote-local', '@haven/remote-s3'], repoRoot);
+    expect(registry.hasRemote('local')).toBe(true);
+    expect(registry.hasRemote('s3')).toBe(true);
+  });
+
+  it('refuses a job plugin without an executor for each of its task types', () => {
+    const file = pluginFile(
+      `module.exports = { plugin: { manifestVersion: 1, kind: 'job', type: 'half.done', version: '0.1.0', description: 'x', configSchema: { type: 'object', properties: {} }, taskTypes: ['half.done.vm'], plan: async () => [], executors: {} } };`,
     );
-    expect(registry.hasJob('backup.full')).toBe(true);
-    expect(registry.hasJob('backup.incremental')).toBe(true);
+    expect(() => PluginRegistry.load([file])).toThrow(
+      /needs an executor for each task type \(missing: half.done.vm\)/,
+    );
   });
 
   it('stops the boot naming a plugin that cannot be found', () => {

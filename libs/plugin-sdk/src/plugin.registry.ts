@@ -43,8 +43,18 @@ function manifestProblems(candidate: unknown): string[] {
     problems.push('configSchema must be a JSON Schema of type "object"');
   if (m['kind'] === 'remote' && typeof m['create'] !== 'function')
     problems.push('a remote plugin must export create()');
-  if (m['kind'] === 'job' && !Array.isArray(m['taskTypes']))
-    problems.push('a job plugin must list its taskTypes');
+  if (m['kind'] === 'job') {
+    if (!Array.isArray(m['taskTypes'])) problems.push('a job plugin must list its taskTypes');
+    if (typeof m['plan'] !== 'function') problems.push('a job plugin must export plan()');
+    const executors = m['executors'] as Record<string, unknown> | null | undefined;
+    const missing = Array.isArray(m['taskTypes'])
+      ? (m['taskTypes'] as unknown[]).filter(
+          (t) => typeof t !== 'string' || typeof executors?.[t] !== 'function',
+        )
+      : [];
+    if (missing.length > 0)
+      problems.push(`a job plugin needs an executor for each task type (missing: ${missing.join(', ')})`);
+  }
   if (m['secretFields'] !== undefined && !Array.isArray(m['secretFields']))
     problems.push('secretFields must be an array');
   return problems;

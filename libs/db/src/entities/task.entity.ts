@@ -12,6 +12,8 @@ export class TaskEntity {
   @Column('text') type!: string;
   /** What the task works on, for people: a VM name, a remote, … */
   @Column('text') subject!: string;
+  /** What the job type's planner gave the executor. */
+  @Column('jsonb') input!: Record<string, unknown>;
   @Column('text') status!: TaskStatus;
   @Column('jsonb') progress!: Record<string, unknown>;
   @Column('integer', { default: 0 }) attempts!: number;

@@ -127,6 +127,7 @@ export class InitialCatalog1764140000000 implements MigrationInterface {
         run_id uuid NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
         type text NOT NULL,
         subject text NOT NULL,
+        input jsonb NOT NULL DEFAULT '{}',
         status text NOT NULL CHECK (status IN ('pending', 'running', 'success', 'failure', 'cancelled')),
         progress jsonb NOT NULL DEFAULT '{}',
         attempts integer NOT NULL DEFAULT 0,

@@ -1,16 +1,17 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
 import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
-import { RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 
-const TERMINAL = new Set(['success', 'partial', 'failure', 'cancelled']);
+const TERMINAL_SQL = `('success', 'partial', 'failure', 'cancelled')`;
 
 /**
- * Stores the progress workers publish. Catalog replicas share one queue group, so each event is
- * written once; a terminal state is never overwritten by a late, out-of-order progress event.
+ * Stores what workers publish. Catalog replicas share one queue group, so each event is written
+ * once; a finished task or run is never reopened by a late event. When a run's last task ends, the
+ * run ends too (success, partial or failure), decided in one statement so two replicas cannot both
+ * decide it, and the decision is published for live followers (SSE, CLI).
  */
 @Injectable()
 export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDestroy {
@@ -22,8 +23,9 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
-  onApplicationBootstrap(): void {
+  async onApplicationBootstrap(): Promise<void> {
     this.subscription = this.bus.subscribe(RUN_PROGRESS, (event) => this.record(event), { queue: 'catalog' });
+    await this.subscription.ready();
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -32,24 +34,19 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
 
   async record(event: RunProgressEvent): Promise<void> {
     try {
-      const at = new Date(event.at);
-      const terminal = TERMINAL.has(event.status);
-      const target = event.taskId === undefined ? RunEntity : TaskEntity;
-      await this.dataSource
-        .createQueryBuilder()
-        .update(target)
-        .set({
-          status: event.status,
-          progress: event.progress,
-          ...(terminal ? { finishedAt: at } : {}),
-          ...(event.status === 'failure' && event.message !== undefined ? { error: event.message } : {}),
-        })
-        .where('id = :id AND tenant_id = :tenantId', {
-          id: event.taskId ?? event.runId,
-          tenantId: event.tenantId,
-        })
-        .andWhere(`status NOT IN ('success', 'partial', 'failure', 'cancelled')`)
-        .execute();
+      if (event.taskId === undefined) return; // run-level events are decided here or by the launcher
+      const taskId = event.taskId;
+      const finished = await this.dataSource.transaction(async (tx) => {
+        // Events of one run are recorded one at a time: otherwise two tasks ending together would
+        // each see the other still open, and nobody would end the run.
+        await tx.query('SELECT 1 FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [
+          event.runId,
+          event.tenantId,
+        ]);
+        await this.recordTask(tx, { ...event, taskId });
+        return this.finishRunIfDone(tx, event.tenantId, event.runId);
+      });
+      if (finished) await this.bus.publish(RUN_PROGRESS, finished);
     } catch (error) {
       this.logger.error(
         {
@@ -61,5 +58,73 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
         'RunProgressRecorder',
       );
     }
+  }
+
+  private async recordTask(tx: EntityManager, event: RunProgressEvent & { taskId: string }): Promise<void> {
+    const terminal = ['success', 'failure', 'cancelled'].includes(event.status);
+    await tx.query(
+      `UPDATE tasks SET
+         status = $3,
+         progress = CASE WHEN $4::jsonb = '{}'::jsonb THEN progress ELSE $4::jsonb END,
+         attempts = GREATEST(attempts, COALESCE($5::int, attempts)),
+         worker = COALESCE($6, worker),
+         started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, $7::timestamptz) ELSE started_at END,
+         finished_at = CASE WHEN $8 THEN $7::timestamptz ELSE finished_at END,
+         error = CASE WHEN $3 = 'success' THEN NULL ELSE COALESCE($9, error) END,
+         result = COALESCE($10::jsonb, result)
+       WHERE id = $1 AND tenant_id = $2 AND status NOT IN ${TERMINAL_SQL}`,
+      [
+        event.taskId,
+        event.tenantId,
+        event.status,
+        JSON.stringify(event.progress),
+        event.attempt ?? null,
+        event.worker ?? null,
+        event.at,
+        terminal,
+        event.message ?? null,
+        event.result === undefined ? null : JSON.stringify(event.result),
+      ],
+    );
+  }
+
+  /** Ends the run when none of its tasks is still open; returns the event to publish, if it ended now. */
+  private async finishRunIfDone(
+    tx: EntityManager,
+    tenantId: string,
+    runId: string,
+  ): Promise<RunProgressEvent | undefined> {
+    const rows: {
+      status: RunProgressEvent['status'];
+      progress: Record<string, unknown>;
+      error: string | null;
+    }[] = await tx.query(
+      // Wrapped in a SELECT so the driver returns the rows (an UPDATE answers [rows, count]).
+      `WITH counts AS (
+         SELECT count(*) FILTER (WHERE status = 'success') AS ok,
+                count(*) FILTER (WHERE status IN ('failure', 'cancelled')) AS failed,
+                count(*) FILTER (WHERE status NOT IN ${TERMINAL_SQL}) AS open
+         FROM tasks WHERE run_id = $1 AND tenant_id = $2)
+       , finished AS (UPDATE runs SET
+         status = CASE WHEN counts.failed = 0 THEN 'success' WHEN counts.ok = 0 THEN 'failure' ELSE 'partial' END,
+         finished_at = now(),
+         progress = runs.progress || jsonb_build_object('succeeded', counts.ok, 'failed', counts.failed),
+         error = CASE WHEN counts.failed = 0 THEN NULL ELSE counts.failed || ' of ' || (counts.ok + counts.failed) || ' tasks failed' END
+       FROM counts
+       WHERE runs.id = $1 AND runs.tenant_id = $2 AND counts.open = 0 AND runs.status NOT IN ${TERMINAL_SQL}
+       RETURNING runs.status, runs.progress, runs.error)
+       SELECT status, progress, error FROM finished`,
+      [runId, tenantId],
+    );
+    const run = rows.at(0);
+    if (!run) return undefined;
+    return {
+      tenantId,
+      runId,
+      status: run.status,
+      progress: run.progress,
+      message: run.error ?? undefined,
+      at: new Date().toISOString(),
+    };
   }
 }

@@ -6,3 +6,4 @@ export * from './master-key.source';
 export * from './remote.opener';
 export * from './public-route.decorator';
 export * from './boot-failure';
+export * from './job.definition';

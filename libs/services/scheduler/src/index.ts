@@ -1,1 +1,2 @@
 export * from './scheduler.module';
+export * from './run.launcher';

@@ -1,9 +1,6 @@
 import { Module } from '@nestjs/common';
+import { RunLauncher } from './run.launcher';
 
-/**
- * The scheduler role: cron schedules, sequences, expanding runs into tasks, retention decisions.
- * Its processes join the bus and report health and metrics; the work itself is added by the job
- * types' executors.
- */
-@Module({})
+/** The scheduler role: starts runs (manual or on schedule), splitting them into queued tasks. */
+@Module({ providers: [RunLauncher] })
 export class SchedulerModule {}

@@ -1,1 +1,2 @@
 export * from './transfer.module';
+export * from './task.worker';

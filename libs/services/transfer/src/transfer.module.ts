@@ -1,9 +1,10 @@
 import { Module } from '@nestjs/common';
+import { TaskWorker } from './task.worker';
 
 /**
- * The transfer role: workers that move backup and restore data between XAPI and remotes.
- * Its processes join the bus and report health and metrics; the work itself is added by the job
- * types' executors.
+ * The transfer role: workers that take job tasks from the durable queue and run them (moving
+ * backup and restore data between XAPI and remotes, through the job types' executors). Start as
+ * many as you like, anywhere: the queue spreads the work.
  */
-@Module({})
+@Module({ providers: [TaskWorker] })
 export class TransferModule {}

@@ -1,9 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  HttpStatus,
+  Inject,
+  Param,
+  Patch,
+  Post,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource, In } from 'typeorm';
 import { JobEntity, PoolEntity, RemoteEntity } from '@haven/db';
-import { conflict, HAVEN_PLUGINS, notFound } from '@haven/service-core';
+import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
+import { START_RUN } from '@haven/contracts';
+import { conflict, HAVEN_BUS, HAVEN_PLUGINS, notFound, ProblemException } from '@haven/service-core';
 import {
   type FieldError,
   type JsonSchemaObject,
@@ -111,6 +124,7 @@ export class JobsController {
   constructor(
     private readonly dataSource: DataSource,
     @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
     private readonly audit: AuditTrail,
   ) {}
 
@@ -197,6 +211,31 @@ export class JobsController {
     return present(await repository.findOneByOrFail({ id: job.id }));
   }
 
+  /** Starts a run now; follow it with GET /runs/:id or the SSE stream /runs/:id/events. */
+  @Post(':id/run')
+  @HttpCode(202)
+  async run(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const job = await this.find(principal, id);
+    try {
+      const reply = await this.bus.request(
+        START_RUN,
+        { tenantId: principal.tenantId, jobId: job.id, trigger: 'manual' },
+        { timeoutMs: 90_000 },
+      );
+      await this.audit.record(
+        principal.tenantId,
+        'job.run',
+        'job',
+        job.id,
+        { runId: reply.runId },
+        principal.keyId,
+      );
+      return { runId: reply.runId, tasks: reply.tasks, events: `/api/v1/runs/${reply.runId}/events` };
+    } catch (error) {
+      throw runStartProblem(error, job.name);
+    }
+  }
+
   @Delete(':id')
   @HttpCode(204)
   async remove(@CurrentPrincipal() principal: Principal, @Param('id') id: string): Promise<void> {
@@ -258,4 +297,30 @@ export class JobsController {
     if (!job) throw notFound('Job', id);
     return job;
   }
+}
+
+/** Why a run did not start, as the HTTP status an operator can act on. */
+function runStartProblem(error: unknown, jobName: string): unknown {
+  if (error instanceof BusNoRespondersError)
+    return new ProblemException(
+      HttpStatus.SERVICE_UNAVAILABLE,
+      'No scheduler',
+      `No scheduler service is running to start job "${jobName}"`,
+    );
+  if (error instanceof BusTimeoutError)
+    return new ProblemException(
+      HttpStatus.GATEWAY_TIMEOUT,
+      'Scheduler timeout',
+      `The scheduler did not answer in time for job "${jobName}"`,
+    );
+  if (error instanceof BusRemoteError) {
+    const status =
+      error.remoteCode === 'JOB_NOT_FOUND'
+        ? HttpStatus.NOT_FOUND
+        : error.remoteCode === 'PLAN_FAILED'
+          ? HttpStatus.BAD_GATEWAY
+          : HttpStatus.CONFLICT;
+    return new ProblemException(status, 'Run not started', error.remoteMessage);
+  }
+  return error;
 }

@@ -1,4 +1,4 @@
-import { Controller, Get, Inject, Param, Query, Req, Res } from '@nestjs/common';
+import { Controller, Get, Inject, type OnModuleDestroy, Param, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Brackets, DataSource, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
@@ -87,11 +87,18 @@ function presentTask(t: TaskEntity) {
 @ApiTags('runs')
 @ApiBearerAuth()
 @Controller('api/v1/runs')
-export class RunsController {
+export class RunsController implements OnModuleDestroy {
+  /** Open event streams, ended when the process stops so the HTTP server can close. */
+  private readonly streams = new Set<() => void>();
+
   constructor(
     private readonly dataSource: DataSource,
     @Inject(HAVEN_BUS) private readonly bus: Bus,
   ) {}
+
+  onModuleDestroy(): void {
+    for (const finish of this.streams) finish();
+  }
 
   @Get()
   @ApiQuery({ name: 'limit', required: false })
@@ -131,7 +138,11 @@ export class RunsController {
     return { ...presentRun(run), tasks: tasks.map(presentTask) };
   }
 
-  /** Server-Sent Events: the run's state now, then every progress event until it ends. */
+  /**
+   * Server-Sent Events: the run's state now, then every progress event until it ends. The bus
+   * subscription starts before the state is read, so an end between the two is never missed; a
+   * slow poll of the catalog covers events lost in transit.
+   */
   @Get(':id/events')
   async events(
     @CurrentPrincipal() principal: Principal,
@@ -139,35 +150,50 @@ export class RunsController {
     @Req() request: Request,
     @Res() response: Response,
   ): Promise<void> {
-    const run = await this.find(principal, id);
+    let run = await this.find(principal, id);
+    let closed = false;
+    const send = (event: string, data: unknown) => {
+      if (!closed) response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    const subscription = this.bus.subscribe(RUN_PROGRESS, (event: RunProgressEvent) => {
+      if (event.runId !== run.id || event.tenantId !== principal.tenantId) return;
+      send('progress', event);
+      if (event.taskId === undefined && TERMINAL.has(event.status)) finish();
+    });
+    const heartbeat = setInterval(() => {
+      if (!closed) response.write(': keep-alive\n\n');
+    }, 15_000);
+    const poll = setInterval(() => {
+      void this.find(principal, id)
+        .then((latest) => {
+          if (TERMINAL.has(latest.status)) {
+            send('run', presentRun(latest));
+            finish();
+          }
+        })
+        .catch(() => undefined);
+    }, 5_000);
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      this.streams.delete(finish);
+      clearInterval(heartbeat);
+      clearInterval(poll);
+      void subscription.unsubscribe();
+      response.end();
+    };
+    this.streams.add(finish);
+    request.on('close', finish);
+    await subscription.ready();
     response.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    const send = (event: string, data: unknown) =>
-      response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    run = await this.find(principal, id);
     send('run', presentRun(run));
-    if (TERMINAL.has(run.status)) {
-      response.end();
-      return;
-    }
-    const heartbeat = setInterval(() => response.write(': keep-alive\n\n'), 15_000);
-    let closed = false;
-    const subscription = this.bus.subscribe(RUN_PROGRESS, (event: RunProgressEvent) => {
-      if (closed || event.runId !== run.id || event.tenantId !== principal.tenantId) return;
-      send('progress', event);
-      if (event.taskId === undefined && TERMINAL.has(event.status)) finish();
-    });
-    const finish = () => {
-      if (closed) return;
-      closed = true;
-      clearInterval(heartbeat);
-      void subscription.unsubscribe();
-      response.end();
-    };
-    request.on('close', finish);
+    if (TERMINAL.has(run.status)) finish();
   }
 
   private async find(principal: Principal, id: string): Promise<RunEntity> {

@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Bus, BusSubscription } from '@haven/bus';
+import {
+  JOB_TASKS,
+  RUN_PROGRESS,
+  START_RUN,
+  type StartRunReply,
+  type StartRunRequest,
+} from '@haven/contracts';
+import { RunEntity, TaskEntity } from '@haven/db';
+import type { JsonLogger } from '@haven/observability';
+import type { PluginRegistry } from '@haven/plugin-sdk';
+import { HAVEN_BUS, HAVEN_LOGGER, HAVEN_PLUGINS, loadJobDefinition } from '@haven/service-core';
+
+/** A run that cannot start: the requester gets this code and message. */
+export class RunStartError extends Error {
+  constructor(
+    readonly code: 'JOB_NOT_FOUND' | 'JOB_DISABLED' | 'JOB_TYPE_MISSING' | 'NOTHING_SELECTED' | 'PLAN_FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RunStartError';
+  }
+}
+
+/**
+ * Turns "run this job" into a run with its tasks: the job type's planner splits it, the rows are
+ * written in one transaction, then each task is queued under its own id (so a retried start never
+ * queues a task twice).
+ */
+@Injectable()
+export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
+  private subscription?: BusSubscription;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
+    @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.subscription = this.bus.respond(START_RUN, (request) => this.start(request));
+    // Announce readiness only once the responder is registered with the server.
+    await this.subscription.ready();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.subscription?.unsubscribe();
+  }
+
+  async start(request: StartRunRequest): Promise<StartRunReply> {
+    const job = await loadJobDefinition(this.dataSource, request.tenantId, request.jobId);
+    if (!job) throw new RunStartError('JOB_NOT_FOUND', `Job ${request.jobId} does not exist`);
+    if (request.trigger === 'schedule' && !(await this.isEnabled(job.id)))
+      throw new RunStartError('JOB_DISABLED', `Job "${job.name}" is disabled`);
+    if (!this.plugins.hasJob(job.type))
+      throw new RunStartError(
+        'JOB_TYPE_MISSING',
+        `Job "${job.name}" has type "${job.type}", which no installed plugin provides`,
+      );
+    const runId = randomUUID();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 60_000);
+    let planned;
+    try {
+      planned = await this.plugins.job(job.type).plan({
+        job,
+        runId,
+        trigger: request.trigger,
+        scheduleId: request.scheduleId,
+        signal: controller.signal,
+      });
+    } catch (error) {
+      throw new RunStartError(
+        'PLAN_FAILED',
+        `Planning job "${job.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    if (planned.length === 0)
+      throw new RunStartError('NOTHING_SELECTED', `Job "${job.name}" selects no VM right now`);
+
+    const now = new Date();
+    const tasks = planned.map((task) => ({
+      id: randomUUID(),
+      tenantId: job.tenantId,
+      runId,
+      type: task.type,
+      subject: task.subject,
+      status: 'pending' as const,
+      input: task.input,
+      progress: {},
+      attempts: 0,
+      worker: null,
+      result: null,
+      error: null,
+      startedAt: null,
+      finishedAt: null,
+    }));
+    await this.dataSource.transaction(async (tx) => {
+      await tx.getRepository(RunEntity).insert({
+        id: runId,
+        tenantId: job.tenantId,
+        jobId: job.id,
+        scheduleId: request.scheduleId ?? null,
+        trigger: request.trigger,
+        status: 'running',
+        progress: { tasks: tasks.length, ...(request.note === undefined ? {} : { note: request.note }) },
+        error: null,
+        startedAt: now,
+        finishedAt: null,
+      });
+      const taskRows = tx.getRepository(TaskEntity);
+      await taskRows.save(taskRows.create(tasks), { reload: false });
+    });
+    for (const task of tasks)
+      await this.bus.enqueue(JOB_TASKS, { tenantId: job.tenantId, runId, taskId: task.id }, { id: task.id });
+    await this.bus.publish(RUN_PROGRESS, {
+      tenantId: job.tenantId,
+      runId,
+      status: 'running',
+      progress: { tasks: tasks.length },
+      at: now.toISOString(),
+    });
+    this.logger.log(
+      { msg: 'run started', runId, jobId: job.id, trigger: request.trigger, tasks: tasks.length },
+      'RunLauncher',
+    );
+    return { runId, tasks: tasks.length };
+  }
+
+  private async isEnabled(jobId: string): Promise<boolean> {
+    const rows: { enabled: boolean }[] = await this.dataSource.query(
+      'SELECT enabled FROM jobs WHERE id = $1',
+      [jobId],
+    );
+    return rows.at(0)?.enabled === true;
+  }
+}

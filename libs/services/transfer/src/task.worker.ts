@@ -1,0 +1,171 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Bus, BusSubscription, WorkItem } from '@haven/bus';
+import { JOB_TASKS, RUN_PROGRESS, type RunProgressEvent, type TaskWorkItem } from '@haven/contracts';
+import { RunEntity, TaskEntity } from '@haven/db';
+import { type HavenConfig } from '@haven/config';
+import { type HavenMetrics, type JsonLogger, runWithLogContext } from '@haven/observability';
+import type { PluginRegistry, TaskProgress } from '@haven/plugin-sdk';
+import {
+  HAVEN_BUS,
+  HAVEN_CONFIG,
+  HAVEN_LOGGER,
+  HAVEN_METRICS,
+  HAVEN_PLUGINS,
+  loadJobDefinition,
+} from '@haven/service-core';
+
+const TERMINAL = new Set(['success', 'failure', 'cancelled']);
+/** Progress events per task at most this often; the last one always goes out. */
+const PROGRESS_INTERVAL_MS = 500;
+
+/**
+ * Takes job tasks from the durable queue and runs them through their job type's executor. A task
+ * already finished (a redelivery after a crash) is acknowledged without running again; a failure is
+ * retried by the queue until the last attempt, which is recorded as the task's failure.
+ */
+@Injectable()
+export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
+  private subscription?: BusSubscription;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
+    @Inject(HAVEN_CONFIG) private readonly config: HavenConfig,
+    @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+    @Inject(HAVEN_METRICS) private readonly metrics: HavenMetrics,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.subscription = await this.bus.consume(JOB_TASKS, (item) => this.handle(item), {
+      concurrency: this.config.workerConcurrency,
+    });
+  }
+
+  /** Stops taking work; tasks in flight see their signal aborted and go back to the queue. */
+  async onModuleDestroy(): Promise<void> {
+    await this.subscription?.unsubscribe();
+  }
+
+  private async handle(item: WorkItem<TaskWorkItem>): Promise<void> {
+    const { tenantId, runId, taskId } = item.payload;
+    await runWithLogContext({ runId, taskId, tenantId }, async () => {
+      const task = await this.dataSource.getRepository(TaskEntity).findOneBy({ id: taskId, tenantId, runId });
+      if (!task) {
+        this.logger.warn(
+          { msg: 'queued task no longer exists (its run was deleted); dropping it', taskId },
+          'TaskWorker',
+        );
+        return;
+      }
+      // A redelivery of work that did finish (the worker died before its ack): nothing to redo.
+      if (TERMINAL.has(task.status)) return;
+      const base = { tenantId, runId, taskId, attempt: item.attempt };
+      const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
+      const job = run ? await loadJobDefinition(this.dataSource, tenantId, run.jobId) : null;
+      if (!job) {
+        await this.publish({
+          ...base,
+          status: 'failure',
+          progress: {},
+          message: 'The job of this run was deleted',
+        });
+        return;
+      }
+      await this.publish({ ...base, status: 'running', progress: { step: 'starting' } });
+      const reporter = this.progressReporter(base, item);
+      this.metrics.tasksInFlight.inc({ queue: JOB_TASKS.name });
+      try {
+        const executor = this.plugins.hasJob(job.type)
+          ? this.plugins.job(job.type).executors[task.type]
+          : undefined;
+        if (!executor)
+          throw new Error(
+            `Worker ${this.config.instanceName} has no executor for task type "${task.type}" (job type "${job.type}"): install that plugin on every transfer worker`,
+          );
+        const result = await executor(
+          {
+            taskId,
+            runId,
+            tenantId,
+            type: task.type,
+            subject: task.subject,
+            input: task.input,
+            attempt: item.attempt,
+            job,
+          },
+          {
+            signal: item.signal,
+            reportProgress: reporter.report,
+            log: (level, message, fields) => {
+              const entry = { msg: message, ...fields };
+              if (level === 'info') this.logger.log(entry, 'TaskExecutor');
+              else this.logger[level](entry, 'TaskExecutor');
+            },
+          },
+        );
+        await this.publish({ ...base, status: 'success', progress: reporter.stop() ?? {}, result });
+        this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'success' });
+      } catch (error) {
+        reporter.stop();
+        // Shutting down: the bus hands the item back to the queue for another worker.
+        if (item.signal.aborted) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        if (item.attempt < item.maxDeliver) {
+          await this.publish({
+            ...base,
+            status: 'pending',
+            progress: {},
+            message: `attempt ${item.attempt} of ${item.maxDeliver} failed: ${message}; retrying`,
+          });
+          throw error;
+        }
+        await this.publish({ ...base, status: 'failure', progress: {}, message });
+        this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'failure' });
+      } finally {
+        this.metrics.tasksInFlight.dec({ queue: JOB_TASKS.name });
+      }
+    });
+  }
+
+  private publish(event: Omit<RunProgressEvent, 'at' | 'worker'>): Promise<void> {
+    return this.bus.publish(RUN_PROGRESS, {
+      ...event,
+      worker: this.config.instanceName,
+      at: new Date().toISOString(),
+    });
+  }
+
+  private progressReporter(
+    base: { tenantId: string; runId: string; taskId: string; attempt: number },
+    item: WorkItem<TaskWorkItem>,
+  ) {
+    let last = 0;
+    let pending: TaskProgress | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      timer = undefined;
+      if (!pending) return;
+      const progress = pending;
+      pending = undefined;
+      last = Date.now();
+      this.publish({ ...base, status: 'running', progress }).catch(() => undefined);
+    };
+    return {
+      report: (progress: TaskProgress) => {
+        item.working();
+        pending = progress;
+        if (timer) return;
+        const wait = PROGRESS_INTERVAL_MS - (Date.now() - last);
+        if (wait <= 0) flush();
+        else timer = setTimeout(flush, wait);
+      },
+      stop: () => {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        return pending;
+      },
+    };
+  }
+}
