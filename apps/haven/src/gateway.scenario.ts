@@ -298,7 +298,7 @@ export function gatewayScenario(
     const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
     const started = await acme(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(202);
     expect(started.body.tasks).toBe(2);
-    const events: { event: string; data: Record<string, any> }[] = [];
+    const events: { event: string; data: any }[] = [];
     for await (const event of new GatewayClient({ url: context().baseUrl, key: keys['acme'] }).events(
       started.body.events,
     ))
