@@ -59,12 +59,39 @@ export interface PlannedTask {
   input: Record<string, unknown>;
 }
 
+/** A pool's XAPI credentials, unsealed in memory for the time of a task. */
+export interface PoolAccess {
+  id: string;
+  name: string;
+  url: string;
+  username: string;
+  password: string;
+  allowUnauthorized: boolean;
+}
+
+/** A remote opened for a task, with its repository passphrase when the repository is encrypted. */
+export interface RemoteAccess {
+  id: string;
+  name: string;
+  type: string;
+  store: RemoteStore;
+  repositoryPassphrase?: string;
+}
+
+/** Catalog objects of the job's tenant that planners and executors may use (tenant-scoped). */
+export interface JobResources {
+  pool(poolId: string): Promise<PoolAccess>;
+  /** The caller closes `store` when done. */
+  remote(remoteId: string): Promise<RemoteAccess>;
+}
+
 export interface JobPlanContext {
   job: JobDefinition;
   runId: string;
   trigger: 'manual' | 'schedule';
   scheduleId?: string;
   signal: AbortSignal;
+  resources: JobResources;
 }
 
 /** A task being executed by a worker; executing it again after a crash must be safe (idempotent). */
@@ -92,6 +119,24 @@ export interface TaskExecutionContext {
   /** Publishes progress (rate-limited by the worker) and keeps the work item from being redelivered. */
   reportProgress(progress: TaskProgress): void;
   log(level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
+  resources: JobResources;
+}
+
+/**
+ * A restore point a task committed on a remote, listed in the task's result under
+ * `restorePoints`: the catalog records each (idempotently) so it can be listed and restored.
+ */
+export interface CommittedRestorePoint {
+  remoteId: string;
+  /** Key of the restore point's manifest on the remote: with the remote, it names the restore point. */
+  manifestKey: string;
+  vmUuid: string;
+  vmName: string;
+  kind: 'full' | 'incremental';
+  logicalBytes: number;
+  storedBytes: number;
+  takenAt: string;
+  gfsTags?: string[];
 }
 
 /** Runs one task; resolves with its result (stored with the task) or throws a typed error. */

@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
 import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
 import type { JsonLogger } from '@haven/observability';
+import type { CommittedRestorePoint } from '@haven/plugin-sdk';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 
 const TERMINAL_SQL = `('success', 'partial', 'failure', 'cancelled')`;
@@ -44,6 +45,7 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
           event.tenantId,
         ]);
         await this.recordTask(tx, { ...event, taskId });
+        if (event.status === 'success') await this.recordRestorePoints(tx, event);
         return this.finishRunIfDone(tx, event.tenantId, event.runId);
       });
       if (finished) await this.bus.publish(RUN_PROGRESS, finished);
@@ -86,6 +88,40 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
         event.result === undefined ? null : JSON.stringify(event.result),
       ],
     );
+  }
+
+  /**
+   * Restore points a task committed (listed in its result) become catalog rows; the manifest on the
+   * remote stays the source of truth, and a redelivered result adds nothing twice.
+   */
+  private async recordRestorePoints(tx: EntityManager, event: RunProgressEvent): Promise<void> {
+    const points = event.result?.['restorePoints'];
+    if (!Array.isArray(points)) return;
+    const [run] = (await tx.query('SELECT job_id FROM runs WHERE id = $1 AND tenant_id = $2', [
+      event.runId,
+      event.tenantId,
+    ])) as { job_id: string }[];
+    for (const point of points as CommittedRestorePoint[]) {
+      await tx.query(
+        `INSERT INTO restore_points (id, tenant_id, remote_id, job_id, run_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, gfs_tags, taken_at)
+         SELECT gen_random_uuid(), $1, r.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM remotes r WHERE r.id = $2 AND r.tenant_id = $1
+         ON CONFLICT DO NOTHING`,
+        [
+          event.tenantId,
+          point.remoteId,
+          run?.job_id ?? null,
+          event.runId,
+          point.vmUuid,
+          point.vmName,
+          point.kind,
+          point.manifestKey,
+          point.logicalBytes,
+          point.storedBytes,
+          point.gfsTags ?? [],
+          point.takenAt,
+        ],
+      );
+    }
   }
 
   /** Ends the run when none of its tasks is still open; returns the event to publish, if it ended now. */

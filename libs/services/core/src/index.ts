@@ -7,3 +7,4 @@ export * from './remote.opener';
 export * from './public-route.decorator';
 export * from './boot-failure';
 export * from './job.definition';
+export * from './job.resources';

@@ -12,7 +12,13 @@ import {
 import { RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import type { PluginRegistry } from '@haven/plugin-sdk';
-import { HAVEN_BUS, HAVEN_LOGGER, HAVEN_PLUGINS, loadJobDefinition } from '@haven/service-core';
+import {
+  HAVEN_BUS,
+  HAVEN_LOGGER,
+  HAVEN_PLUGINS,
+  JobResourceProvider,
+  loadJobDefinition,
+} from '@haven/service-core';
 
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
@@ -39,6 +45,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(HAVEN_BUS) private readonly bus: Bus,
     @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+    private readonly resources: JobResourceProvider,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -72,6 +79,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         trigger: request.trigger,
         scheduleId: request.scheduleId,
         signal: controller.signal,
+        resources: this.resources.forTenant(job.tenantId),
       });
     } catch (error) {
       throw new RunStartError(

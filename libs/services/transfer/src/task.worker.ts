@@ -12,6 +12,7 @@ import {
   HAVEN_LOGGER,
   HAVEN_METRICS,
   HAVEN_PLUGINS,
+  JobResourceProvider,
   loadJobDefinition,
 } from '@haven/service-core';
 
@@ -35,6 +36,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(HAVEN_CONFIG) private readonly config: HavenConfig,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
     @Inject(HAVEN_METRICS) private readonly metrics: HavenMetrics,
+    private readonly resources: JobResourceProvider,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -98,6 +100,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
           {
             signal: item.signal,
             reportProgress: reporter.report,
+            resources: this.resources.forTenant(tenantId),
             log: (level, message, fields) => {
               const entry = { msg: message, ...fields };
               if (level === 'info') this.logger.log(entry, 'TaskExecutor');

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { JobResourceProvider, RemoteOpener } from '@haven/service-core';
 import { TaskWorker } from './task.worker';
 
 /**
@@ -6,5 +7,5 @@ import { TaskWorker } from './task.worker';
  * backup and restore data between XAPI and remotes, through the job types' executors). Start as
  * many as you like, anywhere: the queue spreads the work.
  */
-@Module({ providers: [TaskWorker] })
+@Module({ providers: [TaskWorker, JobResourceProvider, RemoteOpener] })
 export class TransferModule {}

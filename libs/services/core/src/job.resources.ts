@@ -1,0 +1,62 @@
+import { Injectable, Inject } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { PoolEntity, RemoteEntity, type SecretBox } from '@haven/db';
+import type { JobResources, PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
+import { HAVEN_SECRETS } from './core.tokens';
+import { RemoteOpener } from './remote.opener';
+
+/** A pool or remote a job refers to that is gone or belongs to another tenant. */
+export class JobResourceMissingError extends Error {
+  readonly code = 'RESOURCE_MISSING';
+  constructor(kind: 'pool' | 'remote', id: string) {
+    super(`The ${kind} ${id} of this job no longer exists`);
+    this.name = 'JobResourceMissingError';
+  }
+}
+
+/** Gives planners and executors the tenant's pools and remotes, secrets unsealed in memory only. */
+@Injectable()
+export class JobResourceProvider {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly opener: RemoteOpener,
+    @Inject(HAVEN_SECRETS) private readonly secrets: SecretBox,
+  ) {}
+
+  forTenant(tenantId: string): JobResources {
+    return {
+      pool: async (poolId: string): Promise<PoolAccess> => {
+        const pool = await this.dataSource.getRepository(PoolEntity).findOneBy({ id: poolId, tenantId });
+        if (!pool) throw new JobResourceMissingError('pool', poolId);
+        return {
+          id: pool.id,
+          name: pool.name,
+          url: pool.url,
+          username: pool.username,
+          password: this.secrets.open(pool.passwordSealed, `pool:${pool.id}:password`),
+          allowUnauthorized: pool.allowUnauthorized,
+        };
+      },
+      remote: async (remoteId: string): Promise<RemoteAccess> => {
+        const remote = await this.dataSource
+          .getRepository(RemoteEntity)
+          .findOneBy({ id: remoteId, tenantId });
+        if (!remote) throw new JobResourceMissingError('remote', remoteId);
+        return {
+          id: remote.id,
+          name: remote.name,
+          type: remote.type,
+          store: await this.opener.open(remote),
+          ...(remote.repositoryKeySealed === null
+            ? {}
+            : {
+                repositoryPassphrase: this.secrets.open(
+                  remote.repositoryKeySealed,
+                  `remote:${remote.id}:repository-key`,
+                ),
+              }),
+        };
+      },
+    };
+  }
+}
