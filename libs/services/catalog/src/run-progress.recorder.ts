@@ -97,10 +97,11 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
   private async recordRestorePoints(tx: EntityManager, event: RunProgressEvent): Promise<void> {
     const points = event.result?.['restorePoints'];
     if (!Array.isArray(points)) return;
-    const [run] = (await tx.query('SELECT job_id FROM runs WHERE id = $1 AND tenant_id = $2', [
-      event.runId,
-      event.tenantId,
-    ])) as { job_id: string }[];
+    const runs: { job_id: string }[] = await tx.query(
+      'SELECT job_id FROM runs WHERE id = $1 AND tenant_id = $2',
+      [event.runId, event.tenantId],
+    );
+    const jobId = runs.at(0)?.job_id ?? null;
     for (const point of points as CommittedRestorePoint[]) {
       await tx.query(
         `INSERT INTO restore_points (id, tenant_id, remote_id, job_id, run_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, gfs_tags, taken_at)
@@ -109,7 +110,7 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
         [
           event.tenantId,
           point.remoteId,
-          run?.job_id ?? null,
+          jobId,
           event.runId,
           point.vmUuid,
           point.vmName,
