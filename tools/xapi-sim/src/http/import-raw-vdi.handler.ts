@@ -5,6 +5,7 @@ import {
   isSectorPresent,
   VHD_SECTOR_SIZE,
   VHD_SECTORS_PER_BLOCK,
+  VhdFormatError,
 } from '@haven/vhd';
 import type { SimulatedPool } from '../model/simulated-pool';
 import { BLOCK_SIZE } from '../storage/block.constants';
@@ -114,8 +115,15 @@ export async function importRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
   const body: AsyncIterable<Buffer> =
     throttle === undefined ? requestBody(request) : Readable.from(requestBody(request)).pipe(throttle);
   const progress = (bytes: number): void => transfer.progress(bytes, disk.virtualSize);
-  if (format === 'raw') await importRaw(disk, body, progress);
-  else await importVhd(disk, body, progress);
+  try {
+    if (format === 'raw') await importRaw(disk, body, progress);
+    else await importVhd(disk, body, progress);
+  } catch (error) {
+    // What XAPI reports for a stream that is not a valid VHD or ends early. The xen-api client
+    // ignores it after an upload of unknown length, where its own close may cut the last bytes.
+    if (error instanceof VhdFormatError) throw new XapiFailure('VDI_IO_ERROR', [`${vdi}: ${error.message}`]);
+    throw error;
+  }
   transfer.succeed();
   if (!response.destroyed) response.end();
 }
