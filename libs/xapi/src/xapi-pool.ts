@@ -941,45 +941,50 @@ export class XapiPool {
 
   /** Fetches just the VBDs, VDIs, SRs, VIFs and networks one VM refers to. */
   private async lookupFor(record: XapiRecord, object: string): Promise<RecordLookup> {
-    const operation = 'VM lookup';
+    const context = { operation: 'VM lookup', object };
+    // A VBD or VIF removed between the VM's record and this read is simply gone: skip it.
+    const optional = async <T>(method: string, ref: string): Promise<T | undefined> => {
+      try {
+        return await this.call<T>(method, [ref], context);
+      } catch (error) {
+        if (error instanceof XapiError && error.code === 'NOT_FOUND') return undefined;
+        throw error;
+      }
+    };
     const vbds: Record<string, XapiRecord> = {};
     const vdis: Record<string, XapiRecord> = {};
     const srs: Record<string, XapiRecord> = {};
     const vifs: Record<string, XapiRecord> = {};
     const networks: Record<string, XapiRecord> = {};
-    for (const vbdRef of refList(record, 'VBDs')) {
-      const vbd = await this.call<XapiRecord>('VBD.get_record', [vbdRef], { operation, object });
-      vbds[vbdRef] = vbd;
-      const vdiRef = stringField(vbd, 'VDI');
-      if (stringField(vbd, 'type') !== 'Disk' || isNullRef(vdiRef)) continue;
-      const vdi = await this.call<XapiRecord>('VDI.get_record', [vdiRef], { operation, object });
-      vdis[vdiRef] = vdi;
-      const srRef = stringField(vdi, 'SR');
-      if (!(srRef in srs) && !isNullRef(srRef)) {
-        srs[srRef] = { uuid: await this.call<string>('SR.get_uuid', [srRef], { operation, object }) };
-      }
-    }
-    for (const vifRef of refList(record, 'VIFs')) {
-      const vif = await this.call<XapiRecord>('VIF.get_record', [vifRef], { operation, object });
-      vifs[vifRef] = vif;
-      const networkRef = stringField(vif, 'network');
-      if (!(networkRef in networks) && !isNullRef(networkRef)) {
-        networks[networkRef] = await this.call<XapiRecord>('network.get_record', [networkRef], {
-          operation,
-          object,
-        });
-      }
-    }
-    // Snapshot disks name their source VDI by ref; Haven wants the uuid.
-    for (const vdi of Object.values(vdis)) {
-      const parent = stringField(vdi, 'snapshot_of');
-      if (!isNullRef(parent)) {
-        vdi['$snapshotOfUuid'] = await this.call<string>('VDI.get_uuid', [parent], {
-          operation,
-          object,
-        }).catch(() => '');
-      }
-    }
+    await Promise.all(
+      refList(record, 'VBDs').map(async (vbdRef) => {
+        const vbd = await optional<XapiRecord>('VBD.get_record', vbdRef);
+        if (vbd === undefined) return;
+        vbds[vbdRef] = vbd;
+        const vdiRef = stringField(vbd, 'VDI');
+        if (stringField(vbd, 'type') !== 'Disk' || isNullRef(vdiRef)) return;
+        const vdi = await optional<XapiRecord>('VDI.get_record', vdiRef);
+        if (vdi === undefined) return;
+        vdis[vdiRef] = vdi;
+        const srRef = stringField(vdi, 'SR');
+        if (!isNullRef(srRef)) srs[srRef] = { uuid: (await optional<string>('SR.get_uuid', srRef)) ?? '' };
+        // Snapshot disks name their source VDI by ref; Haven wants the uuid.
+        const parent = stringField(vdi, 'snapshot_of');
+        if (!isNullRef(parent))
+          vdi['$snapshotOfUuid'] = (await optional<string>('VDI.get_uuid', parent)) ?? '';
+      }),
+    );
+    await Promise.all(
+      refList(record, 'VIFs').map(async (vifRef) => {
+        const vif = await optional<XapiRecord>('VIF.get_record', vifRef);
+        if (vif === undefined) return;
+        vifs[vifRef] = vif;
+        const networkRef = stringField(vif, 'network');
+        if (isNullRef(networkRef)) return;
+        const network = await optional<XapiRecord>('network.get_record', networkRef);
+        if (network !== undefined) networks[networkRef] = network;
+      }),
+    );
     return new RecordLookup(vbds, vdis, srs, vifs, networks);
   }
 
