@@ -143,7 +143,12 @@ export class XapiPool {
       signal?.throwIfAborted();
       await raceAbort(client.connect(), signal);
       // Tasks (Async.* calls, transfers) are followed through the event stream: wait until it runs.
-      await raceAbort(client.objectsFetched, signal);
+      // The client retries a failing event stream forever, so bound the wait.
+      const timeout = AbortSignal.timeout(callTimeoutMs);
+      await raceAbort(
+        client.objectsFetched,
+        signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
+      );
     } catch (error) {
       await client.disconnect().catch(() => undefined);
       throw toXapiError(error, context);
