@@ -140,6 +140,20 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
         .action((id: string, options: { follow?: boolean; json?: boolean }) =>
           runJob(client(), id, options, out),
         );
+    if (resource.command === 'remotes')
+      group
+        .command('test <id>')
+        .description('Write, read back, list and delete test objects; report speed and problems')
+        .option('--json', 'print JSON')
+        .action(async (id: string, options: { json?: boolean }) => {
+          const result = await client().call<RemoteTestReport>(
+            'POST',
+            `/api/v1/remotes/${encodeURIComponent(id)}/test`,
+          );
+          if (options.json) out(JSON.stringify(result, null, 2));
+          else out(describeRemoteTest(result));
+          if (!result.ok) throw new CliError(`remote ${result.remote} failed its test`);
+        });
     if (!resource.writable) continue;
     group
       .command('add')
@@ -156,6 +170,30 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
     });
   }
   return program;
+}
+
+interface RemoteTestReport {
+  remote: string;
+  ok: boolean;
+  writeMBps?: number;
+  readMBps?: number;
+  latencyMs?: { p50: number; p99: number };
+  capacity?: { freeBytes?: number; totalBytes?: number };
+  problems: string[];
+}
+
+function describeRemoteTest(result: RemoteTestReport): string {
+  const lines = [`Remote ${result.remote}: ${result.ok ? 'OK' : 'FAILED'}`];
+  if (result.writeMBps !== undefined)
+    lines.push(`  write ${result.writeMBps.toFixed(1)} MB/s, read ${(result.readMBps ?? 0).toFixed(1)} MB/s`);
+  if (result.latencyMs)
+    lines.push(
+      `  latency p50 ${result.latencyMs.p50.toFixed(1)} ms, p99 ${result.latencyMs.p99.toFixed(1)} ms`,
+    );
+  if (result.capacity?.freeBytes !== undefined)
+    lines.push(`  free ${(result.capacity.freeBytes / 1e9).toFixed(1)} GB`);
+  for (const problem of result.problems) lines.push(`  problem: ${problem}`);
+  return lines.join('\n');
 }
 
 interface ProgressEvent {

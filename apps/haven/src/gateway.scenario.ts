@@ -361,4 +361,26 @@ export function gatewayScenario(
     expect(failed).toMatchObject({ status: 'failure', attempts: 3, error: 'echo refused VM vm-2 (failVm)' });
     expect(run.body.status).toBe('partial');
   }, 60_000);
+
+  it('tests a remote: write, read back, list, delete, with speed and latency, kept with the remote', async () => {
+    const lines: string[] = [];
+    const cli = buildCli((text) => lines.push(text), {
+      HAVEN_URL: context().baseUrl,
+      HAVEN_KEY: keys['acme'],
+    }).exitOverride();
+    await cli.parseAsync(['node', 'haven', 'remotes', 'test', ids['remote']!]);
+    expect(lines.join('\n')).toMatch(
+      /^Remote nas: OK\n  write \d+\.\d MB\/s, read \d+\.\d MB\/s\n  latency p50/,
+    );
+    const remote = await api()
+      .get(`/api/v1/remotes/${ids['remote']}`)
+      .set('authorization', `Bearer ${keys['acme']}`)
+      .expect(200);
+    expect(remote.body.lastTest).toMatchObject({ ok: true, remote: 'nas', problems: [] });
+    expect(remote.body.lastTest.writeMBps).toBeGreaterThan(0);
+    await api()
+      .post(`/api/v1/remotes/${ids['remote']}/test`)
+      .set('authorization', `Bearer ${keys['globex']}`)
+      .expect(404);
+  });
 }

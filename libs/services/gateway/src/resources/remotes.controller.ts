@@ -24,7 +24,7 @@ import {
   splitSecrets,
 } from '@haven/service-core';
 import { type JsonSchemaObject, type PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
-import { isRemoteError } from '@haven/remote-sdk';
+import { isRemoteError, type RemoteTestResult, testRemote } from '@haven/remote-sdk';
 import { CurrentPrincipal, type Principal, RequireRole } from '../auth/principal';
 import { failIfAny, parseBody } from '../http/request-body';
 import { AuditTrail } from './audit.trail';
@@ -174,6 +174,49 @@ export class RemotesController {
     return this.present(await repository.findOneByOrFail({ id: remote.id }));
   }
 
+  /**
+   * Writes, reads back, lists and deletes test objects on the remote; answers throughput, latency,
+   * capacity and any problem in plain words, and keeps the result with the remote.
+   */
+  @Post(':id/test')
+  @RequireRole('operator')
+  @HttpCode(200)
+  async test(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const remote = await this.find(principal, id);
+    let result: RemoteTestResult;
+    try {
+      const store = await this.opener.open(remote);
+      try {
+        result = await testRemote(store);
+      } finally {
+        await store.close();
+      }
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      result = {
+        remote: remote.name,
+        type: remote.type,
+        ok: false,
+        testedAt: new Date().toISOString(),
+        durationMs: 0,
+        steps: [],
+        problems: [`Remote "${remote.name}" could not be opened: ${reason}`],
+      };
+    }
+    await this.dataSource
+      .getRepository(RemoteEntity)
+      .update({ id: remote.id }, { lastTest: result as unknown as Record<string, never> });
+    await this.audit.record(
+      principal.tenantId,
+      'remote.test',
+      'remote',
+      remote.id,
+      { ok: result.ok },
+      principal.keyId,
+    );
+    return result;
+  }
+
   @Delete(':id')
   @RequireRole('admin')
   @HttpCode(204)
@@ -185,28 +228,26 @@ export class RemotesController {
 
   /** A remote that cannot be written with these settings is refused, with the remote's own reason. */
   private async probe(type: string, name: string, settings: Record<string, unknown>): Promise<void> {
+    let problem: string | undefined;
     try {
       const store = await this.opener.openWith(type, name, settings);
       try {
-        // Write, read back and delete a small object: listing alone succeeds on an empty, read-only or missing folder.
-        const probeKey = `.haven-probe-${randomUUID()}`;
-        await store.put(probeKey, Buffer.from('haven'));
-        const echoed = await store.getBuffer(probeKey);
-        await store.delete(probeKey);
-        if (echoed.toString() !== 'haven')
-          throw new Error('an object written to the remote read back different');
+        // A light self-test: listing alone succeeds on an empty, read-only or missing folder.
+        const result = await testRemote(store, { largeObjects: 0, smallObjects: 1 });
+        if (!result.ok) problem = result.problems.join('; ');
       } finally {
         await store.close();
       }
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
       const code = isRemoteError(error) ? ` (${error.code})` : '';
+      problem = `${error instanceof Error ? error.message : String(error)}${code}`;
+    }
+    if (problem !== undefined)
       throw new ProblemException(
         HttpStatus.UNPROCESSABLE_ENTITY,
-        'Remote unreachable',
-        `Remote "${name}" could not be used${code}: ${reason}`,
+        'Remote unusable',
+        `Remote "${name}" could not be used: ${problem}`,
       );
-    }
   }
 
   private present(r: RemoteEntity) {
