@@ -368,7 +368,7 @@ export function gatewayScenario(
       HAVEN_URL: context().baseUrl,
       HAVEN_KEY: keys['acme'],
     }).exitOverride();
-    await cli.parseAsync(['node', 'haven', 'remotes', 'test', ids['remote']!]);
+    await cli.parseAsync(['node', 'haven', 'remotes', 'test', ids['remote']]);
     expect(lines.join('\n')).toMatch(
       /^Remote nas: OK\n  write \d+\.\d MB\/s, read \d+\.\d MB\/s\n  latency p50/,
     );
