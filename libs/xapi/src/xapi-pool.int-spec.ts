@@ -418,7 +418,7 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       await pool.destroySnapshot(snapshot);
     });
 
-    it.each(['none', 'zstd'] as const)(
+    it.each(['none', 'gzip', 'zstd'] as const)(
       'round-trips a VM through XVA (%s) with its disk content',
       async (compression) => {
         const source = await vmNamed('sim-vm-1');
@@ -508,6 +508,22 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       expect(refused).toMatchObject({ code: 'BAD_POWER_STATE', xapiCode: 'VM_BAD_POWER_STATE' });
       expect((refused as Error).message).toContain(running.ref);
     });
+    it('cancels an import when its signal aborts', async () => {
+      const target = (await pool.listSrs()).find((sr) => sr.name === 'Replica storage')!;
+      const vdi = await pool.createVdi({ srUuid: target.uuid, name: 'aborted import', virtualSize: 8 * MiB });
+      const controller = new AbortController();
+      const source = new PassThrough();
+      source.write(Buffer.alloc(MiB, 9), () => controller.abort());
+      const error = await pool
+        .importVdi(vdi.ref, source, { format: 'raw', length: 8 * MiB, signal: controller.signal })
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(XapiError);
+      expect(error).toMatchObject({ code: 'CANCELLED' });
+      expect(source.destroyed).toBe(true);
+      expect(sim.pool.store.all('task').filter((task) => task.record['status'] === 'pending')).toEqual([]);
+      await pool.destroyVdi(vdi.ref);
+    });
+
     it('fails an import whose data source breaks, instead of leaving a silently short disk', async () => {
       const target = (await pool.listSrs()).find((sr) => sr.name === 'Replica storage')!;
       const vdi = await pool.createVdi({ srUuid: target.uuid, name: 'broken source', virtualSize: 8 * MiB });
