@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       HAVEN_DATA: data.path,
       DATABASE_URL: database.url,
       LOG_LEVEL: 'error',
-      HAVEN_PLUGINS: '@haven/job-backup-incremental',
+      HAVEN_PLUGINS: '@haven/remote-local',
     }),
   );
   const url = await app.getUrl();
