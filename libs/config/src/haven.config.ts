@@ -39,6 +39,7 @@ export const DEFAULT_PLUGINS = [
   '@haven/remote-smb',
   '@haven/remote-s3',
   '@haven/remote-azure',
+  '@haven/job-backup-incremental',
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;

@@ -1,62 +1,62 @@
-import type { JobPlugin } from '@haven/plugin-sdk';
+import type { JobPlanContext, JobPlugin, PlannedTask } from '@haven/plugin-sdk';
+import { XapiPool, XapiNotFoundError, type VmInfo } from '@haven/xapi';
+import { BACKUP_INCREMENTAL_SETTINGS_SCHEMA } from './backup-incremental.settings';
+import { isExcludedAlways, parseSelection, selectVms } from './vm.selection';
+import { backupVmIncremental } from './vm-backup.executor';
+
+export const BACKUP_INCREMENTAL_TASK = 'backup.incremental.vm';
+
+function taskFor(vm: Pick<VmInfo, 'uuid' | 'name'>): PlannedTask {
+  return { type: BACKUP_INCREMENTAL_TASK, subject: vm.name, input: { vm: vm.uuid, vmName: vm.name } };
+}
 
 /**
- * `backup.incremental`: snapshot, then only the blocks changed since the previous backup go to the
- * deduplicated repository; the first run (and any run smart mode decides) is full.
+ * One task per VM. Explicit mode keeps the listed VMs (a VM gone from the pool still gets a task,
+ * which fails naming it); smart mode selects at each run. Either way, VMs tagged `no-backup` and
+ * VMs Haven created are never backed up.
  */
-export const plugin: JobPlugin = {
+export async function planBackupIncremental(context: JobPlanContext): Promise<PlannedTask[]> {
+  const selection = parseSelection(context.job.selection);
+  const access = await context.resources.pool(selection.poolId);
+  const pool = await XapiPool.connect(
+    {
+      url: access.url,
+      username: access.username,
+      password: access.password,
+      allowUnauthorized: access.allowUnauthorized,
+    },
+    context.signal,
+  );
+  try {
+    if (selection.mode === 'smart') return selectVms(await pool.listVms(), selection.smart).map(taskFor);
+    const tasks: PlannedTask[] = [];
+    for (const uuid of selection.vms) {
+      let vm: VmInfo;
+      try {
+        vm = await pool.getVm(uuid);
+      } catch (error) {
+        if (!(error instanceof XapiNotFoundError)) throw error;
+        tasks.push({ type: BACKUP_INCREMENTAL_TASK, subject: uuid, input: { vm: uuid } });
+        continue;
+      }
+      if (!isExcludedAlways(vm)) tasks.push(taskFor(vm));
+    }
+    return tasks;
+  } finally {
+    await pool.close();
+  }
+}
+
+export const backupIncrementalPlugin: JobPlugin = {
   manifestVersion: 1,
   kind: 'job',
   type: 'backup.incremental',
-  version: '0.1.0',
-  description: 'Incremental VM backup into the deduplicated, encrypted repository',
-  taskTypes: ['backup.incremental.vm'],
-  configSchema: {
-    type: 'object',
-    properties: {
-      compression: {
-        enum: ['none', 'gzip', 'zstd'],
-        default: 'zstd',
-        description: 'Per-chunk compression in the repository',
-      },
-      compressionLevel: { type: 'integer', minimum: 1, maximum: 19, default: 1 },
-      concurrency: {
-        type: 'integer',
-        minimum: 1,
-        maximum: 64,
-        default: 2,
-        description: 'VMs backed up in parallel',
-      },
-      diskConcurrency: {
-        type: 'integer',
-        minimum: 1,
-        maximum: 16,
-        default: 1,
-        description: 'Disks of one VM in parallel',
-      },
-      useCbt: {
-        type: 'boolean',
-        default: false,
-        description: 'Use changed-block tracking where the host has it',
-      },
-      fullInterval: {
-        type: 'integer',
-        minimum: 0,
-        maximum: 1000,
-        default: 0,
-        description: 'Force a full run after this many incrementals (0: never)',
-      },
-      timeoutMinutes: { type: 'integer', minimum: 1, maximum: 10080 },
-      retries: { type: 'integer', minimum: 0, maximum: 10, default: 1 },
-      snapshotNameTemplate: {
-        type: 'string',
-        minLength: 1,
-        maxLength: 200,
-        default: '[haven] {job} {vm} {date}',
-      },
-    },
-    additionalProperties: false,
-  },
+  version: '1.0.0',
+  description:
+    'Incremental VM backup: snapshot, export only the blocks changed since the previous backup snapshot, ' +
+    'store deduplicated restore points on every remote of the job',
+  configSchema: BACKUP_INCREMENTAL_SETTINGS_SCHEMA,
+  taskTypes: [BACKUP_INCREMENTAL_TASK],
+  plan: planBackupIncremental,
+  executors: { [BACKUP_INCREMENTAL_TASK]: backupVmIncremental },
 };
-
-export default plugin;

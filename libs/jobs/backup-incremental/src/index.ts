@@ -1,2 +1,11 @@
+import { backupIncrementalPlugin } from './backup-incremental.plugin';
+
+export * from './backup-incremental.errors';
+export * from './backup-incremental.settings';
 export * from './backup-incremental.plugin';
-export { default } from './backup-incremental.plugin';
+export * from './vm.selection';
+export * from './block.fanout';
+export * from './vm-backup.executor';
+
+export const plugin = backupIncrementalPlugin;
+export default backupIncrementalPlugin;
