@@ -1,2 +1,3 @@
 export * from './scheduler.module';
 export * from './run.launcher';
+export * from './schedule.ticker';

@@ -1,7 +1,11 @@
 import { Module } from '@nestjs/common';
 import { JobResourceProvider, RemoteOpener } from '@haven/service-core';
 import { RunLauncher } from './run.launcher';
+import { ScheduleTicker } from './schedule.ticker';
 
-/** The scheduler role: starts runs (manual or on schedule), splitting them into queued tasks. */
-@Module({ providers: [RunLauncher, JobResourceProvider, RemoteOpener] })
+/**
+ * The scheduler role: starts runs, manual or on schedule (several schedulers may run: each tick
+ * fires once), splitting them into queued tasks.
+ */
+@Module({ providers: [RunLauncher, ScheduleTicker, JobResourceProvider, RemoteOpener] })
 export class SchedulerModule {}

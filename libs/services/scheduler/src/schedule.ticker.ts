@@ -1,0 +1,131 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Cron } from 'croner';
+import { DataSource } from 'typeorm';
+import type { JsonLogger } from '@haven/observability';
+import { HAVEN_LOGGER } from '@haven/service-core';
+import { RunLauncher } from './run.launcher';
+
+const TICK_MS = 5_000;
+/** Ticks counted when telling how many a stopped scheduler missed; beyond this: "more than". */
+const MISSED_COUNT_LIMIT = 1_000;
+
+export interface ClaimedSchedule {
+  id: string;
+  tenantId: string;
+  jobId: string;
+  dueAt: Date;
+  /** Earlier ticks that passed while no scheduler ran (they are reported, not replayed). */
+  missedTicks: number;
+}
+
+/** Occurrences of `cron` after `from` and up to `until`. */
+function countTicks(cron: Cron, from: Date, until: Date): number {
+  let count = 0;
+  let cursor: Date | null = from;
+  while (count < MISSED_COUNT_LIMIT) {
+    cursor = cron.nextRun(cursor);
+    if (cursor === null || cursor > until) break;
+    count++;
+  }
+  return count;
+}
+
+/**
+ * Fires due schedules. Several schedulers may run: each due schedule row is claimed under
+ * `FOR UPDATE SKIP LOCKED` and moved to its next tick in the same transaction, so a tick fires
+ * exactly once whichever scheduler sees it first. Ticks missed while no scheduler ran are counted
+ * and written into the run, not silently lost and not replayed one by one.
+ */
+@Injectable()
+export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly launcher: RunLauncher,
+    @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.timer = setInterval(() => {
+      this.running ??= this.tick()
+        .then(() => undefined)
+        .catch((error: unknown) =>
+          this.logger.error({ msg: 'schedule tick failed', error: String(error) }, 'ScheduleTicker'),
+        )
+        .finally(() => (this.running = undefined));
+    }, TICK_MS);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Fires every schedule due at `now`; returns what it fired. */
+  async tick(now = new Date()): Promise<ClaimedSchedule[]> {
+    const fired: ClaimedSchedule[] = [];
+    for (;;) {
+      const claimed = await this.claimNext(now);
+      if (!claimed) return fired;
+      fired.push(claimed);
+      const note =
+        claimed.missedTicks > 0
+          ? `${claimed.missedTicks}${claimed.missedTicks >= MISSED_COUNT_LIMIT ? '+' : ''} earlier tick(s) were missed while no scheduler ran`
+          : undefined;
+      if (note !== undefined)
+        this.logger.warn({ msg: note, scheduleId: claimed.id, jobId: claimed.jobId }, 'ScheduleTicker');
+      try {
+        await this.launcher.start({
+          tenantId: claimed.tenantId,
+          jobId: claimed.jobId,
+          trigger: 'schedule',
+          scheduleId: claimed.id,
+          note,
+        });
+      } catch (error) {
+        this.logger.warn(
+          {
+            msg: 'scheduled run not started',
+            scheduleId: claimed.id,
+            jobId: claimed.jobId,
+            reason: error instanceof Error ? error.message : String(error),
+          },
+          'ScheduleTicker',
+        );
+      }
+    }
+  }
+
+  /** Claims one due schedule and moves it to its next tick, atomically. */
+  async claimNext(now: Date): Promise<ClaimedSchedule | undefined> {
+    return this.dataSource.transaction(async (tx) => {
+      const rows: {
+        id: string;
+        tenant_id: string;
+        job_id: string;
+        cron: string;
+        timezone: string;
+        next_fire_at: Date;
+      }[] = await tx.query(
+        `SELECT id, tenant_id, job_id, cron, timezone, next_fire_at FROM schedules
+         WHERE enabled AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        [now],
+      );
+      const row = rows.at(0);
+      if (!row) return undefined;
+      const cron = new Cron(row.cron, { paused: true, timezone: row.timezone });
+      const dueAt = new Date(row.next_fire_at);
+      const missedTicks = countTicks(cron, dueAt, now);
+      const next = cron.nextRun(now);
+      cron.stop();
+      await tx.query(`UPDATE schedules SET last_fired_at = $2, next_fire_at = $3 WHERE id = $1`, [
+        row.id,
+        dueAt,
+        next,
+      ]);
+      return { id: row.id, tenantId: row.tenant_id, jobId: row.job_id, dueAt, missedTicks };
+    });
+  }
+}
