@@ -36,7 +36,7 @@ describeIntegration('schedule ticker with several schedulers on one catalog', ['
       dataSources.push(dataSource);
       buses.push(bus);
     }
-    const db = dataSources[0]!;
+    const db = dataSources[0];
     await db.query(`INSERT INTO tenants (id, name) VALUES ($1, 'acme')`, [tenantId]);
     await db.query(
       `INSERT INTO jobs (id, tenant_id, name, type, selection, remote_ids, settings)
@@ -60,37 +60,35 @@ describeIntegration('schedule ticker with several schedulers on one catalog', ['
   it('fires a due tick exactly once across schedulers and reports the ticks missed meanwhile', async () => {
     const now = new Date();
     const [first, second] = await Promise.all(tickers.map((ticker) => ticker.tick(now)));
-    const fired = [...first!, ...second!];
+    const fired = [...first, ...second];
     expect(fired).toHaveLength(1);
     expect(fired[0]).toMatchObject({ id: scheduleId, jobId, missedTicks: 3 });
 
     const runs: { trigger: string; schedule_id: string; progress: { note?: string } }[] =
-      await dataSources[0]!.query(`SELECT trigger, schedule_id, progress FROM runs WHERE job_id = $1`, [
+      await dataSources[0].query(`SELECT trigger, schedule_id, progress FROM runs WHERE job_id = $1`, [
         jobId,
       ]);
     expect(runs).toHaveLength(1);
     expect(runs[0]).toMatchObject({ trigger: 'schedule', schedule_id: scheduleId });
-    expect(runs[0]!.progress.note).toBe('3 earlier tick(s) were missed while no scheduler ran');
+    expect(runs[0].progress.note).toBe('3 earlier tick(s) were missed while no scheduler ran');
 
-    const [schedule] = (await dataSources[0]!.query(
+    const schedules: { next_fire_at: Date; last_fired_at: Date }[] = await dataSources[0].query(
       `SELECT next_fire_at, last_fired_at FROM schedules WHERE id = $1`,
       [scheduleId],
-    )) as {
-      next_fire_at: Date;
-      last_fired_at: Date;
-    }[];
-    expect(schedule!.next_fire_at.getTime()).toBeGreaterThan(now.getTime());
-    expect(schedule!.next_fire_at.getTime() - now.getTime()).toBeLessThanOrEqual(60_000);
+    );
+    const schedule = schedules[0];
+    expect(schedule.next_fire_at.getTime()).toBeGreaterThan(now.getTime());
+    expect(schedule.next_fire_at.getTime() - now.getTime()).toBeLessThanOrEqual(60_000);
 
     // Nothing is due any more, whoever looks.
-    expect(await tickers[1]!.tick(now)).toEqual([]);
+    expect(await tickers[1].tick(now)).toEqual([]);
   });
 
   it('does not fire a disabled schedule', async () => {
-    await dataSources[0]!.query(
+    await dataSources[0].query(
       `UPDATE schedules SET enabled = false, next_fire_at = now() - interval '1 minute' WHERE id = $1`,
       [scheduleId],
     );
-    expect(await tickers[0]!.tick(new Date())).toEqual([]);
+    expect(await tickers[0].tick(new Date())).toEqual([]);
   });
 });
