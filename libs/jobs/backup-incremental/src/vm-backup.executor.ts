@@ -242,7 +242,7 @@ async function openTarget(
   const points = await repository.listRestorePoints({ vmUuid: vm.uuid, tenant: task.tenantId, signal });
   const ofJob = points
     .filter((point) => point.manifest.job?.id === task.job.id)
-    .sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt) || a.id.localeCompare(b.id));
+    .sort((a, b) => a.manifest.committedAt.localeCompare(b.manifest.committedAt) || a.id.localeCompare(b.id));
   const newest = ofJob.at(-1);
   if (newest === undefined) return { access, repository };
   return {

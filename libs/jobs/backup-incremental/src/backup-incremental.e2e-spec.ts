@@ -1,0 +1,289 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { loadConfig } from '@haven/config';
+import localRemote from '@haven/remote-local';
+import { openRepository, type RestorePointManifest } from '@haven/repository';
+import { scratchDir } from '@haven/testing';
+import { XapiPool } from '@haven/xapi';
+import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import { startAllInOne } from '../../../../apps/haven/src/haven.app';
+
+const MiB = 1024 * 1024;
+const PASSPHRASE = 'incremental-e2e-passphrase';
+
+type Folder = { path: string; cleanup: () => Promise<void> };
+
+interface TaskView {
+  subject: string;
+  status: string;
+  error: string | null;
+  attempts: number;
+  result: {
+    restorePoints: { remoteId: string; manifestKey: string; kind: string; storedBytes: number }[];
+    disks: { key: string; mode: string; reason: string; bytes: number }[];
+  } | null;
+}
+
+// The product's main job type driven through the HTTP gateway of the all-in-one app against the
+// XAPI simulator: 2 VMs (the first with 2 disks) of 64 MiB, two local remotes (one encrypted).
+describe('backup.incremental through the gateway', () => {
+  let sim: XapiSimulator;
+  let app: INestApplication;
+  let baseUrl = '';
+  let key = '';
+  const folders: Record<string, Folder> = {};
+  const ids: Record<string, string> = {};
+  let vms: { uuid: string; name: string; disks: number }[] = [];
+  /** Per run: VM uuid -> disk key -> content hash at the time of the backup. */
+  const hashes: Record<string, Record<string, string>>[] = [];
+  const runs: { tasks: TaskView[] }[] = [];
+
+  const api = () => request(baseUrl);
+  const auth = (req: request.Test) => req.set('authorization', `Bearer ${key}`);
+
+  beforeAll(async () => {
+    for (const name of ['sim', 'data', 'plain', 'encrypted'])
+      folders[name] = await scratchDir(`haven-bi-${name}-`);
+    sim = await startXapiSimulator({
+      stateDir: folders['sim'].path,
+      vms: 2,
+      diskSize: 64 * MiB,
+      seed: 'bi-e2e',
+    });
+    vms = sim
+      .listVms()
+      .filter((vm) => !vm.isTemplate && !vm.isSnapshot)
+      .map((vm) => ({
+        uuid: vm.uuid,
+        name: vm.name,
+        disks: vm.disks.filter((d) => d.virtualSize > 0).length,
+      }));
+    app = await startAllInOne(
+      loadConfig({
+        HAVEN_PORT: '0',
+        HAVEN_HOST: '127.0.0.1',
+        HAVEN_DATA: folders['data'].path,
+        LOG_LEVEL: 'error',
+        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
+      }),
+    );
+    baseUrl = await app.getUrl();
+    const admin = readFileSync(join(folders['data'].path, 'admin-key'), 'utf8').trim();
+    const tenant = await api()
+      .post('/api/v1/tenants')
+      .set('authorization', `Bearer ${admin}`)
+      .send({ name: 'acme' })
+      .expect(201);
+    const created = await api()
+      .post('/api/v1/api-keys')
+      .set('authorization', `Bearer ${admin}`)
+      .send({ name: 'acme admin', role: 'admin', tenantId: tenant.body.id })
+      .expect(201);
+    key = created.body.key;
+  }, 60_000);
+
+  afterAll(async () => {
+    await (app as INestApplication | undefined)?.close();
+    await (sim as XapiSimulator | undefined)?.close();
+    for (const folder of Object.values(folders)) await folder.cleanup();
+  });
+
+  async function recordHashes(): Promise<void> {
+    const run: Record<string, Record<string, string>> = {};
+    for (const vm of vms) {
+      run[vm.uuid] = {};
+      for (let position = 0; position < vm.disks; position++)
+        run[vm.uuid][String(position)] = (await sim.diskHash(vm.uuid, {}, position)).sha256;
+    }
+    hashes.push(run);
+  }
+
+  async function runJob(): Promise<{ status: string; tasks: TaskView[] }> {
+    const started = await auth(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(202);
+    for (;;) {
+      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
+      if (['success', 'partial', 'failure', 'cancelled'].includes(run.body.status)) return run.body;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  async function havenSnapshots(pool: XapiPool, vmUuid: string) {
+    return pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': ids['job'] } });
+  }
+
+  it('creates the pool, two remotes (one encrypted) and a job over both VMs', async () => {
+    const pool = await auth(api().post('/api/v1/pools'))
+      .send({ name: 'sim', url: sim.url, username: sim.user, password: sim.password })
+      .expect(201);
+    ids['pool'] = pool.body.id;
+    for (const name of ['plain', 'encrypted']) {
+      const remote = await auth(api().post('/api/v1/remotes'))
+        .send({
+          name,
+          type: 'local',
+          settings: { path: folders[name].path },
+          ...(name === 'encrypted' ? { encryption: { passphrase: PASSPHRASE } } : {}),
+        })
+        .expect(201);
+      ids[name] = remote.body.id;
+    }
+    const bad = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'bad',
+        type: 'backup.incremental',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: vms.map((vm) => vm.uuid) },
+        remoteIds: [ids['plain']],
+        settings: { compression: 'lz4', fullInterval: -1 },
+      })
+      .expect(400);
+    expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'settings.compression',
+      'settings.fullInterval',
+    ]);
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'nightly',
+        type: 'backup.incremental',
+        selection: { poolId: ids['pool'], mode: 'explicit', vms: vms.map((vm) => vm.uuid) },
+        remoteIds: [ids['plain'], ids['encrypted']],
+        settings: { compression: 'zstd', concurrency: 2 },
+      })
+      .expect(201);
+    ids['job'] = job.body.id;
+  });
+
+  it('first run: a full backup of every disk to both remotes', async () => {
+    await recordHashes();
+    const run = await runJob();
+    runs.push(run);
+    expect(run.tasks.map((t) => [t.subject, t.status, t.error]).sort()).toEqual(
+      vms.map((vm) => [vm.name, 'success', null]).sort(),
+    );
+    for (const task of run.tasks) {
+      expect(task.result!.disks.every((d) => d.mode === 'full' && d.reason === 'no-base-restore-point')).toBe(
+        true,
+      );
+      expect(task.result!.restorePoints.map((p) => [p.remoteId, p.kind]).sort()).toEqual(
+        [
+          [ids['plain'], 'full'],
+          [ids['encrypted'], 'full'],
+        ].sort(),
+      );
+    }
+    expect(run.tasks.find((t) => t.subject === vms[0].name)!.result!.disks.map((d) => d.key)).toEqual([
+      '0',
+      '1',
+    ]);
+  }, 120_000);
+
+  it('second run after guest writes: incremental, only changed blocks read and uploaded', async () => {
+    const [first, second] = vms;
+    // whole blocks on one VM, a few bytes (a partial block: partial sector bitmap) on the other
+    await sim.writeRandom(first.uuid, { blocks: 3, seed: 'w1' }, 0);
+    await sim.writeRandom(second.uuid, { bytes: 1000, offset: 5 * MiB + 300, seed: 'w2' });
+    await recordHashes();
+    const run = await runJob();
+    runs.push(run);
+    expect(run.status).toBe('success');
+    for (const task of run.tasks) {
+      const disks = task.result!.disks;
+      expect(disks.every((d) => d.mode === 'delta' && d.reason === 'base-available')).toBe(true);
+      expect(task.result!.restorePoints.every((p) => p.kind === 'incremental')).toBe(true);
+    }
+    const byName = (name: string) => run.tasks.find((t) => t.subject === name)!.result!;
+    // Read from the pool: 3 blocks on disk 0 of the first VM, none on its disk 1, 1 on the second VM.
+    expect(byName(first.name).disks.map((d) => [d.key, d.bytes])).toEqual([
+      ['0', 3 * 2 * MiB],
+      ['1', 0],
+    ]);
+    expect(byName(second.name).disks.map((d) => [d.key, d.bytes])).toEqual([['0', 2 * MiB]]);
+    // Stored: at most the changed blocks (compressed random data is about their size).
+    for (const point of byName(first.name).restorePoints)
+      expect(point.storedBytes).toBeLessThanOrEqual(3 * 2 * MiB + 4096 * 3);
+    for (const point of byName(second.name).restorePoints)
+      expect(point.storedBytes).toBeLessThanOrEqual(2 * MiB + 4096);
+  }, 120_000);
+
+  it('every restore point reads back, raw, as the disk was at its backup; the catalog lists them all', async () => {
+    const stores = {
+      [ids['plain']]: { folder: folders['plain'].path, key: undefined },
+      [ids['encrypted']]: { folder: folders['encrypted'].path, key: PASSPHRASE },
+    };
+    let checked = 0;
+    for (const [runIndex, run] of runs.entries()) {
+      for (const task of run.tasks) {
+        const vm = vms.find((candidate) => candidate.name === task.subject)!;
+        for (const point of task.result!.restorePoints) {
+          const target = stores[point.remoteId];
+          const store = await localRemote.create({ path: target.folder }, { name: 'check' });
+          try {
+            const repository = await openRepository(
+              store,
+              target.key !== undefined ? { key: target.key } : {},
+            );
+            const id = point.manifestKey.split('/')[1];
+            const reader = await repository.openRestorePoint(id);
+            const manifest: RestorePointManifest = reader.manifest;
+            expect(manifest.vm.uuid).toBe(vm.uuid);
+            expect(manifest.disks.map((d) => d.key)).toEqual(Object.keys(hashes[runIndex][vm.uuid]));
+            for (const disk of manifest.disks) {
+              const hash = createHash('sha256');
+              for await (const chunk of reader.disk(disk.key).createReadStream())
+                hash.update(chunk as Buffer);
+              expect([runIndex, vm.name, point.remoteId, disk.key, hash.digest('hex')]).toEqual([
+                runIndex,
+                vm.name,
+                point.remoteId,
+                disk.key,
+                hashes[runIndex][vm.uuid][disk.key],
+              ]);
+              checked++;
+            }
+          } finally {
+            await store.close();
+          }
+        }
+      }
+    }
+    expect(checked).toBe(2 /* runs */ * 2 /* remotes */ * 3 /* disks */);
+    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${ids['job']}`)).expect(200);
+    expect(listed.body.items).toHaveLength(8);
+    expect(listed.body.items.filter((p: { kind: string }) => p.kind === 'incremental')).toHaveLength(4);
+  }, 120_000);
+
+  it('keeps exactly one backup snapshot per VM: the base of the next run', async () => {
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    try {
+      for (const vm of vms) {
+        const snapshots = await havenSnapshots(pool, vm.uuid);
+        expect(snapshots).toHaveLength(1);
+        expect(await pool.readVmMarker(vm.uuid, 'backup')).toBeUndefined();
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('refuses a VM whose marker another owner holds, leaving its snapshots as they were', async () => {
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    const held = vms[1];
+    try {
+      const before = (await havenSnapshots(pool, held.uuid)).map((s) => s.uuid);
+      await pool.acquireVmMarker(held.uuid, 'backup', 'other-install:run-9', 10 * 60_000);
+      const run = await runJob();
+      expect(run.status).toBe('partial');
+      const failed = run.tasks.find((t) => t.subject === held.name)!;
+      expect(failed.status).toBe('failure');
+      expect(failed.error).toMatch(/already being backed up by "other-install:run-9"/);
+      expect(run.tasks.find((t) => t.subject === vms[0].name)!.status).toBe('success');
+      expect((await havenSnapshots(pool, held.uuid)).map((s) => s.uuid)).toEqual(before);
+      expect((await pool.readVmMarker(held.uuid, 'backup'))?.owner).toBe('other-install:run-9');
+    } finally {
+      await pool.releaseVmMarker(held.uuid, 'backup', 'other-install:run-9');
+      await pool.close();
+    }
+  }, 120_000);
+});
