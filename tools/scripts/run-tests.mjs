@@ -20,13 +20,19 @@ if (!extra.includes('--no-typecheck')) {
 const jestArgs = extra.filter((a) => a !== '--no-typecheck');
 const outDir = mkdtempSync(join(tmpdir(), 'haven-jest-'));
 const outFile = join(outDir, 'results.json');
+// PGlite loads its WebAssembly through a dynamic import, which Jest's VM allows only with this flag.
 const jest = spawnSync(
-  'npx',
-  ['jest', '--json', `--outputFile=${outFile}`, ...(ci ? ['--ci'] : []), ...jestArgs],
-  {
-    cwd: root,
-    stdio: 'inherit',
-  },
+  process.execPath,
+  [
+    '--experimental-vm-modules',
+    '--disable-warning=ExperimentalWarning',
+    'node_modules/jest/bin/jest.js',
+    '--json',
+    `--outputFile=${outFile}`,
+    ...(ci ? ['--ci'] : []),
+    ...jestArgs,
+  ],
+  { cwd: root, stdio: 'inherit' },
 );
 let results;
 try {
