@@ -6,8 +6,10 @@
  * source is closed (which cancels the export).
  */
 export class BlockFanout<T> {
-  /** Items each consumer has finished with (the step it asks for next); Infinity once it stopped. */
+  /** Items each consumer has received (the step it asks for next); Infinity once it stopped. */
   private readonly done: number[];
+  /** The step each consumer last asked for: it is finished with every item before it. */
+  private readonly asked: number[];
   private readonly items = new Map<number, Promise<IteratorResult<T, undefined>>>();
   private waiters: (() => void)[] = [];
   private closed = false;
@@ -17,6 +19,7 @@ export class BlockFanout<T> {
     consumers: number,
   ) {
     this.done = Array.from({ length: consumers }, () => 0);
+    this.asked = Array.from({ length: consumers }, () => 0);
   }
 
   consumer(index: number): AsyncIterable<T> {
@@ -33,7 +36,7 @@ export class BlockFanout<T> {
 
   /** Stops every consumer's source (on failure of the whole backup). */
   async close(): Promise<void> {
-    for (let index = 0; index < this.done.length; index++) this.done[index] = Infinity;
+    for (let index = 0; index < this.done.length; index++) this.stopped(index);
     this.wake();
     await this.closeSource();
   }
@@ -41,17 +44,23 @@ export class BlockFanout<T> {
   private async next(index: number): Promise<IteratorResult<T, undefined>> {
     const step = this.done[index] ?? Infinity;
     if (step === Infinity) return { done: true, value: undefined };
+    this.asked[index] = step;
+    this.forget();
     this.wake();
     for (;;) {
       const ready = this.items.get(step);
       if (ready !== undefined) {
         const result = await ready;
-        this.done[index] = result.done === true ? Infinity : step + 1;
-        this.forget();
-        this.wake();
-        if (result.done === true) await this.closeIfAllStopped();
+        if (result.done === true) {
+          this.stopped(index);
+          this.wake();
+          await this.closeIfAllStopped();
+        } else {
+          this.done[index] = step + 1;
+        }
         return result;
       }
+      // One item of read-ahead: step k is read once everyone is finished with item k - 2.
       if (this.slowest() >= step - 1) {
         this.items.set(step, this.pull());
         continue;
@@ -66,7 +75,12 @@ export class BlockFanout<T> {
   }
 
   private slowest(): number {
-    return Math.min(...this.done);
+    return Math.min(...this.asked);
+  }
+
+  private stopped(index: number): void {
+    this.done[index] = Infinity;
+    this.asked[index] = Infinity;
   }
 
   /** Items every consumer is past are dropped (the data is referenced by consumers only). */
@@ -82,7 +96,7 @@ export class BlockFanout<T> {
   }
 
   private async stop(index: number): Promise<void> {
-    this.done[index] = Infinity;
+    this.stopped(index);
     this.forget();
     this.wake();
     await this.closeIfAllStopped();

@@ -9,14 +9,12 @@ import {
   isRepositoryError,
   manifestKey,
   openRepository,
-  type DiskBlock,
-  type DiskReader,
   type Repository,
   type RestorePointManifest,
   type RestorePointReader,
   type RestorePointWriter,
 } from '@haven/repository';
-import { isBitmapFull, openVhdStream, overlaySectors, VHD_BLOCK_SIZE, type VhdStreamBlock } from '@haven/vhd';
+import { openVhdStream, VHD_BLOCK_SIZE, type VhdStreamBlock } from '@haven/vhd';
 import {
   XapiPool,
   XapiTransferError,
@@ -28,6 +26,7 @@ import {
 import { BackupJobError } from './backup-incremental.errors';
 import { backupSettings, snapshotName, type BackupIncrementalSettings } from './backup-incremental.settings';
 import { BlockFanout } from './block.fanout';
+import { wholeBlocks } from './whole-block.merger';
 import { parseSelection } from './vm.selection';
 
 /** other_config keys that tie a snapshot to the job and VM it was taken for. */
@@ -405,31 +404,4 @@ async function writeRestorePoints(
   }
   context.reportProgress({ step: 'committed', bytesDone: bytesTotal, bytesTotal });
   return { restorePoints, disks, snapshot: snapshot.uuid };
-}
-
-/**
- * Exported VHD blocks as the whole blocks the repository stores: sectors a block's bitmap marks
- * absent are taken from the base restore point (delta) or are zeros (full); the last block is cut
- * to the disk's end.
- */
-async function* wholeBlocks(
-  blocks: AsyncIterable<VhdStreamBlock>,
-  virtualSize: number,
-  base: DiskReader | undefined,
-): AsyncGenerator<DiskBlock, void, undefined> {
-  for await (const block of blocks) {
-    const length = Math.min(VHD_BLOCK_SIZE, virtualSize - block.index * VHD_BLOCK_SIZE);
-    if (length <= 0) continue;
-    let data: Buffer;
-    if (isBitmapFull(block.bitmap)) {
-      data = block.data.subarray(0, length);
-    } else {
-      const merged = Buffer.alloc(VHD_BLOCK_SIZE);
-      if (base !== undefined) (await base.readBlock(block.index)).copy(merged);
-      overlaySectors(merged, block.data, block.bitmap);
-      data = merged.subarray(0, length);
-    }
-    // Blocks are shared between remotes: each writer gets its own view, never a mutable copy.
-    yield { index: block.index, data };
-  }
 }
