@@ -31,7 +31,7 @@ describe('BlockFanout', () => {
     const pulled: number[] = [];
     const fanout = new BlockFanout(counting(100, pulled), 2);
     const fast = (async () => {
-      for await (const value of fanout.consumer(0)) void value;
+      for await (const value of fanout.consumer(0)) expect(typeof value).toBe('number');
     })();
     const slow = fanout.consumer(1)[Symbol.asyncIterator]();
     for (let step = 0; step < 5; step++) {

@@ -52,11 +52,11 @@ describe('whole blocks from exported VHD blocks', () => {
         reader,
       ),
     );
-    expect(merged?.index).toBe(1);
-    const expected = Buffer.from(base[1]!);
+    expect(merged.index).toBe(1);
+    const expected = Buffer.from(base[1]);
     for (const sector of [0, 7, 4095])
       data.copy(expected, sector * VHD_SECTOR_SIZE, sector * VHD_SECTOR_SIZE, (sector + 1) * VHD_SECTOR_SIZE);
-    expect(merged?.data.equals(expected)).toBe(true);
+    expect(merged.data.equals(expected)).toBe(true);
   });
 
   it('without a base (full export), absent sectors are zeros', async () => {
@@ -70,7 +70,7 @@ describe('whole blocks from exported VHD blocks', () => {
     );
     const expected = Buffer.alloc(VHD_BLOCK_SIZE);
     data.copy(expected, VHD_SECTOR_SIZE, VHD_SECTOR_SIZE, 2 * VHD_SECTOR_SIZE);
-    expect(merged?.data.equals(expected)).toBe(true);
+    expect(merged.data.equals(expected)).toBe(true);
   });
 
   it('passes whole blocks through and cuts the last block to the disk end', async () => {
@@ -91,7 +91,7 @@ describe('whole blocks from exported VHD blocks', () => {
       [0, VHD_BLOCK_SIZE],
       [2, 3 * VHD_SECTOR_SIZE],
     ]);
-    expect(blocks[0]?.data.equals(first)).toBe(true);
-    expect(blocks[1]?.data.equals(last.subarray(0, 3 * VHD_SECTOR_SIZE))).toBe(true);
+    expect(blocks[0].data.equals(first)).toBe(true);
+    expect(blocks[1].data.equals(last.subarray(0, 3 * VHD_SECTOR_SIZE))).toBe(true);
   });
 });
