@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import {
+  bodyBlocks,
+  compareKeys,
   DriverError,
   RESERVED_SEGMENT_PREFIX,
   type DriverContext,
@@ -457,7 +459,7 @@ export class NfsUserspaceDriver implements RemoteDriver {
       while (window.size >= this.settings.concurrency) await Promise.race(window);
       if (failure !== undefined) throw failure;
     };
-    for await (const block of blocks(body, ioSize)) await enqueue(block);
+    for await (const block of bodyBlocks(body, ioSize)) await enqueue(block);
     await Promise.all(window);
     if (failure !== undefined) throw failure;
     if (stable === 'unstable') {
@@ -619,11 +621,6 @@ export class NfsUserspaceDriver implements RemoteDriver {
   }
 }
 
-/** Byte order of UTF-8 keys, as S3 and the other drivers list them. */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
 function splitKey(key: string): { folder: string; name: string } {
   const cut = key.lastIndexOf('/');
   return cut < 0 ? { folder: '', name: key } : { folder: key.slice(0, cut), name: key.slice(cut + 1) };
@@ -640,31 +637,6 @@ function serverRestarted(path: string): DriverError {
     'TRANSIENT',
     `the NFS server restarted while "${path}" was written (write verifier changed); unstable data may be lost, write it again`,
   );
-}
-
-/** Cuts a body into blocks of `size` bytes (the last may be shorter), copying only stream input. */
-async function* blocks(body: Buffer | Readable, size: number): AsyncGenerator<Buffer> {
-  if (Buffer.isBuffer(body)) {
-    for (let offset = 0; offset < body.length; offset += size) yield body.subarray(offset, offset + size);
-    return;
-  }
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  for await (const chunk of body) {
-    let data: Buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-    while (data.length > 0) {
-      const take = Math.min(size - pendingBytes, data.length);
-      pending.push(data.subarray(0, take));
-      pendingBytes += take;
-      data = data.subarray(take);
-      if (pendingBytes === size) {
-        yield Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-      }
-    }
-  }
-  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
 }
 
 /** NFS, MOUNT and RPC failures in Haven's classification. */

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import {
+  bodyBlocks,
+  compareKeys,
   DriverError,
   RESERVED_SEGMENT_PREFIX,
   type DriverContext,
@@ -379,7 +381,7 @@ export class SmbDriver implements RemoteDriver {
         done += count;
       }
     };
-    for await (const block of blocks(body, ioSize)) {
+    for await (const block of bodyBlocks(body, ioSize)) {
       const task = send(offset, block).catch((error: unknown) => {
         failure ??= error instanceof Error ? error : new Error(String(error));
       });
@@ -547,36 +549,6 @@ function isMissing(error: unknown): boolean {
       error.status === NtStatus.NO_SUCH_FILE ||
       error.status === NtStatus.NOT_A_DIRECTORY)
   );
-}
-
-/** Byte order of UTF-8 keys, as the other drivers list them. */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/** Cuts a body into blocks of `size` bytes (the last may be shorter), copying only stream input. */
-async function* blocks(body: Buffer | Readable, size: number): AsyncGenerator<Buffer> {
-  if (Buffer.isBuffer(body)) {
-    for (let offset = 0; offset < body.length; offset += size) yield body.subarray(offset, offset + size);
-    return;
-  }
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  for await (const chunk of body) {
-    let data: Buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-    while (data.length > 0) {
-      const take = Math.min(size - pendingBytes, data.length);
-      pending.push(data.subarray(0, take));
-      pendingBytes += take;
-      data = data.subarray(take);
-      if (pendingBytes === size) {
-        yield Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-      }
-    }
-  }
-  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
 }
 
 /** SMB statuses and connection failures in Haven's classification. */
