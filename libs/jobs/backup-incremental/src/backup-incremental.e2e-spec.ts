@@ -37,9 +37,9 @@ describe('backup.incremental through the gateway', () => {
   const folders: Record<string, Folder> = {};
   const ids: Record<string, string> = {};
   let vms: { uuid: string; name: string; disks: number }[] = [];
-  /** Per run: VM uuid -> disk key -> content hash at the time of the backup. */
-  const hashes: Record<string, Record<string, string>>[] = [];
-  const runs: { tasks: TaskView[] }[] = [];
+  /** Each run, with VM uuid -> disk key -> content hash at the time of its backups. */
+  const backups: { hashes: Record<string, Record<string, string>>; tasks: TaskView[] }[] = [];
+  const settings = { compression: 'zstd', concurrency: 2 };
 
   const api = () => request(baseUrl);
   const auth = (req: request.Test) => req.set('authorization', `Bearer ${key}`);
@@ -91,14 +91,36 @@ describe('backup.incremental through the gateway', () => {
     for (const folder of Object.values(folders)) await folder.cleanup();
   });
 
-  async function recordHashes(): Promise<void> {
+  async function recordHashes(): Promise<Record<string, Record<string, string>>> {
     const run: Record<string, Record<string, string>> = {};
     for (const vm of vms) {
       run[vm.uuid] = {};
       for (let position = 0; position < vm.disks; position++)
         run[vm.uuid][String(position)] = (await sim.diskHash(vm.uuid, {}, position)).sha256;
     }
-    hashes.push(run);
+    return run;
+  }
+
+  /** Runs the job once, keeping what the disks held when it ran (nothing writes meanwhile). */
+  async function backupRun(): Promise<{ status: string; tasks: TaskView[] }> {
+    const hashes = await recordHashes();
+    const run = await runJob();
+    backups.push({ hashes, tasks: run.tasks });
+    return run;
+  }
+
+  async function committedRestorePoints(): Promise<number> {
+    let count = 0;
+    for (const name of ['plain', 'encrypted']) {
+      const store = await localRemote.create({ path: folders[name].path }, { name });
+      try {
+        const repository = await openRepository(store, name === 'encrypted' ? { key: PASSPHRASE } : {});
+        count += (await repository.listRestorePointIds()).length;
+      } finally {
+        await store.close();
+      }
+    }
+    return count;
   }
 
   async function runJob(): Promise<{ status: string; tasks: TaskView[] }> {
@@ -149,16 +171,14 @@ describe('backup.incremental through the gateway', () => {
         type: 'backup.incremental',
         selection: { poolId: ids['pool'], mode: 'explicit', vms: vms.map((vm) => vm.uuid) },
         remoteIds: [ids['plain'], ids['encrypted']],
-        settings: { compression: 'zstd', concurrency: 2 },
+        settings,
       })
       .expect(201);
     ids['job'] = job.body.id;
   });
 
   it('first run: a full backup of every disk to both remotes', async () => {
-    await recordHashes();
-    const run = await runJob();
-    runs.push(run);
+    const run = await backupRun();
     expect(run.tasks.map((t) => [t.subject, t.status, t.error]).sort()).toEqual(
       vms.map((vm) => [vm.name, 'success', null]).sort(),
     );
@@ -184,9 +204,7 @@ describe('backup.incremental through the gateway', () => {
     // whole blocks on one VM, a few bytes (a partial block: partial sector bitmap) on the other
     await sim.writeRandom(first.uuid, { blocks: 3, seed: 'w1' }, 0);
     await sim.writeRandom(second.uuid, { bytes: 1000, offset: 5 * MiB + 300, seed: 'w2' });
-    await recordHashes();
-    const run = await runJob();
-    runs.push(run);
+    const run = await backupRun();
     expect(run.status).toBe('success');
     for (const task of run.tasks) {
       const disks = task.result!.disks;
@@ -205,53 +223,6 @@ describe('backup.incremental through the gateway', () => {
       expect(point.storedBytes).toBeLessThanOrEqual(3 * 2 * MiB + 4096 * 3);
     for (const point of byName(second.name).restorePoints)
       expect(point.storedBytes).toBeLessThanOrEqual(2 * MiB + 4096);
-  }, 120_000);
-
-  it('every restore point reads back, raw, as the disk was at its backup; the catalog lists them all', async () => {
-    const stores = {
-      [ids['plain']]: { folder: folders['plain'].path, key: undefined },
-      [ids['encrypted']]: { folder: folders['encrypted'].path, key: PASSPHRASE },
-    };
-    let checked = 0;
-    for (const [runIndex, run] of runs.entries()) {
-      for (const task of run.tasks) {
-        const vm = vms.find((candidate) => candidate.name === task.subject)!;
-        for (const point of task.result!.restorePoints) {
-          const target = stores[point.remoteId];
-          const store = await localRemote.create({ path: target.folder }, { name: 'check' });
-          try {
-            const repository = await openRepository(
-              store,
-              target.key !== undefined ? { key: target.key } : {},
-            );
-            const id = point.manifestKey.split('/')[1];
-            const reader = await repository.openRestorePoint(id);
-            const manifest: RestorePointManifest = reader.manifest;
-            expect(manifest.vm.uuid).toBe(vm.uuid);
-            expect(manifest.disks.map((d) => d.key)).toEqual(Object.keys(hashes[runIndex][vm.uuid]));
-            for (const disk of manifest.disks) {
-              const hash = createHash('sha256');
-              for await (const chunk of reader.disk(disk.key).createReadStream())
-                hash.update(chunk as Buffer);
-              expect([runIndex, vm.name, point.remoteId, disk.key, hash.digest('hex')]).toEqual([
-                runIndex,
-                vm.name,
-                point.remoteId,
-                disk.key,
-                hashes[runIndex][vm.uuid][disk.key],
-              ]);
-              checked++;
-            }
-          } finally {
-            await store.close();
-          }
-        }
-      }
-    }
-    expect(checked).toBe(2 /* runs */ * 2 /* remotes */ * 3 /* disks */);
-    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${ids['job']}`)).expect(200);
-    expect(listed.body.items).toHaveLength(8);
-    expect(listed.body.items.filter((p: { kind: string }) => p.kind === 'incremental')).toHaveLength(4);
   }, 120_000);
 
   it('keeps exactly one backup snapshot per VM: the base of the next run', async () => {
@@ -273,7 +244,7 @@ describe('backup.incremental through the gateway', () => {
     try {
       const before = (await havenSnapshots(pool, held.uuid)).map((s) => s.uuid);
       await pool.acquireVmMarker(held.uuid, 'backup', 'other-install:run-9', 10 * 60_000);
-      const run = await runJob();
+      const run = await backupRun();
       expect(run.status).toBe('partial');
       const failed = run.tasks.find((t) => t.subject === held.name)!;
       expect(failed.status).toBe('failure');
@@ -285,5 +256,129 @@ describe('backup.incremental through the gateway', () => {
       await pool.releaseVmMarker(held.uuid, 'backup', 'other-install:run-9');
       await pool.close();
     }
+  }, 120_000);
+
+  it('retries a broken export inside the task when settings.retries allows it', async () => {
+    await auth(api().patch(`/api/v1/jobs/${ids['job']}`))
+      .send({ settings: { ...settings, retries: 1 } })
+      .expect(200);
+    await sim.writeRandom(vms[1].uuid, { blocks: 2, seed: 'w3' });
+    sim.setFaults({ exportFailAfterBytes: 1000, exportFailTimes: 1 });
+    const run = await backupRun();
+    expect(run.tasks.map((t) => [t.subject, t.status, t.attempts]).sort()).toEqual(
+      vms.map((vm) => [vm.name, 'success', 1]).sort(),
+    );
+    expect(sim.setFaults({}).exportFailTimes).toBe(0);
+  }, 120_000);
+
+  it('an export that keeps failing fails the VM and leaves no snapshot, restore point or marker behind', async () => {
+    await auth(api().patch(`/api/v1/jobs/${ids['job']}`))
+      .send({ settings })
+      .expect(200);
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    try {
+      const before = await Promise.all(
+        vms.map(async (vm) => (await havenSnapshots(pool, vm.uuid)).map((s) => s.uuid)),
+      );
+      const points = await committedRestorePoints();
+      sim.setFaults({ exportFailAfterBytes: 1000, exportFailTimes: null });
+      const run = await runJob();
+      sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
+      expect(run.status).toBe('failure');
+      for (const task of run.tasks) {
+        expect(task).toMatchObject({ status: 'failure', attempts: 3 });
+        expect(task.error).toMatch(/VDI|export/i);
+      }
+      const after = await Promise.all(
+        vms.map(async (vm) => (await havenSnapshots(pool, vm.uuid)).map((s) => s.uuid)),
+      );
+      expect(after).toEqual(before);
+      expect(await committedRestorePoints()).toBe(points);
+      for (const vm of vms) expect(await pool.readVmMarker(vm.uuid, 'backup')).toBeUndefined();
+    } finally {
+      await pool.close();
+    }
+  }, 120_000);
+
+  it('makes full backups when the full interval is reached or a disk was resized, saying why', async () => {
+    await auth(api().patch(`/api/v1/jobs/${ids['job']}`))
+      .send({ settings: { ...settings, fullInterval: 1 } })
+      .expect(200);
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    try {
+      const vm = await pool.getVm(vms[0].uuid);
+      // XAPI resizes only disks of halted VMs
+      await pool.shutdownVm(vm.ref, { force: true });
+      const disk = vm.disks.find((d) => d.position === 1)!;
+      // not a whole number of 2 MiB blocks: the last block of the disk is short
+      await pool.resizeVdi(disk.vdiRef, 64 * MiB + 512 * 1024);
+    } finally {
+      await pool.close();
+    }
+    await sim.writeRandom(vms[0].uuid, { bytes: 4096, offset: 64 * MiB + 4096, seed: 'w4' }, 1);
+    const run = await backupRun();
+    expect(run.status).toBe('success');
+    const reasons = run.tasks
+      .flatMap((t) => t.result!.disks.map((d) => [t.subject, d.key, d.mode, d.reason]))
+      .sort();
+    expect(reasons).toEqual(
+      [
+        [vms[0].name, '0', 'full', 'full-interval'],
+        [vms[0].name, '1', 'full', 'disk-resized'],
+        [vms[1].name, '0', 'full', 'full-interval'],
+      ].sort(),
+    );
+    expect(run.tasks.every((t) => t.result!.restorePoints.every((p) => p.kind === 'full'))).toBe(true);
+  }, 120_000);
+
+  it('every restore point reads back, raw, as the disk was at its backup; the catalog lists them all', async () => {
+    const stores = {
+      [ids['plain']]: { folder: folders['plain'].path, key: undefined },
+      [ids['encrypted']]: { folder: folders['encrypted'].path, key: PASSPHRASE },
+    };
+    let checked = 0;
+    let committed = 0;
+    for (const [runIndex, backup] of backups.entries()) {
+      for (const task of backup.tasks.filter((t) => t.status === 'success')) {
+        const vm = vms.find((candidate) => candidate.name === task.subject)!;
+        for (const point of task.result!.restorePoints) {
+          committed++;
+          const target = stores[point.remoteId];
+          const store = await localRemote.create({ path: target.folder }, { name: 'check' });
+          try {
+            const repository = await openRepository(
+              store,
+              target.key !== undefined ? { key: target.key } : {},
+            );
+            const id = point.manifestKey.split('/')[1];
+            const reader = await repository.openRestorePoint(id);
+            const manifest: RestorePointManifest = reader.manifest;
+            expect(manifest.vm.uuid).toBe(vm.uuid);
+            expect(manifest.disks.map((d) => d.key)).toEqual(Object.keys(backup.hashes[vm.uuid]));
+            for (const disk of manifest.disks) {
+              const hash = createHash('sha256');
+              for await (const chunk of reader.disk(disk.key).createReadStream())
+                hash.update(chunk as Buffer);
+              expect([runIndex, vm.name, point.remoteId, disk.key, hash.digest('hex')]).toEqual([
+                runIndex,
+                vm.name,
+                point.remoteId,
+                disk.key,
+                backup.hashes[vm.uuid][disk.key],
+              ]);
+              checked++;
+            }
+          } finally {
+            await store.close();
+          }
+        }
+      }
+    }
+    // full, incremental, marker run (1 VM), retried export, full interval: 2 remotes each
+    expect(committed).toBe((2 + 2 + 1 + 2 + 2) * 2);
+    expect(checked).toBe((3 + 3 + 2 + 3 + 3) * 2);
+    expect(await committedRestorePoints()).toBe(committed);
+    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${ids['job']}&limit=100`)).expect(200);
+    expect(listed.body.items).toHaveLength(committed);
   }, 120_000);
 });
