@@ -21,6 +21,7 @@ interface TaskView {
   status: string;
   error: string | null;
   attempts: number;
+  progress: { bytesDone?: number; bytesTotal?: number };
   result: {
     restorePoints: { remoteId: string; manifestKey: string; kind: string; storedBytes: number }[];
     disks: { key: string; mode: string; reason: string; bytes: number }[];
@@ -193,6 +194,10 @@ describe('backup.incremental through the gateway', () => {
         ].sort(),
       );
     }
+    // progress ends at the sum of the VM's disk sizes
+    expect(run.tasks.map((t) => [t.subject, t.progress.bytesDone, t.progress.bytesTotal]).sort()).toEqual(
+      vms.map((vm) => [vm.name, vm.disks * 64 * MiB, vm.disks * 64 * MiB]).sort(),
+    );
     expect(run.tasks.find((t) => t.subject === vms[0].name)!.result!.disks.map((d) => d.key)).toEqual([
       '0',
       '1',
