@@ -1,2 +1,0 @@
-export * from './backup-full.plugin';
-export { default } from './backup-full.plugin';
