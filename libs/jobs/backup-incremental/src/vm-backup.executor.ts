@@ -171,6 +171,15 @@ async function backupOnce(
         throw error;
       }
     }
+    const done = alreadyCommitted(targets, task, vm, previous);
+    if (done !== undefined) {
+      // Redelivered after this task committed everywhere (the worker died before reporting):
+      // report that backup again instead of taking another one.
+      for (const old of previous) {
+        if (old.uuid !== done.snapshot) await pool.destroySnapshot(old).catch(() => undefined);
+      }
+      return done;
+    }
     const snapshot = await pool.snapshotVm(vm, {
       name: snapshotName(settings.snapshotNameTemplate, {
         vm: vm.name,
@@ -209,6 +218,53 @@ async function backupOnce(
   } finally {
     for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
+}
+
+/** The result of this very task when every remote already holds its restore point. */
+function alreadyCommitted(
+  targets: readonly BackupTarget[],
+  task: TaskExecution,
+  vm: VmInfo,
+  previous: readonly SnapshotInfo[],
+): VmBackupResult | undefined {
+  const manifests = targets.map((target) => target.base?.manifest);
+  const first = manifests[0];
+  if (first === undefined) return undefined;
+  if (
+    !manifests.every((manifest) => manifest !== undefined && attribute(manifest, 'taskId') === task.taskId)
+  ) {
+    return undefined;
+  }
+  const snapshot = attribute(first, 'snapshotUuid');
+  if (typeof snapshot !== 'string' || !previous.some((candidate) => candidate.uuid === snapshot))
+    return undefined;
+  const recorded = attribute(first, 'disks');
+  const disks: DiskBackupResult[] = Array.isArray(recorded)
+    ? recorded.map((entry: { key: string; mode: DiskBackupMode; reason: DiskBackupReason }) => ({
+        key: entry.key,
+        mode: entry.mode,
+        reason: entry.reason,
+        bytes: 0,
+      }))
+    : [];
+  const incremental = disks.some((disk) => disk.mode === 'delta');
+  return {
+    snapshot,
+    disks,
+    restorePoints: targets.map((target, index) => {
+      const manifest = manifests[index] ?? first;
+      return {
+        remoteId: target.access.id,
+        manifestKey: manifestKey(manifest.id),
+        vmUuid: vm.uuid,
+        vmName: vm.name,
+        kind: incremental ? 'incremental' : 'full',
+        logicalBytes: manifest.sizes.logicalBytes,
+        storedBytes: manifest.sizes.uploadedBytes,
+        takenAt: manifest.createdAt,
+      };
+    }),
+  };
 }
 
 async function openTarget(
