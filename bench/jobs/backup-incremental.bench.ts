@@ -72,9 +72,9 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
   try {
     const pool = await XapiPool.connect({ url, username: 'root', password: 'password' });
-    const vm = (await pool.listVms())[0];
+    const vm = (await pool.listVms()).at(0);
     if (vm === undefined) throw new Error('the simulator has no VM');
-    const disk = vm.disks[0];
+    const disk = vm.disks.at(0);
     if (disk === undefined) throw new Error('the VM has no disk');
 
     const baseline = await timed(async () => {
