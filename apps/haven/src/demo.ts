@@ -64,6 +64,83 @@ async function demo(): Promise<void> {
     password: simulatorPassword,
   });
 
+  // The tour: a local remote (an encrypted repository), an incremental job over the simulator's
+  // VMs, a first (full) backup, a write into one VM's disk, a second (incremental) backup.
+  const remoteFolder = join(config.dataDir, 'remote');
+  const remotes = await call<{ items: { id: string; name: string }[] }>('GET', '/api/v1/remotes', key.key);
+  const remote =
+    remotes.items.find((r) => r.name === 'local') ??
+    (await call<{ id: string }>('POST', '/api/v1/remotes', key.key, {
+      name: 'local',
+      type: 'local',
+      settings: { path: remoteFolder },
+      encryption: { passphrase: 'haven demo passphrase' },
+    }));
+  const vms = simulator.listVms().filter((vm) => !vm.isTemplate && !vm.isSnapshot);
+  const jobs = await call<{ items: { id: string; name: string }[] }>('GET', '/api/v1/jobs', key.key);
+  for (const stale of jobs.items.filter((j) => j.name === 'demo incremental'))
+    await fetch(`${url}/api/v1/jobs/${stale.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${key.key}` },
+    });
+  const job = await call<{ id: string }>('POST', '/api/v1/jobs', key.key, {
+    name: 'demo incremental',
+    type: 'backup.incremental',
+    selection: { poolId: pool.id, mode: 'explicit', vms: vms.map((vm) => vm.uuid) },
+    remoteIds: [remote.id],
+    settings: { compression: 'zstd' },
+  });
+
+  interface RunView {
+    status: string;
+    error: string | null;
+    tasks: {
+      subject: string;
+      status: string;
+      error: string | null;
+      result: { disks?: { key: string; mode: string; reason: string; bytes?: number }[] } | null;
+    }[];
+  }
+  const runJob = async (label: string): Promise<RunView> => {
+    const started = await call<{ runId: string }>('POST', `/api/v1/jobs/${job.id}/run`, key.key);
+    let run: RunView;
+    for (;;) {
+      run = await call<RunView>('GET', `/api/v1/runs/${started.runId}`, key.key);
+      if (['success', 'partial', 'failure', 'cancelled'].includes(run.status)) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    process.stdout.write(
+      `\n${label}: run ${started.runId} ${run.status}${run.error ? ` (${run.error})` : ''}\n`,
+    );
+    for (const task of run.tasks) {
+      const disks = (task.result?.disks ?? []).map((d) => `${d.key} ${d.mode} (${d.reason})`).join(', ');
+      process.stdout.write(
+        `  ${task.subject}: ${task.status}${task.error ? ` - ${task.error}` : ''}${disks ? ` - ${disks}` : ''}\n`,
+      );
+    }
+    return run;
+  };
+
+  await runJob('First backup');
+  const written = vms[0] ? await simulator.writeRandom(vms[0].uuid, { blocks: 4 }) : undefined;
+  if (vms[0] && written) process.stdout.write(`\nWrote 4 random 2 MiB blocks into ${vms[0].name}'s disk.\n`);
+  await runJob('Second backup');
+  const points = await call<{
+    items: { vmName: string; kind: string; logicalBytes: number; storedBytes: number; takenAt: string }[];
+  }>('GET', `/api/v1/restore-points?jobId=${job.id}`, key.key);
+  const MiB = 1024 * 1024;
+  process.stdout.write('\nRestore points (newest first):\n');
+  for (const point of points.items)
+    process.stdout.write(
+      `  ${point.takenAt}  ${point.vmName.padEnd(16)} ${point.kind.padEnd(12)} ${(point.logicalBytes / MiB).toFixed(0).padStart(6)} MiB of disk, ${(point.storedBytes / MiB).toFixed(1).padStart(7)} MiB newly stored\n`,
+    );
+  const logical = points.items.reduce((sum, p) => sum + p.logicalBytes, 0);
+  const stored = points.items.reduce((sum, p) => sum + p.storedBytes, 0);
+  if (stored > 0)
+    process.stdout.write(
+      `  every restore point is a full index: ${(logical / MiB).toFixed(0)} MiB of disks kept in ${(stored / MiB).toFixed(1)} MiB (${(logical / stored).toFixed(1)}x)\n`,
+    );
+
   process.stdout.write(
     [
       '',
@@ -72,10 +149,9 @@ async function demo(): Promise<void> {
       `  Health:         ${url}/health   Metrics: ${url}/metrics`,
       `  XAPI simulator: ${simulator.url}`,
       `  Tenant "demo":  ${tenant.id}`,
-      `  Pool:           ${pool.id} (simulator)`,
       `  Tenant key:     ${key.key}`,
       '',
-      `  Try: HAVEN_URL=${url} HAVEN_KEY=${key.key} ./bin/haven.js pools list`,
+      `  Try: HAVEN_URL=${url} HAVEN_KEY=${key.key} ./bin/haven.js jobs run ${job.id} --follow`,
       '',
       exitAfterTour ? 'Stopping (--exit).' : 'Serving until Ctrl-C.',
       '',
