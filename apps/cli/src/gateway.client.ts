@@ -1,4 +1,7 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -81,6 +84,34 @@ export class GatewayClient {
       );
     }
     return JSON.parse(text) as T;
+  }
+
+  /**
+   * Streams a download to a file; with `resume`, continues a partial file with an HTTP range.
+   * Returns the file's final size.
+   */
+  async download(path: string, file: string, options: { resume: boolean }): Promise<number> {
+    const already = options.resume
+      ? await stat(file).then(
+          (s) => s.size,
+          () => 0,
+        )
+      : 0;
+    const response = await fetch(new URL(path, this.credentials.url), {
+      headers: {
+        authorization: `Bearer ${this.credentials.key}`,
+        ...(already > 0 ? { range: `bytes=${already}-` } : {}),
+      },
+    });
+    if (response.status === 416 && already > 0) return already; // already complete
+    if (!response.ok || !response.body)
+      throw new CliError(`${response.status} ${response.statusText} for ${path}`);
+    const append = response.status === 206;
+    await pipeline(
+      Readable.fromWeb(response.body),
+      createWriteStream(file, { flags: append ? 'a' : 'w' }),
+    );
+    return (await stat(file)).size;
   }
 
   /** Server-Sent Events of a path, one parsed `{event, data}` at a time. */

@@ -154,6 +154,34 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
           else out(describeRemoteTest(result));
           if (!result.ok) throw new CliError(`remote ${result.remote} failed its test`);
         });
+    if (resource.command === 'remotes')
+      group
+        .command('sync <id>')
+        .description("Rebuild the catalog's restore points of this remote from its manifests")
+        .action(async (id: string) => {
+          const result = await client().call<{ remote: string; found: number; added: number }>(
+            'POST',
+            `/api/v1/remotes/${encodeURIComponent(id)}/sync`,
+          );
+          out(
+            `Remote ${result.remote}: ${result.found} restore point(s) found, ${result.added} added to the catalog`,
+          );
+        });
+    if (resource.command === 'restore-points')
+      group
+        .command('download <id>')
+        .description('Download a disk of a restore point (raw resumes an interrupted download)')
+        .requiredOption('--disk <key>', 'disk key, see `restore-points show` / GET …/disks')
+        .option('--format <format>', 'raw or vhd', 'raw')
+        .requiredOption('-o, --output <file>', 'where to write it')
+        .action(async (id: string, options: { disk: string; format: string; output: string }) => {
+          const bytes = await client().download(
+            `/api/v1/restore-points/${encodeURIComponent(id)}/disks/${encodeURIComponent(options.disk)}?format=${encodeURIComponent(options.format)}`,
+            options.output,
+            { resume: options.format === 'raw' },
+          );
+          out(`Wrote ${bytes} bytes to ${options.output}`);
+        });
     if (!resource.writable) continue;
     group
       .command('add')

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy }
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
 import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
+import { insertRestorePoint } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import type { CommittedRestorePoint } from '@haven/plugin-sdk';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
@@ -102,27 +103,21 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
       [event.runId, event.tenantId],
     );
     const jobId = runs.at(0)?.job_id ?? null;
-    for (const point of points as CommittedRestorePoint[]) {
-      await tx.query(
-        `INSERT INTO restore_points (id, tenant_id, remote_id, job_id, run_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, gfs_tags, taken_at)
-         SELECT gen_random_uuid(), $1, r.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM remotes r WHERE r.id = $2 AND r.tenant_id = $1
-         ON CONFLICT DO NOTHING`,
-        [
-          event.tenantId,
-          point.remoteId,
-          jobId,
-          event.runId,
-          point.vmUuid,
-          point.vmName,
-          point.kind,
-          point.manifestKey,
-          point.logicalBytes,
-          point.storedBytes,
-          point.gfsTags ?? [],
-          point.takenAt,
-        ],
-      );
-    }
+    for (const point of points as CommittedRestorePoint[])
+      await insertRestorePoint(tx, {
+        tenantId: event.tenantId,
+        remoteId: point.remoteId,
+        jobId,
+        runId: event.runId,
+        vmUuid: point.vmUuid,
+        vmName: point.vmName,
+        kind: point.kind,
+        manifestKey: point.manifestKey,
+        logicalBytes: point.logicalBytes,
+        storedBytes: point.storedBytes,
+        gfsTags: point.gfsTags ?? [],
+        takenAt: point.takenAt,
+      });
   }
 
   /** Ends the run when none of its tasks is still open; returns the event to publish, if it ended now. */

@@ -8,3 +8,4 @@ export * from './public-route.decorator';
 export * from './boot-failure';
 export * from './job.definition';
 export * from './job.resources';
+export * from './repository.opener';

@@ -1,7 +1,7 @@
 import { Controller, Get, type INestApplication, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { PublicRoute, RemoteOpener } from '@haven/service-core';
+import { PublicRoute, RemoteOpener, RepositoryOpener } from '@haven/service-core';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { PluginsController } from './plugins.controller';
 import { ApiKeysController } from './resources/api-keys.controller';
@@ -10,6 +10,7 @@ import { JobsController } from './resources/jobs.controller';
 import { PoolsController } from './resources/pools.controller';
 import { RemotesController } from './resources/remotes.controller';
 import { RestorePointsController, RunsController, TasksController } from './resources/runs.controller';
+import { RestorePointDisksController } from './resources/restore-point-disks.controller';
 import { SchedulesController } from './resources/schedules.controller';
 import { TenantsController } from './resources/tenants.controller';
 
@@ -36,9 +37,10 @@ class GatewayRootController {
     RunsController,
     TasksController,
     RestorePointsController,
+    RestorePointDisksController,
     PluginsController,
   ],
-  providers: [AuditTrail, RemoteOpener, { provide: APP_GUARD, useClass: ApiKeyGuard }],
+  providers: [AuditTrail, RemoteOpener, RepositoryOpener, { provide: APP_GUARD, useClass: ApiKeyGuard }],
 })
 export class GatewayModule {}
 

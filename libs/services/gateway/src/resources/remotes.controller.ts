@@ -13,7 +13,8 @@ import {
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { RemoteEntity, type SecretBox } from '@haven/db';
+import { insertRestorePoint, RemoteEntity, type SecretBox } from '@haven/db';
+import { manifestKey } from '@haven/repository';
 import {
   conflict,
   HAVEN_PLUGINS,
@@ -21,6 +22,7 @@ import {
   notFound,
   ProblemException,
   RemoteOpener,
+  RepositoryOpener,
   splitSecrets,
 } from '@haven/service-core';
 import { type JsonSchemaObject, type PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
@@ -70,6 +72,7 @@ export class RemotesController {
   constructor(
     private readonly dataSource: DataSource,
     private readonly opener: RemoteOpener,
+    private readonly repositories: RepositoryOpener,
     @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
     @Inject(HAVEN_SECRETS) private readonly secrets: SecretBox,
     private readonly audit: AuditTrail,
@@ -215,6 +218,60 @@ export class RemotesController {
       principal.keyId,
     );
     return result;
+  }
+
+  /**
+   * Rebuilds the catalog's list of this remote's restore points from the manifests on the remote
+   * (after losing the database, or to adopt a repository): missing ones are added, none removed.
+   */
+  @Post(':id/sync')
+  @RequireRole('admin')
+  @HttpCode(200)
+  async sync(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    const remote = await this.find(principal, id);
+    let opened;
+    try {
+      opened = await this.repositories.open(remote);
+    } catch (error) {
+      throw new ProblemException(
+        HttpStatus.UNPROCESSABLE_ENTITY,
+        'Repository unreadable',
+        `The repository on remote "${remote.name}" could not be opened: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    let found = 0;
+    let added = 0;
+    try {
+      for (const { manifest } of await opened.repository.listRestorePoints()) {
+        found++;
+        const inserted = await insertRestorePoint(this.dataSource.manager, {
+          tenantId: principal.tenantId,
+          remoteId: remote.id,
+          jobId: manifest.job?.id ?? null,
+          runId: null,
+          vmUuid: manifest.vm.uuid,
+          vmName: manifest.vm.name,
+          kind: manifest.disks.some((disk) => disk.base !== undefined) ? 'incremental' : 'full',
+          manifestKey: manifestKey(manifest.id),
+          logicalBytes: manifest.sizes.logicalBytes,
+          storedBytes: manifest.sizes.uploadedBytes,
+          gfsTags: manifest.gfsTags ?? [],
+          takenAt: manifest.createdAt,
+        });
+        if (inserted) added++;
+      }
+    } finally {
+      await opened.close();
+    }
+    await this.audit.record(
+      principal.tenantId,
+      'remote.sync',
+      'remote',
+      remote.id,
+      { found, added },
+      principal.keyId,
+    );
+    return { remote: remote.name, found, added };
   }
 
   @Delete(':id')

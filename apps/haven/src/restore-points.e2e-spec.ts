@@ -1,0 +1,192 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { loadConfig } from '@haven/config';
+import { scratchDir } from '@haven/testing';
+import { createRawStreamFromVhdStream } from '@haven/vhd';
+import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import { buildCli } from '../../cli/src/haven.cli';
+import { startAllInOne } from './haven.app';
+
+const MiB = 1024 * 1024;
+
+async function sha256(stream: AsyncIterable<Buffer>): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+describe('restore points after a backup: disk downloads (raw with ranges, VHD) and remote sync', () => {
+  let app: INestApplication;
+  let simulator: XapiSimulator;
+  let dirs: { path: string; cleanup: () => Promise<void> }[] = [];
+  let baseUrl = '';
+  let admin = '';
+  let pointId = '';
+  let remoteId = '';
+  let diskKey = '';
+  let diskHash = '';
+  let raw: Buffer;
+  const api = () => request(baseUrl);
+  const auth = (req: request.Test) => req.set('authorization', `Bearer ${admin}`);
+
+  beforeAll(async () => {
+    dirs = await Promise.all([
+      scratchDir('haven-rp-data-'),
+      scratchDir('haven-rp-remote-'),
+      scratchDir('haven-rp-sim-'),
+      scratchDir('haven-rp-out-'),
+    ]);
+    simulator = await startXapiSimulator({
+      stateDir: dirs[2].path,
+      vms: 1,
+      diskSize: 24 * MiB,
+      seed: 'restore-points',
+      user: 'root',
+      password: 'pw',
+    });
+    app = await startAllInOne(
+      loadConfig({
+        HAVEN_PORT: '0',
+        HAVEN_HOST: '127.0.0.1',
+        HAVEN_DATA: dirs[0].path,
+        LOG_LEVEL: 'error',
+        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
+      }),
+    );
+    baseUrl = await app.getUrl();
+    admin = readFileSync(join(dirs[0].path, 'admin-key'), 'utf8').trim();
+
+    const pool = await auth(api().post('/api/v1/pools'))
+      .send({ name: 'sim', url: simulator.url, username: 'root', password: 'pw' })
+      .expect(201);
+    const remote = await auth(api().post('/api/v1/remotes'))
+      .send({
+        name: 'nas',
+        type: 'local',
+        settings: { path: dirs[1].path },
+        encryption: { passphrase: 'restore point passphrase' },
+      })
+      .expect(201);
+    remoteId = remote.body.id;
+    const vm = simulator.listVms().find((v) => !v.isTemplate && !v.isSnapshot)!;
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'nightly',
+        type: 'backup.incremental',
+        selection: { poolId: pool.body.id, mode: 'explicit', vms: [vm.uuid] },
+        remoteIds: [remoteId],
+      })
+      .expect(201);
+    diskHash = (await simulator.diskHash(vm.uuid)).sha256;
+    const started = await auth(api().post(`/api/v1/jobs/${job.body.id}/run`)).expect(202);
+    for (;;) {
+      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
+      if (run.body.status !== 'running' && run.body.status !== 'pending') {
+        expect(run.body).toMatchObject({ status: 'success' });
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${job.body.id}`)).expect(200);
+    expect(points.body.items).toHaveLength(1);
+    pointId = points.body.items[0].id;
+  }, 120_000);
+
+  afterAll(async () => {
+    await app.close();
+    await simulator.close();
+    for (const dir of dirs) await dir.cleanup();
+  });
+
+  it('lists the disks of a restore point', async () => {
+    const disks = await auth(api().get(`/api/v1/restore-points/${pointId}/disks`)).expect(200);
+    expect(disks.body.items).toHaveLength(1);
+    expect(disks.body.items[0]).toMatchObject({ virtualSize: 24 * MiB });
+    diskKey = disks.body.items[0].key;
+  });
+
+  it('downloads a disk as raw, equal to the VM disk at backup time', async () => {
+    const response = await auth(api().get(`/api/v1/restore-points/${pointId}/disks/${diskKey}?format=raw`))
+      .buffer(true)
+      .parse((res, done) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done(null, Buffer.concat(chunks)));
+      })
+      .expect(200);
+    raw = response.body as Buffer;
+    expect(response.headers['accept-ranges']).toBe('bytes');
+    expect(raw.length).toBe(24 * MiB);
+    expect(createHash('sha256').update(raw).digest('hex')).toBe(diskHash);
+  });
+
+  it('serves byte ranges of the raw disk, and refuses ranges past its end', async () => {
+    const get = (range: string) =>
+      auth(api().get(`/api/v1/restore-points/${pointId}/disks/${diskKey}?format=raw`))
+        .set('range', range)
+        .buffer(true)
+        .parse((res, done) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => done(null, Buffer.concat(chunks)));
+        });
+    const middle = await get(`bytes=${3 * MiB - 100}-${5 * MiB + 99}`).expect(206);
+    expect(middle.headers['content-range']).toBe(`bytes ${3 * MiB - 100}-${5 * MiB + 99}/${24 * MiB}`);
+    expect(Buffer.compare(middle.body as Buffer, raw.subarray(3 * MiB - 100, 5 * MiB + 100))).toBe(0);
+    const tail = await get('bytes=-10').expect(206);
+    expect(Buffer.compare(tail.body as Buffer, raw.subarray(raw.length - 10))).toBe(0);
+    await get(`bytes=${24 * MiB}-`).expect(416);
+  });
+
+  it('downloads a disk as a dynamic VHD holding the same content', async () => {
+    const response = await fetch(`${baseUrl}/api/v1/restore-points/${pointId}/disks/${diskKey}?format=vhd`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    expect(response.status).toBe(200);
+    const vhd = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+    expect(await sha256(createRawStreamFromVhdStream(vhd))).toBe(diskHash);
+  });
+
+  it('resumes an interrupted download from the CLI', async () => {
+    const file = join(dirs[3].path, 'disk.img');
+    writeFileSync(file, raw.subarray(0, 5 * MiB + 123));
+    const lines: string[] = [];
+    const cli = buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin }).exitOverride();
+    await cli.parseAsync([
+      'node',
+      'haven',
+      'restore-points',
+      'download',
+      pointId,
+      '--disk',
+      diskKey,
+      '-o',
+      file,
+    ]);
+    expect(lines.pop()).toBe(`Wrote ${24 * MiB} bytes to ${file}`);
+    expect(await sha256(createReadStream(file))).toBe(diskHash);
+  });
+
+  it('rebuilds the catalog from the remote alone (haven remotes sync)', async () => {
+    await app.get(DataSource).query('DELETE FROM restore_points');
+    expect((await auth(api().get('/api/v1/restore-points')).expect(200)).body.items).toEqual([]);
+    const lines: string[] = [];
+    const cli = () =>
+      buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin }).exitOverride();
+    await cli().parseAsync(['node', 'haven', 'remotes', 'sync', remoteId]);
+    expect(lines.pop()).toBe('Remote nas: 1 restore point(s) found, 1 added to the catalog');
+    await cli().parseAsync(['node', 'haven', 'remotes', 'sync', remoteId]);
+    expect(lines.pop()).toBe('Remote nas: 1 restore point(s) found, 0 added to the catalog');
+    const points = await auth(api().get('/api/v1/restore-points')).expect(200);
+    expect(points.body.items).toHaveLength(1);
+    pointId = points.body.items[0].id;
+    // The rebuilt entry serves the same disk.
+    const disks = await auth(api().get(`/api/v1/restore-points/${pointId}/disks`)).expect(200);
+    expect(disks.body.items[0].key).toBe(diskKey);
+  });
+});
