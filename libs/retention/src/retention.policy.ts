@@ -82,7 +82,7 @@ export function decideRetention(
   );
   const keep = new Map<string, string[]>();
   const tag = (id: string, reason: string) => keep.set(id, [...(keep.get(id) ?? []), reason]);
-  const newest = newestFirst[0];
+  const newest = newestFirst.at(0);
   if (newest) tag(newest.id, 'latest');
   if (policy.keep !== undefined)
     for (const point of newestFirst.slice(0, policy.keep)) tag(point.id, `last-${policy.keep}`);
