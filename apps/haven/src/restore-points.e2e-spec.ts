@@ -30,9 +30,25 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
   let remoteId = '';
   let diskKey = '';
   let diskHash = '';
+  let jobId = '';
   let raw: Buffer;
   const api = () => request(baseUrl);
   const auth = (req: request.Test) => req.set('authorization', `Bearer ${admin}`);
+
+  /** Runs the job now and waits for its end, which must be a success. */
+  async function runToEnd(body: Record<string, unknown>): Promise<string> {
+    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+      .send(body)
+      .expect(202);
+    for (;;) {
+      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
+      if (run.body.status !== 'running' && run.body.status !== 'pending') {
+        expect(run.body).toMatchObject({ status: 'success' });
+        return started.body.runId as string;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 
   beforeAll(async () => {
     dirs = await Promise.all([
@@ -82,16 +98,9 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
         remoteIds: [remoteId],
       })
       .expect(201);
+    jobId = job.body.id;
     diskHash = (await simulator.diskHash(vm.uuid)).sha256;
-    const started = await auth(api().post(`/api/v1/jobs/${job.body.id}/run`)).expect(202);
-    for (;;) {
-      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
-      if (run.body.status !== 'running' && run.body.status !== 'pending') {
-        expect(run.body).toMatchObject({ status: 'success' });
-        break;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    await runToEnd({});
     const points = await auth(api().get(`/api/v1/restore-points?jobId=${job.body.id}`)).expect(200);
     expect(points.body.items).toHaveLength(1);
     pointId = points.body.items[0].id;
@@ -189,4 +198,34 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
     const disks = await auth(api().get(`/api/v1/restore-points/${pointId}/disks`)).expect(200);
     expect(disks.body.items[0].key).toBe(diskKey);
   });
+
+  it("applies the schedule's retention after each backup, on the remote and in the catalog", async () => {
+    const schedule = await auth(api().post('/api/v1/schedules'))
+      .send({ jobId, name: 'hourly', cron: '0 * * * *', timezone: 'Europe/Paris', retention: { keep: 2 } })
+      .expect(201);
+    await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+      .send({ scheduleId: '00000000-0000-4000-8000-000000000000' })
+      .expect(400);
+    const runs: string[] = [];
+    for (let i = 0; i < 3; i++) runs.push(await runToEnd({ scheduleId: schedule.body.id }));
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}`)).expect(200);
+    // The unscheduled first backup is not this schedule's to expire; of the three scheduled ones, two stay.
+    expect(points.body.items).toHaveLength(3);
+    const listed = await Promise.all(
+      points.body.items.map(
+        async (p: { id: string }) =>
+          (await auth(api().get(`/api/v1/restore-points/${p.id}`)).expect(200)).body,
+      ),
+    );
+    const runIds = listed.map((p) => p.runId);
+    expect(runIds).toContain(runs[1]);
+    expect(runIds).toContain(runs[2]);
+    expect(runIds).not.toContain(runs[0]);
+    // The remote agrees: a sync finds exactly those three.
+    const lines: string[] = [];
+    await buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin })
+      .exitOverride()
+      .parseAsync(['node', 'haven', 'remotes', 'sync', remoteId]);
+    expect(lines.pop()).toBe('Remote nas: 3 restore point(s) found, 0 added to the catalog');
+  }, 120_000);
 });

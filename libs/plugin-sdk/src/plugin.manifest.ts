@@ -94,6 +94,18 @@ export interface JobPlanContext {
   resources: JobResources;
 }
 
+/** The schedule a run was started for: its retention applies to the restore points it makes. */
+export interface ScheduleDefinition {
+  id: string;
+  name: string;
+  timezone: string;
+  retention: {
+    keep?: number;
+    snapshotsToKeep?: number;
+    gfs?: Partial<Record<'daily' | 'weekly' | 'monthly' | 'yearly', number>>;
+  };
+}
+
 /** A task being executed by a worker; executing it again after a crash must be safe (idempotent). */
 export interface TaskExecution {
   taskId: string;
@@ -105,6 +117,8 @@ export interface TaskExecution {
   /** 1-based delivery attempt. */
   attempt: number;
   job: JobDefinition;
+  /** Absent for runs started without a schedule (no retention is applied then). */
+  schedule?: ScheduleDefinition;
 }
 
 /** What a task reports while it runs: bytes done and total, current step, … */
@@ -137,6 +151,19 @@ export interface CommittedRestorePoint {
   storedBytes: number;
   takenAt: string;
   gfsTags?: string[];
+}
+
+/**
+ * Retention's outcome on one remote, listed in a task's result: `expiredRestorePoints` were deleted
+ * from the remote (the catalog forgets them), `retainedRestorePoints` carry the GFS buckets they hold.
+ */
+export interface RestorePointReference {
+  remoteId: string;
+  manifestKey: string;
+}
+
+export interface RetainedRestorePoint extends RestorePointReference {
+  gfsTags: string[];
 }
 
 /** Runs one task; resolves with its result (stored with the task) or throws a typed error. */

@@ -1,6 +1,9 @@
 import type {
   CommittedRestorePoint,
   RemoteAccess,
+  RestorePointReference,
+  RetainedRestorePoint,
+  ScheduleDefinition,
   TaskExecution,
   TaskExecutionContext,
 } from '@haven/plugin-sdk';
@@ -27,6 +30,7 @@ import { BackupJobError } from './backup-incremental.errors';
 import { backupSettings, snapshotName, type BackupIncrementalSettings } from './backup-incremental.settings';
 import { BlockFanout } from './block.fanout';
 import { wholeBlocks } from './whole-block.merger';
+import { applyRetention, hasRetention } from './restore-point.retention';
 import { parseSelection } from './vm.selection';
 
 /** other_config keys that tie a snapshot to the job and VM it was taken for. */
@@ -58,6 +62,9 @@ export interface VmBackupResult extends Record<string, unknown> {
   restorePoints: CommittedRestorePoint[];
   disks: DiskBackupResult[];
   snapshot: string;
+  /** Set when the run's schedule has a retention policy. */
+  expiredRestorePoints?: RestorePointReference[];
+  retainedRestorePoints?: RetainedRestorePoint[];
 }
 
 /** One remote of the job, its repository opened, and the newest restore point of this job + VM there. */
@@ -214,10 +221,51 @@ async function backupOnce(
         });
       });
     }
+    if (hasRetention(task.schedule)) await retain(result, targets, task, task.schedule, vm, context);
     return result;
   } finally {
     for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
+}
+
+/**
+ * The schedule's retention on every remote, after the new restore points are committed. A failure
+ * here does not undo the backup: it is logged, and the next run applies retention again.
+ */
+async function retain(
+  result: VmBackupResult,
+  targets: readonly BackupTarget[],
+  task: TaskExecution,
+  schedule: ScheduleDefinition,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  const expired: RestorePointReference[] = [];
+  const retained: RetainedRestorePoint[] = [];
+  for (const target of targets) {
+    try {
+      const outcome = await applyRetention(
+        target.repository,
+        target.access.id,
+        task,
+        schedule,
+        vm.uuid,
+        context.signal,
+      );
+      expired.push(...outcome.expired);
+      retained.push(...outcome.retained);
+    } catch (error) {
+      context.log('warn', `retention on remote ${target.access.name} failed; the next run applies it again`, {
+        error: String(error),
+      });
+    }
+  }
+  for (const point of result.restorePoints) {
+    const kept = retained.find((r) => r.remoteId === point.remoteId && r.manifestKey === point.manifestKey);
+    if (kept) point.gfsTags = kept.gfsTags;
+  }
+  result.expiredRestorePoints = expired;
+  result.retainedRestorePoints = retained;
 }
 
 /** The result of this very task when every remote already holds its restore point. */
@@ -371,6 +419,9 @@ async function writeRestorePoints(
         vm: { uuid: vm.uuid, name: vm.name, record: vm.record },
         tenant: task.tenantId,
         job: { id: task.job.id, name: task.job.name },
+        ...(task.schedule === undefined
+          ? {}
+          : { schedule: { id: task.schedule.id, name: task.schedule.name } }),
         attributes: {
           snapshotUuid: snapshot.uuid,
           snapshotTakenAt: snapshot.takenAt.toISOString(),

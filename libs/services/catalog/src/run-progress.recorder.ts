@@ -4,7 +4,7 @@ import type { Bus, BusSubscription } from '@haven/bus';
 import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
 import { insertRestorePoint } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
-import type { CommittedRestorePoint } from '@haven/plugin-sdk';
+import type { CommittedRestorePoint, RestorePointReference, RetainedRestorePoint } from '@haven/plugin-sdk';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 
 const TERMINAL_SQL = `('success', 'partial', 'failure', 'cancelled')`;
@@ -96,6 +96,17 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
    * remote stays the source of truth, and a redelivered result adds nothing twice.
    */
   private async recordRestorePoints(tx: EntityManager, event: RunProgressEvent): Promise<void> {
+    // Retention: what the task deleted from its remotes leaves the catalog; kept ones get their GFS tags.
+    for (const gone of (event.result?.['expiredRestorePoints'] ?? []) as RestorePointReference[])
+      await tx.query(
+        `DELETE FROM restore_points WHERE tenant_id = $1 AND remote_id = $2 AND manifest_key = $3`,
+        [event.tenantId, gone.remoteId, gone.manifestKey],
+      );
+    for (const kept of (event.result?.['retainedRestorePoints'] ?? []) as RetainedRestorePoint[])
+      await tx.query(
+        `UPDATE restore_points SET gfs_tags = $4 WHERE tenant_id = $1 AND remote_id = $2 AND manifest_key = $3`,
+        [event.tenantId, kept.remoteId, kept.manifestKey, kept.gfsTags],
+      );
     const points = event.result?.['restorePoints'];
     if (!Array.isArray(points)) return;
     const runs: { job_id: string }[] = await tx.query(

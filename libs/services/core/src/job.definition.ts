@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
-import { JobEntity } from '@haven/db';
-import type { JobDefinition } from '@haven/plugin-sdk';
+import { JobEntity, ScheduleEntity } from '@haven/db';
+import type { JobDefinition, ScheduleDefinition } from '@haven/plugin-sdk';
 
 /** The job as planners and executors see it, read tenant-scoped from the catalog. */
 export async function loadJobDefinition(
@@ -18,5 +18,21 @@ export async function loadJobDefinition(
     selection: job.selection,
     remoteIds: job.remoteIds,
     settings: job.settings,
+  };
+}
+
+/** The schedule a run belongs to, as executors see it (its retention). */
+export async function loadScheduleDefinition(
+  dataSource: DataSource,
+  tenantId: string,
+  scheduleId: string,
+): Promise<ScheduleDefinition | undefined> {
+  const schedule = await dataSource.getRepository(ScheduleEntity).findOneBy({ id: scheduleId, tenantId });
+  if (!schedule) return undefined;
+  return {
+    id: schedule.id,
+    name: schedule.name,
+    timezone: schedule.timezone,
+    retention: schedule.retention,
   };
 }

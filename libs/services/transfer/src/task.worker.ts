@@ -14,6 +14,7 @@ import {
   HAVEN_PLUGINS,
   JobResourceProvider,
   loadJobDefinition,
+  loadScheduleDefinition,
 } from '@haven/service-core';
 
 const TERMINAL = new Set(['success', 'failure', 'cancelled']);
@@ -66,6 +67,9 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       const base = { tenantId, runId, taskId, attempt: item.attempt };
       const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
       const job = run ? await loadJobDefinition(this.dataSource, tenantId, run.jobId) : null;
+      const schedule = run?.scheduleId
+        ? await loadScheduleDefinition(this.dataSource, tenantId, run.scheduleId)
+        : undefined;
       if (!job) {
         await this.publish({
           ...base,
@@ -96,6 +100,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
             input: task.input,
             attempt: item.attempt,
             job,
+            ...(schedule === undefined ? {} : { schedule }),
           },
           {
             signal: item.signal,

@@ -13,7 +13,7 @@ import {
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource, In } from 'typeorm';
-import { JobEntity, PoolEntity, RemoteEntity } from '@haven/db';
+import { JobEntity, PoolEntity, RemoteEntity, ScheduleEntity } from '@haven/db';
 import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
 import { START_RUN } from '@haven/contracts';
 import { conflict, HAVEN_BUS, HAVEN_PLUGINS, notFound, ProblemException } from '@haven/service-core';
@@ -70,6 +70,12 @@ const CREATE_JOB: JsonSchemaObject = {
   type: 'object',
   properties: JOB_FIELDS,
   required: ['name', 'type', 'selection', 'remoteIds'],
+  additionalProperties: false,
+};
+/** Optional body of POST /jobs/:id/run: run now as this schedule would (its retention applies). */
+const RUN_JOB: JsonSchemaObject = {
+  type: 'object',
+  properties: { scheduleId: { type: 'string', format: 'uuid' } },
   additionalProperties: false,
 };
 const UPDATE_JOB: JsonSchemaObject = {
@@ -214,12 +220,26 @@ export class JobsController {
   /** Starts a run now; follow it with GET /runs/:id or the SSE stream /runs/:id/events. */
   @Post(':id/run')
   @HttpCode(202)
-  async run(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+  @ApiBody({ schema: RUN_JOB, required: false })
+  async run(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Body() body: unknown) {
     const job = await this.find(principal, id);
+    const input = parseBody<{ scheduleId?: string }>(RUN_JOB, body ?? {});
+    if (
+      input.scheduleId !== undefined &&
+      !(await this.dataSource
+        .getRepository(ScheduleEntity)
+        .existsBy({ id: input.scheduleId, jobId: job.id, tenantId: principal.tenantId }))
+    )
+      failIfAny([{ field: 'scheduleId', message: `is not a schedule of job "${job.name}"` }]);
     try {
       const reply = await this.bus.request(
         START_RUN,
-        { tenantId: principal.tenantId, jobId: job.id, trigger: 'manual' },
+        {
+          tenantId: principal.tenantId,
+          jobId: job.id,
+          trigger: 'manual',
+          ...(input.scheduleId === undefined ? {} : { scheduleId: input.scheduleId }),
+        },
         { timeoutMs: 90_000 },
       );
       await this.audit.record(
