@@ -9,7 +9,6 @@
  *   node bin/run.js bench/jobs/backup-incremental.bench.ts          # 1 GiB disk
  *   node bin/run.js bench/jobs/backup-incremental.bench.ts --full   # 8 GiB disk
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,45 +18,11 @@ import type { JobDefinition, TaskExecutionContext } from '@haven/plugin-sdk';
 import { parseVhdStream } from '@haven/vhd';
 import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental } from '@haven/job-backup-incremental';
+import { XapiSimTestServer } from '@haven/testing';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
 const diskSize = full ? 8 * GiB : 1 * GiB;
-
-function startSimulator(stateDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(__dirname, '../../bin/run.js'),
-      'tools/xapi-sim/src/cli.ts',
-      '--state',
-      stateDir,
-      '--vms',
-      '1',
-      '--disk-size',
-      String(diskSize),
-      '--seed',
-      'bench-backup',
-    ],
-    { cwd: join(__dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match?.[1] !== undefined) resolve({ child, url: match[1] });
-    });
-    child.once('exit', (code) => reject(new Error(`simulator exited with ${String(code)}: ${output}`)));
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; value: T }> {
   const start = performance.now();
@@ -67,7 +32,8 @@ async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; valu
 
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-'));
-  const { child, url } = await startSimulator(join(root, 'sim'));
+  const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-backup' });
+  const url = sim.url;
   let peakRss = 0;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
   try {
@@ -163,7 +129,7 @@ async function main(): Promise<void> {
     console.log(`peak RSS of this process:   ${(peakRss / 1024 / 1024).toFixed(0)} MiB`);
   } finally {
     clearInterval(sampler);
-    await stop(child);
+    await sim.stop();
     await rm(root, { recursive: true, force: true });
   }
 }

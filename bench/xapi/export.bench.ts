@@ -9,55 +9,18 @@
  *   node bin/run.js bench/xapi/export.bench.ts          # 2 GiB disk, ~60 % allocated, 3 runs
  *   node bin/run.js bench/xapi/export.bench.ts --full   # 16 GiB disk, 1 run
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { parseVhdStream } from '@haven/vhd';
 import { XapiPool } from '@haven/xapi';
+import { XapiSimTestServer } from '@haven/testing';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
 const diskSize = full ? 16 * GiB : 2 * GiB;
 const runs = full ? 1 : 3;
 const run = promisify(execFile);
-
-function startSimulator(stateDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(__dirname, '../../bin/run.js'),
-      'tools/xapi-sim/src/cli.ts',
-      '--state',
-      stateDir,
-      '--vms',
-      '1',
-      '--disk-size',
-      String(diskSize),
-      '--seed',
-      'bench-xapi',
-    ],
-    { cwd: join(__dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match?.[1] !== undefined) resolve({ child, url: match[1] });
-    });
-    child.once('exit', (code) => reject(new Error(`simulator exited with ${code}: ${output}`)));
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 async function rpc(url: string, method: string, params: unknown[]): Promise<unknown> {
   const response = await fetch(`${url}/jsonrpc`, {
@@ -114,8 +77,7 @@ const mbps = (r: { bytes: number; seconds: number }): string =>
   `${(r.bytes / r.seconds / 1e6).toFixed(0)} MB/s`;
 
 async function main(): Promise<void> {
-  const state = await mkdtemp(join(tmpdir(), 'haven-bench-xapi-'));
-  const sim = await startSimulator(state);
+  const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-xapi' });
   try {
     const session = (await rpc(sim.url, 'session.login_with_password', ['root', 'password'])) as string;
     const pool = await XapiPool.connect({ url: sim.url, username: 'root', password: 'password' });
@@ -183,8 +145,7 @@ async function main(): Promise<void> {
       `RSS of the client process: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the exports, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB during`,
     );
   } finally {
-    await stop(sim.child);
-    await rm(state, { recursive: true, force: true });
+    await sim.stop();
   }
 }
 

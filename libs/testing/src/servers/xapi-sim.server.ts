@@ -7,6 +7,8 @@ export interface XapiSimServerOptions {
   /** e.g. `64MiB`, `10G`, or bytes. */
   diskSize?: string;
   seed?: string;
+  /** Fraction of seeded disk blocks holding data (the simulator's default when absent). */
+  allocation?: number;
   user?: string;
   password?: string;
 }
@@ -45,6 +47,7 @@ export class XapiSimTestServer {
       options.diskSize ?? '64MiB',
       '--seed',
       options.seed ?? 'haven',
+      ...(options.allocation === undefined ? [] : ['--allocation', String(options.allocation)]),
       '--user',
       user,
       '--password',
