@@ -17,3 +17,9 @@ export function runWithLogContext<T>(context: LogContext, fn: () => T): T {
 export function currentLogContext(): LogContext {
   return storage.getStore() ?? {};
 }
+
+/** Adds ids to the current context (e.g. the tenant once a request is authenticated). */
+export function addToLogContext(context: LogContext): void {
+  const store = storage.getStore();
+  if (store) Object.assign(store, context);
+}

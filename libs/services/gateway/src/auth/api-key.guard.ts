@@ -5,7 +5,7 @@ import type { Request } from 'express';
 import { DataSource } from 'typeorm';
 import { ApiKeyEntity, apiKeyId, hashApiKey, type Role } from '@haven/db';
 import { HAVEN_PROCESS, type HavenProcessInfo, ProblemException, PUBLIC_ROUTE } from '@haven/service-core';
-import { runWithLogContext } from '@haven/observability';
+import { addToLogContext } from '@haven/observability';
 import { type Principal, REQUIRED_ROLE, roleAllows } from './principal';
 
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -38,7 +38,7 @@ export class ApiKeyGuard implements CanActivate {
         `This action needs the ${required} role; the key "${principal.keyId}" has ${principal.role}`,
       );
     request.principal = principal;
-    runWithLogContext({ tenantId: principal.tenantId }, () => undefined);
+    addToLogContext({ tenantId: principal.tenantId });
     return true;
   }
 

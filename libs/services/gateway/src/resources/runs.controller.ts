@@ -54,6 +54,7 @@ function filter(
 function presentRun(r: RunEntity) {
   return {
     id: r.id,
+    kind: r.kind,
     jobId: r.jobId,
     scheduleId: r.scheduleId,
     trigger: r.trigger,
