@@ -169,6 +169,32 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
         });
     if (resource.command === 'restore-points')
       group
+        .command('restore <id>')
+        .description('Restore a restore point as a new VM (a run; see `haven runs show`)')
+        .requiredOption('--pool <pool-id>', 'pool to create the VM on')
+        .option('--sr <sr-uuid>', "SR of the new disks (default: the pool's default SR)")
+        .option('--name <name>', 'name of the new VM (default: "<vm> (restored <date>)")')
+        .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
+        .option('--json', 'print events as JSON lines')
+        .action(
+          (
+            id: string,
+            options: { pool: string; sr?: string; name?: string; follow?: boolean; json?: boolean },
+          ) =>
+            startRun(
+              client(),
+              `/api/v1/restore-points/${encodeURIComponent(id)}/restore`,
+              {
+                poolId: options.pool,
+                ...(options.sr === undefined ? {} : { srUuid: options.sr }),
+                ...(options.name === undefined ? {} : { name: options.name }),
+              },
+              options,
+              out,
+            ),
+        );
+    if (resource.command === 'restore-points')
+      group
         .command('download <id>')
         .description('Download a disk of a restore point (raw resumes an interrupted download)')
         .requiredOption('--disk <key>', 'disk key, see `restore-points show` / GET …/disks')
@@ -232,16 +258,24 @@ interface ProgressEvent {
 }
 
 /** Starts a run and, with --follow, renders its progress until it ends (exit status follows the run). */
-async function runJob(
+function runJob(
   client: GatewayClient,
   jobId: string,
   options: { follow?: boolean; json?: boolean },
   out: (text: string) => void,
 ): Promise<void> {
-  const started = await client.call<{ runId: string; tasks: number }>(
-    'POST',
-    `/api/v1/jobs/${encodeURIComponent(jobId)}/run`,
-  );
+  return startRun(client, `/api/v1/jobs/${encodeURIComponent(jobId)}/run`, undefined, options, out);
+}
+
+/** POSTs to an endpoint that starts a run (job run, restore) and, with --follow, follows it. */
+async function startRun(
+  client: GatewayClient,
+  path: string,
+  body: unknown,
+  options: { follow?: boolean; json?: boolean },
+  out: (text: string) => void,
+): Promise<void> {
+  const started = await client.call<{ runId: string; tasks: number }>('POST', path, body);
   out(options.json ? JSON.stringify(started) : `Run ${started.runId} started with ${started.tasks} task(s)`);
   if (!options.follow) return;
   const run = await client.call<{ tasks: { id: string; subject: string }[] }>(

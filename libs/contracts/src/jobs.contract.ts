@@ -33,3 +33,19 @@ export const JOB_TASKS = defineWorkQueue<TaskWorkItem>('job-tasks', {
   ackWaitMs: 60_000,
   retryDelaysMs: [2_000, 10_000],
 });
+
+export interface StartRestoreRequest {
+  tenantId: string;
+  /** Catalog id of the restore point. */
+  restorePointId: string;
+  poolId: string;
+  /** SR of the new disks; the pool's default (else first disk SR) when absent. */
+  srUuid?: string;
+  /** Name of the new VM; "<vm name> (restored <date>)" when absent. */
+  name?: string;
+}
+
+/** Gateway -> scheduler: restore a restore point as a new VM, as a run of one `restore.vm` task. */
+export const START_RESTORE = defineRequest<StartRestoreRequest, StartRunReply>(
+  'haven.v1.scheduler.restores.start',
+);

@@ -10,12 +10,17 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   'cancelled',
 ];
 
-/** One execution of a job, manual or scheduled. */
+/** backup: a run of a job; restore: a restore point restored as a new VM. */
+export type RunKind = 'backup' | 'restore';
+
+/** One execution of a job (manual or scheduled), or a restore. */
 @Entity('runs')
 export class RunEntity {
   @PrimaryColumn('uuid') id!: string;
   @Column('uuid', { name: 'tenant_id' }) tenantId!: string;
-  @Column('uuid', { name: 'job_id' }) jobId!: string;
+  /** Null for restore runs, which belong to no job. */
+  @Column('uuid', { name: 'job_id', nullable: true }) jobId!: string | null;
+  @Column('text', { default: 'backup' }) kind!: RunKind;
   @Column('uuid', { name: 'schedule_id', nullable: true }) scheduleId!: string | null;
   @Column('text') trigger!: 'manual' | 'schedule';
   @Column('text') status!: RunStatus;

@@ -1,4 +1,5 @@
 import { InitialCatalog1764140000000 } from './1764140000000-initial-catalog.migration';
+import { RestoreRuns1764150000000 } from './1764150000000-restore-runs.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
-export const CATALOG_MIGRATIONS = [InitialCatalog1764140000000];
+export const CATALOG_MIGRATIONS = [InitialCatalog1764140000000, RestoreRuns1764150000000];

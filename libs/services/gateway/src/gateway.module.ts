@@ -11,6 +11,7 @@ import { PoolsController } from './resources/pools.controller';
 import { RemotesController } from './resources/remotes.controller';
 import { RestorePointsController, RunsController, TasksController } from './resources/runs.controller';
 import { RestorePointDisksController } from './resources/restore-point-disks.controller';
+import { RestorePointRestoreController } from './resources/restore-point-restore.controller';
 import { SchedulesController } from './resources/schedules.controller';
 import { TenantsController } from './resources/tenants.controller';
 
@@ -38,6 +39,7 @@ class GatewayRootController {
     TasksController,
     RestorePointsController,
     RestorePointDisksController,
+    RestorePointRestoreController,
     PluginsController,
   ],
   providers: [AuditTrail, RemoteOpener, RepositoryOpener, { provide: APP_GUARD, useClass: ApiKeyGuard }],

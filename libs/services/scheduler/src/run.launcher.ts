@@ -114,6 +114,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         id: runId,
         tenantId: job.tenantId,
         jobId: job.id,
+        kind: 'backup',
         scheduleId: request.scheduleId ?? null,
         trigger: request.trigger,
         status: 'running',

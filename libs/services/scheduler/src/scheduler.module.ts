@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { JobResourceProvider, RemoteOpener } from '@haven/service-core';
+import { RestoreLauncher } from './restore.launcher';
 import { RunLauncher } from './run.launcher';
 import { ScheduleTicker } from './schedule.ticker';
 
@@ -7,5 +8,5 @@ import { ScheduleTicker } from './schedule.ticker';
  * The scheduler role: starts runs, manual or on schedule (several schedulers may run: each tick
  * fires once), splitting them into queued tasks.
  */
-@Module({ providers: [RunLauncher, ScheduleTicker, JobResourceProvider, RemoteOpener] })
+@Module({ providers: [RunLauncher, RestoreLauncher, ScheduleTicker, JobResourceProvider, RemoteOpener] })
 export class SchedulerModule {}

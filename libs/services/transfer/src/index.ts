@@ -1,2 +1,3 @@
 export * from './transfer.module';
 export * from './task.worker';
+export * from './restore-vm.executor';

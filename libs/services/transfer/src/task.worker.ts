@@ -5,7 +5,7 @@ import { JOB_TASKS, RUN_PROGRESS, type RunProgressEvent, type TaskWorkItem } fro
 import { RunEntity, TaskEntity } from '@haven/db';
 import { type HavenConfig } from '@haven/config';
 import { type HavenMetrics, type JsonLogger, runWithLogContext } from '@haven/observability';
-import type { PluginRegistry, TaskProgress } from '@haven/plugin-sdk';
+import type { PluginRegistry, TaskExecutionContext, TaskProgress } from '@haven/plugin-sdk';
 import {
   HAVEN_BUS,
   HAVEN_CONFIG,
@@ -16,6 +16,7 @@ import {
   loadJobDefinition,
   loadScheduleDefinition,
 } from '@haven/service-core';
+import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
 
 const TERMINAL = new Set(['success', 'failure', 'cancelled']);
 /** Progress events per task at most this often; the last one always goes out. */
@@ -66,7 +67,14 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       if (TERMINAL.has(task.status)) return;
       const base = { tenantId, runId, taskId, attempt: item.attempt };
       const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
-      const job = run ? await loadJobDefinition(this.dataSource, tenantId, run.jobId) : null;
+      // Restore runs belong to no job: their one task type has a built-in executor.
+      if (run?.kind === 'restore' && task.type === RESTORE_VM_TASK) {
+        await this.execute(base, item, (reporter) =>
+          executeRestoreVm({ taskId, input: task.input }, this.executionContext(tenantId, item, reporter)),
+        );
+        return;
+      }
+      const job = run?.jobId != null ? await loadJobDefinition(this.dataSource, tenantId, run.jobId) : null;
       const schedule = run?.scheduleId
         ? await loadScheduleDefinition(this.dataSource, tenantId, run.scheduleId)
         : undefined;
@@ -79,18 +87,16 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
         });
         return;
       }
-      await this.publish({ ...base, status: 'running', progress: { step: 'starting' } });
-      const reporter = this.progressReporter(base, item);
-      this.metrics.tasksInFlight.inc({ queue: JOB_TASKS.name });
-      try {
-        const executor = this.plugins.hasJob(job.type)
-          ? this.plugins.job(job.type).executors[task.type]
+      const definition = job;
+      await this.execute(base, item, async (reporter) => {
+        const executor = this.plugins.hasJob(definition.type)
+          ? this.plugins.job(definition.type).executors[task.type]
           : undefined;
         if (!executor)
           throw new Error(
-            `Worker ${this.config.instanceName} has no executor for task type "${task.type}" (job type "${job.type}"): install that plugin on every transfer worker`,
+            `Worker ${this.config.instanceName} has no executor for task type "${task.type}" (job type "${definition.type}"): install that plugin on every transfer worker`,
           );
-        const result = await executor(
+        return executor(
           {
             taskId,
             runId,
@@ -99,42 +105,67 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
             subject: task.subject,
             input: task.input,
             attempt: item.attempt,
-            job,
+            job: definition,
             ...(schedule === undefined ? {} : { schedule }),
           },
-          {
-            signal: item.signal,
-            reportProgress: reporter.report,
-            resources: this.resources.forTenant(tenantId),
-            log: (level, message, fields) => {
-              const entry = { msg: message, ...fields };
-              if (level === 'info') this.logger.log(entry, 'TaskExecutor');
-              else this.logger[level](entry, 'TaskExecutor');
-            },
-          },
+          this.executionContext(tenantId, item, reporter),
         );
-        await this.publish({ ...base, status: 'success', progress: reporter.stop() ?? {}, result });
-        this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'success' });
-      } catch (error) {
-        reporter.stop();
-        // Shutting down: the bus hands the item back to the queue for another worker.
-        if (item.signal.aborted) throw error;
-        const message = error instanceof Error ? error.message : String(error);
-        if (item.attempt < item.maxDeliver) {
-          await this.publish({
-            ...base,
-            status: 'pending',
-            progress: {},
-            message: `attempt ${item.attempt} of ${item.maxDeliver} failed: ${message}; retrying`,
-          });
-          throw error;
-        }
-        await this.publish({ ...base, status: 'failure', progress: {}, message });
-        this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'failure' });
-      } finally {
-        this.metrics.tasksInFlight.dec({ queue: JOB_TASKS.name });
-      }
+      });
     });
+  }
+
+  private executionContext(
+    tenantId: string,
+    item: WorkItem<TaskWorkItem>,
+    reporter: { report: (progress: TaskProgress) => void },
+  ): TaskExecutionContext {
+    return {
+      signal: item.signal,
+      reportProgress: reporter.report,
+      resources: this.resources.forTenant(tenantId),
+      log: (level, message, fields) => {
+        const entry = { msg: message, ...fields };
+        if (level === 'info') this.logger.log(entry, 'TaskExecutor');
+        else this.logger[level](entry, 'TaskExecutor');
+      },
+    };
+  }
+
+  /**
+   * Runs one attempt of a task and records its outcome: success with its result; a failure is
+   * retried by the queue until the last attempt, which is recorded as the task's failure.
+   */
+  private async execute(
+    base: { tenantId: string; runId: string; taskId: string; attempt: number },
+    item: WorkItem<TaskWorkItem>,
+    run: (reporter: ReturnType<TaskWorker['progressReporter']>) => Promise<Record<string, unknown>>,
+  ): Promise<void> {
+    await this.publish({ ...base, status: 'running', progress: { step: 'starting' } });
+    const reporter = this.progressReporter(base, item);
+    this.metrics.tasksInFlight.inc({ queue: JOB_TASKS.name });
+    try {
+      const result = await run(reporter);
+      await this.publish({ ...base, status: 'success', progress: reporter.stop() ?? {}, result });
+      this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'success' });
+    } catch (error) {
+      reporter.stop();
+      // Shutting down: the bus hands the item back to the queue for another worker.
+      if (item.signal.aborted) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      if (item.attempt < item.maxDeliver) {
+        await this.publish({
+          ...base,
+          status: 'pending',
+          progress: {},
+          message: `attempt ${item.attempt} of ${item.maxDeliver} failed: ${message}; retrying`,
+        });
+        throw error;
+      }
+      await this.publish({ ...base, status: 'failure', progress: {}, message });
+      this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'failure' });
+    } finally {
+      this.metrics.tasksInFlight.dec({ queue: JOB_TASKS.name });
+    }
   }
 
   private publish(event: Omit<RunProgressEvent, 'at' | 'worker'>): Promise<void> {

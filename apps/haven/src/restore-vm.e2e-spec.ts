@@ -1,0 +1,200 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { loadConfig } from '@haven/config';
+import { scratchDir } from '@haven/testing';
+import { XapiPool, type SrInfo } from '@haven/xapi';
+import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import { buildCli } from '../../cli/src/haven.cli';
+import { startAllInOne } from './haven.app';
+
+const MiB = 1024 * 1024;
+
+describe('restore a restore point as a new VM (a durable run, through the gateway)', () => {
+  let app: INestApplication;
+  let simulator: XapiSimulator;
+  let xapi: XapiPool;
+  let dirs: { path: string; cleanup: () => Promise<void> }[] = [];
+  let baseUrl = '';
+  let admin = '';
+  let poolId = '';
+  let pointId = '';
+  let sourceVmUuid = '';
+  let sourceDiskCount = 0;
+  let hashAtBackup = '';
+  let target: SrInfo;
+  const api = () => request(baseUrl);
+  const auth = (req: request.Test, key = admin) => req.set('authorization', `Bearer ${key}`);
+
+  /** Waits for the end of a run and returns it. */
+  async function runEnd(
+    runId: string,
+  ): Promise<{ status: string; kind: string; tasks: { result: unknown; error: string | null }[] }> {
+    for (;;) {
+      const run = await auth(api().get(`/api/v1/runs/${runId}`)).expect(200);
+      if (run.body.status !== 'running' && run.body.status !== 'pending') return run.body;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  beforeAll(async () => {
+    dirs = await Promise.all([
+      scratchDir('haven-rv-data-'),
+      scratchDir('haven-rv-remote-'),
+      scratchDir('haven-rv-sim-'),
+    ]);
+    simulator = await startXapiSimulator({
+      stateDir: dirs[2].path,
+      vms: 1,
+      diskSize: 24 * MiB,
+      seed: 'restore-vm',
+      user: 'root',
+      password: 'pw',
+    });
+    xapi = await XapiPool.connect({ url: simulator.url, username: 'root', password: 'pw' });
+    app = await startAllInOne(
+      loadConfig({
+        HAVEN_PORT: '0',
+        HAVEN_HOST: '127.0.0.1',
+        HAVEN_DATA: dirs[0].path,
+        LOG_LEVEL: 'error',
+        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
+      }),
+    );
+    baseUrl = await app.getUrl();
+    admin = readFileSync(join(dirs[0].path, 'admin-key'), 'utf8').trim();
+
+    const pool = await auth(api().post('/api/v1/pools'))
+      .send({ name: 'sim', url: simulator.url, username: 'root', password: 'pw' })
+      .expect(201);
+    poolId = pool.body.id;
+    const remote = await auth(api().post('/api/v1/remotes'))
+      .send({
+        name: 'nas',
+        type: 'local',
+        settings: { path: dirs[1].path },
+        encryption: { passphrase: 'restore vm passphrase' },
+      })
+      .expect(201);
+    const vm = simulator.listVms().find((v) => !v.isTemplate && !v.isSnapshot)!;
+    sourceVmUuid = vm.uuid;
+    sourceDiskCount = vm.disks.length;
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'nightly',
+        type: 'backup.incremental',
+        selection: { poolId, mode: 'explicit', vms: [vm.uuid] },
+        remoteIds: [remote.body.id],
+      })
+      .expect(201);
+    hashAtBackup = (await simulator.diskHash(vm.uuid)).sha256;
+    const started = await auth(api().post(`/api/v1/jobs/${job.body.id}/run`))
+      .send({})
+      .expect(202);
+    expect(await runEnd(started.body.runId)).toMatchObject({ status: 'success' });
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${job.body.id}`)).expect(200);
+    expect(points.body.items).toHaveLength(1);
+    pointId = points.body.items[0].id;
+    // The VM changes after the backup: the restore must bring back the backed-up content.
+    await simulator.writeRandom(vm.uuid, { blocks: 3, seed: 'after-backup' });
+    expect((await simulator.diskHash(vm.uuid)).sha256).not.toBe(hashAtBackup);
+    // A disk SR that is not the pool's default, so the choice is seen to be honoured.
+    target = (await xapi.listSrs()).find((sr) => sr.acceptsDisks && !sr.isDefault)!;
+    expect(target).toBeDefined();
+  }, 120_000);
+
+  afterAll(async () => {
+    await xapi.close();
+    await app.close();
+    await simulator.close();
+    for (const dir of dirs) await dir.cleanup();
+  });
+
+  it('restores the restore point as a new VM on the chosen SR, with the content at backup time', async () => {
+    const started = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({ poolId, srUuid: target.uuid, name: 'restored web' })
+      .expect(202);
+    expect(started.body).toMatchObject({ tasks: 1, events: `/api/v1/runs/${started.body.runId}/events` });
+    const run = await runEnd(started.body.runId);
+    expect(run).toMatchObject({ status: 'success', kind: 'restore' });
+    const result = run.tasks[0]?.result as { vmUuid: string; vmName: string; disks: unknown[] };
+    expect(result.vmName).toBe('restored web');
+    expect(result.vmUuid).not.toBe(sourceVmUuid);
+
+    const restored = await xapi.getVm(result.vmUuid);
+    expect(restored.name).toBe('restored web');
+    expect(restored.otherConfig['haven:restored-from']).toBe(pointId);
+    expect(restored.disks).toHaveLength(sourceDiskCount);
+    for (const disk of restored.disks) expect(disk.srUuid).toBe(target.uuid);
+    expect((await simulator.diskHash(result.vmUuid)).sha256).toBe(hashAtBackup);
+  }, 120_000);
+
+  it('restores from the CLI with --follow, naming the VM after the original by default', async () => {
+    const lines: string[] = [];
+    await buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin })
+      .exitOverride()
+      .parseAsync(['node', 'haven', 'restore-points', 'restore', pointId, '--pool', poolId, '--follow']);
+    const runId = /^Run (\S+) started with 1 task\(s\)$/.exec(lines[0] ?? '')?.[1];
+    expect(runId).toBeDefined();
+    expect(lines.at(-1)).toBe(`Run ${runId}: success`);
+    const run = await runEnd(runId!);
+    const result = run.tasks[0]?.result as { vmUuid: string; vmName: string };
+    const source = await xapi.getVm(sourceVmUuid);
+    expect(result.vmName.startsWith(`${source.name} (restored `)).toBe(true);
+    const restored = await xapi.getVm(result.vmUuid);
+    expect(restored.otherConfig['haven:restored-from']).toBe(pointId);
+    // No SR given: the pool's default SR holds the disks.
+    const defaultSr = (await xapi.listSrs()).find((sr) => sr.isDefault)!;
+    for (const disk of restored.disks) expect(disk.srUuid).toBe(defaultSr.uuid);
+    expect((await simulator.diskHash(result.vmUuid)).sha256).toBe(hashAtBackup);
+  }, 120_000);
+
+  it('leaves nothing half-restored when a disk cannot be created (SR too small)', async () => {
+    const vdisBefore = simulator.pool.store.all('VDI').length;
+    const vmsBefore = (await xapi.listVms()).length;
+    // The VM is created first; its 24 MiB disk then does not fit (SR_FULL), so the VM must go.
+    simulator.setSrSize(target.uuid, 16 * MiB);
+    try {
+      const started = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+        .send({ poolId, srUuid: target.uuid, name: 'doomed' })
+        .expect(202);
+      const run = await runEnd(started.body.runId);
+      expect(run).toMatchObject({ status: 'failure', kind: 'restore' });
+      expect(run.tasks[0]?.error).toContain('SR_FULL');
+    } finally {
+      simulator.setSrSize(target.uuid, 4 * 1024 * 1024 * MiB);
+    }
+    expect((await xapi.listVms()).some((vm) => vm.name === 'doomed')).toBe(false);
+    expect((await xapi.listVms()).length).toBe(vmsBefore);
+    expect(simulator.pool.store.all('VDI').length).toBe(vdisBefore);
+  }, 90_000);
+
+  it('refuses a bad body (400 naming the fields) and what belongs to another tenant (404)', async () => {
+    const bad = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({ poolId: 'not-a-uuid', extra: 1 })
+      .expect(400);
+    const fields = JSON.stringify(bad.body);
+    expect(fields).toContain('poolId');
+    expect(fields).toContain('extra');
+    await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({})
+      .expect(400);
+
+    const tenant = await auth(api().post('/api/v1/tenants')).send({ name: 'other' }).expect(201);
+    const key = await auth(api().post('/api/v1/api-keys'))
+      .send({ name: 'other admin', role: 'admin', tenantId: tenant.body.id })
+      .expect(201);
+    const otherKey = key.body.key as string;
+    const otherPool = await auth(api().post('/api/v1/pools'), otherKey)
+      .send({ name: 'theirs', url: simulator.url, username: 'root', password: 'pw' })
+      .expect(201);
+    // Our restore point onto their pool, and their key on our restore point: neither exists for the caller.
+    await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({ poolId: otherPool.body.id })
+      .expect(404);
+    await auth(api().post(`/api/v1/restore-points/${pointId}/restore`), otherKey)
+      .send({ poolId: otherPool.body.id })
+      .expect(404);
+  });
+});

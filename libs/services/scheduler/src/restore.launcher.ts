@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Bus, BusSubscription } from '@haven/bus';
+import {
+  JOB_TASKS,
+  RUN_PROGRESS,
+  START_RESTORE,
+  type StartRestoreRequest,
+  type StartRunReply,
+} from '@haven/contracts';
+import { PoolEntity, RestorePointEntity, RunEntity, TaskEntity } from '@haven/db';
+import type { JsonLogger } from '@haven/observability';
+import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+
+/** Task type of a restore run; the transfer worker runs it with its built-in executor. */
+export const RESTORE_VM_TASK = 'restore.vm';
+
+/** A restore that cannot start: the requester gets this code and message. */
+export class RestoreStartError extends Error {
+  constructor(
+    readonly code: 'RESTORE_POINT_NOT_FOUND' | 'POOL_NOT_FOUND',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RestoreStartError';
+  }
+}
+
+/**
+ * Turns "restore this restore point" into a run (kind restore, no job) of one `restore.vm` task,
+ * queued under the task's id like job tasks, so it survives a worker restart.
+ */
+@Injectable()
+export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy {
+  private subscription?: BusSubscription;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.subscription = this.bus.respond(START_RESTORE, (request) => this.start(request));
+    await this.subscription.ready();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.subscription?.unsubscribe();
+  }
+
+  async start(request: StartRestoreRequest): Promise<StartRunReply> {
+    const point = await this.dataSource
+      .getRepository(RestorePointEntity)
+      .findOneBy({ id: request.restorePointId, tenantId: request.tenantId });
+    if (!point)
+      throw new RestoreStartError(
+        'RESTORE_POINT_NOT_FOUND',
+        `Restore point ${request.restorePointId} does not exist`,
+      );
+    const pool = await this.dataSource
+      .getRepository(PoolEntity)
+      .findOneBy({ id: request.poolId, tenantId: request.tenantId });
+    if (!pool) throw new RestoreStartError('POOL_NOT_FOUND', `Pool ${request.poolId} does not exist`);
+
+    const runId = randomUUID();
+    const taskId = randomUUID();
+    const now = new Date();
+    await this.dataSource.transaction(async (tx) => {
+      await tx.getRepository(RunEntity).insert({
+        id: runId,
+        tenantId: request.tenantId,
+        jobId: null,
+        kind: 'restore',
+        scheduleId: null,
+        trigger: 'manual',
+        status: 'running',
+        progress: { tasks: 1 },
+        error: null,
+        startedAt: now,
+        finishedAt: null,
+      });
+      await tx.getRepository(TaskEntity).insert({
+        id: taskId,
+        tenantId: request.tenantId,
+        runId,
+        type: RESTORE_VM_TASK,
+        subject: `${point.vmName} -> pool ${pool.name}`,
+        status: 'pending',
+        input: {
+          restorePointId: point.id,
+          remoteId: point.remoteId,
+          manifestKey: point.manifestKey,
+          poolId: pool.id,
+          ...(request.srUuid === undefined ? {} : { srUuid: request.srUuid }),
+          ...(request.name === undefined ? {} : { name: request.name }),
+        },
+        progress: {},
+        attempts: 0,
+        worker: null,
+        result: null,
+        error: null,
+        startedAt: null,
+        finishedAt: null,
+      });
+    });
+    await this.bus.enqueue(JOB_TASKS, { tenantId: request.tenantId, runId, taskId }, { id: taskId });
+    await this.bus.publish(RUN_PROGRESS, {
+      tenantId: request.tenantId,
+      runId,
+      status: 'running',
+      progress: { tasks: 1 },
+      at: now.toISOString(),
+    });
+    this.logger.log(
+      { msg: 'restore started', runId, restorePointId: point.id, poolId: pool.id },
+      'RestoreLauncher',
+    );
+    return { runId, tasks: 1 };
+  }
+}
