@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { loadConfig } from '@haven/config';
+import { JobResourceProvider } from '@haven/service-core';
 import { scratchDir } from '@haven/testing';
+import { executeRestoreVm, RESTORE_TASK_KEY } from '@haven/service-transfer';
 import { XapiPool, type SrInfo } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { buildCli } from '../../cli/src/haven.cli';
@@ -169,6 +173,55 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
     expect((await xapi.listVms()).length).toBe(vmsBefore);
     expect(simulator.pool.store.all('VDI').length).toBe(vdisBefore);
   }, 90_000);
+
+  it('removes the VM an interrupted attempt left behind before restoring again (redelivery)', async () => {
+    const [row] = await app
+      .get(DataSource)
+      .query<
+        { tenant_id: string; remote_id: string; manifest_key: string }[]
+      >('SELECT tenant_id, remote_id, manifest_key FROM restore_points WHERE id = $1', [pointId]);
+    const taskId = randomUUID();
+    // What a worker that died mid-restore leaves: a VM carrying the task's marker, with a disk.
+    const leftover = await xapi.createVm({
+      name: 'interrupted',
+      record: {},
+      otherConfig: { [RESTORE_TASK_KEY]: taskId },
+    });
+    const disk = await xapi.createVdi({
+      srUuid: target.uuid,
+      name: 'interrupted disk',
+      virtualSize: 24 * MiB,
+    });
+    await xapi.attachVdi(leftover.ref, disk.ref, 0);
+    const progress: { bytesDone?: number; bytesTotal?: number }[] = [];
+    const result = await executeRestoreVm(
+      {
+        taskId,
+        input: {
+          restorePointId: pointId,
+          remoteId: row.remote_id,
+          manifestKey: row.manifest_key,
+          poolId,
+          srUuid: target.uuid,
+          name: 'second attempt',
+        },
+      },
+      {
+        signal: new AbortController().signal,
+        reportProgress: (p) => progress.push(p),
+        resources: app.get(JobResourceProvider).forTenant(row.tenant_id),
+        log: () => undefined,
+      },
+    );
+    const names = (await xapi.listVms()).map((vm) => vm.name);
+    expect(names).not.toContain('interrupted');
+    expect(names.filter((name) => name === 'second attempt')).toHaveLength(1);
+    expect(simulator.pool.store.all('VDI').some((v) => v.record['name_label'] === 'interrupted disk')).toBe(
+      false,
+    );
+    expect((await simulator.diskHash(result.vmUuid)).sha256).toBe(hashAtBackup);
+    expect(progress.at(-1)).toEqual({ step: 'done', bytesDone: 24 * MiB, bytesTotal: 24 * MiB });
+  }, 60_000);
 
   it('refuses a bad body (400 naming the fields) and what belongs to another tenant (404)', async () => {
     const bad = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))

@@ -9,6 +9,9 @@ export const RESTORE_VM_TASK = 'restore.vm';
 /** Marks a VM created by a restore with the catalog id of its restore point. */
 export const RESTORED_FROM_KEY = 'haven:restored-from';
 
+/** Marks a VM with the restore task that creates it, so a redelivered task removes a crashed attempt's VM. */
+export const RESTORE_TASK_KEY = 'haven:restore-task';
+
 export type RestoreVmErrorCode = 'INVALID_INPUT' | 'UNKNOWN_LAYOUT' | 'SR_NOT_FOUND' | 'NO_DISK_SR';
 
 export class RestoreVmError extends Error {
@@ -136,6 +139,14 @@ export async function executeRestoreVm(
       context.signal,
     );
     try {
+      // A worker that died mid-restore left its VM behind: this attempt starts clean.
+      for (const leftover of await pool.listVms())
+        if (leftover.otherConfig[RESTORE_TASK_KEY] === task.taskId) {
+          context.log('warn', 'removing the VM of an interrupted attempt of this restore', {
+            vm: leftover.uuid,
+          });
+          await pool.destroyVm(leftover.ref, { withDisks: true });
+        }
       const sr = chooseSr(await pool.listSrs(), input.srUuid);
       const manifest = point.manifest;
       const vmName =
@@ -144,13 +155,13 @@ export async function executeRestoreVm(
       const bytesTotal = point.disks.reduce((sum, disk) => sum + disk.virtualSize, 0);
       let bytesDone = 0;
       context.reportProgress({ step: 'creating VM', bytesDone, bytesTotal });
-      const createdVdis: string[] = [];
+      let unplugged: string | undefined;
       let vm: VmInfo | undefined;
       try {
         vm = await pool.createVm({
           name: vmName,
           record: manifest.vm.record ?? {},
-          otherConfig: { [RESTORED_FROM_KEY]: input.restorePointId },
+          otherConfig: { [RESTORED_FROM_KEY]: input.restorePointId, [RESTORE_TASK_KEY]: task.taskId },
         });
         const disks: RestoredDisk[] = [];
         const taken = new Set<number>();
@@ -162,7 +173,10 @@ export async function executeRestoreVm(
             virtualSize: disk.virtualSize,
             otherConfig: { [RESTORED_FROM_KEY]: input.restorePointId },
           });
-          createdVdis.push(vdi.ref);
+          unplugged = vdi.ref;
+          // Plugged before it is written, so removing the VM removes the disk whatever happens next.
+          await pool.attachVdi(vm.ref, vdi.ref, position);
+          unplugged = undefined;
           const source = disk.createReadStream({ signal: context.signal });
           await pool.importVdi(
             vdi.ref,
@@ -172,27 +186,28 @@ export async function executeRestoreVm(
             }),
             { format: 'raw', length: disk.virtualSize, signal: context.signal },
           );
-          await pool.attachVdi(vm.ref, vdi.ref, position);
           disks.push({ key: disk.key, position, vdiUuid: vdi.uuid, virtualSize: disk.virtualSize });
         }
         context.reportProgress({ step: 'done', bytesDone: bytesTotal, bytesTotal });
         return { vmUuid: vm.uuid, vmName, srUuid: sr.uuid, disks };
       } catch (error) {
-        // Removes the VM first (its plugged disks go with it), then any disk not yet plugged.
+        // The VM takes its plugged disks with it; a disk created but not yet plugged goes on its own.
         if (vm !== undefined)
-          await pool.destroyVm(vm.ref, { withDisks: false }).catch((cleanup: unknown) => {
+          await pool.destroyVm(vm.ref, { withDisks: true }).catch((cleanup: unknown) => {
             context.log('warn', 'removing the partly restored VM failed', {
               vm: vm?.uuid,
               error: String(cleanup),
             });
           });
-        for (const ref of createdVdis)
+        if (unplugged !== undefined) {
+          const ref = unplugged;
           await pool.destroyVdi(ref).catch((cleanup: unknown) => {
             context.log('warn', 'removing a partly restored disk failed', {
               vdi: ref,
               error: String(cleanup),
             });
           });
+        }
         throw error;
       }
     } finally {
