@@ -124,9 +124,23 @@ async function demo(): Promise<void> {
   await runJob('First backup');
   const written = vms[0] ? await simulator.writeRandom(vms[0].uuid, { blocks: 4 }) : undefined;
   if (vms[0] && written) process.stdout.write(`\nWrote 4 random 2 MiB blocks into ${vms[0].name}'s disk.\n`);
+  // What the disks hold at the second backup: the restore below must give exactly this back.
+  const expected = await Promise.all(
+    (vms[0]?.disks ?? []).map(
+      async (_disk, position) => (await simulator.diskHash(vms[0]?.uuid ?? '', {}, position)).sha256,
+    ),
+  );
   await runJob('Second backup');
   const points = await call<{
-    items: { vmName: string; kind: string; logicalBytes: number; storedBytes: number; takenAt: string }[];
+    items: {
+      id: string;
+      vmUuid: string;
+      vmName: string;
+      kind: string;
+      logicalBytes: number;
+      storedBytes: number;
+      takenAt: string;
+    }[];
   }>('GET', `/api/v1/restore-points?jobId=${job.id}`, key.key);
   const MiB = 1024 * 1024;
   process.stdout.write('\nRestore points (newest first):\n');
@@ -140,6 +154,47 @@ async function demo(): Promise<void> {
     process.stdout.write(
       `  every restore point is a full index: ${(logical / MiB).toFixed(0)} MiB of disks kept in ${(stored / MiB).toFixed(1)} MiB (${(logical / stored).toFixed(1)}x)\n`,
     );
+
+  // Restore the newest restore point of the first VM as a new VM, then compare every disk.
+  const latest = points.items.find((p) => p.vmUuid === vms[0]?.uuid);
+  if (latest && vms[0]) {
+    const restore = await call<{ runId: string }>(
+      'POST',
+      `/api/v1/restore-points/${latest.id}/restore`,
+      key.key,
+      {
+        poolId: pool.id,
+        name: `${vms[0].name} (demo restore)`,
+      },
+    );
+    let run: {
+      status: string;
+      error: string | null;
+      tasks: { result: { vmUuid?: string } | null; error: string | null }[];
+    };
+    for (;;) {
+      run = await call('GET', `/api/v1/runs/${restore.runId}`, key.key);
+      if (['success', 'partial', 'failure', 'cancelled'].includes(run.status)) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const restoredUuid = run.tasks[0]?.result?.vmUuid;
+    if (run.status !== 'success' || restoredUuid === undefined) {
+      process.stdout.write(
+        `\nRestore: run ${restore.runId} ${run.status} (${run.tasks[0]?.error ?? run.error ?? 'no result'})\n`,
+      );
+    } else {
+      const restored = await Promise.all(
+        expected.map(
+          async (_hash, position) => (await simulator.diskHash(restoredUuid, {}, position)).sha256,
+        ),
+      );
+      const identical =
+        restored.length === expected.length && restored.every((hash, i) => hash === expected[i]);
+      process.stdout.write(
+        `\nRestore: ${vms[0].name} restored as "${vms[0].name} (demo restore)" (${restoredUuid}); its ${restored.length} disk(s) ${identical ? 'are byte-identical to' : 'DIFFER from'} the VM at the second backup\n`,
+      );
+    }
+  }
 
   process.stdout.write(
     [
