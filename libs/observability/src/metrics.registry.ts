@@ -7,7 +7,6 @@ export class HavenMetrics {
   readonly httpDuration: Histogram<'method' | 'route'>;
   readonly tasksInFlight: Gauge<'queue'>;
   readonly tasksCompleted: Counter<'queue' | 'outcome'>;
-  readonly bytesTransferred: Counter<'direction'>;
 
   constructor(service: string) {
     this.registry.setDefaultLabels({ service });
@@ -35,12 +34,6 @@ export class HavenMetrics {
       name: 'haven_tasks_completed_total',
       help: 'Work items finished by this process',
       labelNames: ['queue', 'outcome'],
-      registers: [this.registry],
-    });
-    this.bytesTransferred = new Counter({
-      name: 'haven_bytes_transferred_total',
-      help: 'Disk bytes moved by this process',
-      labelNames: ['direction'],
       registers: [this.registry],
     });
   }
