@@ -107,10 +107,7 @@ export class GatewayClient {
     if (!response.ok || !response.body)
       throw new CliError(`${response.status} ${response.statusText} for ${path}`);
     const append = response.status === 206;
-    await pipeline(
-      Readable.fromWeb(response.body),
-      createWriteStream(file, { flags: append ? 'a' : 'w' }),
-    );
+    await pipeline(Readable.fromWeb(response.body), createWriteStream(file, { flags: append ? 'a' : 'w' }));
     return (await stat(file)).size;
   }
 
