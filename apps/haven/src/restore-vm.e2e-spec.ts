@@ -34,7 +34,11 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
   /** Waits for the end of a run and returns it. */
   async function runEnd(
     runId: string,
-  ): Promise<{ status: string; kind: string; tasks: { result: unknown; error: string | null }[] }> {
+  ): Promise<{
+    status: string;
+    kind: string;
+    tasks: { result: unknown; error: string | null; attempts: number }[];
+  }> {
     for (;;) {
       const run = await auth(api().get(`/api/v1/runs/${runId}`)).expect(200);
       if (run.body.status !== 'running' && run.body.status !== 'pending') return run.body;
@@ -166,6 +170,8 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
       const run = await runEnd(started.body.runId);
       expect(run).toMatchObject({ status: 'failure', kind: 'restore' });
       expect(run.tasks[0]?.error).toContain('SR_FULL');
+      // A full SR is not retried: the failure is recorded on the first attempt.
+      expect(run.tasks[0]?.attempts).toBe(1);
     } finally {
       simulator.setSrSize(target.uuid, 4 * 1024 * 1024 * MiB);
     }

@@ -166,6 +166,15 @@ export interface RetainedRestorePoint extends RestorePointReference {
   gfsTags: string[];
 }
 
+/**
+ * A failure that another attempt cannot fix (wrong credentials, a VM another backup holds, a full
+ * SR): executors mark such errors with `permanent = true`, and the worker records the failure at
+ * once instead of retrying the task.
+ */
+export function isPermanentFailure(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { permanent?: unknown }).permanent === true;
+}
+
 /** Runs one task; resolves with its result (stored with the task) or throws a typed error. */
 export type TaskExecutor = (
   task: TaskExecution,

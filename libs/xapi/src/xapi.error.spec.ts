@@ -12,6 +12,7 @@ import {
   XapiVdiInUseError,
   toXapiError,
 } from './xapi.error';
+import { isPermanentFailure } from '@haven/plugin-sdk';
 
 const context = { poolUrl: 'https://pool-a.example', operation: 'VM.snapshot', object: 'VM "web" (1234)' };
 
@@ -67,5 +68,17 @@ describe('toXapiError', () => {
     expect(error.code).toBe('UNKNOWN');
     expect(error.message).toContain('unexpected 500');
     expect(error.cause).toBe(original);
+  });
+});
+
+describe('permanent XAPI failures', () => {
+  it('marks the failures a retry cannot fix, and only those', () => {
+    const permanent = (xapiCode: string) =>
+      isPermanentFailure(toXapiError(xapiFailure(xapiCode, []), context));
+    expect(permanent('SESSION_AUTHENTICATION_FAILED')).toBe(true);
+    expect(permanent('SR_FULL')).toBe(true);
+    expect(permanent('VDI_IO_ERROR')).toBe(false);
+    expect(permanent('HANDLE_INVALID')).toBe(false);
+    expect(permanent('SOMETHING_NEW')).toBe(false);
   });
 });

@@ -47,7 +47,14 @@ export class XapiError extends Error {
     this.xapiCode = context.xapiCode;
     this.xapiParams = context.xapiParams ?? [];
   }
+
+  /** A retry cannot help: the credentials, another owner's marker or a full SR will still be there. */
+  get permanent(): boolean {
+    return PERMANENT_CODES.has(this.code);
+  }
 }
+
+const PERMANENT_CODES = new Set<XapiErrorCode>(['AUTH_FAILED', 'MARKER_HELD', 'SR_FULL']);
 
 export class XapiAuthError extends XapiError {}
 export class XapiUnreachableError extends XapiError {}

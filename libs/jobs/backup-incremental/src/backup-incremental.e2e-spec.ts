@@ -254,6 +254,8 @@ describe('backup.incremental through the gateway', () => {
       const failed = run.tasks.find((t) => t.subject === held.name)!;
       expect(failed.status).toBe('failure');
       expect(failed.error).toMatch(/already being backed up by "other-install:run-9"/);
+      // A held marker is not retried: another attempt would meet the same owner.
+      expect(failed.attempts).toBe(1);
       expect(run.tasks.find((t) => t.subject === vms[0].name)!.status).toBe('success');
       expect((await havenSnapshots(pool, held.uuid)).map((s) => s.uuid)).toEqual(before);
       expect((await pool.readVmMarker(held.uuid, 'backup'))?.owner).toBe('other-install:run-9');

@@ -5,7 +5,12 @@ import { JOB_TASKS, RUN_PROGRESS, type RunProgressEvent, type TaskWorkItem } fro
 import { RunEntity, TaskEntity } from '@haven/db';
 import { type HavenConfig } from '@haven/config';
 import { type HavenMetrics, type JsonLogger, runWithLogContext } from '@haven/observability';
-import type { PluginRegistry, TaskExecutionContext, TaskProgress } from '@haven/plugin-sdk';
+import {
+  isPermanentFailure,
+  type PluginRegistry,
+  type TaskExecutionContext,
+  type TaskProgress,
+} from '@haven/plugin-sdk';
 import {
   HAVEN_BUS,
   HAVEN_CONFIG,
@@ -152,7 +157,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       // Shutting down: the bus hands the item back to the queue for another worker.
       if (item.signal.aborted) throw error;
       const message = error instanceof Error ? error.message : String(error);
-      if (item.attempt < item.maxDeliver) {
+      if (item.attempt < item.maxDeliver && !isPermanentFailure(error)) {
         await this.publish({
           ...base,
           status: 'pending',
