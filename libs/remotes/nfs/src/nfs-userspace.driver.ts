@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import {
   bodyBlocks,
   compareKeys,
+  pipelinedRead,
   DriverError,
   RESERVED_SEGMENT_PREFIX,
   type DriverContext,
@@ -477,42 +478,14 @@ export class NfsUserspaceDriver implements RemoteDriver {
     end: number,
   ): AsyncGenerator<Buffer> {
     const { client, ioSize } = session;
-    const reads: Promise<Buffer>[] = [];
-    let next = start;
-    const readAt = async (offset: number, length: number): Promise<Buffer> => {
-      const parts: Buffer[] = [];
-      let done = 0;
-      while (done < length) {
-        const { data, eof } = await client.read(handle, offset + done, length - done, key);
-        parts.push(data);
-        done += data.length;
-        if (data.length === 0 || eof) break;
-      }
-      if (done < length) {
-        throw new DriverError(
-          'TRANSIENT',
-          `"${key}" ended at ${offset + done} while ${end} bytes were expected (it changed while being read)`,
-        );
-      }
-      return parts.length === 1 && parts[0] ? parts[0] : Buffer.concat(parts);
-    };
-    const fill = (): void => {
-      while (reads.length < this.settings.concurrency && next < end) {
-        const length = Math.min(ioSize, end - next);
-        const read = readAt(next, length);
-        read.catch(() => undefined); // observed when its turn comes
-        reads.push(read);
-        next += length;
-      }
-    };
-    fill();
-    while (reads.length > 0) {
-      const read = reads.shift();
-      if (read === undefined) break;
-      const data = await read;
-      fill();
-      yield data;
-    }
+    yield* pipelinedRead({
+      key,
+      start,
+      end,
+      pieceSize: ioSize,
+      concurrency: this.settings.concurrency,
+      readSome: async (offset, length) => (await client.read(handle, offset, length, key)).data,
+    });
   }
 
   private async walk(

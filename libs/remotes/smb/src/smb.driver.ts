@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import {
   bodyBlocks,
   compareKeys,
+  pipelinedRead,
   DriverError,
   RESERVED_SEGMENT_PREFIX,
   type DriverContext,
@@ -405,45 +406,16 @@ export class SmbDriver implements RemoteDriver {
   ): AsyncGenerator<Buffer> {
     onStart();
     const ioSize = Math.min(this.settings.ioSize, client.maxReadSize);
-    const reads: Promise<Buffer>[] = [];
-    let next = start;
-    const readAt = async (offset: number, length: number): Promise<Buffer> => {
-      const parts: Buffer[] = [];
-      let done = 0;
-      while (done < length) {
-        const data = await client.read(file, offset + done, length - done);
-        if (data.length === 0) break;
-        parts.push(data);
-        done += data.length;
-      }
-      if (done < length) {
-        throw new DriverError(
-          'TRANSIENT',
-          `"${key}" ended at ${offset + done} while ${end} bytes were expected (it changed while being read)`,
-        );
-      }
-      return parts.length === 1 && parts[0] ? parts[0] : Buffer.concat(parts);
-    };
-    const fill = (): void => {
-      while (reads.length < this.settings.concurrency && next < end) {
-        const length = Math.min(ioSize, end - next);
-        const read = readAt(next, length);
-        read.catch(() => undefined); // observed when its turn comes
-        reads.push(read);
-        next += length;
-      }
-    };
     try {
-      fill();
-      for (;;) {
-        const read = reads.shift();
-        if (read === undefined) break;
-        const data = await read;
-        fill();
-        yield data;
-      }
+      yield* pipelinedRead({
+        key,
+        start,
+        end,
+        pieceSize: ioSize,
+        concurrency: this.settings.concurrency,
+        readSome: (offset, length) => client.read(file, offset, length),
+      });
     } finally {
-      await Promise.allSettled(reads);
       await client.close(file).catch(() => undefined);
     }
   }
