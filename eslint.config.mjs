@@ -31,6 +31,7 @@ export default tseslint.config(
       '**/*.int-spec.ts',
       '**/*.e2e-spec.ts',
       '**/*.scenario.ts',
+      '**/*.fixture.ts',
       '**/testing/**/*.ts',
       'bench/**/*.ts',
     ],

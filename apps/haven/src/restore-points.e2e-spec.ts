@@ -1,16 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { INestApplication } from '@nestjs/common';
-import request from 'supertest';
+import type request from 'supertest';
 import { DataSource } from 'typeorm';
-import { loadConfig } from '@haven/config';
-import { scratchDir } from '@haven/testing';
 import { createRawStreamFromVhdStream } from '@haven/vhd';
-import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { buildCli } from '../../cli/src/haven.cli';
-import { startAllInOne } from './haven.app';
+import { type BackupLab, startBackupLab } from './backup-lab.fixture';
 
 const MiB = 1024 * 1024;
 
@@ -21,95 +17,38 @@ async function sha256(stream: AsyncIterable<Buffer>): Promise<string> {
 }
 
 describe('restore points after a backup: disk downloads (raw with ranges, VHD) and remote sync', () => {
-  let app: INestApplication;
-  let simulator: XapiSimulator;
-  let dirs: { path: string; cleanup: () => Promise<void> }[] = [];
+  let lab: BackupLab;
+  let outDir = '';
   let baseUrl = '';
   let admin = '';
   let pointId = '';
   let remoteId = '';
   let diskKey = '';
   let diskHash = '';
-  let jobId = '';
   let raw: Buffer;
-  const api = () => request(baseUrl);
-  const auth = (req: request.Test) => req.set('authorization', `Bearer ${admin}`);
+  const api = () => lab.api();
+  const auth = (req: request.Test) => lab.auth(req);
 
   /** Runs the job now and waits for its end, which must be a success. */
   async function runToEnd(body: Record<string, unknown>): Promise<string> {
-    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
-      .send(body)
-      .expect(202);
-    for (;;) {
-      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
-      if (run.body.status !== 'running' && run.body.status !== 'pending') {
-        expect(run.body).toMatchObject({ status: 'success' });
-        return started.body.runId as string;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const run = await lab.runJob(body);
+    expect(run).toMatchObject({ status: 'success' });
+    return run.id;
   }
 
   beforeAll(async () => {
-    dirs = await Promise.all([
-      scratchDir('haven-rp-data-'),
-      scratchDir('haven-rp-remote-'),
-      scratchDir('haven-rp-sim-'),
-      scratchDir('haven-rp-out-'),
-    ]);
-    simulator = await startXapiSimulator({
-      stateDir: dirs[2].path,
-      vms: 1,
-      diskSize: 24 * MiB,
-      seed: 'restore-points',
-      user: 'root',
-      password: 'pw',
-    });
-    app = await startAllInOne(
-      loadConfig({
-        HAVEN_PORT: '0',
-        HAVEN_HOST: '127.0.0.1',
-        HAVEN_DATA: dirs[0].path,
-        LOG_LEVEL: 'error',
-        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
-      }),
-    );
-    baseUrl = await app.getUrl();
-    admin = readFileSync(join(dirs[0].path, 'admin-key'), 'utf8').trim();
-
-    const pool = await auth(api().post('/api/v1/pools'))
-      .send({ name: 'sim', url: simulator.url, username: 'root', password: 'pw' })
-      .expect(201);
-    const remote = await auth(api().post('/api/v1/remotes'))
-      .send({
-        name: 'nas',
-        type: 'local',
-        settings: { path: dirs[1].path },
-        encryption: { passphrase: 'restore point passphrase' },
-      })
-      .expect(201);
-    remoteId = remote.body.id;
-    const vm = simulator.listVms().find((v) => !v.isTemplate && !v.isSnapshot)!;
-    const job = await auth(api().post('/api/v1/jobs'))
-      .send({
-        name: 'nightly',
-        type: 'backup.incremental',
-        selection: { poolId: pool.body.id, mode: 'explicit', vms: [vm.uuid] },
-        remoteIds: [remoteId],
-      })
-      .expect(201);
-    jobId = job.body.id;
-    diskHash = (await simulator.diskHash(vm.uuid)).sha256;
+    lab = await startBackupLab({ seed: 'restore-points', passphrase: 'restore point passphrase' });
+    ({ baseUrl, admin, remoteId } = lab);
+    outDir = await lab.scratch('haven-rp-out-');
+    diskHash = (await lab.simulator.diskHash(lab.vm.uuid)).sha256;
     await runToEnd({});
-    const points = await auth(api().get(`/api/v1/restore-points?jobId=${job.body.id}`)).expect(200);
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
     expect(points.body.items).toHaveLength(1);
     pointId = points.body.items[0].id;
   }, 120_000);
 
   afterAll(async () => {
-    await app.close();
-    await simulator.close();
-    for (const dir of dirs) await dir.cleanup();
+    await lab.close();
   });
 
   it('lists the disks of a restore point', async () => {
@@ -162,7 +101,7 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
   });
 
   it('resumes an interrupted download from the CLI', async () => {
-    const file = join(dirs[3].path, 'disk.img');
+    const file = join(outDir, 'disk.img');
     writeFileSync(file, raw.subarray(0, 5 * MiB + 123));
     const lines: string[] = [];
     const cli = buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin }).exitOverride();
@@ -182,7 +121,7 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
   });
 
   it('rebuilds the catalog from the remote alone (haven remotes sync)', async () => {
-    await app.get(DataSource).query('DELETE FROM restore_points');
+    await lab.app.get(DataSource).query('DELETE FROM restore_points');
     expect((await auth(api().get('/api/v1/restore-points')).expect(200)).body.items).toEqual([]);
     const lines: string[] = [];
     const cli = () =>
@@ -201,14 +140,20 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
 
   it("applies the schedule's retention after each backup, on the remote and in the catalog", async () => {
     const schedule = await auth(api().post('/api/v1/schedules'))
-      .send({ jobId, name: 'hourly', cron: '0 * * * *', timezone: 'Europe/Paris', retention: { keep: 2 } })
+      .send({
+        jobId: lab.jobId,
+        name: 'hourly',
+        cron: '0 * * * *',
+        timezone: 'Europe/Paris',
+        retention: { keep: 2 },
+      })
       .expect(201);
-    await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+    await auth(api().post(`/api/v1/jobs/${lab.jobId}/run`))
       .send({ scheduleId: '00000000-0000-4000-8000-000000000000' })
       .expect(400);
     const runs: string[] = [];
     for (let i = 0; i < 3; i++) runs.push(await runToEnd({ scheduleId: schedule.body.id }));
-    const points = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}`)).expect(200);
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
     // The unscheduled first backup is not this schedule's to expire; of the three scheduled ones, two stay.
     expect(points.body.items).toHaveLength(3);
     const listed = await Promise.all(

@@ -1,25 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
-import request from 'supertest';
+import type request from 'supertest';
 import { DataSource } from 'typeorm';
-import { loadConfig } from '@haven/config';
 import { JobResourceProvider } from '@haven/service-core';
-import { scratchDir } from '@haven/testing';
 import { executeRestoreVm, RESTORE_TASK_KEY } from '@haven/service-transfer';
 import { XapiPool, type SrInfo } from '@haven/xapi';
-import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import type { XapiSimulator } from '@haven/xapi-sim';
 import { buildCli } from '../../cli/src/haven.cli';
-import { startAllInOne } from './haven.app';
+import { type BackupLab, type RunBody, startBackupLab } from './backup-lab.fixture';
 
 const MiB = 1024 * 1024;
 
 describe('restore a restore point as a new VM (a durable run, through the gateway)', () => {
+  let lab: BackupLab;
   let app: INestApplication;
   let simulator: XapiSimulator;
   let xapi: XapiPool;
-  let dirs: { path: string; cleanup: () => Promise<void> }[] = [];
   let baseUrl = '';
   let admin = '';
   let poolId = '';
@@ -28,85 +24,24 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
   let sourceDiskCount = 0;
   let hashAtBackup = '';
   let target: SrInfo;
-  const api = () => request(baseUrl);
-  const auth = (req: request.Test, key = admin) => req.set('authorization', `Bearer ${key}`);
-
-  /** Waits for the end of a run and returns it. */
-  async function runEnd(
-    runId: string,
-  ): Promise<{
-    status: string;
-    kind: string;
-    tasks: { result: unknown; error: string | null; attempts: number }[];
-  }> {
-    for (;;) {
-      const run = await auth(api().get(`/api/v1/runs/${runId}`)).expect(200);
-      if (run.body.status !== 'running' && run.body.status !== 'pending') return run.body;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
+  const api = () => lab.api();
+  const auth = (req: request.Test, key?: string) => lab.auth(req, key);
+  const runEnd = (runId: string): Promise<RunBody> => lab.waitForRun(runId);
 
   beforeAll(async () => {
-    dirs = await Promise.all([
-      scratchDir('haven-rv-data-'),
-      scratchDir('haven-rv-remote-'),
-      scratchDir('haven-rv-sim-'),
-    ]);
-    simulator = await startXapiSimulator({
-      stateDir: dirs[2].path,
-      vms: 1,
-      diskSize: 24 * MiB,
-      seed: 'restore-vm',
-      user: 'root',
-      password: 'pw',
-    });
+    lab = await startBackupLab({ seed: 'restore-vm', passphrase: 'restore vm passphrase' });
+    ({ app, simulator, baseUrl, admin, poolId } = lab);
     xapi = await XapiPool.connect({ url: simulator.url, username: 'root', password: 'pw' });
-    app = await startAllInOne(
-      loadConfig({
-        HAVEN_PORT: '0',
-        HAVEN_HOST: '127.0.0.1',
-        HAVEN_DATA: dirs[0].path,
-        LOG_LEVEL: 'error',
-        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
-      }),
-    );
-    baseUrl = await app.getUrl();
-    admin = readFileSync(join(dirs[0].path, 'admin-key'), 'utf8').trim();
-
-    const pool = await auth(api().post('/api/v1/pools'))
-      .send({ name: 'sim', url: simulator.url, username: 'root', password: 'pw' })
-      .expect(201);
-    poolId = pool.body.id;
-    const remote = await auth(api().post('/api/v1/remotes'))
-      .send({
-        name: 'nas',
-        type: 'local',
-        settings: { path: dirs[1].path },
-        encryption: { passphrase: 'restore vm passphrase' },
-      })
-      .expect(201);
-    const vm = simulator.listVms().find((v) => !v.isTemplate && !v.isSnapshot)!;
-    sourceVmUuid = vm.uuid;
-    sourceDiskCount = vm.disks.length;
-    const job = await auth(api().post('/api/v1/jobs'))
-      .send({
-        name: 'nightly',
-        type: 'backup.incremental',
-        selection: { poolId, mode: 'explicit', vms: [vm.uuid] },
-        remoteIds: [remote.body.id],
-      })
-      .expect(201);
-    hashAtBackup = (await simulator.diskHash(vm.uuid)).sha256;
-    const started = await auth(api().post(`/api/v1/jobs/${job.body.id}/run`))
-      .send({})
-      .expect(202);
-    expect(await runEnd(started.body.runId)).toMatchObject({ status: 'success' });
-    const points = await auth(api().get(`/api/v1/restore-points?jobId=${job.body.id}`)).expect(200);
+    sourceVmUuid = lab.vm.uuid;
+    sourceDiskCount = lab.vm.disks.length;
+    hashAtBackup = (await simulator.diskHash(sourceVmUuid)).sha256;
+    expect(await lab.runJob()).toMatchObject({ status: 'success' });
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
     expect(points.body.items).toHaveLength(1);
     pointId = points.body.items[0].id;
     // The VM changes after the backup: the restore must bring back the backed-up content.
-    await simulator.writeRandom(vm.uuid, { blocks: 3, seed: 'after-backup' });
-    expect((await simulator.diskHash(vm.uuid)).sha256).not.toBe(hashAtBackup);
+    await simulator.writeRandom(sourceVmUuid, { blocks: 3, seed: 'after-backup' });
+    expect((await simulator.diskHash(sourceVmUuid)).sha256).not.toBe(hashAtBackup);
     // A disk SR that is not the pool's default, so the choice is seen to be honoured.
     target = (await xapi.listSrs()).find((sr) => sr.acceptsDisks && !sr.isDefault)!;
     expect(target).toBeDefined();
@@ -114,9 +49,7 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
 
   afterAll(async () => {
     await xapi.close();
-    await app.close();
-    await simulator.close();
-    for (const dir of dirs) await dir.cleanup();
+    await lab.close();
   });
 
   it('restores the restore point as a new VM on the chosen SR, with the content at backup time', async () => {
