@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '@haven/testing';
+import { freeLoopbackPort } from '@haven/testing';
 
 const ROOT = resolve(__dirname, '../..');
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1]) || 3;
 
 async function timeToHealthy(entry: string, env: NodeJS.ProcessEnv, path: string): Promise<number> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const started = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'bin/run.js'), entry], {
     cwd: ROOT,

@@ -3,7 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createTestDatabase, describeIntegration, freePort, scratchDir, uniqueName } from '@haven/testing';
+import {
+  createTestDatabase,
+  describeIntegration,
+  freeLoopbackPort,
+  scratchDir,
+  uniqueName,
+} from '@haven/testing';
 import { gatewayScenario } from './gateway.scenario';
 
 const ROOT = resolve(__dirname, '../../..');
@@ -58,7 +64,7 @@ describeIntegration('six services as separate processes over NATS and Postgres',
     };
     // The catalog first: it applies migrations and creates the admin key; the others wait for it.
     for (const role of ROLES) {
-      const port = await freePort();
+      const port = await freeLoopbackPort();
       const child = spawn(
         process.execPath,
         [join(ROOT, 'bin/run.js'), join(ROOT, `apps/${role}/src/main.ts`)],

@@ -7,5 +7,4 @@ export * from './servers/azurite.server';
 export * from './servers/nfs-ganesha.server';
 export * from './servers/samba.server';
 export * from './servers/nats.server';
-export * from './free-port';
 export * from './servers/xapi-sim.server';

@@ -1,29 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { freeLoopbackPort, loopbackPortOpen } from './loopback-port';
 
-/** A free TCP port on 127.0.0.1 (asked from the kernel, then released for the server to take). */
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
+export { freeLoopbackPort };
 
 /**
  * A test server running as a child process on 127.0.0.1:port: started, killed (SIGKILL, as a
@@ -59,7 +37,7 @@ export class ChildProcessServer {
       state.exited = true;
     });
     const deadline = Date.now() + timeoutMs;
-    while (!(await portOpen(this.port))) {
+    while (!(await loopbackPortOpen(this.port))) {
       if (state.exited) {
         this.child = undefined;
         throw new Error(`${this.label} exited before listening on port ${this.port}: ${this.output}`);

@@ -1,6 +1,6 @@
 import { connect, createServer } from 'node:net';
 
-// Kept apart from child-process.server.ts so that the NFS and Samba helpers stand on their own.
+// The one place test servers get their ports from and wait for them to listen.
 
 /** A TCP port free on 127.0.0.1 right now (the OS picks it; the caller binds it soon after). */
 export function freeLoopbackPort(): Promise<number> {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { connect, createServer } from 'node:net';
+import { freeLoopbackPort, loopbackPortOpen } from './loopback-port';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { scratchDir } from '../scratch';
 
@@ -21,7 +21,7 @@ export class NatsTestServer {
 
   static async start(): Promise<NatsTestServer> {
     const store = await scratchDir('haven-nats-');
-    const server = new NatsTestServer(await natsFreePort(), store.path, store.cleanup);
+    const server = new NatsTestServer(await freeLoopbackPort(), store.path, store.cleanup);
     await server.restart();
     return server;
   }
@@ -53,7 +53,7 @@ export class NatsTestServer {
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     const deadline = Date.now() + timeoutMs;
-    while (!(await tcpAccepts(this.port))) {
+    while (!(await loopbackPortOpen(this.port))) {
       if (child.exitCode !== null || Date.now() > deadline) {
         await this.stop();
         throw new Error(`nats-server did not start on port ${this.port} within ${timeoutMs} ms: ${this.log}`);
@@ -81,27 +81,4 @@ export class NatsTestServer {
     await this.stop();
     await this.removeStore();
   }
-}
-
-function natsFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function tcpAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
