@@ -20,7 +20,10 @@ import {
   type ProcessRole,
 } from './core.tokens';
 import { HealthController } from './health.controller';
+import { JobResourceProvider } from './job.resources';
 import { resolveMasterKey } from './master-key.source';
+import { RemoteOpener } from './remote.opener';
+import { RepositoryOpener } from './repository.opener';
 
 /** Non-catalog processes wait this long for the catalog process to apply migrations. */
 const SCHEMA_WAIT_MS = 60_000;
@@ -124,6 +127,9 @@ export class HavenCoreModule {
           },
         },
         CoreLifecycle,
+        RemoteOpener,
+        RepositoryOpener,
+        JobResourceProvider,
       ],
       exports: [
         HAVEN_CONFIG,
@@ -134,6 +140,10 @@ export class HavenCoreModule {
         HAVEN_BUS,
         HAVEN_PROCESS,
         DataSource,
+        // Opening remotes, repositories and a job's resources: every role that moves data needs them.
+        RemoteOpener,
+        RepositoryOpener,
+        JobResourceProvider,
       ],
     };
   }

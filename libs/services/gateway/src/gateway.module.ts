@@ -1,7 +1,7 @@
 import { Controller, Get, type INestApplication, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { PublicRoute, RemoteOpener, RepositoryOpener } from '@haven/service-core';
+import { PublicRoute } from '@haven/service-core';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { PluginsController } from './plugins.controller';
 import { ApiKeysController } from './resources/api-keys.controller';
@@ -42,7 +42,7 @@ class GatewayRootController {
     RestorePointRestoreController,
     PluginsController,
   ],
-  providers: [AuditTrail, RemoteOpener, RepositoryOpener, { provide: APP_GUARD, useClass: ApiKeyGuard }],
+  providers: [AuditTrail, { provide: APP_GUARD, useClass: ApiKeyGuard }],
 })
 export class GatewayModule {}
 

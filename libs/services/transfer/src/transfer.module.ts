@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import { JobResourceProvider, RemoteOpener } from '@haven/service-core';
 import { TaskWorker } from './task.worker';
 
 /**
@@ -7,5 +6,5 @@ import { TaskWorker } from './task.worker';
  * backup and restore data between XAPI and remotes, through the job types' executors). Start as
  * many as you like, anywhere: the queue spreads the work.
  */
-@Module({ providers: [TaskWorker, JobResourceProvider, RemoteOpener] })
+@Module({ providers: [TaskWorker] })
 export class TransferModule {}
