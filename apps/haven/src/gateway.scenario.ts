@@ -383,4 +383,31 @@ export function gatewayScenario(
       .set('authorization', `Bearer ${keys['globex']}`)
       .expect(404);
   });
+
+  it('pages through every run with the cursor, newest first, none twice', async () => {
+    const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
+    const all = (await acme(api().get('/api/v1/runs?limit=50')).expect(200)).body.items as {
+      id: string;
+      createdAt: string;
+    }[];
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    const times = all.map((r) => new Date(r.createdAt).getTime());
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await acme(api().get(`/api/v1/runs?limit=1${cursor ? `&cursor=${cursor}` : ''}`)).expect(
+        200,
+      );
+      expect(page.body.items.length).toBeLessThanOrEqual(1);
+      paged.push(...page.body.items.map((r: { id: string }) => r.id));
+      cursor = page.body.nextCursor;
+    } while (cursor !== undefined);
+    expect(paged).toEqual(all.map((r) => r.id));
+    // Another tenant's listing stays empty.
+    expect(
+      (await api().get('/api/v1/runs').set('authorization', `Bearer ${keys['globex']}`).expect(200)).body
+        .items,
+    ).toEqual([]);
+  });
 }
