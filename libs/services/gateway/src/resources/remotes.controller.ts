@@ -314,7 +314,9 @@ export class RemotesController {
       name: r.name,
       type: r.type,
       settings: r.settings,
-      secretFieldsSet: r.secretsSealed === null ? [] : (plugin?.secretFields ?? []),
+      // Which settings of this type are secrets (kept sealed, never returned), and whether any is set.
+      secretFields: plugin?.secretFields ?? [],
+      hasSecrets: r.secretsSealed !== null,
       encrypted: r.repositoryKeySealed !== null,
       enabled: r.enabled,
       lastTest: r.lastTest,
