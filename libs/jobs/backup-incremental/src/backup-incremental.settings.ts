@@ -2,6 +2,9 @@ import type { JsonSchemaObject } from '@haven/plugin-sdk';
 
 export type BackupCompression = 'none' | 'zstd' | 'gzip';
 
+/** How a base restore point is checked before a delta is built on it. */
+export type BaseVerification = 'existence' | 'full';
+
 /** A job's settings after validation (the registry validates with Ajv and fills defaults). */
 export interface BackupIncrementalSettings {
   compression: BackupCompression;
@@ -14,6 +17,16 @@ export interface BackupIncrementalSettings {
   snapshotNameTemplate: string;
   /** Force a full backup after this many incrementals in a row; 0 = never. */
   fullInterval: number;
+  /** VMs of the job backed up at once (read by the scheduler). */
+  vmConcurrency: number;
+  /** Disks of one VM backed up at once. */
+  diskConcurrency: number;
+  /** Read only the blocks Changed Block Tracking reports on a delta run. */
+  useCbt: boolean;
+  /** Force a full backup when the last full is older than this many days; 0 = never. */
+  fullIntervalDays: number;
+  /** `existence`: every chunk the base references exists; `full`: also re-read and re-hash them. */
+  verifyBase: BaseVerification;
 }
 
 export const BACKUP_INCREMENTAL_SETTINGS_SCHEMA: JsonSchemaObject = {
@@ -35,6 +48,16 @@ export const BACKUP_INCREMENTAL_SETTINGS_SCHEMA: JsonSchemaObject = {
       default: '[Haven] {vm} {date}',
     },
     fullInterval: { type: 'integer', minimum: 0, maximum: 10000, default: 0 },
+    vmConcurrency: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
+    diskConcurrency: { type: 'integer', minimum: 1, maximum: 16, default: 2 },
+    useCbt: { type: 'boolean', default: false },
+    fullIntervalDays: { type: 'integer', minimum: 0, maximum: 3650, default: 0 },
+    verifyBase: {
+      enum: ['existence', 'full'],
+      default: 'existence',
+      description:
+        "existence: the base restore point's chunks exist; full: they are also re-read and re-hashed",
+    },
   },
   additionalProperties: false,
 };
@@ -48,6 +71,7 @@ export function backupSettings(raw: Record<string, unknown>): BackupIncrementalS
   const compression = raw['compression'];
   const level = raw['compressionLevel'];
   const template = raw['snapshotNameTemplate'];
+  const useCbt = raw['useCbt'];
   return {
     compression: compression === 'none' || compression === 'gzip' ? compression : 'zstd',
     ...(typeof level === 'number' ? { compressionLevel: level } : {}),
@@ -55,6 +79,11 @@ export function backupSettings(raw: Record<string, unknown>): BackupIncrementalS
     retries: integer('retries', 0),
     snapshotNameTemplate: typeof template === 'string' && template !== '' ? template : '[Haven] {vm} {date}',
     fullInterval: integer('fullInterval', 0),
+    vmConcurrency: integer('vmConcurrency', 2),
+    diskConcurrency: integer('diskConcurrency', 2),
+    useCbt: typeof useCbt === 'boolean' ? useCbt : false,
+    fullIntervalDays: integer('fullIntervalDays', 0),
+    verifyBase: raw['verifyBase'] === 'full' ? 'full' : 'existence',
   };
 }
 
