@@ -7,6 +7,7 @@ import { exportVm } from './http/export-vm.handler';
 import { importVm } from './http/import-vm.handler';
 import { createXapiHttpServer } from './http/xapi-http.server';
 import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
+import type { ClockState } from './model/simulator.clock';
 import { MethodTable } from './rpc/method.table';
 import { RpcDispatcher } from './rpc/rpc.dispatcher';
 import { seedPool } from './seed/pool.seed';
@@ -62,6 +63,8 @@ export interface XapiSimulator {
   diskHash(target: string, options?: { blocks?: boolean }, position?: number): Promise<DiskHash>;
   setFaults(faults: Partial<PoolFaults>): PoolFaults;
   setSrSize(sr: string, bytes: number): void;
+  /** Sets the pool's time (snapshot times) to run on from `at`; null: back to the real time. */
+  setClock(at: Date | null): ClockState;
   /** Writes the state folder now (it is also written shortly after every change). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -144,6 +147,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     diskHash: (target, hashOptions, position) => workload.hash(target, hashOptions, position),
     setFaults: (faults) => workload.setFaults(faults),
     setSrSize: (sr, bytes) => workload.setSrSize(sr, bytes),
+    setClock: (at) => pool.clock.set(at),
     flush: () => pool.flush(),
     close: () => {
       closed ??= (async () => {

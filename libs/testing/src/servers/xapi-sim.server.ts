@@ -81,6 +81,14 @@ export class XapiSimTestServer {
     return answer;
   }
 
+  /**
+   * Sets the simulated pool's time (what its snapshots record as snapshot_time) to run on from
+   * `at`; null goes back to the real time.
+   */
+  async setClock(at: Date | null): Promise<{ now: string; offsetMs: number }> {
+    return this.workload('POST', 'clock', { now: at === null ? null : at.toISOString() });
+  }
+
   /** SIGKILL (a crash) or SIGTERM (state written first), then the same port and state again. */
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.server.stop(signal);

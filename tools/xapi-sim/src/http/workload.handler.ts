@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PoolFaults } from '../model/simulated-pool';
+import type { SimulatorClock } from '../model/simulator.clock';
 import type { DiskWorkload, RandomWrite } from '../workload/disk.workload';
 import { SimulatorError, XapiFailure } from '../xapi.failure';
 import { readText, requestBody } from './http-request.body';
@@ -34,10 +35,12 @@ async function jsonBody<T>(request: IncomingMessage): Promise<T> {
  *   GET|POST /_sim/faults                       {unreachable, latencyMs, exportFailAfterBytes, exportFailTimes, bandwidthBytesPerSecond}
  *   POST /_sim/srs/:sr/size                     {bytes}
  *   POST /_sim/flush                            persist the state now
+ *   GET|POST /_sim/clock                        {now: ISO instant | null}: the time snapshots record
  */
 export async function handleWorkload(
   workload: DiskWorkload,
   flush: () => Promise<void>,
+  clock: SimulatorClock,
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,
@@ -55,6 +58,16 @@ export async function handleWorkload(
     if (resource === 'faults' && method === 'GET') return sendJson(response, 200, workload.setFaults({}));
     if (resource === 'faults' && method === 'POST')
       return sendJson(response, 200, workload.setFaults(await jsonBody<Partial<PoolFaults>>(request)));
+    if (resource === 'clock' && method === 'GET') return sendJson(response, 200, clock.state());
+    if (resource === 'clock' && method === 'POST') {
+      const { now } = await jsonBody<{ now?: unknown }>(request);
+      if (now !== null && typeof now !== 'string')
+        throw new SimulatorError(
+          'SIM_BAD_REQUEST',
+          'body needs {"now": "<ISO 8601 instant>"} or {"now": null}',
+        );
+      return sendJson(response, 200, clock.set(now === null ? null : new Date(now)));
+    }
     if (resource === 'flush' && method === 'POST') {
       await flush();
       return sendJson(response, 200, { flushed: true });

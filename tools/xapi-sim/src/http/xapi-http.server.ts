@@ -36,7 +36,7 @@ export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; 
     const url = new URL(request.url ?? '/', 'http://simulator');
     const method = request.method ?? 'GET';
     if (url.pathname.startsWith('/_sim/')) {
-      await handleWorkload(workload, () => pool.flush(), request, response, url);
+      await handleWorkload(workload, () => pool.flush(), pool.clock, request, response, url);
       return;
     }
     if (pool.faults.unreachable) {

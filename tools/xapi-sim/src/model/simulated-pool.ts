@@ -6,6 +6,7 @@ import { DiskRegistry } from '../storage/disk.registry';
 import type { VirtualDisk } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
 import { ObjectStore } from './object.store';
+import { SimulatorClock } from './simulator.clock';
 import { vbdRecord, vdiRecord, vifRecord, vmRecord } from './record.defaults';
 import { StateFile, STATE_FORMAT_VERSION } from './state.file';
 import { TaskRegistry } from './task.registry';
@@ -74,6 +75,8 @@ export class SimulatedPool {
   readonly store = new ObjectStore();
   readonly tasks: TaskRegistry;
   readonly disks: DiskRegistry;
+  /** The time snapshots record; settable by tests through the workload API. */
+  readonly clock = new SimulatorClock();
   readonly faults: PoolFaults = {
     unreachable: false,
     latencyMs: 0,
@@ -501,7 +504,7 @@ export class SimulatedPool {
     const sr = targetSr ?? fieldText(record, 'SR');
     const disk = this.disks.get(source);
     const snapshot = mode === 'snapshot';
-    const now = xapiDateTime();
+    const now = xapiDateTime(this.clock.now());
     const ref = this.store.create(
       'VDI',
       vdiRecord({
@@ -556,7 +559,7 @@ export class SimulatedPool {
     }
     for (const ignored of ignoredVdis) this.store.get('VDI', ignored);
     const copied = structuredClone(source);
-    const now = xapiDateTime();
+    const now = xapiDateTime(this.clock.now());
     const ref = this.createVm({
       ...copied,
       uuid: randomUUID(),
