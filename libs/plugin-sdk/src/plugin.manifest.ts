@@ -189,6 +189,12 @@ export interface JobPlugin extends PluginManifestBase {
   plan(context: JobPlanContext): Promise<PlannedTask[]>;
   /** One executor per task type (worker side). */
   executors: Readonly<Record<string, TaskExecutor>>;
+  /**
+   * Most tasks of one run executing at once (e.g. VMs backed up in parallel), from the job's
+   * settings; undefined = no cap (each worker's HAVEN_WORKER_CONCURRENCY still applies). The
+   * scheduler queues that many and the next one each time one ends.
+   */
+  taskConcurrency?(settings: Record<string, unknown>): number | undefined;
 }
 
 export type HavenPlugin = RemotePlugin | JobPlugin;

@@ -1,6 +1,6 @@
 import type { JobPlanContext, JobPlugin, PlannedTask } from '@haven/plugin-sdk';
 import { XapiPool, XapiNotFoundError, type VmInfo } from '@haven/xapi';
-import { BACKUP_INCREMENTAL_SETTINGS_SCHEMA } from './backup-incremental.settings';
+import { BACKUP_INCREMENTAL_SETTINGS_SCHEMA, backupSettings } from './backup-incremental.settings';
 import { isExcludedAlways, parseSelection, selectVms } from './vm.selection';
 import { backupVmIncremental } from './vm-backup.executor';
 
@@ -59,4 +59,5 @@ export const backupIncrementalPlugin: JobPlugin = {
   taskTypes: [BACKUP_INCREMENTAL_TASK],
   plan: planBackupIncremental,
   executors: { [BACKUP_INCREMENTAL_TASK]: backupVmIncremental },
+  taskConcurrency: (settings) => backupSettings(settings).vmConcurrency,
 };
