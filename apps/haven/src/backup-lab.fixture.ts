@@ -43,7 +43,16 @@ export interface BackupLab {
   close(): Promise<void>;
 }
 
-export async function startBackupLab(options: { seed: string; passphrase: string }): Promise<BackupLab> {
+export interface BackupLabOptions {
+  seed: string;
+  passphrase: string;
+  /** Size of each disk of the VM (default 24 MiB). */
+  diskSize?: number;
+  /** Plugins the app loads (default: the local remote and the incremental job). */
+  plugins?: readonly string[];
+}
+
+export async function startBackupLab(options: BackupLabOptions): Promise<BackupLab> {
   const dirs = await Promise.all([
     scratchDir('haven-lab-data-'),
     scratchDir('haven-lab-remote-'),
@@ -52,7 +61,7 @@ export async function startBackupLab(options: { seed: string; passphrase: string
   const simulator = await startXapiSimulator({
     stateDir: dirs[2].path,
     vms: 1,
-    diskSize: 24 * MiB,
+    diskSize: options.diskSize ?? 24 * MiB,
     seed: options.seed,
     user: 'root',
     password: 'pw',
@@ -63,7 +72,7 @@ export async function startBackupLab(options: { seed: string; passphrase: string
       HAVEN_HOST: '127.0.0.1',
       HAVEN_DATA: dirs[0].path,
       LOG_LEVEL: 'error',
-      HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
+      HAVEN_PLUGINS: (options.plugins ?? ['@haven/remote-local', '@haven/job-backup-incremental']).join(','),
     }),
   );
   const baseUrl = await app.getUrl();
