@@ -54,6 +54,11 @@ export class ChunkStore {
     );
   }
 
+  /** Stores the chunk over whatever object holds its key (a damaged or truncated copy). */
+  async replace(id: Buffer, sealed: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.store.put(chunkKey(id.toString('hex')), sealed, signal !== undefined ? { signal } : {});
+  }
+
   /** Decodes and checks a chunk object; throws ChunkIntegrityError('CHUNK_DAMAGED') naming what broke. */
   async open(id: Buffer, object: Buffer, context: RepositoryErrorContext): Promise<Buffer> {
     const hex = id.toString('hex');

@@ -62,6 +62,11 @@ export interface RestorePointWriterOptions {
   knownChunks?: 'list' | 'none' | { restorePoints: readonly string[] };
   /** The time recorded as createdAt (e.g. the snapshot time). Default: now. */
   createdAt?: Date;
+  /**
+   * Chunks (hex ids) known to be damaged or missing on the remote: never taken as existing, and
+   * uploaded over whatever object is stored under their key, so this restore point is sound.
+   */
+  rewriteChunks?: ReadonlySet<string>;
 }
 
 /** Chunk ids as 32-char latin1 strings: half the memory of hex keys in a Set. */
@@ -76,12 +81,17 @@ function idKey(id: Buffer): string {
  */
 export class RestorePointWriter {
   readonly id: string;
-  private readonly disks: RestorePointDisk[] = [];
+  /** By the position each disk was started at (its index object's number). */
+  private readonly disks: (RestorePointDisk | undefined)[] = [];
+  /** Keys of disks started, written or being written. */
+  private readonly diskKeys = new Set<string>();
+  /** writeDisk calls in progress (several disks may be written at once). */
+  private writing = 0;
   private readonly knownChunks: Set<string>;
   /** Chunks written or confirmed during this session (one upload per id, even across disks). */
   private readonly sessionChunks = new Set<string>();
   private readonly createdAt: Date;
-  private state: 'open' | 'writing' | 'failed' | 'committed' | 'aborted' = 'open';
+  private state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
   private bytesDone = 0;
   private bytesTotal = 0;
   private counters = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0, zeroBlocks: 0 };
@@ -143,7 +153,8 @@ export class RestorePointWriter {
   /**
    * Streams one disk's blocks in (any order, each block at most once). Blocks not given read as
    * zeros, or, with `base`, as in that disk of an earlier restore point: a delta export (only the
-   * blocks changed since the base snapshot) then still makes a full restore point.
+   * blocks changed since the base snapshot) then still makes a full restore point. Several disks
+   * may be written at once; the manifest lists them in the order they were started.
    */
   async writeDisk(
     disk: DiskMeta,
@@ -151,7 +162,7 @@ export class RestorePointWriter {
     options: WriteDiskOptions = {},
   ): Promise<RestorePointDisk> {
     this.assertState('open');
-    if (this.disks.some((existing) => existing.key === disk.key)) {
+    if (this.diskKeys.has(disk.key)) {
       throw new RepositoryError(
         'INVALID_ARGUMENT',
         `disk "${disk.key}" was already written to restore point ${this.id}`,
@@ -171,13 +182,17 @@ export class RestorePointWriter {
         },
       );
     }
-    this.state = 'writing';
+    this.diskKeys.add(disk.key);
+    const position = this.disks.length;
+    this.disks.push(undefined);
+    this.writing++;
     try {
-      const entry = await this.ingestDisk(disk, blocks, options.base);
-      this.disks.push(entry);
-      this.state = 'open';
+      const entry = await this.ingestDisk(disk, blocks, options.base, position);
+      this.disks[position] = entry;
+      this.writing--;
       return entry;
     } catch (error) {
+      this.writing--;
       this.state = 'failed';
       // A failed writer can never commit: stop holding back GC now (abort() still tidies up).
       await this.session.end().catch(() => undefined);
@@ -188,9 +203,17 @@ export class RestorePointWriter {
   /** Writes the manifest: from now on the restore point exists. */
   async commit(): Promise<RestorePointManifest> {
     this.assertState('open');
+    if (this.writing > 0) {
+      throw new RepositoryError(
+        'WRITER_CLOSED',
+        `restore point writer ${this.id} is still writing ${this.writing} disk(s); wait for writeDisk to finish`,
+        { restorePoint: this.id },
+      );
+    }
     this.options.signal?.throwIfAborted();
     await this.session.renew();
     this.session.assertAlive();
+    const disks = this.disks.filter((disk): disk is RestorePointDisk => disk !== undefined);
     const manifest: RestorePointManifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -198,10 +221,10 @@ export class RestorePointWriter {
       ...this.meta,
       createdAt: this.createdAt.toISOString(),
       committedAt: new Date().toISOString(),
-      disks: this.disks,
+      disks,
       sizes: {
-        logicalBytes: this.disks.reduce((sum, disk) => sum + disk.logicalBytes, 0),
-        uploadedBytes: this.disks.reduce((sum, disk) => sum + disk.uploadedBytes, 0),
+        logicalBytes: disks.reduce((sum, disk) => sum + disk.logicalBytes, 0),
+        uploadedBytes: disks.reduce((sum, disk) => sum + disk.uploadedBytes, 0),
       },
       writer: { session: this.session.id, host: this.session.host },
     };
@@ -240,6 +263,7 @@ export class RestorePointWriter {
     disk: DiskMeta,
     blocks: AsyncIterable<DiskBlock> | Iterable<DiskBlock>,
     base: DiskReader | undefined,
+    position: number,
   ): Promise<RestorePointDisk> {
     const blockSize = this.repository.blockSize;
     const index = new DiskIndex(disk.virtualSize, blockSize);
@@ -271,10 +295,13 @@ export class RestorePointWriter {
     const perDisk = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0 };
     if (this.options.expectedBytes === undefined) this.bytesTotal += disk.virtualSize;
 
-    const upload = async (id: Buffer, data: Buffer): Promise<void> => {
+    const rewrite = this.options.rewriteChunks;
+    const upload = async (id: Buffer, data: Buffer, replace: boolean): Promise<void> => {
       const sealed = await this.repository.chunks.seal(id, data);
       signal?.throwIfAborted();
-      const created = await this.repository.chunks.put(id, sealed, signal);
+      let created = true;
+      if (replace) await this.repository.chunks.replace(id, sealed, signal);
+      else created = await this.repository.chunks.put(id, sealed, signal);
       if (created) {
         perDisk.uploadedChunks++;
         perDisk.uploadedBytes += sealed.length;
@@ -326,14 +353,15 @@ export class RestorePointWriter {
         if (index.get(block.index) !== undefined) inheritedBlocks--;
         index.set(block.index, id);
         const key = idKey(id);
-        if (this.sessionChunks.has(key) || this.knownChunks.has(key)) {
+        const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
+        if (this.sessionChunks.has(key) || (!replace && this.knownChunks.has(key))) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           this.reportProgress(disk.key);
           continue;
         }
         this.sessionChunks.add(key);
-        const task: Promise<void> = upload(id, data).then(
+        const task: Promise<void> = upload(id, data, replace).then(
           () => {
             inFlight.delete(task);
             this.reportProgress(disk.key);
@@ -354,7 +382,7 @@ export class RestorePointWriter {
     if (uploadError !== undefined) throw uploadError;
 
     const plaintext = index.encode();
-    const indexKey = diskIndexKey(this.id, this.disks.length);
+    const indexKey = diskIndexKey(this.id, position);
     await this.repository.store.put(
       indexKey,
       await this.repository.sealMetadata('index', indexKey, plaintext),
@@ -385,7 +413,7 @@ export class RestorePointWriter {
     if (this.state !== expected) {
       throw new RepositoryError(
         'WRITER_CLOSED',
-        `restore point writer ${this.id} is ${this.state}; ${this.state === 'writing' ? 'wait for writeDisk to finish' : 'start a new writer'}`,
+        `restore point writer ${this.id} is ${this.state}; start a new writer`,
         { restorePoint: this.id },
       );
     }
