@@ -4,6 +4,7 @@ export * from './repository.keys';
 export * from './restore-point.writer';
 export * from './restore-point.reader';
 export * from './repository.verifier';
+export * from './damage.record';
 export * from './repository.statistics';
 export * from './writer.session';
 export * from './chunk.store';

@@ -3,6 +3,7 @@ import { chunkKey } from './format/repository.layout';
 import { restorePointLabel } from './format/restore-point.manifest';
 import { ChunkIntegrityError, RepositoryError } from './repository.errors';
 import { mapConcurrent } from './concurrency';
+import { recordDamage } from './damage.record';
 
 export interface VerifyOptions {
   /**
@@ -10,6 +11,13 @@ export interface VerifyOptions {
    * random), or a count (sample >= 1). Presence of every referenced chunk is always checked.
    */
   sample?: number;
+  /** Only these restore points (ids) and the chunks they reference; default every one. */
+  restorePoints?: readonly string[];
+  /**
+   * Leave what was found in the repository's damage record (default true), where backups read it:
+   * a complete verify replaces the record, a partial one (sample, restorePoints) adds to it.
+   */
+  record?: boolean;
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (progress: { checkedChunks: number; totalChunks: number }) => void;
@@ -58,13 +66,18 @@ export async function verifyRepository(
     broken.set(id, entry);
   };
 
-  const ids = await repository.listRestorePointIds(signal);
+  const only = options.restorePoints;
+  const ids = only !== undefined ? [...new Set(only)] : await repository.listRestorePointIds(signal);
   await mapConcurrent(ids, concurrency, async (id) => {
     let manifest;
     try {
       manifest = await repository.readManifest(id, signal);
     } catch (error) {
-      if (error instanceof RepositoryError && error.code === 'RESTORE_POINT_NOT_FOUND') return;
+      if (error instanceof RepositoryError && error.code === 'RESTORE_POINT_NOT_FOUND') {
+        // Listed ones expired meanwhile; one asked for by id is reported.
+        if (only !== undefined) breakRestorePoint(id, id, undefined, error.message);
+        return;
+      }
       if (error instanceof RepositoryError) return breakRestorePoint(id, id, undefined, error.message);
       throw error;
     }
@@ -124,7 +137,7 @@ export async function verifyRepository(
   });
 
   // Content: re-read, authenticate and re-hash.
-  let toCheck = [...stored.keys()];
+  let toCheck = only === undefined ? [...stored.keys()] : [...users.keys()].filter((hex) => stored.has(hex));
   const sample = options.sample;
   if (sample !== undefined && sample > 0 && (sample < 1 ? sample < 1 : sample < toCheck.length)) {
     const count = sample < 1 ? Math.max(1, Math.round(toCheck.length * sample)) : Math.floor(sample);
@@ -170,5 +183,16 @@ export async function verifyRepository(
     report.damagedChunks.length === 0 &&
     report.missingChunks.length === 0 &&
     report.brokenRestorePoints.length === 0;
+  if (options.record !== false) {
+    await recordDamage(
+      repository,
+      {
+        restorePoints: report.brokenRestorePoints.map((point) => point.id),
+        chunks: [...report.damagedChunks, ...report.missingChunks].map((chunk) => chunk.chunkId),
+        complete: only === undefined && toCheck.length === stored.size,
+      },
+      signal,
+    );
+  }
   return report;
 }
