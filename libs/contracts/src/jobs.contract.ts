@@ -43,6 +43,8 @@ export interface StartRestoreRequest {
   srUuid?: string;
   /** Name of the new VM; "<vm name> (restored <date>)" when absent. */
   name?: string;
+  /** Keep the recorded MAC addresses (default: new ones, so the copy never clashes with its original). */
+  keepMacs?: boolean;
 }
 
 /** Gateway -> scheduler: restore a restore point as a new VM, as a run of one `restore.vm` task. */

@@ -2,4 +2,5 @@ export * from './xapi.error';
 export * from './xapi-inventory.model';
 export * from './xapi-export.stream';
 export * from './vm-marker.codec';
+export * from './vm-network.record';
 export { XapiPool, type XapiPoolOptions, type XvaCompression, type OtherConfigClass } from './xapi-pool';

@@ -26,6 +26,20 @@ export interface VifInfo {
   mac: string;
   networkUuid: string;
   networkName: string;
+  /** Bytes; XAPI keeps the VIF's MTU beside its network's. */
+  mtu: number;
+}
+
+export interface NetworkInfo {
+  ref: string;
+  uuid: string;
+  name: string;
+  bridge: string;
+  mtu: number;
+  /** Carries a host's management interface (a PIF with `management` set). */
+  isManagement: boolean;
+  /** XAPI's host-internal management network (no PIF, reachable only from the host). */
+  isHostInternal: boolean;
 }
 
 export interface VmInfo {

@@ -10,6 +10,7 @@ import {
   stringField,
   stringMap,
   type DiskInfo,
+  type NetworkInfo,
   type SnapshotInfo,
   type SrInfo,
   type VdiInfo,
@@ -230,6 +231,33 @@ export class XapiPool {
         };
       })
       .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The pool's networks, by name; the management one is the network of a PIF with `management` set. */
+  async listNetworks(): Promise<NetworkInfo[]> {
+    const operation = 'listing networks';
+    const [networks, pifs] = await Promise.all([
+      this.call<Record<string, XapiRecord>>('network.get_all_records', [], { operation }),
+      this.call<Record<string, XapiRecord>>('PIF.get_all_records', [], { operation }),
+    ]);
+    const management = new Set(
+      Object.values(pifs)
+        .filter((pif) => pif['management'] === true)
+        .map((pif) => stringField(pif, 'network')),
+    );
+    return Object.entries(networks)
+      .map(
+        ([ref, record]): NetworkInfo => ({
+          ref,
+          uuid: stringField(record, 'uuid'),
+          name: stringField(record, 'name_label'),
+          bridge: stringField(record, 'bridge'),
+          mtu: numberField(record, 'MTU'),
+          isManagement: management.has(ref),
+          isHostInternal: stringMap(record, 'other_config')['is_host_internal_management_network'] === 'true',
+        }),
+      )
+      .sort((a, b) => a.name.localeCompare(b.name) || a.uuid.localeCompare(b.uuid));
   }
 
   async getVdi(vdiRef: string): Promise<VdiInfo> {
@@ -551,6 +579,55 @@ export class XapiPool {
       ],
       { operation: 'VBD.create', object: `VM ${vmRef} with VDI ${vdiRef} at position ${position}` },
     );
+  }
+
+  /**
+   * Gives a halted VM a network interface at `device` (`0` is eth0). Without `mac` XAPI generates
+   * one (what a copy of a running VM needs, so the two never clash on a network).
+   */
+  async createVif(
+    vmRef: string,
+    options: {
+      device: string;
+      networkRef: string;
+      mac?: string;
+      mtu: number;
+      otherConfig?: Record<string, string>;
+    },
+  ): Promise<VifInfo> {
+    const object = `VM ${vmRef}, interface ${options.device} on network ${options.networkRef}`;
+    const ref = await this.call<string>(
+      'VIF.create',
+      [
+        {
+          device: options.device,
+          network: options.networkRef,
+          VM: vmRef,
+          MAC: options.mac ?? '',
+          MTU: String(options.mtu),
+          other_config: { ...(options.otherConfig ?? {}) },
+          qos_algorithm_type: '',
+          qos_algorithm_params: {},
+          locking_mode: 'network_default',
+          ipv4_allowed: [],
+          ipv6_allowed: [],
+        },
+      ],
+      { operation: 'VIF.create', object },
+    );
+    const record = await this.call<XapiRecord>('VIF.get_record', [ref], { operation: 'VIF lookup', object });
+    const network = await this.call<XapiRecord>('network.get_record', [options.networkRef], {
+      operation: 'network lookup',
+      object,
+    });
+    return {
+      ref,
+      device: stringField(record, 'device'),
+      mac: stringField(record, 'MAC'),
+      networkUuid: stringField(network, 'uuid'),
+      networkName: stringField(network, 'name_label'),
+      mtu: numberField(record, 'MTU'),
+    };
   }
 
   /** Destroys a VM (hard shutdown first if needed) and, on request, its disks. Already gone is fine. */
@@ -1079,6 +1156,7 @@ class RecordLookup {
           mac: stringField(vif, 'MAC'),
           networkUuid: stringField(network, 'uuid'),
           networkName: stringField(network, 'name_label'),
+          mtu: numberField(vif, 'MTU'),
         };
       })
       .sort((a, b) => a.device.localeCompare(b.device));

@@ -19,6 +19,8 @@ import {
 } from '@haven/repository';
 import { openVhdStream, VHD_BLOCK_SIZE, type VhdStreamBlock } from '@haven/vhd';
 import {
+  RECORDED_VIFS_ATTRIBUTE,
+  recordVifs,
   XapiPool,
   XapiTransferError,
   XapiUnreachableError,
@@ -428,6 +430,7 @@ async function writeRestorePoints(
           taskId: task.taskId,
           chainLength: incremental ? (Number.isFinite(baseChain) ? baseChain : 0) + 1 : 0,
           disks: plans.map((plan) => ({ key: plan.key, mode: plan.mode, reason: plan.reason })),
+          [RECORDED_VIFS_ATTRIBUTE]: recordVifs(vm),
         },
       },
       {

@@ -95,6 +95,7 @@ export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy 
           poolId: pool.id,
           ...(request.srUuid === undefined ? {} : { srUuid: request.srUuid }),
           ...(request.name === undefined ? {} : { name: request.name }),
+          ...(request.keepMacs === undefined ? {} : { keepMacs: request.keepMacs }),
         },
         progress: {},
         attempts: 0,

@@ -1,7 +1,22 @@
 import { Readable } from 'node:stream';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
-import { XapiPool, type SrInfo, type VmInfo } from '@haven/xapi';
+import {
+  createVhdStream,
+  VHD_BLOCK_SIZE,
+  VHD_MAX_VIRTUAL_SIZE,
+  VHD_SECTOR_SIZE,
+  vhdStreamLength,
+} from '@haven/vhd';
+import {
+  RECORDED_VIFS_ATTRIBUTE,
+  readRecordedVifs,
+  XapiPool,
+  type RecordedVif,
+  type SrInfo,
+  type VmInfo,
+} from '@haven/xapi';
+import { planRestoredVifs, type NetworkMatch } from './restored-vif.plan';
 
 /** Task type of restore runs (queued by the scheduler's RestoreLauncher). */
 export const RESTORE_VM_TASK = 'restore.vm';
@@ -31,6 +46,8 @@ export interface RestoreVmInput {
   poolId: string;
   srUuid?: string;
   name?: string;
+  /** Give the new interfaces the recorded MACs (default: new ones, so the copy never clashes with its original). */
+  keepMacs?: boolean;
 }
 
 export interface RestoredDisk {
@@ -38,6 +55,18 @@ export interface RestoredDisk {
   position: number;
   vdiUuid: string;
   virtualSize: number;
+  /** Bytes sent to the pool: a dynamic VHD of the allocated blocks (raw: the whole disk). */
+  bytesSent: number;
+  format: 'vhd' | 'raw';
+}
+
+export interface RestoredVif {
+  device: string;
+  mac: string;
+  networkUuid: string;
+  networkName: string;
+  /** How the network was found: the recorded one (by uuid or name) or the pool's management network. */
+  matchedBy: NetworkMatch;
 }
 
 export interface RestoreVmResult extends Record<string, unknown> {
@@ -45,6 +74,9 @@ export interface RestoreVmResult extends Record<string, unknown> {
   vmName: string;
   srUuid: string;
   disks: RestoredDisk[];
+  vifs: RestoredVif[];
+  /** Why the VM has fewer interfaces than the original, when it has. */
+  networkWarnings: string[];
 }
 
 function readInput(taskId: string, input: Record<string, unknown>): RestoreVmInput {
@@ -60,6 +92,12 @@ function readInput(taskId: string, input: Record<string, unknown>): RestoreVmInp
   };
   const srUuid = text('srUuid', true);
   const name = text('name', true);
+  const keepMacs = input['keepMacs'];
+  if (keepMacs !== undefined && typeof keepMacs !== 'boolean')
+    throw new RestoreVmError(
+      'INVALID_INPUT',
+      `restore task ${taskId} has a keepMacs that is not true or false; start the restore again`,
+    );
   return {
     restorePointId: text('restorePointId') ?? '',
     remoteId: text('remoteId') ?? '',
@@ -67,6 +105,7 @@ function readInput(taskId: string, input: Record<string, unknown>): RestoreVmInp
     poolId: text('poolId') ?? '',
     ...(srUuid === undefined ? {} : { srUuid }),
     ...(name === undefined ? {} : { name }),
+    ...(keepMacs === undefined ? {} : { keepMacs }),
   };
 }
 
@@ -99,6 +138,50 @@ function counted(source: Readable, onBytes: (bytes: number) => void): Readable {
   );
 }
 
+/** A VHD holds at most 2 TiB of whole sectors; anything else goes raw. */
+function fitsVhd(virtualSize: number): boolean {
+  return virtualSize <= VHD_MAX_VIRTUAL_SIZE && virtualSize % VHD_SECTOR_SIZE === 0;
+}
+
+/**
+ * What a disk sends to the pool: a dynamic VHD of its allocated (non-zero) blocks, so holes cost
+ * nothing on the wire or the SR; raw (zeros included) only for a disk a VHD cannot describe.
+ * `onPosition` gets how far into the disk the upload has come, in disk bytes.
+ */
+function diskUpload(
+  disk: DiskReader,
+  signal: AbortSignal,
+  onPosition: (position: number) => void,
+): { format: 'vhd' | 'raw'; length: number; stream: Readable } {
+  if (!fitsVhd(disk.virtualSize)) {
+    let position = 0;
+    const stream = counted(disk.createReadStream({ signal }), (bytes) => onPosition((position += bytes)));
+    return { format: 'raw', length: disk.virtualSize, stream };
+  }
+  const allocated = disk.allocatedBlocks;
+  // createVhdStream asks for the blocks in this same order: serve them from one read-ahead pass.
+  const blocks = disk.blocks({ signal, readAhead: 4 });
+  const stream = createVhdStream({
+    virtualSize: disk.virtualSize,
+    allocatedBlocks: allocated,
+    type: 'dynamic',
+    signal,
+    readBlock: async (index) => {
+      const next = await blocks.next();
+      if (next.done === true || next.value.index !== index)
+        throw new Error(`disk ${disk.key}: block ${index} was asked out of order while restoring`);
+      onPosition(Math.min((index + 1) * VHD_BLOCK_SIZE, disk.virtualSize));
+      return next.value.data;
+    },
+  });
+  stream.once('close', () => void blocks.return(undefined));
+  return {
+    format: 'vhd',
+    length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks: allocated }),
+    stream,
+  };
+}
+
 /** Position of a disk on the new VM: its key (the VBD position at backup time), else its rank. */
 function positionOf(disk: DiskReader, rank: number, taken: Set<number>): number {
   const parsed = Number(disk.key);
@@ -108,9 +191,76 @@ function positionOf(disk: DiskReader, rank: number, taken: Set<number>): number 
 }
 
 /**
- * Restores a restore point as a new halted VM: VM from the manifest's record, then each disk
- * created on the chosen SR, written from the repository (raw, streamed) and plugged at its
- * position. A failure removes what was created, so no half-restored VM is left visible.
+ * Gives the new VM the interfaces the backup recorded, each on the same network of the target pool
+ * (by uuid, then name) or else its management network; says in the log and the result what it
+ * did, and why an interface is missing.
+ */
+async function restoreVifs(
+  pool: XapiPool,
+  vmRef: string,
+  attribute: unknown,
+  options: { keepMacs: boolean; log: TaskExecutionContext['log'] },
+): Promise<{ vifs: RestoredVif[]; networkWarnings: string[] }> {
+  const networkWarnings: string[] = [];
+  const warn = (message: string, details: Record<string, unknown> = {}): void => {
+    networkWarnings.push(message);
+    options.log('warn', message, details);
+  };
+  const read = readRecordedVifs(attribute);
+  if (read === undefined) {
+    warn(
+      'the restore point records no network interfaces (backed up before Haven recorded them): the VM has none',
+    );
+    return { vifs: [], networkWarnings };
+  }
+  if (read.malformed > 0)
+    warn(`${read.malformed} recorded network interface(s) are unreadable in the manifest and were left out`);
+  if (read.vifs.length === 0) return { vifs: [], networkWarnings };
+  const { plans, skipped } = planRestoredVifs(read.vifs, await pool.listNetworks(), options);
+  for (const vif of skipped)
+    warn(
+      `interface ${vif.device} (network "${vif.networkName}") left out: the target pool has neither that network nor a management network`,
+      describeRecorded(vif),
+    );
+  const vifs: RestoredVif[] = [];
+  for (const plan of plans) {
+    const created = await pool.createVif(vmRef, {
+      device: plan.device,
+      networkRef: plan.network.ref,
+      mtu: plan.mtu,
+      ...(plan.mac === undefined ? {} : { mac: plan.mac }),
+    });
+    if (plan.matchedBy === 'management')
+      warn(
+        `interface ${plan.device}: network "${plan.recorded.networkName}" (${plan.recorded.networkUuid}) is not on the target pool; connected to the management network "${plan.network.name}" instead`,
+        { ...describeRecorded(plan.recorded), network: plan.network.uuid },
+      );
+    else
+      options.log('info', `interface ${plan.device} restored on network "${plan.network.name}"`, {
+        matchedBy: plan.matchedBy,
+        network: plan.network.uuid,
+        mac: created.mac,
+      });
+    vifs.push({
+      device: created.device,
+      mac: created.mac,
+      networkUuid: plan.network.uuid,
+      networkName: plan.network.name,
+      matchedBy: plan.matchedBy,
+    });
+  }
+  return { vifs, networkWarnings };
+}
+
+function describeRecorded(vif: RecordedVif): Record<string, unknown> {
+  return { device: vif.device, recordedNetwork: vif.networkUuid, recordedNetworkName: vif.networkName };
+}
+
+/**
+ * Restores a restore point as a new halted VM: VM from the manifest's record, its network
+ * interfaces as recorded, then each disk created on the chosen SR, written from the repository (a
+ * dynamic VHD of the allocated blocks, streamed) and plugged at its position. A failure removes
+ * what was created, so no half-restored VM is left visible.
  */
 export async function executeRestoreVm(
   task: { taskId: string; input: Record<string, unknown> },
@@ -163,6 +313,10 @@ export async function executeRestoreVm(
           record: manifest.vm.record ?? {},
           otherConfig: { [RESTORED_FROM_KEY]: input.restorePointId, [RESTORE_TASK_KEY]: task.taskId },
         });
+        const networks = await restoreVifs(pool, vm.ref, manifest.attributes?.[RECORDED_VIFS_ATTRIBUTE], {
+          keepMacs: input.keepMacs === true,
+          log: context.log,
+        });
         const disks: RestoredDisk[] = [];
         const taken = new Set<number>();
         for (const [rank, disk] of point.disks.entries()) {
@@ -177,19 +331,28 @@ export async function executeRestoreVm(
           // Plugged before it is written, so removing the VM removes the disk whatever happens next.
           await pool.attachVdi(vm.ref, vdi.ref, position);
           unplugged = undefined;
-          const source = disk.createReadStream({ signal: context.signal });
-          await pool.importVdi(
-            vdi.ref,
-            counted(source, (bytes) => {
-              bytesDone += bytes;
-              context.reportProgress({ step: `writing disk ${disk.key}`, bytesDone, bytesTotal });
-            }),
-            { format: 'raw', length: disk.virtualSize, signal: context.signal },
-          );
-          disks.push({ key: disk.key, position, vdiUuid: vdi.uuid, virtualSize: disk.virtualSize });
+          const before = bytesDone;
+          const upload = diskUpload(disk, context.signal, (position) => {
+            bytesDone = before + position;
+            context.reportProgress({ step: `writing disk ${disk.key}`, bytesDone, bytesTotal });
+          });
+          await pool.importVdi(vdi.ref, upload.stream, {
+            format: upload.format,
+            length: upload.length,
+            signal: context.signal,
+          });
+          bytesDone = before + disk.virtualSize;
+          disks.push({
+            key: disk.key,
+            position,
+            vdiUuid: vdi.uuid,
+            virtualSize: disk.virtualSize,
+            bytesSent: upload.length,
+            format: upload.format,
+          });
         }
         context.reportProgress({ step: 'done', bytesDone: bytesTotal, bytesTotal });
-        return { vmUuid: vm.uuid, vmName, srUuid: sr.uuid, disks };
+        return { vmUuid: vm.uuid, vmName, srUuid: sr.uuid, disks, ...networks };
       } catch (error) {
         // The VM takes its plugged disks with it; a disk created but not yet plugged goes on its own.
         if (vm !== undefined)

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { intArg, stringArg, type MethodTable } from '../rpc/method.table';
 import { fieldText, isStruct, withoutFields, type XapiStruct, type XapiValue } from '../rpc/xapi-value';
 import type { SimulatedPool } from '../model/simulated-pool';
@@ -246,7 +247,57 @@ export function registerStorageMethods(table: MethodTable, pool: SimulatedPool):
   table.register('VIF.create', {
     arity: 1,
     async: true,
-    handler: (_, args) => pool.createVif(recordArg(args, 'args')),
+    handler: (_, args) => {
+      const record = recordArg(args, 'args');
+      // XAPI checks the MAC's syntax ('' asks it to generate one) and keeps MTU as an int64.
+      const mac = fieldText(record, 'MAC');
+      if (mac !== '' && !/^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i.test(mac))
+        throw new XapiFailure('MAC_INVALID', [mac]);
+      const mtu = Number(record['MTU'] ?? 1500);
+      if (!Number.isInteger(mtu) || mtu < 0) throw new XapiFailure('FIELD_TYPE_ERROR', ['MTU']);
+      return pool.createVif({ ...record, MTU: mtu });
+    },
+  });
+  table.register('network.create', {
+    arity: 1,
+    async: true,
+    handler: (_, args) => {
+      const record = recordArg(args, 'args');
+      const mtu = Number(record['MTU'] ?? 1500);
+      if (!Number.isInteger(mtu) || mtu < 68) throw new XapiFailure('MTU_RANGE_ERROR', [String(mtu)]);
+      const bridge = fieldText(record, 'bridge') || `xapi${store.all('network').length}`;
+      return store.create('network', {
+        uuid: randomUUID(),
+        name_label: fieldText(record, 'name_label'),
+        name_description: fieldText(record, 'name_description'),
+        bridge,
+        MTU: mtu,
+        PIFs: [],
+        VIFs: [],
+        other_config: isStruct(record['other_config']) ? { ...record['other_config'] } : {},
+        tags: Array.isArray(record['tags']) ? [...record['tags']] : [],
+        managed: record['managed'] !== false,
+        allowed_operations: [],
+        current_operations: {},
+        blobs: {},
+        default_locking_mode: 'unlocked',
+        purpose: [],
+      });
+    },
+  });
+  table.register('network.destroy', {
+    arity: 1,
+    async: true,
+    handler: (_, args) => {
+      const network = stringArg(args, 0, 'self');
+      const record = store.get('network', network);
+      const vifs = Array.isArray(record['VIFs']) ? record['VIFs'] : [];
+      if (vifs.length > 0) throw new XapiFailure('NETWORK_CONTAINS_VIF', vifs.map(String));
+      const pifs = Array.isArray(record['PIFs']) ? record['PIFs'] : [];
+      if (pifs.length > 0) throw new XapiFailure('NETWORK_CONTAINS_PIF', pifs.map(String));
+      store.destroy('network', network);
+      return '';
+    },
   });
   table.register('VIF.destroy', {
     arity: 1,

@@ -21,6 +21,11 @@ const RESTORE_BODY: JsonSchemaObject = {
       description: "SR of the new disks (default: the pool's default SR)",
     },
     name: { type: 'string', minLength: 1, maxLength: 200, description: 'Name of the new VM' },
+    keepMacs: {
+      type: 'boolean',
+      description:
+        'Give the network interfaces the MAC addresses recorded at backup (default false: new ones, so the copy never clashes with a running original)',
+    },
   },
   required: ['poolId'],
   additionalProperties: false,
@@ -71,7 +76,10 @@ export class RestorePointRestoreController {
       .getRepository(RestorePointEntity)
       .findOneBy({ id: validId(id), tenantId: principal.tenantId });
     if (!point) throw notFound('Restore point', id);
-    const input = parseBody<{ poolId: string; srUuid?: string; name?: string }>(RESTORE_BODY, body ?? {});
+    const input = parseBody<{ poolId: string; srUuid?: string; name?: string; keepMacs?: boolean }>(
+      RESTORE_BODY,
+      body ?? {},
+    );
     const pool = await this.dataSource
       .getRepository(PoolEntity)
       .findOneBy({ id: input.poolId, tenantId: principal.tenantId });
@@ -85,6 +93,7 @@ export class RestorePointRestoreController {
           poolId: pool.id,
           ...(input.srUuid === undefined ? {} : { srUuid: input.srUuid }),
           ...(input.name === undefined ? {} : { name: input.name }),
+          ...(input.keepMacs === undefined ? {} : { keepMacs: input.keepMacs }),
         },
         { timeoutMs: 30_000 },
       );
