@@ -3,7 +3,7 @@ import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createVhdStream, vhdStreamLength } from '@haven/vhd';
 import type { SimulatedPool } from '../model/simulated-pool';
-import { BLOCK_SIZE } from '../storage/block.constants';
+import { BLOCK_SIZE, blockCount } from '../storage/block.constants';
 import type { VirtualDisk } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
 import type { HttpTransfer } from './http-transfer';
@@ -58,6 +58,51 @@ function rawStream(disk: VirtualDisk, signal: AbortSignal): Readable {
   return Readable.from(generate(), { objectMode: false, highWaterMark: BLOCK_SIZE });
 }
 
+/**
+ * `blocks=0-3,7,10-12`: 2 MiB block indexes (single or `first-last` ranges), increasing, without
+ * overlap. Real XAPI serves such reads over NBD (`VDI.get_nbd_info`); the simulator has no NBD
+ * server and offers this raw ranged read instead, through the same HTTP export the client uses.
+ */
+export function parseBlockList(text: string, count: number): number[] {
+  const blocks: number[] = [];
+  const fail = (why: string): never => {
+    throw new XapiFailure('FIELD_TYPE_ERROR', [`blocks=${text.slice(0, 200)}: ${why}`]);
+  };
+  if (text === '') return blocks;
+  for (const part of text.split(',')) {
+    if (!/^\d{1,10}(?:-\d{1,10})?$/.test(part))
+      return fail(`"${part.slice(0, 40)}" is not a block index or a range first-last`);
+    const [firstText = '', lastText = firstText] = part.split('-');
+    const first = Number(firstText);
+    const last = Number(lastText);
+    if (last < first) return fail(`range ${part} ends before it starts`);
+    if (last >= count) return fail(`block ${last} is past the disk's last block ${count - 1}`);
+    if (blocks.length > 0 && first <= (blocks.at(-1) ?? -1))
+      return fail('blocks must increase without overlap');
+    for (let block = first; block <= last; block++) blocks.push(block);
+  }
+  return blocks;
+}
+
+/** The listed blocks of the disk, concatenated (the disk's last block cut to its end). */
+function rawBlocksStream(disk: VirtualDisk, blocks: readonly number[], signal: AbortSignal): VdiExport {
+  const size = disk.virtualSize;
+  const lengthOf = (block: number): number => Math.min(BLOCK_SIZE, size - block * BLOCK_SIZE);
+  const allocated = blocks.filter((block) => disk.slotOf(block) !== undefined);
+  const read = blockReader(disk, allocated);
+  async function* generate(): AsyncGenerator<Buffer> {
+    for (const block of blocks) {
+      if (signal.aborted) return;
+      const data = disk.slotOf(block) === undefined ? ZERO_BLOCK : await read(block);
+      yield data.subarray(0, lengthOf(block));
+    }
+  }
+  return {
+    stream: Readable.from(generate(), { objectMode: false, highWaterMark: BLOCK_SIZE }),
+    length: blocks.reduce((sum, block) => sum + lengthOf(block), 0),
+  };
+}
+
 export interface VdiExport {
   stream: Readable;
   /** Exact byte length of the stream. */
@@ -71,7 +116,7 @@ export interface VdiExport {
 export function createVdiExportStream(
   pool: SimulatedPool,
   vdi: string,
-  options: { format: 'raw' | 'vhd'; base?: string; signal?: AbortSignal },
+  options: { format: 'raw' | 'vhd'; base?: string; blocks?: string; signal?: AbortSignal },
 ): VdiExport {
   const record = pool.store.get('VDI', vdi);
   if (record['type'] === 'cbt_metadata')
@@ -81,8 +126,12 @@ export function createVdiExportStream(
   if (options.format === 'raw') {
     if (options.base !== undefined)
       throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
+    if (options.blocks !== undefined)
+      return rawBlocksStream(disk, parseBlockList(options.blocks, blockCount(disk.virtualSize)), signal);
     return { stream: rawStream(disk, signal), length: disk.virtualSize };
   }
+  if (options.blocks !== undefined)
+    throw new XapiFailure('FIELD_TYPE_ERROR', ['blocks (only raw exports read a block list)']);
   let base: { disk: VirtualDisk; uuid: string } | undefined;
   if (options.base !== undefined) {
     const baseRecord = pool.store.get('VDI', options.base);
@@ -103,7 +152,10 @@ export function createVdiExportStream(
   return { stream, length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks }) };
 }
 
-/** GET /export_raw_vdi/?vdi=&format=raw|vhd[&base=]: a disk, or its delta against `base` as a differencing VHD. */
+/**
+ * GET /export_raw_vdi/?vdi=&format=raw|vhd[&base=][&blocks=]: a disk, its delta against `base` as
+ * a differencing VHD, or (raw) only the listed 2 MiB blocks.
+ */
 export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer): Promise<void> {
   transfer.begin();
   const vdiParam = transfer.query('vdi');
@@ -112,9 +164,11 @@ export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
   const format = transfer.query('format') ?? 'raw';
   if (format !== 'raw' && format !== 'vhd') throw new XapiFailure('FIELD_TYPE_ERROR', [`format=${format}`]);
   const baseParam = transfer.query('base');
+  const blocksParam = transfer.query('blocks');
   const { stream: body, length } = createVdiExportStream(pool, vdi, {
     format,
     ...(baseParam === undefined ? {} : { base: pool.store.resolve('VDI', baseParam) }),
+    ...(blocksParam === undefined ? {} : { blocks: blocksParam }),
     signal: transfer.signal,
   });
   let sent = 0;
