@@ -61,6 +61,16 @@ export function deriveRepositoryKeys(masterKey: Buffer, repositoryId: string): R
   };
 }
 
+/**
+ * A key for data Haven keeps beside the repository's own objects (full-backup archives), one per
+ * purpose. The `external` label keeps these keys apart from the repository's own.
+ */
+export function deriveExternalKey(masterKey: Buffer, repositoryId: string, purpose: string): Buffer {
+  return Buffer.from(
+    hkdfSync('sha256', masterKey, Buffer.from(repositoryId), `haven-repository external|${purpose}`, 32),
+  );
+}
+
 /** Creates the encryption block of a new repository: a random master key wrapped under the secret. */
 export async function createEncryption(
   secret: RepositorySecret,

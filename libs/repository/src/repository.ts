@@ -31,6 +31,7 @@ import {
 } from './format/restore-point.manifest';
 import {
   createEncryption,
+  deriveExternalKey,
   deriveRepositoryKeys,
   rewrapMasterKey,
   unwrapMasterKey,
@@ -183,6 +184,16 @@ export class Repository {
   /** The stored configuration (no secret in it). */
   get settings(): Readonly<RepositoryConfig> {
     return this.config;
+  }
+
+  /**
+   * A 32-byte key for `purpose` derived from the master key, for data stored beside the repository's
+   * own objects (full-backup archives); undefined when the repository is not encrypted.
+   */
+  externalKey(purpose: string): Buffer | undefined {
+    return this.masterKey === undefined
+      ? undefined
+      : deriveExternalKey(this.masterKey, this.config.repositoryId, purpose);
   }
 
   /** Starts a restore point: registers a writer session, loads the known-chunk set. */

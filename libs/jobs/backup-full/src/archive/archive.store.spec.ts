@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import localRemote from '@haven/remote-local';
+import type { RemoteStore } from '@haven/remote-sdk';
+import { initRepository, openRepository, type Repository } from '@haven/repository';
+import { scratchDir } from '@haven/testing';
+import { ArchiveError } from './archive.errors';
+import {
+  archiveManifestKey,
+  archiveOfTask,
+  newArchiveId,
+  parseArchiveManifestKey,
+  segmentKey,
+} from './archive.layout';
+import {
+  ARCHIVE_FORMAT,
+  ARCHIVE_FORMAT_VERSION,
+  parseArchiveManifest,
+  type ArchiveManifest,
+} from './archive.manifest';
+import { ArchiveSealer } from './archive.sealer';
+import { cutSegments } from './archive.segmenter';
+import { ArchiveStore } from './archive.store';
+
+const KiB = 1024;
+const VM = '4f2c1a7e-9b1d-4c55-8e0a-2d9f6b3c7a10';
+const PASSPHRASE = 'archive unit passphrase';
+const FAST_KDF = { N: 1024, r: 8, p: 1 };
+
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** Writes `xva` as an archive the way the executor does: segments, then the manifest. */
+async function writeArchive(
+  archives: ArchiveStore,
+  xva: Buffer,
+  segmentSize: number,
+  taskId = 'task-1',
+): Promise<{ manifest: ArchiveManifest; manifestKey: string }> {
+  const location = { vmUuid: VM, archiveId: newArchiveId(taskId) };
+  const segments = [];
+  for await (const segment of cutSegments(
+    Readable.from([xva.subarray(0, 1000), xva.subarray(1000)]),
+    segmentSize,
+  ))
+    segments.push(await archives.writeSegment(location, segment.index, segment.data, segment.sha256));
+  const manifest: ArchiveManifest = {
+    format: ARCHIVE_FORMAT,
+    version: ARCHIVE_FORMAT_VERSION,
+    id: location.archiveId,
+    vm: { uuid: VM, name: 'web', record: { name_label: 'web', memory_static_max: 1024 } },
+    tenant: 'tenant-1',
+    job: { id: 'job-1', name: 'weekly' },
+    taskId,
+    takenAt: new Date().toISOString(),
+    createdAt: new Date().toISOString(),
+    compression: 'zstd',
+    encrypted: archives.sealer.encrypted,
+    segmentSize,
+    segments,
+    totalSize: xva.length,
+    storedSize: segments.reduce((sum, segment) => sum + segment.storedSize, 0),
+  };
+  return { manifest, manifestKey: await archives.commit(manifest) };
+}
+
+describe('full-backup archives on a remote', () => {
+  let folder: { path: string; cleanup: () => Promise<void> };
+  let store: RemoteStore;
+
+  beforeEach(async () => {
+    folder = await scratchDir('haven-archive-');
+    store = await localRemote.create({ path: folder.path }, { name: 'archive-test' });
+  });
+  afterEach(async () => {
+    await store.close();
+    await folder.cleanup();
+  });
+
+  async function encrypted(): Promise<Repository> {
+    return initRepository(store, { key: PASSPHRASE, kdf: FAST_KDF });
+  }
+
+  it('cuts the stream in segments of the given size, the last one shorter, each hashed', async () => {
+    const data = randomBytes(10 * KiB + 17);
+    const segments = [];
+    for await (const segment of cutSegments(Readable.from([data.subarray(0, 3), data.subarray(3)]), 4 * KiB))
+      segments.push(segment);
+    expect(segments.map((s) => s.data.length)).toEqual([4 * KiB, 4 * KiB, 2 * KiB + 17]);
+    expect(Buffer.concat(segments.map((s) => s.data)).equals(data)).toBe(true);
+    expect(segments[1]?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(segments.map((s) => s.index)).toEqual([0, 1, 2]);
+  });
+
+  it('stores plain segments and a plain JSON manifest in an unencrypted repository, read back whole', async () => {
+    const archives = ArchiveStore.forRepository(await initRepository(store, {}));
+    const xva = randomBytes(9 * KiB + 5);
+    const { manifest, manifestKey } = await writeArchive(archives, xva, 4 * KiB);
+    expect(manifestKey).toBe(archiveManifestKey(VM, manifest.id));
+    // Plain: the segments are the XVA bytes themselves, the manifest is readable JSON.
+    const first = await readFile(join(folder.path, segmentKey(VM, manifest.id, 0)));
+    expect(first.equals(xva.subarray(0, 4 * KiB))).toBe(true);
+    const json = JSON.parse(await readFile(join(folder.path, manifestKey), 'utf8'));
+    expect(json).toMatchObject({
+      format: 'haven-full-archive',
+      version: 1,
+      totalSize: xva.length,
+      encrypted: false,
+    });
+    const listed = await archives.list({ vmUuid: VM });
+    expect(listed.map((a) => a.manifestKey)).toEqual([manifestKey]);
+    expect(listed[0]?.manifest.segments).toHaveLength(3);
+    expect((await collect(archives.createReadStream(listed[0].manifest))).equals(xva)).toBe(true);
+  });
+
+  it('seals every segment and the manifest in an encrypted repository, and reads them back', async () => {
+    const archives = ArchiveStore.forRepository(await encrypted());
+    expect(archives.sealer.encrypted).toBe(true);
+    const xva = Buffer.alloc(12 * KiB, 'the same text over and over ');
+    const { manifest, manifestKey } = await writeArchive(archives, xva, 4 * KiB);
+    const sealed = await readFile(join(folder.path, segmentKey(VM, manifest.id, 0)));
+    expect(sealed.subarray(0, 4).toString()).toBe('HVAS');
+    expect(sealed.length).toBe(4 * KiB + 8 + 12 + 16);
+    expect(sealed.includes(Buffer.from('the same text'))).toBe(false);
+    const stored = await readFile(join(folder.path, manifestKey));
+    expect(stored.subarray(0, 4).toString()).toBe('HVAM');
+    expect(stored.includes(Buffer.from('haven-full-archive'))).toBe(false);
+    expect(manifest.storedSize).toBe(3 * (4 * KiB + 36));
+    // Opened again from the passphrase alone.
+    const reopened = ArchiveStore.forRepository(await openRepository(store, { key: PASSPHRASE }));
+    const read = await reopened.readManifest(manifestKey);
+    expect(read).toEqual(manifest);
+    expect((await collect(reopened.segments(read))).equals(xva)).toBe(true);
+  });
+
+  it('refuses another key: the manifest does not authenticate, and a wrong passphrase is WRONG_KEY', async () => {
+    const archives = ArchiveStore.forRepository(await encrypted());
+    const { manifestKey } = await writeArchive(archives, randomBytes(5 * KiB), 4 * KiB);
+    const stranger = new ArchiveStore(store, ArchiveSealer.withKey(randomBytes(32)));
+    const error = await stranger.readManifest(manifestKey).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect(error).toMatchObject({ code: 'MANIFEST_DAMAGED', key: manifestKey });
+    expect((error as Error).message).toContain('wrong repository key');
+    await expect(openRepository(store, { key: 'not the passphrase at all' })).rejects.toMatchObject({
+      code: 'WRONG_KEY',
+    });
+  });
+
+  it.each([
+    ['encrypted', true],
+    ['plain', false],
+  ])('names a segment with a flipped byte (%s) when it is read', async (_label, withKey) => {
+    const archives = ArchiveStore.forRepository(
+      withKey ? await encrypted() : await initRepository(store, {}),
+    );
+    const { manifest } = await writeArchive(archives, randomBytes(10 * KiB), 4 * KiB);
+    const damaged = segmentKey(VM, manifest.id, 1);
+    const path = join(folder.path, damaged);
+    const bytes = await readFile(path);
+    bytes[100] ^= 0x01;
+    await writeFile(path, bytes);
+    const error = await collect(archives.segments(manifest)).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'SEGMENT_DAMAGED', key: damaged });
+    expect((error as Error).message).toContain(damaged);
+    // The segments before it are fine on their own.
+    await expect(archives.readSegment(manifest, 0)).resolves.toHaveLength(4 * KiB);
+  });
+
+  it('refuses sealed segments swapped within an archive, and a missing segment is named', async () => {
+    const archives = ArchiveStore.forRepository(await encrypted());
+    const { manifest } = await writeArchive(archives, randomBytes(8 * KiB), 4 * KiB);
+    const [zero, one] = [0, 1].map((index) => join(folder.path, segmentKey(VM, manifest.id, index)));
+    await rename(zero, `${zero}.tmp`);
+    await rename(one, zero);
+    await rename(`${zero}.tmp`, one);
+    await expect(archives.readSegment(manifest, 0)).rejects.toMatchObject({ code: 'SEGMENT_DAMAGED' });
+    await store.delete(segmentKey(VM, manifest.id, 1));
+    await expect(archives.readSegment(manifest, 1)).rejects.toMatchObject({
+      code: 'SEGMENT_MISSING',
+      key: segmentKey(VM, manifest.id, 1),
+    });
+  });
+
+  it('keeps an archive without manifest invisible, and removes an archive manifest first', async () => {
+    const archives = ArchiveStore.forRepository(await initRepository(store, {}));
+    const partial = { vmUuid: VM, archiveId: newArchiveId('crashed-task') };
+    await archives.writeSegment(partial, 0, Buffer.alloc(10), 'a'.repeat(64));
+    const { manifest } = await writeArchive(archives, randomBytes(5 * KiB), 4 * KiB, 'task-2');
+    expect((await archives.list()).map((a) => a.manifest.id)).toEqual([manifest.id]);
+    const folders = await archives.folders(VM);
+    expect(folders.map((f) => [f.archiveId, f.committed])).toEqual(
+      [
+        [partial.archiveId, false],
+        [manifest.id, true],
+      ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+    );
+    expect(folders.filter((f) => archiveOfTask(f.archiveId, 'crashed-task'))).toHaveLength(1);
+    await archives.remove(partial);
+    await archives.remove({ vmUuid: VM, archiveId: manifest.id });
+    const left: string[] = [];
+    for await (const object of store.listAll('archives/')) left.push(object.key);
+    expect(left).toEqual([]);
+    await expect(archives.readManifest(archiveManifestKey(VM, manifest.id))).rejects.toMatchObject({
+      code: 'ARCHIVE_NOT_FOUND',
+    });
+  });
+
+  it('parses manifest keys and names what is wrong in a damaged manifest', () => {
+    const id = newArchiveId('t');
+    expect(parseArchiveManifestKey(`archives/${VM}/${id}/manifest`)).toEqual({ vmUuid: VM, archiveId: id });
+    expect(parseArchiveManifestKey(`restore-points/${id}/manifest`)).toBeUndefined();
+    expect(parseArchiveManifestKey(`archives/not-a-uuid/${id}/manifest`)).toBeUndefined();
+    expect(archiveOfTask(id, 't')).toBe(true);
+    expect(archiveOfTask(id, 'u')).toBe(false);
+    const base = {
+      format: ARCHIVE_FORMAT,
+      version: 1,
+      id,
+      vm: { uuid: VM, name: 'web' },
+      takenAt: 'x',
+      createdAt: 'x',
+      compression: 'zstd',
+      segmentSize: 4,
+      segments: [{ size: 4, storedSize: 4, sha256: 'b'.repeat(64) }],
+      totalSize: 4,
+      storedSize: 4,
+    };
+    const parse = (value: unknown) => () => parseArchiveManifest(Buffer.from(JSON.stringify(value)), 'k', id);
+    expect(parse(base)()).toMatchObject({ id, totalSize: 4 });
+    expect(parse({ ...base, version: 2 })).toThrow(/version 2 is not supported/);
+    expect(parse({ ...base, compression: 'lz4' })).toThrow(/compression/);
+    expect(parse({ ...base, totalSize: 5 })).toThrow(/totalSize is not the sum/);
+    expect(parse({ ...base, segments: [{ size: 4, storedSize: 4, sha256: 'nope' }] })).toThrow(
+      /segments\[0\]\.sha256/,
+    );
+    expect(() => parseArchiveManifest(Buffer.from('{'), 'k')).toThrow(
+      /archive manifest k is damaged: not JSON/,
+    );
+  });
+});

@@ -1,0 +1,6 @@
+export * from './archive.errors';
+export * from './archive.layout';
+export * from './archive.manifest';
+export * from './archive.sealer';
+export * from './archive.store';
+export * from './archive.segmenter';

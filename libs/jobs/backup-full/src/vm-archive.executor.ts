@@ -1,0 +1,437 @@
+import type {
+  CommittedRestorePoint,
+  RemoteAccess,
+  RestorePointReference,
+  RetainedRestorePoint,
+  TaskExecution,
+  TaskExecutionContext,
+} from '@haven/plugin-sdk';
+import {
+  BACKUP_MARKER_KEY,
+  BlockFanout,
+  parseSelection,
+  SNAPSHOT_JOB_KEY,
+  SNAPSHOT_TASK_KEY,
+  SNAPSHOT_VM_KEY,
+  snapshotName,
+} from '@haven/job-backup-incremental';
+import { initRepository, isRepositoryError, openRepository, type Repository } from '@haven/repository';
+import {
+  XapiPool,
+  XapiTransferError,
+  XapiUnreachableError,
+  type SnapshotInfo,
+  type VmInfo,
+} from '@haven/xapi';
+import {
+  ARCHIVE_FORMAT,
+  ARCHIVE_FORMAT_VERSION,
+  ARCHIVE_SEGMENT_SIZE,
+  archiveManifestKey,
+  archiveOfTask,
+  ArchiveStore,
+  cutSegments,
+  newArchiveId,
+  type ArchiveManifest,
+  type ArchiveSegment,
+  type PlainSegment,
+} from './archive';
+import { applyArchiveRetention, hasRetention } from './archive.retention';
+import { BackupFullError } from './backup-full.errors';
+import { backupFullSettings, type BackupFullSettings } from './backup-full.settings';
+
+const MARKER_TTL_MS = 10 * 60_000;
+
+export interface VmArchiveResult extends Record<string, unknown> {
+  restorePoints: CommittedRestorePoint[];
+  /** Bytes of the XVA export (after host compression). */
+  bytes: number;
+  segments: number;
+  compression: BackupFullSettings['compression'];
+  /** Set when the run's schedule has a retention policy. */
+  expiredRestorePoints?: RestorePointReference[];
+  retainedRestorePoints?: RetainedRestorePoint[];
+}
+
+/** One remote of the job with its repository opened, and the archive this attempt writes there. */
+interface ArchiveTarget {
+  access: RemoteAccess;
+  archives: ArchiveStore;
+  archiveId: string;
+  segments: ArchiveSegment[];
+}
+
+/**
+ * The `backup.full.vm` executor: snapshots the VM, exports the snapshot as an XVA compressed by the
+ * host, stores it as an independent archive on every remote of the job (read once, fanned out),
+ * and removes the snapshot. Safe to run again: the VM marker is renewed by the same owner, this
+ * task's leftovers (snapshot, partial archives) are removed first, and a redelivery after the
+ * commit reports the committed archives instead of taking another backup.
+ */
+export async function backupVmFull(
+  task: TaskExecution,
+  context: TaskExecutionContext,
+): Promise<VmArchiveResult> {
+  const settings = backupFullSettings(task.job.settings);
+  const vmUuid = task.input['vm'];
+  if (typeof vmUuid !== 'string' || vmUuid === '')
+    throw new BackupFullError(
+      'INVALID_SELECTION',
+      `task ${task.taskId} names no VM (input.vm); re-run the job`,
+    );
+  const { poolId } = parseSelection(task.job.selection);
+  const access = await context.resources.pool(poolId);
+  const pool = await XapiPool.connect(
+    {
+      url: access.url,
+      username: access.username,
+      password: access.password,
+      allowUnauthorized: access.allowUnauthorized,
+    },
+    context.signal,
+  );
+  // The same marker as backup.incremental: a VM is never backed up by two runs at once, of any type.
+  const owner = `${task.job.id}:${task.taskId}`;
+  try {
+    await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);
+    const renewal = setInterval(() => {
+      pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS).catch((error: unknown) => {
+        context.log('warn', 'renewing the VM backup marker failed', { vm: vmUuid, error: String(error) });
+      });
+    }, MARKER_TTL_MS / 4);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await archiveOnce(pool, vmUuid, task, context, settings);
+        } catch (error) {
+          const transient = error instanceof XapiTransferError || error instanceof XapiUnreachableError;
+          if (!transient || attempt >= settings.retries || context.signal.aborted) throw error;
+          context.log('warn', `full backup of VM ${task.subject} failed, retrying`, {
+            attempt: attempt + 1,
+            error: error.message,
+          });
+        }
+      }
+    } finally {
+      clearInterval(renewal);
+      await pool.releaseVmMarker(vmUuid, BACKUP_MARKER_KEY, owner).catch((error: unknown) => {
+        context.log('warn', 'releasing the VM backup marker failed; it expires by itself', {
+          vm: vmUuid,
+          error: String(error),
+        });
+      });
+    }
+  } finally {
+    await pool.close();
+  }
+}
+
+async function archiveOnce(
+  pool: XapiPool,
+  vmUuid: string,
+  task: TaskExecution,
+  context: TaskExecutionContext,
+  settings: BackupFullSettings,
+): Promise<VmArchiveResult> {
+  const vm = await pool.getVm(vmUuid);
+  const targets: ArchiveTarget[] = [];
+  try {
+    for (const remoteId of task.job.remoteIds) {
+      const remote = await context.resources.remote(remoteId);
+      try {
+        const repository = await openOrInitRepository(remote);
+        targets.push({
+          access: remote,
+          archives: ArchiveStore.forRepository(repository),
+          archiveId: newArchiveId(task.taskId),
+          segments: [],
+        });
+      } catch (error) {
+        await remote.store.close().catch(() => undefined);
+        throw error;
+      }
+    }
+    await removeLeftoverSnapshots(pool, task, vm, context);
+    const done = await alreadyCommitted(targets, task, vm, settings, context.signal);
+    if (done !== undefined) return done;
+    await removeLeftoverArchives(targets, task, vm, context);
+
+    const snapshot = await pool.snapshotVm(vm, {
+      name: snapshotName(settings.snapshotNameTemplate, {
+        vm: vm.name,
+        job: task.job.name,
+        date: new Date(),
+      }),
+      otherConfig: {
+        [SNAPSHOT_JOB_KEY]: task.job.id,
+        [SNAPSHOT_VM_KEY]: vm.uuid,
+        [SNAPSHOT_TASK_KEY]: task.taskId,
+      },
+      signal: context.signal,
+    });
+    let result: VmArchiveResult;
+    try {
+      result = await writeArchives(pool, vm, snapshot, targets, task, context, settings);
+    } catch (error) {
+      // Nothing of this attempt may stay: its archive folders go (a manifest written on some remotes
+      // too: the catalog never heard of it, and the next attempt writes them all again).
+      for (const target of targets)
+        await target.archives
+          .remove({ vmUuid: vm.uuid, archiveId: target.archiveId })
+          .catch((cleanup: unknown) => {
+            context.log('warn', `removing the partial archive on remote ${target.access.name} failed`, {
+              archive: target.archiveId,
+              error: String(cleanup),
+            });
+          });
+      throw error;
+    } finally {
+      // A full backup keeps no snapshot: there is no next base.
+      await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
+        context.log(
+          'error',
+          `removing snapshot ${snapshot.uuid} of a full backup failed; remove it by hand`,
+          {
+            error: String(cleanup),
+          },
+        );
+      });
+    }
+    if (hasRetention(task.schedule)) await retain(result, targets, task, vm, context);
+    return result;
+  } finally {
+    for (const target of targets) await target.access.store.close().catch(() => undefined);
+  }
+}
+
+async function openOrInitRepository(access: RemoteAccess): Promise<Repository> {
+  const key = access.repositoryPassphrase;
+  const keyOption = key !== undefined ? { key } : {};
+  try {
+    return await openRepository(access.store, keyOption);
+  } catch (error) {
+    if (!isRepositoryError(error, 'NOT_INITIALIZED')) throw error;
+  }
+  try {
+    return await initRepository(access.store, keyOption);
+  } catch (error) {
+    // Another task initialised it meanwhile.
+    if (!isRepositoryError(error, 'ALREADY_INITIALIZED')) throw error;
+    return openRepository(access.store, keyOption);
+  }
+}
+
+/** This very task's archives when every remote already holds one committed (a redelivery). */
+async function alreadyCommitted(
+  targets: readonly ArchiveTarget[],
+  task: TaskExecution,
+  vm: VmInfo,
+  settings: BackupFullSettings,
+  signal: AbortSignal,
+): Promise<VmArchiveResult | undefined> {
+  const found: ArchiveManifest[] = [];
+  for (const target of targets) {
+    const committed = (await target.archives.folders(vm.uuid, signal)).filter(
+      (folder) => folder.committed && archiveOfTask(folder.archiveId, task.taskId),
+    );
+    let mine: ArchiveManifest | undefined;
+    for (const folder of committed) {
+      const manifest = await target.archives.readManifest(
+        archiveManifestKey(vm.uuid, folder.archiveId),
+        signal,
+      );
+      if (manifest.taskId === task.taskId) mine = manifest;
+    }
+    if (mine === undefined) return undefined;
+    found.push(mine);
+  }
+  const first = found.at(0);
+  if (first === undefined) return undefined;
+  return {
+    restorePoints: targets.map((target, index) =>
+      restorePointOf(target.access.id, vm, found.at(index) ?? first),
+    ),
+    bytes: first.totalSize,
+    segments: first.segments.length,
+    compression: settings.compression,
+  };
+}
+
+/**
+ * Snapshots of this job and VM still on the host: left by an attempt that died before removing its
+ * own (a full job keeps none, and the VM marker keeps other runs of the job away meanwhile).
+ */
+async function removeLeftoverSnapshots(
+  pool: XapiPool,
+  task: TaskExecution,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  const snapshots = await pool.listSnapshots(vm.uuid, {
+    otherConfig: { [SNAPSHOT_JOB_KEY]: task.job.id, [SNAPSHOT_VM_KEY]: vm.uuid },
+  });
+  for (const snapshot of snapshots) {
+    context.log('warn', 'removing a snapshot an interrupted full backup of this job left', {
+      snapshot: snapshot.uuid,
+    });
+    await pool.destroySnapshot(snapshot);
+  }
+}
+
+/** Archive folders an earlier attempt of this task left (partial, or committed on some remotes only). */
+async function removeLeftoverArchives(
+  targets: readonly ArchiveTarget[],
+  task: TaskExecution,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  for (const target of targets)
+    for (const folder of await target.archives.folders(vm.uuid, context.signal))
+      if (archiveOfTask(folder.archiveId, task.taskId)) {
+        context.log(
+          'warn',
+          `removing the archive an interrupted attempt left on remote ${target.access.name}`,
+          {
+            archive: folder.archiveId,
+          },
+        );
+        await target.archives.remove(folder, context.signal);
+      }
+}
+
+function restorePointOf(remoteId: string, vm: VmInfo, manifest: ArchiveManifest): CommittedRestorePoint {
+  return {
+    remoteId,
+    manifestKey: archiveManifestKey(vm.uuid, manifest.id),
+    vmUuid: vm.uuid,
+    vmName: vm.name,
+    kind: 'full',
+    logicalBytes: manifest.totalSize,
+    storedBytes: manifest.storedSize,
+    takenAt: manifest.takenAt,
+  };
+}
+
+async function writeArchives(
+  pool: XapiPool,
+  vm: VmInfo,
+  snapshot: SnapshotInfo,
+  targets: ArchiveTarget[],
+  task: TaskExecution,
+  context: TaskExecutionContext,
+  settings: BackupFullSettings,
+): Promise<VmArchiveResult> {
+  const exported = await pool.exportVm(snapshot.ref, {
+    compression: settings.compression,
+    signal: context.signal,
+  });
+  let bytes = 0;
+  async function* counted(): AsyncGenerator<PlainSegment, void, undefined> {
+    for await (const segment of cutSegments(exported, ARCHIVE_SEGMENT_SIZE)) {
+      bytes += segment.data.length;
+      context.reportProgress({ step: 'exporting', bytesDone: bytes });
+      yield segment;
+    }
+  }
+  const fanout = new BlockFanout(counted(), targets.length);
+  try {
+    // Settled, not raced: on a failure every remote has stopped before the caller removes the folders.
+    const settled = await Promise.allSettled(
+      targets.map(async (target, index) => {
+        const location = { vmUuid: vm.uuid, archiveId: target.archiveId };
+        for await (const segment of fanout.consumer(index))
+          target.segments.push(
+            await target.archives.writeSegment(
+              location,
+              segment.index,
+              segment.data,
+              segment.sha256,
+              context.signal,
+            ),
+          );
+      }),
+    );
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+  } finally {
+    await fanout.close();
+    if (!exported.destroyed) exported.destroy();
+  }
+  if (bytes === 0)
+    throw new BackupFullError(
+      'EMPTY_EXPORT',
+      `the XVA export of VM "${vm.name}" (${vm.uuid}) was empty; retry the backup`,
+    );
+  const restorePoints: CommittedRestorePoint[] = [];
+  for (const target of targets) {
+    const manifest: ArchiveManifest = {
+      format: ARCHIVE_FORMAT,
+      version: ARCHIVE_FORMAT_VERSION,
+      id: target.archiveId,
+      vm: { uuid: vm.uuid, name: vm.name, record: vm.record },
+      tenant: task.tenantId,
+      job: { id: task.job.id, name: task.job.name },
+      ...(task.schedule === undefined
+        ? {}
+        : { schedule: { id: task.schedule.id, name: task.schedule.name } }),
+      taskId: task.taskId,
+      takenAt: snapshot.takenAt.toISOString(),
+      createdAt: new Date().toISOString(),
+      compression: settings.compression,
+      encrypted: target.archives.sealer.encrypted,
+      segmentSize: ARCHIVE_SEGMENT_SIZE,
+      segments: target.segments,
+      totalSize: bytes,
+      storedSize: target.segments.reduce((sum, segment) => sum + segment.storedSize, 0),
+    };
+    await target.archives.commit(manifest, context.signal);
+    restorePoints.push(restorePointOf(target.access.id, vm, manifest));
+  }
+  context.reportProgress({ step: 'committed', bytesDone: bytes, bytesTotal: bytes });
+  return {
+    restorePoints,
+    bytes,
+    segments: targets[0]?.segments.length ?? 0,
+    compression: settings.compression,
+  };
+}
+
+/**
+ * The schedule's retention on every remote, after the new archives are committed. A failure here
+ * does not undo the backup: it is logged, and the next run applies retention again.
+ */
+async function retain(
+  result: VmArchiveResult,
+  targets: readonly ArchiveTarget[],
+  task: TaskExecution,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  const schedule = task.schedule;
+  if (schedule === undefined) return;
+  const expired: RestorePointReference[] = [];
+  const retained: RetainedRestorePoint[] = [];
+  for (const target of targets) {
+    try {
+      const outcome = await applyArchiveRetention(
+        target.archives,
+        target.access.id,
+        task,
+        schedule,
+        vm.uuid,
+        context.signal,
+      );
+      expired.push(...outcome.expired);
+      retained.push(...outcome.retained);
+    } catch (error) {
+      context.log('warn', `retention on remote ${target.access.name} failed; the next run applies it again`, {
+        error: String(error),
+      });
+    }
+  }
+  for (const point of result.restorePoints) {
+    const kept = retained.find((r) => r.remoteId === point.remoteId && r.manifestKey === point.manifestKey);
+    if (kept) point.gfsTags = kept.gfsTags;
+  }
+  result.expiredRestorePoints = expired;
+  result.retainedRestorePoints = retained;
+}
