@@ -68,15 +68,24 @@ export async function writeTypicalDisk(
   }
 }
 
-/** A disk file as writer blocks, one fresh 2 MiB buffer each (the writer owns what it gets). */
-export async function* fileBlocks(path: string): AsyncGenerator<DiskBlock> {
+/**
+ * A disk file as writer blocks. `fresh`: one new 2 MiB buffer per block (the writer owns what it
+ * gets, as with today's VHD stream parser); otherwise buffers come back through `release` and
+ * are read into again (a source like `dd`, with one buffer per block in flight).
+ */
+export async function* fileBlocks(path: string, fresh = false): AsyncGenerator<DiskBlock> {
   const file = await open(path, 'r');
+  const free: Buffer[] = [];
   try {
     for (let index = 0; ; index++) {
-      const data = Buffer.allocUnsafe(BLOCK);
+      const data = fresh ? Buffer.allocUnsafe(BLOCK) : (free.pop() ?? Buffer.allocUnsafeSlow(BLOCK));
       const { bytesRead } = await file.read(data, 0, BLOCK, index * BLOCK);
       if (bytesRead === 0) return;
-      yield { index, data: bytesRead === BLOCK ? data : data.subarray(0, bytesRead) };
+      yield {
+        index,
+        data: bytesRead === BLOCK ? data : data.subarray(0, bytesRead),
+        ...(fresh ? {} : { release: () => free.push(data) }),
+      };
     }
   } finally {
     await file.close();

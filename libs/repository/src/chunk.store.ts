@@ -1,9 +1,9 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import type { ChunkCipher } from './ciphers/chunk-cipher';
 import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
-import { EnvelopeError, openObject, sealObject } from './format/object.envelope';
+import { ENVELOPE_HEADER_LENGTH, EnvelopeError, openObject, sealObject } from './format/object.envelope';
 import type { RepositoryKeys } from './repository.keys';
 import { ChunkIntegrityError, RepositoryError, type RepositoryErrorContext } from './repository.errors';
 
@@ -27,12 +27,18 @@ export class ChunkStore {
 
   idOf(block: Buffer): Buffer {
     return this.keys === undefined
-      ? createHash('sha256').update(block).digest()
+      ? hash('sha256', block, 'buffer')
       : createHmac('sha256', this.keys.chunkId).update(block).digest();
   }
 
-  async seal(id: Buffer, block: Buffer): Promise<Buffer> {
+  /**
+   * The chunk object of a block. With `into` (at least block length + CHUNK_OBJECT_OVERHEAD
+   * bytes), the object is written there and a view of it returned: no allocation of the block's
+   * size (ingest lends these buffers from a pool).
+   */
+  async seal(id: Buffer, block: Buffer, into?: Buffer): Promise<Buffer> {
     return sealObject({
+      ...(into !== undefined ? { into } : {}),
       kind: 'chunk',
       plaintext: block,
       codec: this.compression.codec,
@@ -158,6 +164,9 @@ export class ChunkStore {
     return chunks;
   }
 }
+
+/** Bytes a chunk object may add to its block: envelope header, and nonce + tag or a digest. */
+export const CHUNK_OBJECT_OVERHEAD = ENVELOPE_HEADER_LENGTH + 32;
 
 export function assertBlockLength(length: number, expected: number, context: RepositoryErrorContext): void {
   if (length !== expected) {

@@ -11,7 +11,8 @@ import {
   type RestorePointManifest,
   type RestorePointMeta,
 } from './format/restore-point.manifest';
-import { assertBlockLength } from './chunk.store';
+import { BufferPool } from './buffer.pool';
+import { assertBlockLength, CHUNK_OBJECT_OVERHEAD } from './chunk.store';
 import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
 import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
@@ -19,8 +20,17 @@ import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
   index: number;
-  /** 2 MiB (the last block of a disk may be shorter). Owned by the writer once yielded: do not reuse it. */
+  /**
+   * 2 MiB (the last block of a disk may be shorter). Owned by the writer once yielded: do not
+   * reuse it, unless `release` is given.
+   */
   data: Buffer;
+  /**
+   * Called once when the writer no longer reads `data` (after the zero check, the hash, or the
+   * sealing of its chunk): the source may then fill the same buffer again, e.g. from a small
+   * pool, instead of allocating 2 MiB per block. Not called when ingest fails.
+   */
+  release?: () => void;
 }
 
 export interface WriteDiskOptions {
@@ -296,12 +306,34 @@ export class RestorePointWriter {
     if (this.options.expectedBytes === undefined) this.bytesTotal += disk.virtualSize;
 
     const rewrite = this.options.rewriteChunks;
-    const upload = async (id: Buffer, data: Buffer, replace: boolean): Promise<void> => {
-      const sealed = await this.repository.chunks.seal(id, data);
+    // Chunk objects are sealed into these (one per chunk in flight) rather than into a fresh
+    // 2 MiB allocation each; see docs/benchmarks/repository.md for what that saves.
+    const objects = new BufferPool(blockSize + CHUNK_OBJECT_OVERHEAD, concurrency);
+    const upload = async (
+      id: Buffer,
+      data: Buffer,
+      replace: boolean,
+      block: DiskBlock,
+    ): Promise<void> => {
+      // A rewrite overwrites an existing object: an attempt the remote abandoned (timeout) and
+      // that still ran later must not find reused bytes, so those get a buffer of their own.
+      const into = replace ? undefined : objects.acquire();
+      let sealed: Buffer;
+      try {
+        sealed = await this.repository.chunks.seal(id, data, into);
+      } catch (error) {
+        if (into !== undefined) objects.release(into);
+        throw error;
+      } finally {
+        block.release?.();
+      }
       signal?.throwIfAborted();
       let created = true;
       if (replace) await this.repository.chunks.replace(id, sealed, signal);
       else created = await this.repository.chunks.put(id, sealed, signal);
+      // Only after a put that succeeded: the remote has stopped reading the body (a failed put
+      // may leave an abandoned attempt behind, so that buffer is left to the garbage collector).
+      if (into !== undefined) objects.release(into);
       if (created) {
         perDisk.uploadedChunks++;
         perDisk.uploadedBytes += sealed.length;
@@ -346,6 +378,7 @@ export class RestorePointWriter {
           if (index.get(block.index) !== undefined) inheritedBlocks--;
           index.set(block.index, undefined);
           this.counters.zeroBlocks++;
+          block.release?.();
           this.reportProgress(disk.key);
           continue;
         }
@@ -357,11 +390,12 @@ export class RestorePointWriter {
         if (this.sessionChunks.has(key) || (!replace && this.knownChunks.has(key))) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
+          block.release?.();
           this.reportProgress(disk.key);
           continue;
         }
         this.sessionChunks.add(key);
-        const task: Promise<void> = upload(id, data, replace).then(
+        const task: Promise<void> = upload(id, data, replace, block).then(
           () => {
             inFlight.delete(task);
             this.reportProgress(disk.key);

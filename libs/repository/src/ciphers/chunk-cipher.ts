@@ -12,6 +12,12 @@ export interface ChunkCipher {
    * object header, saves a copy of the whole object).
    */
   seal(key: Buffer, plaintext: Buffer, associatedData: Buffer, prefix?: Buffer): Buffer;
+  /**
+   * Writes nonce | ciphertext | tag into `target` at `offset` (no other allocation of the
+   * plaintext's size) and returns the bytes written: plaintext length + overhead. Throws a
+   * RangeError when the target is too small.
+   */
+  sealInto(key: Buffer, plaintext: Buffer, associatedData: Buffer, target: Buffer, offset: number): number;
   /** Throws when the tag does not authenticate (wrong key, altered bytes or associated data). */
   open(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
 }

@@ -17,6 +17,7 @@ import { chunkCipherById } from '../ciphers/cipher.registry';
 export const ENVELOPE_VERSION = 1;
 export const ENVELOPE_HEADER_LENGTH = 16;
 const FLAG_PLAINTEXT_DIGEST = 0x01;
+const DIGEST_LENGTH = 32;
 
 export type ObjectKind = 'chunk' | 'index' | 'manifest';
 
@@ -33,6 +34,12 @@ export interface SealOptions {
   associatedData: Buffer;
   /** Stores a SHA-256 of the plaintext (objects not already named by their digest). */
   digest: boolean;
+  /**
+   * Writes the object at the start of this buffer when it fits and returns a view of it, instead
+   * of a new allocation (ingest reuses a few buffers; the caller must not reuse `into` while the
+   * returned object is still needed).
+   */
+  into?: Buffer;
 }
 
 /** A well-formed object failed to decode; `reason` is for humans, the caller adds the names. */
@@ -74,26 +81,42 @@ export async function sealObject(options: SealOptions): Promise<Buffer> {
     codec = chunkCodec('none');
     payload = plaintext;
   }
-  const header = Buffer.alloc(ENVELOPE_HEADER_LENGTH);
+  const withDigest = options.digest && options.cipher === undefined;
+  const length =
+    ENVELOPE_HEADER_LENGTH +
+    payload.length +
+    (options.cipher !== undefined ? options.cipher.cipher.overhead : withDigest ? DIGEST_LENGTH : 0);
+  // One buffer for the whole object: header, then the body written in place (no concatenation).
+  const object =
+    options.into !== undefined && options.into.length >= length
+      ? options.into.subarray(0, length)
+      : Buffer.allocUnsafe(length);
+  const header = object.subarray(0, ENVELOPE_HEADER_LENGTH);
   header.write(MAGIC[options.kind], 0, 'latin1');
   header[4] = ENVELOPE_VERSION;
   header[5] = codec.id;
   header[6] = options.cipher?.cipher.id ?? 0;
-  const withDigest = options.digest && options.cipher === undefined;
   header[7] = withDigest ? FLAG_PLAINTEXT_DIGEST : 0;
   header.writeUInt32BE(plaintext.length, 8);
   header.writeUInt32BE(payload.length, 12);
   if (options.cipher !== undefined) {
-    return options.cipher.cipher.seal(
+    options.cipher.cipher.sealInto(
       options.cipher.key,
       payload,
       Buffer.concat([header, options.associatedData]),
-      header,
+      object,
+      ENVELOPE_HEADER_LENGTH,
     );
+    return object;
   }
-  return withDigest
-    ? Buffer.concat([header, payload, createHash('sha256').update(plaintext).digest()])
-    : Buffer.concat([header, payload]);
+  payload.copy(object, ENVELOPE_HEADER_LENGTH);
+  if (withDigest) {
+    createHash('sha256')
+      .update(plaintext)
+      .digest()
+      .copy(object, ENVELOPE_HEADER_LENGTH + payload.length);
+  }
+  return object;
 }
 
 export interface OpenOptions {
