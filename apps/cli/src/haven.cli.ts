@@ -155,6 +155,50 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
           if (!result.ok) throw new CliError(`remote ${result.remote} failed its test`);
         });
     if (resource.command === 'remotes')
+      for (const kind of ['gc', 'verify'] as const)
+        group
+          .command(`${kind} <id>`)
+          .description(
+            kind === 'gc'
+              ? 'Free the chunks no restore point references (a run of kind gc)'
+              : 'Re-hash the chunks and mark the restore points a bad chunk breaks (a run of kind verify)',
+          )
+          .option(
+            kind === 'gc' ? '--safety-window-minutes <n>' : '--sample <n>',
+            kind === 'gc'
+              ? 'keep chunks younger than this (default 1440); 0 only when no backup writes to the remote'
+              : 're-hash only a fraction (0..1) or a count of the chunks',
+          )
+          .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
+          .option('--json', 'print events as JSON lines')
+          .action(
+            (
+              id: string,
+              options: { safetyWindowMinutes?: string; sample?: string; follow?: boolean; json?: boolean },
+            ) => {
+              const body: Record<string, number> = {};
+              if (options.safetyWindowMinutes !== undefined)
+                body['safetyWindowMinutes'] = Number(options.safetyWindowMinutes);
+              if (options.sample !== undefined) body['sample'] = Number(options.sample);
+              return startRun(
+                client(),
+                `/api/v1/remotes/${encodeURIComponent(id)}/${kind}`,
+                body,
+                options,
+                out,
+              );
+            },
+          );
+    if (resource.command === 'runs')
+      group
+        .command('logs <id>')
+        .description("Print a run's log; with --follow, keep printing until the run ends")
+        .option('--follow', 'keep printing new lines until the run ends')
+        .option('--json', 'print lines as JSON')
+        .action((id: string, options: { follow?: boolean; json?: boolean }) =>
+          printRunLogs(client(), id, options, out),
+        );
+    if (resource.command === 'remotes')
       group
         .command('sync <id>')
         .description("Rebuild the catalog's restore points of this remote from its manifests")
@@ -250,6 +294,63 @@ function describeRemoteTest(result: RemoteTestReport): string {
   return lines.join('\n');
 }
 
+interface LogLine {
+  taskId?: string | null;
+  at: string;
+  level: string;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+const TERMINAL = ['success', 'partial', 'failure', 'cancelled'];
+
+function formatLogLine(line: LogLine, subjects: Map<string, string>): string {
+  const subject = line.taskId ? (subjects.get(line.taskId) ?? line.taskId) : 'run';
+  return `${line.at} ${line.level.toUpperCase().padEnd(5)} ${subject}: ${line.message}`;
+}
+
+/**
+ * Prints a run's stored log; with --follow, the live stream is opened first and its lines that
+ * the stored pages already held are skipped, so nothing is lost or printed twice in between.
+ */
+async function printRunLogs(
+  client: GatewayClient,
+  runId: string,
+  options: { follow?: boolean; json?: boolean },
+  out: (text: string) => void,
+): Promise<void> {
+  const id = encodeURIComponent(runId);
+  const run = await client.call<{ status: string; tasks: { id: string; subject: string }[] }>(
+    'GET',
+    `/api/v1/runs/${id}`,
+  );
+  const subjects = new Map(run.tasks.map((t) => [t.id, t.subject]));
+  const print = (line: LogLine) => out(options.json ? JSON.stringify(line) : formatLogLine(line, subjects));
+  const stream = options.follow ? client.events(`/api/v1/runs/${id}/events`) : undefined;
+  // The first event (the run's state) arrives once the server listens for new lines.
+  const first = await stream?.next();
+  const seen = new Set<string>();
+  let cursor: string | undefined;
+  do {
+    const page = await client.call<{ items: LogLine[]; nextCursor?: string }>(
+      'GET',
+      `/api/v1/runs/${id}/logs?limit=500${cursor ? `&cursor=${cursor}` : ''}`,
+    );
+    for (const line of page.items) {
+      seen.add(`${line.taskId ?? ''}|${new Date(line.at).toISOString()}|${line.message}`);
+      print(line);
+    }
+    cursor = page.nextCursor;
+  } while (cursor);
+  if (!stream || first?.done) return;
+  for await (const { event, data } of stream) {
+    if (event !== 'log') continue;
+    const line = data as LogLine;
+    if (seen.has(`${line.taskId ?? ''}|${new Date(line.at).toISOString()}|${line.message}`)) continue;
+    print(line);
+  }
+}
+
 interface ProgressEvent {
   taskId?: string;
   status: string;
@@ -286,12 +387,18 @@ async function startRun(
   let final: ProgressEvent | undefined;
   for await (const { event, data } of client.events(`/api/v1/runs/${started.runId}/events`)) {
     if (options.json) out(JSON.stringify({ event, data }));
+    // Warnings and errors of the run's log go under the progress lines.
+    if (event === 'log') {
+      const line = data as LogLine;
+      if (!options.json && (line.level === 'warn' || line.level === 'error'))
+        out(`  ${formatLogLine(line, subjects)}`);
+      continue;
+    }
     const update = data as ProgressEvent;
-    if (event === 'run' && ['success', 'partial', 'failure', 'cancelled'].includes(update.status))
-      final = update;
+    if (event === 'run' && TERMINAL.includes(update.status)) final = update;
     if (event !== 'progress') continue;
     if (update.taskId === undefined) {
-      if (['success', 'partial', 'failure', 'cancelled'].includes(update.status)) final = update;
+      if (TERMINAL.includes(update.status)) final = update;
       continue;
     }
     if (options.json) continue;

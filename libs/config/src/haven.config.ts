@@ -21,6 +21,8 @@ export interface HavenConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Job tasks one transfer process runs at the same time. */
   workerConcurrency: number;
+  /** A task without a sign of life from its worker for this long goes to another worker. */
+  taskAckWaitMs: number;
   /** Name of this process in logs, bus connections and worker ids. */
   instanceName: string;
 }
@@ -40,6 +42,7 @@ export const DEFAULT_PLUGINS = [
   '@haven/remote-s3',
   '@haven/remote-azure',
   '@haven/job-backup-incremental',
+  '@haven/job-backup-full',
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -104,6 +107,17 @@ export function loadConfig(
       });
   }
 
+  let taskAckWaitMs = 60_000;
+  const ackWaitText = text('HAVEN_TASK_ACK_WAIT_MS');
+  if (ackWaitText !== undefined) {
+    taskAckWaitMs = Number(ackWaitText);
+    if (!Number.isInteger(taskAckWaitMs) || taskAckWaitMs < 1_000 || taskAckWaitMs > 3_600_000)
+      problems.push({
+        variable: 'HAVEN_TASK_ACK_WAIT_MS',
+        message: `must be an integer from 1000 to 3600000 milliseconds (got "${ackWaitText}")`,
+      });
+  }
+
   const natsPrefix = text('HAVEN_NATS_PREFIX') ?? 'haven';
   if (!/^[A-Za-z0-9_-]+$/.test(natsPrefix))
     problems.push({ variable: 'HAVEN_NATS_PREFIX', message: 'may hold only letters, digits, _ and -' });
@@ -127,6 +141,7 @@ export function loadConfig(
             .filter(Boolean),
     logLevel,
     workerConcurrency,
+    taskAckWaitMs,
     instanceName: text('HAVEN_INSTANCE') ?? `${defaults.role ?? 'haven'}-${randomBytes(3).toString('hex')}`,
   };
 }

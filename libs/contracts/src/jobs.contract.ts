@@ -24,15 +24,25 @@ export interface TaskWorkItem {
   taskId: string;
 }
 
+/** How long a task may go without a sign of life before another worker takes it, by default. */
+export const DEFAULT_TASK_ACK_WAIT_MS = 60_000;
+
 /**
  * Durable work of job runs. A worker that dies mid-task stops acking; the task goes to another
- * worker after ackWait. Executors are idempotent, so redelivery is safe.
+ * worker after `ackWaitMs` (workers send in-progress acks well within it while they run a task, so
+ * a short ack wait only shortens the time a dead worker's task waits). Executors are idempotent,
+ * so redelivery is safe. Producers and consumers may differ in ackWaitMs: it is a setting of the
+ * consumers (HAVEN_TASK_ACK_WAIT_MS), not of the stored items.
  */
-export const JOB_TASKS = defineWorkQueue<TaskWorkItem>('job-tasks', {
-  maxDeliver: 3,
-  ackWaitMs: 60_000,
-  retryDelaysMs: [2_000, 10_000],
-});
+export function jobTasksQueue(ackWaitMs = DEFAULT_TASK_ACK_WAIT_MS) {
+  return defineWorkQueue<TaskWorkItem>('job-tasks', {
+    maxDeliver: 3,
+    ackWaitMs,
+    retryDelaysMs: [2_000, 10_000],
+  });
+}
+
+export const JOB_TASKS = jobTasksQueue();
 
 export interface StartRestoreRequest {
   tenantId: string;
@@ -50,4 +60,39 @@ export interface StartRestoreRequest {
 /** Gateway -> scheduler: restore a restore point as a new VM, as a run of one `restore.vm` task. */
 export const START_RESTORE = defineRequest<StartRestoreRequest, StartRunReply>(
   'haven.v1.scheduler.restores.start',
+);
+
+/** Task types of maintenance runs; the transfer worker runs them with built-in executors. */
+export const REPOSITORY_GC_TASK = 'repository.gc';
+export const REPOSITORY_VERIFY_TASK = 'repository.verify';
+
+/** A restore point a verify found broken, in the `repository.verify` task's result. */
+export interface DamagedRestorePointReport {
+  /** Manifest key on the remote: with the remote, it names the catalog's restore point. */
+  manifestKey: string;
+  label: string;
+  vmUuid?: string;
+  reasons: string[];
+  chunks: { chunkId: string; reason: string }[];
+}
+
+/** Maintenance of one remote's repository, run as a run of one task by any transfer worker. */
+export type MaintenanceKind = 'gc' | 'verify';
+
+export interface StartMaintenanceRequest {
+  tenantId: string;
+  remoteId: string;
+  kind: MaintenanceKind;
+  trigger: 'manual' | 'schedule';
+  /** gc: chunks younger than this are kept (writers may still need them). Default 24 h. */
+  safetyWindowMs?: number;
+  /** verify: re-hash only this fraction (0..1) or count (>= 1) of chunks; default all. */
+  sample?: number;
+  /** Why it runs, e.g. the run whose retention expired restore points. */
+  note?: string;
+}
+
+/** Gateway or catalog -> scheduler: start a `gc` or `verify` run on a remote. */
+export const START_MAINTENANCE = defineRequest<StartMaintenanceRequest, StartRunReply>(
+  'haven.v1.scheduler.maintenance.start',
 );

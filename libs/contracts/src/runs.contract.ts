@@ -19,3 +19,22 @@ export interface RunProgressEvent {
 }
 
 export const RUN_PROGRESS = defineEvent<RunProgressEvent>('haven.v1.runs.progress');
+
+/** One line of a run's log, as an executor (or the worker running it) said it. */
+export interface RunLogLine {
+  /** Absent for lines about the run as a whole. */
+  taskId?: string;
+  at: string;
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+/** Log lines of one run, batched by the worker; stored by the catalog, streamed by the gateway (SSE). */
+export interface RunLogBatch {
+  tenantId: string;
+  runId: string;
+  lines: RunLogLine[];
+}
+
+export const RUN_LOGS = defineEvent<RunLogBatch>('haven.v1.runs.logs');

@@ -5,6 +5,7 @@ import { PoolEntity } from './pool.entity';
 import { RemoteEntity } from './remote.entity';
 import { RestorePointEntity } from './restore-point.entity';
 import { RunEntity } from './run.entity';
+import { RunLogEntity } from './run-log.entity';
 import { ScheduleEntity } from './schedule.entity';
 import { TaskEntity } from './task.entity';
 import { TenantEntity } from './tenant.entity';
@@ -16,6 +17,7 @@ export * from './pool.entity';
 export * from './remote.entity';
 export * from './restore-point.entity';
 export * from './run.entity';
+export * from './run-log.entity';
 export * from './schedule.entity';
 export * from './task.entity';
 export * from './tenant.entity';
@@ -29,6 +31,7 @@ export const CATALOG_ENTITIES = [
   ScheduleEntity,
   RunEntity,
   TaskEntity,
+  RunLogEntity,
   RestorePointEntity,
   AuditEntryEntity,
 ];

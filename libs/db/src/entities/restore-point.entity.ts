@@ -1,5 +1,13 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
+/** What a verify found wrong with a restore point. */
+export interface RestorePointDamage {
+  reasons: string[];
+  chunks: { chunkId: string; reason: string }[];
+  /** Run of the verify that found it. */
+  runId: string;
+}
+
 /** A committed backup of one VM on one remote; the remote's manifest is the source of truth. */
 @Entity('restore_points')
 export class RestorePointEntity {
@@ -25,4 +33,8 @@ export class RestorePointEntity {
   storedBytes!: number;
   @Column('text', { array: true, name: 'gfs_tags', default: '{}' }) gfsTags!: string[];
   @Column('timestamptz', { name: 'taken_at' }) takenAt!: Date;
+  /** Set by a verify of the remote that found chunks of this restore point missing or corrupt. */
+  @Column('timestamptz', { name: 'damaged_at', nullable: true }) damagedAt!: Date | null;
+  /** What that verify found: the bad chunks and why. */
+  @Column('jsonb', { nullable: true }) damage!: RestorePointDamage | null;
 }

@@ -10,8 +10,11 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   'cancelled',
 ];
 
-/** backup: a run of a job; restore: a restore point restored as a new VM. */
-export type RunKind = 'backup' | 'restore';
+/**
+ * backup: a run of a job; restore: a restore point restored as a new VM; gc and verify: maintenance
+ * of one remote's repository (garbage collection, integrity check).
+ */
+export type RunKind = 'backup' | 'restore' | 'gc' | 'verify';
 
 /** One execution of a job (manual or scheduled), or a restore. */
 @Entity('runs')
@@ -26,6 +29,8 @@ export class RunEntity {
   @Column('text') status!: RunStatus;
   @Column('jsonb') progress!: Record<string, unknown>;
   @Column('text', { nullable: true }) error!: string | null;
+  /** Most tasks of this run executing at once (the job type's `taskConcurrency`); null = no cap. */
+  @Column('integer', { name: 'task_concurrency', nullable: true }) taskConcurrency!: number | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;

@@ -20,6 +20,8 @@ export class TaskEntity {
   @Column('text', { nullable: true }) worker!: string | null;
   @Column('jsonb', { nullable: true }) result!: Record<string, unknown> | null;
   @Column('text', { nullable: true }) error!: string | null;
+  /** When it went on the work queue; null while it waits for a free slot of its run. */
+  @Column('timestamptz', { name: 'queued_at', nullable: true }) queuedAt!: Date | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;

@@ -1,19 +1,29 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
-import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
+import {
+  type DamagedRestorePointReport,
+  REPOSITORY_VERIFY_TASK,
+  RUN_PROGRESS,
+  type RunProgressEvent,
+  START_MAINTENANCE,
+} from '@haven/contracts';
 import { insertRestorePoint } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import type { CommittedRestorePoint, RestorePointReference, RetainedRestorePoint } from '@haven/plugin-sdk';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+import { dispatchWaitingTasks } from './task.dispatcher';
 
 const TERMINAL_SQL = `('success', 'partial', 'failure', 'cancelled')`;
+const TERMINAL_TASK = new Set(['success', 'failure', 'cancelled']);
 
 /**
  * Stores what workers publish. Catalog replicas share one queue group, so each event is written
- * once; a finished task or run is never reopened by a late event. When a run's last task ends, the
- * run ends too (success, partial or failure), decided in one statement so two replicas cannot both
- * decide it, and the decision is published for live followers (SSE, CLI).
+ * once; a finished task or run is never reopened by a late event. A task's end frees a slot of its
+ * run: the next waiting task is queued. When a run's last task ends, the run ends too (success,
+ * partial or failure), decided in one statement so two replicas cannot both decide it, and the
+ * decision is published for live followers (SSE, CLI); a backup run whose retention expired restore
+ * points then starts a garbage collection of each remote it pruned.
  */
 @Injectable()
 export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDestroy {
@@ -45,11 +55,18 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
           event.runId,
           event.tenantId,
         ]);
-        await this.recordTask(tx, { ...event, taskId });
+        const type = await this.recordTask(tx, { ...event, taskId });
         if (event.status === 'success') await this.recordRestorePoints(tx, event);
+        if (event.status === 'success' && type === REPOSITORY_VERIFY_TASK)
+          await this.recordDamage(tx, { ...event, taskId });
+        if (type !== undefined && TERMINAL_TASK.has(event.status))
+          await dispatchWaitingTasks(tx, this.bus, event.tenantId, event.runId);
         return this.finishRunIfDone(tx, event.tenantId, event.runId);
       });
-      if (finished) await this.bus.publish(RUN_PROGRESS, finished);
+      if (finished) {
+        await this.bus.publish(RUN_PROGRESS, finished);
+        await this.collectGarbageAfterPrune(event.tenantId, event.runId);
+      }
     } catch (error) {
       this.logger.error(
         {
@@ -63,10 +80,14 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
     }
   }
 
-  private async recordTask(tx: EntityManager, event: RunProgressEvent & { taskId: string }): Promise<void> {
-    const terminal = ['success', 'failure', 'cancelled'].includes(event.status);
-    await tx.query(
-      `UPDATE tasks SET
+  /** Returns the task's type when this event changed it (an ended task is never reopened). */
+  private async recordTask(
+    tx: EntityManager,
+    event: RunProgressEvent & { taskId: string },
+  ): Promise<string | undefined> {
+    const terminal = TERMINAL_TASK.has(event.status);
+    const rows: { type: string }[] = await tx.query(
+      `WITH changed AS (UPDATE tasks SET
          status = $3,
          progress = CASE WHEN $4::jsonb = '{}'::jsonb THEN progress ELSE $4::jsonb END,
          attempts = GREATEST(attempts, COALESCE($5::int, attempts)),
@@ -75,7 +96,9 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
          finished_at = CASE WHEN $8 THEN $7::timestamptz ELSE finished_at END,
          error = CASE WHEN $3 = 'success' THEN NULL ELSE COALESCE($9, error) END,
          result = COALESCE($10::jsonb, result)
-       WHERE id = $1 AND tenant_id = $2 AND status NOT IN ${TERMINAL_SQL}`,
+       WHERE id = $1 AND tenant_id = $2 AND status NOT IN ${TERMINAL_SQL}
+       RETURNING type)
+       SELECT type FROM changed`,
       [
         event.taskId,
         event.tenantId,
@@ -89,6 +112,89 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
         event.result === undefined ? null : JSON.stringify(event.result),
       ],
     );
+    return rows.at(0)?.type;
+  }
+
+  /**
+   * A verify's findings: the restore points it names are marked damaged (shown by the API, and a
+   * smart backup takes a full instead of building on them); after a complete verify, the others of
+   * the remote are marked sound again.
+   */
+  private async recordDamage(tx: EntityManager, event: RunProgressEvent & { taskId: string }): Promise<void> {
+    const tasks: { input: { remoteId?: string } }[] = await tx.query(
+      'SELECT input FROM tasks WHERE id = $1 AND tenant_id = $2',
+      [event.taskId, event.tenantId],
+    );
+    const remoteId = tasks.at(0)?.input.remoteId;
+    if (remoteId === undefined) return;
+    const damaged = (event.result?.['damagedRestorePoints'] ?? []) as DamagedRestorePointReport[];
+    for (const point of damaged)
+      await tx.query(
+        `UPDATE restore_points SET damaged_at = $4, damage = $5
+         WHERE tenant_id = $1 AND remote_id = $2 AND manifest_key = $3`,
+        [
+          event.tenantId,
+          remoteId,
+          point.manifestKey,
+          event.at,
+          JSON.stringify({ reasons: point.reasons, chunks: point.chunks, runId: event.runId }),
+        ],
+      );
+    if (event.result?.['complete'] === true)
+      await tx.query(
+        `UPDATE restore_points SET damaged_at = NULL, damage = NULL
+         WHERE tenant_id = $1 AND remote_id = $2 AND damaged_at IS NOT NULL AND NOT (manifest_key = ANY($3::text[]))`,
+        [event.tenantId, remoteId, damaged.map((point) => point.manifestKey)],
+      );
+  }
+
+  /**
+   * Retention deleted restore points, so chunks only they used are garbage now: one `gc` run per
+   * remote pruned by this (ended) backup run. The collector's safety window still spares young chunks.
+   */
+  private async collectGarbageAfterPrune(tenantId: string, runId: string): Promise<void> {
+    const rows: { remote_id: string; trigger: 'manual' | 'schedule' }[] = await this.dataSource.query(
+      `SELECT DISTINCT e->>'remoteId' AS remote_id, r.trigger
+       FROM runs r
+       JOIN tasks t ON t.run_id = r.id
+       CROSS JOIN jsonb_array_elements(COALESCE(t.result->'expiredRestorePoints', '[]'::jsonb)) e
+       WHERE r.id = $1 AND r.tenant_id = $2 AND r.kind = 'backup' AND t.status = 'success'`,
+      [runId, tenantId],
+    );
+    for (const row of rows) {
+      try {
+        const started = await this.bus.request(
+          START_MAINTENANCE,
+          {
+            tenantId,
+            remoteId: row.remote_id,
+            kind: 'gc',
+            trigger: row.trigger,
+            note: `retention of run ${runId} deleted restore points`,
+          },
+          { timeoutMs: 30_000 },
+        );
+        this.logger.log(
+          {
+            msg: 'garbage collection started after prune',
+            runId,
+            gcRunId: started.runId,
+            remoteId: row.remote_id,
+          },
+          'RunProgressRecorder',
+        );
+      } catch (error) {
+        this.logger.error(
+          {
+            msg: 'could not start the garbage collection after a prune; run POST /remotes/:id/gc',
+            runId,
+            remoteId: row.remote_id,
+            error: String(error),
+          },
+          'RunProgressRecorder',
+        );
+      }
+    }
   }
 
   /**

@@ -8,6 +8,7 @@ import { ApiKeysController } from './resources/api-keys.controller';
 import { AuditTrail } from './resources/audit.trail';
 import { JobsController } from './resources/jobs.controller';
 import { PoolsController } from './resources/pools.controller';
+import { RemoteMaintenanceController } from './resources/remote-maintenance.controller';
 import { RemotesController } from './resources/remotes.controller';
 import { RestorePointsController, RunsController, TasksController } from './resources/runs.controller';
 import { RestorePointDisksController } from './resources/restore-point-disks.controller';
@@ -33,6 +34,7 @@ class GatewayRootController {
     ApiKeysController,
     PoolsController,
     RemotesController,
+    RemoteMaintenanceController,
     JobsController,
     SchedulesController,
     RunsController,

@@ -2,3 +2,4 @@ export * from './scheduler.module';
 export * from './run.launcher';
 export * from './schedule.ticker';
 export * from './restore.launcher';
+export * from './maintenance.launcher';

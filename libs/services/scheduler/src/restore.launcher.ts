@@ -2,16 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
-import {
-  JOB_TASKS,
-  RUN_PROGRESS,
-  START_RESTORE,
-  type StartRestoreRequest,
-  type StartRunReply,
-} from '@haven/contracts';
+import { RUN_PROGRESS, START_RESTORE, type StartRestoreRequest, type StartRunReply } from '@haven/contracts';
 import { PoolEntity, RestorePointEntity, RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+import { dispatchWaitingTasksNow } from '@haven/service-catalog';
 
 /** Task type of a restore run; the transfer worker runs it with its built-in executor. */
 export const RESTORE_VM_TASK = 'restore.vm';
@@ -78,6 +73,7 @@ export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy 
         status: 'running',
         progress: { tasks: 1 },
         error: null,
+        taskConcurrency: null,
         startedAt: now,
         finishedAt: null,
       });
@@ -102,11 +98,12 @@ export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy 
         worker: null,
         result: null,
         error: null,
+        queuedAt: null,
         startedAt: null,
         finishedAt: null,
       });
     });
-    await this.bus.enqueue(JOB_TASKS, { tenantId: request.tenantId, runId, taskId }, { id: taskId });
+    await dispatchWaitingTasksNow(this.dataSource, this.bus, request.tenantId, runId);
     await this.bus.publish(RUN_PROGRESS, {
       tenantId: request.tenantId,
       runId,

@@ -2,13 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
-import {
-  JOB_TASKS,
-  RUN_PROGRESS,
-  START_RUN,
-  type StartRunReply,
-  type StartRunRequest,
-} from '@haven/contracts';
+import { RUN_PROGRESS, START_RUN, type StartRunReply, type StartRunRequest } from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import type { PluginRegistry } from '@haven/plugin-sdk';
@@ -19,6 +13,7 @@ import {
   JobResourceProvider,
   loadJobDefinition,
 } from '@haven/service-core';
+import { dispatchWaitingTasksNow } from '@haven/service-catalog';
 
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
@@ -33,8 +28,9 @@ export class RunStartError extends Error {
 
 /**
  * Turns "run this job" into a run with its tasks: the job type's planner splits it, the rows are
- * written in one transaction, then each task is queued under its own id (so a retried start never
- * queues a task twice).
+ * written in one transaction, then as many tasks as the job type's `taskConcurrency` allows are
+ * queued, each under its own id (so a retried start never queues a task twice); the catalog queues
+ * the next one each time one ends.
  */
 @Injectable()
 export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
@@ -92,6 +88,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     if (planned.length === 0)
       throw new RunStartError('NOTHING_SELECTED', `Job "${job.name}" selects no VM right now`);
 
+    const taskConcurrency = this.taskConcurrency(job.type, job.settings);
     const now = new Date();
     const tasks = planned.map((task) => ({
       id: randomUUID(),
@@ -106,6 +103,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       worker: null,
       result: null,
       error: null,
+      queuedAt: null,
       startedAt: null,
       finishedAt: null,
     }));
@@ -120,14 +118,16 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         status: 'running',
         progress: { tasks: tasks.length, ...(request.note === undefined ? {} : { note: request.note }) },
         error: null,
+        taskConcurrency: taskConcurrency ?? null,
         startedAt: now,
         finishedAt: null,
       });
       const taskRows = tx.getRepository(TaskEntity);
       await taskRows.save(taskRows.create(tasks), { reload: false });
     });
-    for (const task of tasks)
-      await this.bus.enqueue(JOB_TASKS, { tenantId: job.tenantId, runId, taskId: task.id }, { id: task.id });
+    // Rows first, then the queue: a worker taking a task must find it. A crash in between leaves
+    // the tasks waiting, and the catalog's sweep queues them.
+    await dispatchWaitingTasksNow(this.dataSource, this.bus, job.tenantId, runId);
     await this.bus.publish(RUN_PROGRESS, {
       tenantId: job.tenantId,
       runId,
@@ -136,10 +136,23 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       at: now.toISOString(),
     });
     this.logger.log(
-      { msg: 'run started', runId, jobId: job.id, trigger: request.trigger, tasks: tasks.length },
+      {
+        msg: 'run started',
+        runId,
+        jobId: job.id,
+        trigger: request.trigger,
+        tasks: tasks.length,
+        taskConcurrency: taskConcurrency ?? 'unlimited',
+      },
       'RunLauncher',
     );
     return { runId, tasks: tasks.length };
+  }
+
+  /** The job type's cap on this run's tasks in flight; a bad answer from a plugin means no cap. */
+  private taskConcurrency(type: string, settings: Record<string, unknown>): number | undefined {
+    const cap = this.plugins.job(type).taskConcurrency?.(settings);
+    return cap !== undefined && Number.isInteger(cap) && cap >= 1 ? cap : undefined;
   }
 
   private async isEnabled(jobId: string): Promise<boolean> {

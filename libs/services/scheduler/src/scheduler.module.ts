@@ -1,11 +1,13 @@
 import { Module } from '@nestjs/common';
+import { MaintenanceLauncher } from './maintenance.launcher';
 import { RestoreLauncher } from './restore.launcher';
 import { RunLauncher } from './run.launcher';
 import { ScheduleTicker } from './schedule.ticker';
 
 /**
  * The scheduler role: starts runs, manual or on schedule (several schedulers may run: each tick
- * fires once), splitting them into queued tasks.
+ * fires once), splitting them into queued tasks; restores and repository maintenance (gc, verify)
+ * are runs too.
  */
-@Module({ providers: [RunLauncher, RestoreLauncher, ScheduleTicker] })
+@Module({ providers: [RunLauncher, RestoreLauncher, MaintenanceLauncher, ScheduleTicker] })
 export class SchedulerModule {}

@@ -1,7 +1,15 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Bus, BusSubscription, WorkItem } from '@haven/bus';
-import { JOB_TASKS, RUN_PROGRESS, type RunProgressEvent, type TaskWorkItem } from '@haven/contracts';
+import {
+  JOB_TASKS,
+  jobTasksQueue,
+  REPOSITORY_GC_TASK,
+  REPOSITORY_VERIFY_TASK,
+  RUN_PROGRESS,
+  type RunProgressEvent,
+  type TaskWorkItem,
+} from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
 import { type HavenConfig } from '@haven/config';
 import { type HavenMetrics, type JsonLogger, runWithLogContext } from '@haven/observability';
@@ -22,6 +30,19 @@ import {
   loadScheduleDefinition,
 } from '@haven/service-core';
 import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
+import { executeRepositoryGc, executeRepositoryVerify } from './repository-maintenance.executor';
+import { RunLogWriter } from './run-log.writer';
+
+/** Built-in executors of runs that belong to no job, by run kind and task type. */
+type BuiltInExecutor = (
+  task: { taskId: string; input: Record<string, unknown> },
+  context: TaskExecutionContext,
+) => Promise<Record<string, unknown>>;
+const BUILT_IN: Record<string, { type: string; execute: BuiltInExecutor } | undefined> = {
+  restore: { type: RESTORE_VM_TASK, execute: (task, context) => executeRestoreVm(task, context) },
+  gc: { type: REPOSITORY_GC_TASK, execute: executeRepositoryGc },
+  verify: { type: REPOSITORY_VERIFY_TASK, execute: executeRepositoryVerify },
+};
 
 const TERMINAL = new Set(['success', 'failure', 'cancelled']);
 /** Progress events per task at most this often; the last one always goes out. */
@@ -30,7 +51,10 @@ const PROGRESS_INTERVAL_MS = 500;
 /**
  * Takes job tasks from the durable queue and runs them through their job type's executor. A task
  * already finished (a redelivery after a crash) is acknowledged without running again; a failure is
- * retried by the queue until the last attempt, which is recorded as the task's failure.
+ * retried by the queue until the last attempt, which is recorded as the task's failure. While a
+ * task runs, the worker tells the queue it is alive several times per ack wait, so only a dead or
+ * disconnected worker's task goes to another worker (after HAVEN_TASK_ACK_WAIT_MS). What the
+ * executor logs, and the worker's own lines about the attempt, are stored as the run's log.
  */
 @Injectable()
 export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
@@ -47,9 +71,13 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    this.subscription = await this.bus.consume(JOB_TASKS, (item) => this.handle(item), {
-      concurrency: this.config.workerConcurrency,
-    });
+    this.subscription = await this.bus.consume(
+      jobTasksQueue(this.config.taskAckWaitMs),
+      (item) => this.handle(item),
+      {
+        concurrency: this.config.workerConcurrency,
+      },
+    );
   }
 
   /** Stops taking work; tasks in flight see their signal aborted and go back to the queue. */
@@ -71,11 +99,16 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       // A redelivery of work that did finish (the worker died before its ack): nothing to redo.
       if (TERMINAL.has(task.status)) return;
       const base = { tenantId, runId, taskId, attempt: item.attempt };
+      const log = new RunLogWriter(this.bus, { tenantId, runId, taskId });
       const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
-      // Restore runs belong to no job: their one task type has a built-in executor.
-      if (run?.kind === 'restore' && task.type === RESTORE_VM_TASK) {
-        await this.execute(base, item, (reporter) =>
-          executeRestoreVm({ taskId, input: task.input }, this.executionContext(tenantId, item, reporter)),
+      // Runs of no job (restore, gc, verify): their one task type has a built-in executor.
+      const builtIn = run ? BUILT_IN[run.kind] : undefined;
+      if (builtIn && task.type === builtIn.type) {
+        await this.execute(base, item, log, (reporter) =>
+          builtIn.execute(
+            { taskId, input: task.input },
+            this.executionContext(tenantId, item, reporter, log),
+          ),
         );
         return;
       }
@@ -84,6 +117,8 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
         ? await loadScheduleDefinition(this.dataSource, tenantId, run.scheduleId)
         : undefined;
       if (!job) {
+        log.line('error', 'The job of this run was deleted');
+        await log.close();
         await this.publish({
           ...base,
           status: 'failure',
@@ -93,7 +128,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
         return;
       }
       const definition = job;
-      await this.execute(base, item, async (reporter) => {
+      await this.execute(base, item, log, async (reporter) => {
         const executor = this.plugins.hasJob(definition.type)
           ? this.plugins.job(definition.type).executors[task.type]
           : undefined;
@@ -113,7 +148,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
             job: definition,
             ...(schedule === undefined ? {} : { schedule }),
           },
-          this.executionContext(tenantId, item, reporter),
+          this.executionContext(tenantId, item, reporter, log),
         );
       });
     });
@@ -123,12 +158,14 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     tenantId: string,
     item: WorkItem<TaskWorkItem>,
     reporter: { report: (progress: TaskProgress) => void },
+    runLog: RunLogWriter,
   ): TaskExecutionContext {
     return {
       signal: item.signal,
       reportProgress: reporter.report,
       resources: this.resources.forTenant(tenantId),
       log: (level, message, fields) => {
+        runLog.line(level, message, fields);
         const entry = { msg: message, ...fields };
         if (level === 'info') this.logger.log(entry, 'TaskExecutor');
         else this.logger[level](entry, 'TaskExecutor');
@@ -143,21 +180,53 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private async execute(
     base: { tenantId: string; runId: string; taskId: string; attempt: number },
     item: WorkItem<TaskWorkItem>,
+    log: RunLogWriter,
     run: (reporter: ReturnType<TaskWorker['progressReporter']>) => Promise<Record<string, unknown>>,
   ): Promise<void> {
     await this.publish({ ...base, status: 'running', progress: { step: 'starting' } });
+    log.line(
+      'info',
+      `attempt ${item.attempt} of ${item.maxDeliver} started on worker ${this.config.instanceName}`,
+      {
+        worker: this.config.instanceName,
+        attempt: item.attempt,
+      },
+    );
+    const started = Date.now();
     const reporter = this.progressReporter(base, item);
+    // Signs of life several times per ack wait, even through long silent steps (snapshot, GC).
+    const heartbeat = setInterval(
+      () => item.working(),
+      Math.max(250, Math.floor(this.config.taskAckWaitMs / 4)),
+    );
     this.metrics.tasksInFlight.inc({ queue: JOB_TASKS.name });
     try {
       const result = await run(reporter);
+      clearInterval(heartbeat);
+      log.line('info', `task finished in ${((Date.now() - started) / 1000).toFixed(1)} s`, {
+        durationMs: Date.now() - started,
+      });
+      await log.close();
       await this.publish({ ...base, status: 'success', progress: reporter.stop() ?? {}, result });
       this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'success' });
     } catch (error) {
+      clearInterval(heartbeat);
       reporter.stop();
-      // Shutting down: the bus hands the item back to the queue for another worker.
-      if (item.signal.aborted) throw error;
       const message = error instanceof Error ? error.message : String(error);
+      // Shutting down: the bus hands the item back to the queue for another worker.
+      if (item.signal.aborted) {
+        log.line(
+          'warn',
+          `attempt ${item.attempt} stopped: worker ${this.config.instanceName} is shutting down`,
+        );
+        await log.close();
+        throw error;
+      }
       if (item.attempt < item.maxDeliver && !isPermanentFailure(error)) {
+        log.line('warn', `attempt ${item.attempt} of ${item.maxDeliver} failed: ${message}; retrying`, {
+          error: message,
+        });
+        await log.close();
         await this.publish({
           ...base,
           status: 'pending',
@@ -166,9 +235,12 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
         });
         throw error;
       }
+      log.line('error', `task failed: ${message}`, { error: message, attempt: item.attempt });
+      await log.close();
       await this.publish({ ...base, status: 'failure', progress: {}, message });
       this.metrics.tasksCompleted.inc({ queue: JOB_TASKS.name, outcome: 'failure' });
     } finally {
+      clearInterval(heartbeat);
       this.metrics.tasksInFlight.dec({ queue: JOB_TASKS.name });
     }
   }

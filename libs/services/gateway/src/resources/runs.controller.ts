@@ -3,12 +3,20 @@ import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Brackets, DataSource, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
 import type { Bus } from '@haven/bus';
-import { RUN_PROGRESS, type RunProgressEvent } from '@haven/contracts';
-import { RestorePointEntity, RUN_STATUSES, RunEntity, TASK_STATUSES, TaskEntity } from '@haven/db';
+import { RUN_LOGS, RUN_PROGRESS, type RunLogBatch, type RunProgressEvent } from '@haven/contracts';
+import {
+  RestorePointEntity,
+  RUN_LOG_LEVELS,
+  RUN_STATUSES,
+  RunEntity,
+  RunLogEntity,
+  TASK_STATUSES,
+  TaskEntity,
+} from '@haven/db';
 import { HAVEN_BUS, notFound } from '@haven/service-core';
 import type { FieldError } from '@haven/plugin-sdk';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
-import { readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
+import { MAX_PAGE, readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
 import { failIfAny, isUuid } from '../http/request-body';
 import { validId } from './tenants.controller';
 
@@ -55,6 +63,7 @@ function presentRun(r: RunEntity) {
   return {
     id: r.id,
     kind: r.kind,
+    taskConcurrency: r.taskConcurrency,
     jobId: r.jobId,
     scheduleId: r.scheduleId,
     trigger: r.trigger,
@@ -80,6 +89,7 @@ function presentTask(t: TaskEntity) {
     result: t.result,
     error: t.error,
     createdAt: t.createdAt,
+    queuedAt: t.queuedAt,
     startedAt: t.startedAt,
     finishedAt: t.finishedAt,
   };
@@ -140,9 +150,76 @@ export class RunsController implements OnModuleDestroy {
   }
 
   /**
+   * The run's stored log, oldest first: what each task's executor and worker said (attempts,
+   * modes chosen and why, sizes, speeds, warnings, errors). `level=warn` keeps warnings and errors.
+   */
+  @Get(':id/logs')
+  @ApiQuery({ name: 'limit', required: false, description: `1 to ${MAX_PAGE}, default 200` })
+  @ApiQuery({ name: 'cursor', required: false, description: 'nextCursor of the previous page' })
+  @ApiQuery({ name: 'taskId', required: false })
+  @ApiQuery({ name: 'level', required: false, enum: RUN_LOG_LEVELS, description: 'this level and above' })
+  async logs(
+    @CurrentPrincipal() principal: Principal,
+    @Param('id') id: string,
+    @Query() query: Record<string, unknown>,
+  ) {
+    const errors: FieldError[] = [];
+    const { limit } = readPageRequest({ limit: query['limit'] }, errors, 200);
+    const after = filter(
+      query,
+      errors,
+      'cursor',
+      (v) => /^[0-9]{1,19}$/.test(decodeLogCursor(v)),
+      'is not a cursor returned by this API',
+    );
+    const taskId = filter(query, errors, 'taskId', isUuid, 'must be a UUID');
+    const level = filter(
+      query,
+      errors,
+      'level',
+      (v) => (RUN_LOG_LEVELS as readonly string[]).includes(v),
+      `must be one of ${RUN_LOG_LEVELS.join(', ')}`,
+    );
+    failIfAny(errors);
+    const run = await this.find(principal, id);
+    const qb = this.dataSource
+      .getRepository(RunLogEntity)
+      .createQueryBuilder('l')
+      .where('l.run_id = :runId AND l.tenant_id = :tenantId', {
+        runId: run.id,
+        tenantId: principal.tenantId,
+      });
+    if (after !== undefined) qb.andWhere('l.id > :after', { after: decodeLogCursor(after) });
+    if (taskId !== undefined) qb.andWhere('l.task_id = :taskId', { taskId });
+    if (level !== undefined)
+      qb.andWhere('l.level IN (:...levels)', {
+        levels: RUN_LOG_LEVELS.slice(RUN_LOG_LEVELS.findIndex((candidate) => candidate === level)),
+      });
+    const rows = await qb
+      .orderBy('l.id', 'ASC')
+      .limit(limit + 1)
+      .getMany();
+    const items = rows.slice(0, limit);
+    return {
+      items: items.map((l) => ({
+        id: l.id,
+        taskId: l.taskId,
+        at: l.at,
+        level: l.level,
+        message: l.message,
+        fields: l.fields,
+      })),
+      ...(rows.length > limit
+        ? { nextCursor: Buffer.from(String(items.at(-1)?.id)).toString('base64url') }
+        : {}),
+    };
+  }
+
+  /**
    * Server-Sent Events: the run's state now, then every progress event until it ends. The bus
    * subscription starts before the state is read, so an end between the two is never missed; a
-   * slow poll of the catalog covers events lost in transit.
+   * slow poll of the catalog covers events lost in transit. Log lines come as `log` events (the
+   * stored log is GET /runs/:id/logs).
    */
   @Get(':id/events')
   async events(
@@ -160,6 +237,10 @@ export class RunsController implements OnModuleDestroy {
       if (event.runId !== run.id || event.tenantId !== principal.tenantId) return;
       send('progress', event);
       if (event.taskId === undefined && TERMINAL.has(event.status)) finish();
+    });
+    const logs = this.bus.subscribe(RUN_LOGS, (batch: RunLogBatch) => {
+      if (batch.runId !== run.id || batch.tenantId !== principal.tenantId) return;
+      for (const line of batch.lines) send('log', { runId: batch.runId, ...line });
     });
     const heartbeat = setInterval(() => {
       if (!closed) response.write(': keep-alive\n\n');
@@ -181,11 +262,13 @@ export class RunsController implements OnModuleDestroy {
       clearInterval(heartbeat);
       clearInterval(poll);
       void subscription.unsubscribe();
+      void logs.unsubscribe();
       response.end();
     };
     this.streams.add(finish);
     request.on('close', finish);
     await subscription.ready();
+    await logs.ready();
     response.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
@@ -204,6 +287,10 @@ export class RunsController implements OnModuleDestroy {
     if (!run) throw notFound('Run', id);
     return run;
   }
+}
+
+function decodeLogCursor(cursor: string): string {
+  return Buffer.from(cursor, 'base64url').toString('utf8');
 }
 
 @ApiTags('tasks')
@@ -261,6 +348,8 @@ function presentRestorePoint(p: RestorePointEntity) {
     storedBytes: p.storedBytes,
     gfsTags: p.gfsTags,
     takenAt: p.takenAt,
+    damagedAt: p.damagedAt,
+    damage: p.damage,
   };
 }
 

@@ -1,0 +1,72 @@
+import type { JobPlugin } from '@haven/plugin-sdk';
+
+/**
+ * A job type for execution tests: one task per listed VM, each of which runs until the test opens
+ * its gate, so a test sees exactly which tasks execute at once without relying on timings. Loaded
+ * as a plugin by path (HAVEN_PLUGINS); Jest's module registry makes `gates` the test's own object.
+ */
+export const gates = {
+  running: new Set<string>(),
+  started: [] as string[],
+  maxRunning: 0,
+  opened: new Set<string>(),
+  waiting: new Map<string, () => void>(),
+  reset(): void {
+    this.running.clear();
+    this.started.length = 0;
+    this.maxRunning = 0;
+    this.opened.clear();
+    this.waiting.clear();
+  },
+  open(vm: string): void {
+    this.opened.add(vm);
+    this.waiting.get(vm)?.();
+  },
+};
+
+export const plugin: JobPlugin = {
+  manifestVersion: 1,
+  kind: 'job',
+  type: 'test.gated',
+  version: '1.0.0',
+  description: 'Test job: each task waits for the test to open its gate',
+  taskTypes: ['test.gated.vm'],
+  configSchema: {
+    type: 'object',
+    properties: {
+      parallel: { type: 'integer', minimum: 1 },
+      chatter: { type: 'integer', minimum: 0, description: 'extra info lines each task logs' },
+    },
+    additionalProperties: false,
+  },
+  taskConcurrency: (settings) =>
+    typeof settings['parallel'] === 'number' ? settings['parallel'] : undefined,
+  plan({ job }) {
+    const vms = Array.isArray(job.selection['vms']) ? (job.selection['vms'] as string[]) : [];
+    return Promise.resolve(vms.map((vm) => ({ type: 'test.gated.vm', subject: vm, input: { vm } })));
+  },
+  executors: {
+    async 'test.gated.vm'(task, context) {
+      const vm = String(task.input['vm']);
+      gates.running.add(vm);
+      gates.started.push(vm);
+      gates.maxRunning = Math.max(gates.maxRunning, gates.running.size);
+      context.log('info', `backing up ${vm}`, { vm, mode: 'full', reason: 'no-base-snapshot' });
+      const chatter = Number(task.job.settings['chatter'] ?? 0);
+      for (let i = 0; i < chatter; i++) context.log('info', `chatter ${i}`);
+      try {
+        if (!gates.opened.has(vm))
+          await new Promise<void>((resolve, reject) => {
+            gates.waiting.set(vm, resolve);
+            context.signal.addEventListener('abort', () => reject(new Error(`${vm} aborted`)), {
+              once: true,
+            });
+          });
+      } finally {
+        gates.running.delete(vm);
+      }
+      context.log('warn', `${vm} has a disk bigger than its SR's free space`, { vm });
+      return { vm };
+    },
+  },
+};

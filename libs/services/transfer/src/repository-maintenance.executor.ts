@@ -1,0 +1,151 @@
+import type { DamagedRestorePointReport } from '@haven/contracts';
+import type { TaskExecutionContext } from '@haven/plugin-sdk';
+import {
+  collectGarbage,
+  manifestKey,
+  openRepository,
+  type Repository,
+  verifyRepository,
+} from '@haven/repository';
+
+/** A maintenance task whose input cannot be used: retrying it cannot help. */
+export class MaintenanceInputError extends Error {
+  readonly permanent = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'MaintenanceInputError';
+  }
+}
+
+interface MaintenanceInput {
+  remoteId: string;
+  safetyWindowMs?: number;
+  sample?: number;
+}
+
+function readInput(input: Record<string, unknown>): MaintenanceInput {
+  const remoteId = input['remoteId'];
+  if (typeof remoteId !== 'string' || remoteId === '')
+    throw new MaintenanceInputError('the maintenance task names no remote (input.remoteId)');
+  const number = (key: string): number | undefined => {
+    const value = input[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+      throw new MaintenanceInputError(`input.${key} must be a number >= 0 (got ${JSON.stringify(value)})`);
+    return value;
+  };
+  const safetyWindowMs = number('safetyWindowMs');
+  const sample = number('sample');
+  return {
+    remoteId,
+    ...(safetyWindowMs === undefined ? {} : { safetyWindowMs }),
+    ...(sample === undefined ? {} : { sample }),
+  };
+}
+
+/** Opens the remote's repository (its passphrase unsealed for this task only) for `work`. */
+async function withRepository<T>(
+  context: TaskExecutionContext,
+  remoteId: string,
+  work: (repository: Repository, remoteName: string) => Promise<T>,
+): Promise<T> {
+  const remote = await context.resources.remote(remoteId);
+  try {
+    const key = remote.repositoryPassphrase;
+    const repository = await openRepository(remote.store, key === undefined ? {} : { key });
+    return await work(repository, remote.name);
+  } finally {
+    await remote.store.close().catch(() => undefined);
+  }
+}
+
+/**
+ * `repository.gc`: the repository's mark-and-sweep collector on one remote (it holds the remote's
+ * GC lease, so two never run at once, and spares chunks younger than its safety window).
+ */
+export async function executeRepositoryGc(
+  task: { input: Record<string, unknown> },
+  context: TaskExecutionContext,
+): Promise<Record<string, unknown>> {
+  const input = readInput(task.input);
+  return withRepository(context, input.remoteId, async (repository, remoteName) => {
+    context.reportProgress({ step: 'collecting garbage' });
+    context.log('info', `garbage collection on remote ${remoteName} started`, {
+      remoteId: input.remoteId,
+      safetyWindowMs: input.safetyWindowMs ?? null,
+    });
+    const report = await collectGarbage(repository, {
+      signal: context.signal,
+      ...(input.safetyWindowMs === undefined ? {} : { safetyWindowMs: input.safetyWindowMs }),
+    });
+    context.log(
+      'info',
+      `garbage collection on remote ${remoteName}: ${report.purgedChunks} chunk(s) freed (${report.purgedBytes} bytes), ${report.trashedChunks} moved to trash`,
+      { ...report },
+    );
+    return {
+      remoteId: input.remoteId,
+      freedChunks: report.purgedChunks,
+      freedBytes: report.purgedBytes,
+      ...report,
+    };
+  });
+}
+
+/**
+ * `repository.verify`: re-reads and re-hashes the remote's chunks and names every restore point a
+ * missing or damaged chunk breaks; the catalog marks those restore points damaged.
+ */
+export async function executeRepositoryVerify(
+  task: { input: Record<string, unknown> },
+  context: TaskExecutionContext,
+): Promise<Record<string, unknown>> {
+  const input = readInput(task.input);
+  return withRepository(context, input.remoteId, async (repository, remoteName) => {
+    context.reportProgress({ step: 'verifying' });
+    const report = await verifyRepository(repository, {
+      signal: context.signal,
+      ...(input.sample === undefined ? {} : { sample: input.sample }),
+      onProgress: ({ checkedChunks, totalChunks }) =>
+        context.reportProgress({ step: 'verifying', checkedChunks, totalChunks }),
+    });
+    const bad = [...report.damagedChunks, ...report.missingChunks];
+    const damagedRestorePoints: DamagedRestorePointReport[] = report.brokenRestorePoints.map((point) => ({
+      manifestKey: manifestKey(point.id),
+      label: point.label,
+      ...(point.vmUuid === undefined ? {} : { vmUuid: point.vmUuid }),
+      reasons: point.reasons,
+      chunks: bad
+        .filter((chunk) => chunk.restorePoints.includes(point.label))
+        .map((chunk) => ({ chunkId: chunk.chunkId, reason: chunk.reason })),
+    }));
+    for (const chunk of bad)
+      context.log('error', `chunk ${chunk.chunkId} on remote ${remoteName} is ${chunk.reason}`, {
+        chunkId: chunk.chunkId,
+        key: chunk.key,
+        restorePoints: chunk.restorePoints,
+      });
+    for (const point of damagedRestorePoints)
+      context.log('error', `restore point ${point.label} is damaged: ${point.reasons.join('; ')}`, {
+        manifestKey: point.manifestKey,
+      });
+    context.log(
+      report.ok ? 'info' : 'warn',
+      `verify of remote ${remoteName}: ${report.checkedChunks} of ${report.chunks} chunk(s) re-hashed, ${bad.length} bad, ${damagedRestorePoints.length} restore point(s) damaged`,
+    );
+    return {
+      remoteId: input.remoteId,
+      ok: report.ok,
+      // Only a verify of every chunk may declare the others sound.
+      complete: input.sample === undefined,
+      restorePoints: report.restorePoints,
+      chunks: report.chunks,
+      checkedChunks: report.checkedChunks,
+      checkedBytes: report.checkedBytes,
+      chunksInTrash: report.chunksInTrash,
+      damagedChunks: report.damagedChunks,
+      missingChunks: report.missingChunks,
+      damagedRestorePoints,
+    };
+  });
+}
