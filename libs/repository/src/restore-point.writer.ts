@@ -309,12 +309,7 @@ export class RestorePointWriter {
     // Chunk objects are sealed into these (one per chunk in flight) rather than into a fresh
     // 2 MiB allocation each; see docs/benchmarks/repository.md for what that saves.
     const objects = new BufferPool(blockSize + CHUNK_OBJECT_OVERHEAD, concurrency);
-    const upload = async (
-      id: Buffer,
-      data: Buffer,
-      replace: boolean,
-      block: DiskBlock,
-    ): Promise<void> => {
+    const upload = async (id: Buffer, data: Buffer, replace: boolean, block: DiskBlock): Promise<void> => {
       // A rewrite overwrites an existing object: an attempt the remote abandoned (timeout) and
       // that still ran later must not find reused bytes, so those get a buffer of their own.
       const into = replace ? undefined : objects.acquire();
