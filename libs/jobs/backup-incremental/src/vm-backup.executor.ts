@@ -17,23 +17,35 @@ import {
   type RestorePointReader,
   type RestorePointWriter,
 } from '@haven/repository';
-import { openVhdStream, VHD_BLOCK_SIZE, type VhdStreamBlock } from '@haven/vhd';
 import {
-  RECORDED_VIFS_ATTRIBUTE,
-  recordVifs,
+  XapiError,
   XapiPool,
   XapiTransferError,
   XapiUnreachableError,
-  type DiskInfo,
   type SnapshotInfo,
   type VmInfo,
 } from '@haven/xapi';
 import { BackupJobError } from './backup-incremental.errors';
 import { backupSettings, snapshotName, type BackupIncrementalSettings } from './backup-incremental.settings';
-import { BlockFanout } from './block.fanout';
-import { wholeBlocks } from './whole-block.merger';
+import { inspectBase, isDamaged, noDamage, type BaseDamage } from './base.inspection';
+import { changedBlocksOfBitmap } from './cbt.blocks';
+import {
+  applyCbt,
+  chainAttributes,
+  manifestAttribute,
+  planDisks,
+  type CbtOutcome,
+  type DiskBackupMode,
+  type DiskBackupReason,
+  type DiskPlan,
+  type DiskTransport,
+} from './disk.plan';
+import { transferDisk } from './disk.transfer';
 import { applyRetention, hasRetention } from './restore-point.retention';
+import { snapshotsToKeep, snapshotsToRemove } from './snapshot.retention';
 import { parseSelection } from './vm.selection';
+
+export type { DiskBackupMode, DiskBackupReason, DiskTransport } from './disk.plan';
 
 /** other_config keys that tie a snapshot to the job and VM it was taken for. */
 export const SNAPSHOT_JOB_KEY = 'haven:job';
@@ -42,15 +54,7 @@ export const SNAPSHOT_TASK_KEY = 'haven:task';
 /** The VM marker key (other_config `haven:backup`). */
 export const BACKUP_MARKER_KEY = 'backup';
 const MARKER_TTL_MS = 10 * 60_000;
-
-export type DiskBackupMode = 'full' | 'delta';
-/** Why a disk was backed up in full or as a delta; recorded in the task result and the manifest. */
-export type DiskBackupReason =
-  | 'no-base-restore-point'
-  | 'no-base-snapshot'
-  | 'disk-resized'
-  | 'full-interval'
-  | 'base-available';
+const MiB = 1024 * 1024;
 
 export interface DiskBackupResult {
   key: string;
@@ -58,6 +62,10 @@ export interface DiskBackupResult {
   reason: DiskBackupReason;
   /** Bytes read from the pool for this disk (2 MiB per exported block). */
   bytes: number;
+  transport?: DiskTransport;
+  /** Bytes uploaded (new chunks, sealed) summed over the remotes. */
+  bytesStored?: number;
+  seconds?: number;
 }
 
 export interface VmBackupResult extends Record<string, unknown> {
@@ -73,25 +81,12 @@ export interface VmBackupResult extends Record<string, unknown> {
 interface BackupTarget {
   access: RemoteAccess;
   repository: Repository;
-  base?: { manifest: RestorePointManifest; reader: RestorePointReader };
+  base?: { manifest: RestorePointManifest; reader?: RestorePointReader; damage: BaseDamage };
   writer?: RestorePointWriter;
 }
 
-interface DiskPlan {
-  disk: DiskInfo;
-  key: string;
-  mode: DiskBackupMode;
-  reason: DiskBackupReason;
-  baseDisk?: DiskInfo;
-}
-
-/** The disk's key inside restore points: its VBD position, stable across snapshots. */
-function diskKey(disk: DiskInfo): string {
-  return String(disk.position);
-}
-
 function attribute(manifest: RestorePointManifest, name: string): unknown {
-  return manifest.attributes?.[name];
+  return manifestAttribute(manifest, name);
 }
 
 /**
@@ -167,14 +162,16 @@ async function backupOnce(
   settings: BackupIncrementalSettings,
 ): Promise<VmBackupResult> {
   const vm = await pool.getVm(vmUuid);
+  if (settings.useCbt) await enableCbt(pool, vm, context);
   const tags = { [SNAPSHOT_JOB_KEY]: task.job.id, [SNAPSHOT_VM_KEY]: vm.uuid };
   const previous = await pool.listSnapshots(vm.uuid, { otherConfig: tags });
+  const keep = snapshotsToKeep(task.schedule?.retention);
   const targets: BackupTarget[] = [];
   try {
     for (const remoteId of task.job.remoteIds) {
       const remote = await context.resources.remote(remoteId);
       try {
-        targets.push(await openTarget(remote, task, vm, settings, context.signal));
+        targets.push(await openTarget(remote, task, vm, settings, context));
       } catch (error) {
         await remote.store.close().catch(() => undefined);
         throw error;
@@ -184,9 +181,7 @@ async function backupOnce(
     if (done !== undefined) {
       // Redelivered after this task committed everywhere (the worker died before reporting):
       // report that backup again instead of taking another one.
-      for (const old of previous) {
-        if (old.uuid !== done.snapshot) await pool.destroySnapshot(old).catch(() => undefined);
-      }
+      await removeSnapshots(pool, snapshotsToRemove(previous, done.snapshot, keep), context);
       return done;
     }
     const snapshot = await pool.snapshotVm(vm, {
@@ -207,26 +202,51 @@ async function backupOnce(
       await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
         context.log(
           'error',
-          `removing snapshot ${snapshot.uuid} of a failed backup failed; remove it by hand`,
-          {
-            error: String(cleanup),
-          },
+          `removing snapshot ${snapshot.uuid} of a failed backup of VM "${vm.name}" failed; remove it by hand`,
+          { vm: vm.name, vmUuid: vm.uuid, snapshot: snapshot.uuid, error: String(cleanup) },
         );
       });
       throw error;
     }
-    // Only the new snapshot is kept: it is the base of the next run.
-    for (const old of previous) {
-      await pool.destroySnapshot(old).catch((error: unknown) => {
-        context.log('warn', `removing the previous backup snapshot ${old.uuid} failed`, {
-          error: String(error),
-        });
-      });
-    }
+    // The new snapshot is kept (the next run's base), and the newest others up to the schedule's count.
+    await removeSnapshots(pool, snapshotsToRemove([...previous, snapshot], snapshot.uuid, keep), context);
     if (hasRetention(task.schedule)) await retain(result, targets, task, task.schedule, vm, context);
     return result;
   } finally {
     for (const target of targets) await target.access.store.close().catch(() => undefined);
+  }
+}
+
+/** Turns CBT on for the VM's disks that lack it: snapshots taken from now on carry the log. */
+async function enableCbt(pool: XapiPool, vm: VmInfo, context: TaskExecutionContext): Promise<void> {
+  for (const disk of vm.disks) {
+    if (disk.cbtEnabled) continue;
+    await pool.enableCbt(disk.vdiRef);
+    context.log(
+      'info',
+      `CBT enabled on disk ${disk.position} of VM "${vm.name}"; it is used from the next backup`,
+      {
+        vm: vm.name,
+        vmUuid: vm.uuid,
+        disk: String(disk.position),
+        vdi: disk.vdiUuid,
+      },
+    );
+  }
+}
+
+async function removeSnapshots(
+  pool: XapiPool,
+  snapshots: readonly SnapshotInfo[],
+  context: TaskExecutionContext,
+): Promise<void> {
+  for (const old of snapshots) {
+    await pool.destroySnapshot(old).catch((error: unknown) => {
+      context.log('warn', `removing the backup snapshot ${old.uuid} failed; the next run tries again`, {
+        snapshot: old.uuid,
+        error: String(error),
+      });
+    });
   }
 }
 
@@ -322,8 +342,9 @@ async function openTarget(
   task: TaskExecution,
   vm: VmInfo,
   settings: BackupIncrementalSettings,
-  signal: AbortSignal,
+  context: TaskExecutionContext,
 ): Promise<BackupTarget> {
+  const signal = context.signal;
   const key = access.repositoryPassphrase;
   let repository: Repository;
   try {
@@ -350,49 +371,78 @@ async function openTarget(
     .sort((a, b) => a.manifest.committedAt.localeCompare(b.manifest.committedAt) || a.id.localeCompare(b.id));
   const newest = ofJob.at(-1);
   if (newest === undefined) return { access, repository };
-  return {
-    access,
-    repository,
-    base: { manifest: newest.manifest, reader: await repository.openRestorePoint(newest.id, signal) },
-  };
+  let reader: RestorePointReader;
+  try {
+    reader = await repository.openRestorePoint(newest.id, signal);
+  } catch (error) {
+    if (!isRepositoryError(error, 'INDEX_DAMAGED')) throw error;
+    const damage: BaseDamage = { disks: 'all', chunks: new Set(), reasons: [error.message] };
+    logDamage(context, vm, access, newest.label, damage);
+    return { access, repository, base: { manifest: newest.manifest, damage } };
+  }
+  // The restore point this very task committed before a crash is not a base to check.
+  const own = attribute(newest.manifest, 'taskId') === task.taskId;
+  const damage = own ? noDamage() : await inspectBase(repository, reader, settings.verifyBase, signal);
+  if (isDamaged(damage)) logDamage(context, vm, access, newest.label, damage);
+  return { access, repository, base: { manifest: newest.manifest, reader, damage } };
 }
 
-function planDisks(
-  snapshot: SnapshotInfo,
-  previous: readonly SnapshotInfo[],
-  targets: readonly BackupTarget[],
-  fullInterval: number,
-): DiskPlan[] {
-  const bases = targets.map((target) => target.base?.manifest);
-  const baseSnapshotUuid = bases[0] !== undefined ? attribute(bases[0], 'snapshotUuid') : undefined;
-  const sameBase = bases.every(
-    (manifest) => manifest !== undefined && attribute(manifest, 'snapshotUuid') === baseSnapshotUuid,
+function logDamage(
+  context: TaskExecutionContext,
+  vm: VmInfo,
+  access: RemoteAccess,
+  label: string,
+  damage: BaseDamage,
+): void {
+  context.log(
+    'warn',
+    `the base restore point ${label} of VM "${vm.name}" on remote ${access.name} is damaged: a full backup replaces it`,
+    {
+      vm: vm.name,
+      vmUuid: vm.uuid,
+      remote: access.name,
+      disks: damage.disks === 'all' ? 'all' : [...damage.disks],
+      reasons: damage.reasons.slice(0, 20),
+    },
   );
-  const baseSnapshot = sameBase
-    ? previous.find((candidate) => candidate.uuid === baseSnapshotUuid)
-    : undefined;
-  const chain = bases.map((manifest) =>
-    Number(manifest !== undefined ? attribute(manifest, 'chainLength') : 0),
-  );
-  return [...snapshot.disks]
-    .sort((a, b) => a.position - b.position)
-    .map((disk): DiskPlan => {
-      const key = diskKey(disk);
-      const full = (reason: DiskBackupReason): DiskPlan => ({ disk, key, mode: 'full', reason });
-      if (bases.some((manifest) => manifest === undefined)) return full('no-base-restore-point');
-      const baseDisk = baseSnapshot?.disks.find((candidate) => diskKey(candidate) === key);
-      if (baseDisk === undefined) return full('no-base-snapshot');
-      const stored = bases.map((manifest) => manifest?.disks.find((candidate) => candidate.key === key));
-      if (stored.some((entry) => entry === undefined)) return full('no-base-restore-point');
-      if (
-        baseDisk.virtualSize !== disk.virtualSize ||
-        stored.some((entry) => entry?.virtualSize !== disk.virtualSize)
-      ) {
-        return full('disk-resized');
+}
+
+/** Asks CBT for the changed blocks of every delta disk; a reset log turns the disk into a full. */
+async function resolveCbt(
+  pool: XapiPool,
+  vm: VmInfo,
+  plans: readonly DiskPlan[],
+  context: TaskExecutionContext,
+): Promise<DiskPlan[]> {
+  const resolved: DiskPlan[] = [];
+  for (const plan of plans) {
+    const baseDisk = plan.baseDisk;
+    if (plan.mode !== 'delta' || baseDisk === undefined) {
+      resolved.push(plan);
+      continue;
+    }
+    let outcome: CbtOutcome;
+    if (!baseDisk.cbtEnabled) {
+      outcome = { kind: 'not-tracked' };
+    } else {
+      try {
+        const bitmap = await pool.listChangedBlocks(baseDisk.vdiRef, plan.disk.vdiRef, context.signal);
+        outcome = { kind: 'changed', blocks: changedBlocksOfBitmap(bitmap, plan.disk.virtualSize) };
+      } catch (error) {
+        const transient = error instanceof XapiUnreachableError || error instanceof XapiTransferError;
+        const reset = (error instanceof XapiError && !transient) || error instanceof BackupJobError;
+        if (!reset) throw error;
+        outcome = { kind: 'reset', error: error.message };
+        context.log(
+          'warn',
+          `CBT of disk ${plan.key} of VM "${vm.name}" no longer links the base snapshot (reset or disabled): full backup of that disk`,
+          { vm: vm.name, vmUuid: vm.uuid, disk: plan.key, reason: 'cbt-reset', error: error.message },
+        );
       }
-      if (fullInterval > 0 && chain.some((length) => !(length < fullInterval))) return full('full-interval');
-      return { disk, key, mode: 'delta', reason: 'base-available', baseDisk };
-    });
+    }
+    resolved.push(applyCbt(plan, outcome));
+  }
+  return resolved;
 }
 
 async function writeRestorePoints(
@@ -405,17 +455,44 @@ async function writeRestorePoints(
   context: TaskExecutionContext,
   settings: BackupIncrementalSettings,
 ): Promise<VmBackupResult> {
-  const plans = planDisks(snapshot, previous, targets, settings.fullInterval);
+  let plans = planDisks({
+    disks: snapshot.disks,
+    bases: targets.map((target) =>
+      target.base === undefined
+        ? undefined
+        : { manifest: target.base.manifest, damagedDisks: target.base.damage.disks },
+    ),
+    previous,
+    fullInterval: settings.fullInterval,
+    fullIntervalDays: settings.fullIntervalDays,
+    now: snapshot.takenAt,
+  });
   if (plans.length === 0) {
     throw new BackupJobError('NO_DISKS', `VM "${vm.name}" (${vm.uuid}) has no disk to back up`);
   }
+  if (settings.useCbt) plans = await resolveCbt(pool, vm, plans, context);
+  for (const plan of plans) {
+    const fallback = ['no-base-snapshot', 'base-damaged', 'cbt-reset'].includes(plan.reason);
+    context.log(
+      fallback ? 'warn' : 'info',
+      `VM "${vm.name}" disk ${plan.key}: ${plan.mode} backup (${plan.reason})${plan.transport === 'cbt' ? `, ${plan.changedBlocks?.length ?? 0} block(s) changed per CBT` : ''}`,
+      {
+        vm: vm.name,
+        vmUuid: vm.uuid,
+        disk: plan.key,
+        mode: plan.mode,
+        reason: plan.reason,
+        transport: plan.transport,
+      },
+    );
+  }
   const incremental = plans.some((plan) => plan.mode === 'delta');
-  const baseChain = Number(
-    targets[0]?.base !== undefined ? attribute(targets[0].base.manifest, 'chainLength') : 0,
-  );
+  const chain = chainAttributes(plans, targets[0]?.base?.manifest, snapshot.takenAt);
   const bytesTotal = plans.reduce((sum, plan) => sum + plan.disk.virtualSize, 0);
   for (const target of targets) {
     const base = target.base;
+    const damaged = base !== undefined && isDamaged(base.damage);
+    const rewrite = base?.damage.chunks;
     target.writer = await target.repository.createRestorePointWriter(
       {
         vm: { uuid: vm.uuid, name: vm.name, record: vm.record },
@@ -428,9 +505,14 @@ async function writeRestorePoints(
           snapshotUuid: snapshot.uuid,
           snapshotTakenAt: snapshot.takenAt.toISOString(),
           taskId: task.taskId,
-          chainLength: incremental ? (Number.isFinite(baseChain) ? baseChain : 0) + 1 : 0,
-          disks: plans.map((plan) => ({ key: plan.key, mode: plan.mode, reason: plan.reason })),
-          [RECORDED_VIFS_ATTRIBUTE]: recordVifs(vm),
+          chainLength: chain.chainLength,
+          lastFullAt: chain.lastFullAt,
+          disks: plans.map((plan) => ({
+            key: plan.key,
+            mode: plan.mode,
+            reason: plan.reason,
+            transport: plan.transport,
+          })),
         },
       },
       {
@@ -439,63 +521,48 @@ async function writeRestorePoints(
         expectedBytes: bytesTotal,
         createdAt: snapshot.takenAt,
         // An incremental run mostly reuses the previous backup's chunks: no need to list them all.
-        knownChunks: base !== undefined ? { restorePoints: [base.manifest.id] } : 'list',
+        // Over a damaged base, only a listing says which chunks really are there.
+        knownChunks: base?.reader !== undefined && !damaged ? { restorePoints: [base.manifest.id] } : 'list',
+        ...(rewrite !== undefined && rewrite.size > 0 ? { rewriteChunks: rewrite } : {}),
       },
     );
   }
-  const disks: DiskBackupResult[] = [];
-  let bytesBefore = 0;
-  for (const plan of plans) {
-    context.signal.throwIfAborted();
-    const exported = await pool.exportVhd(plan.disk.vdiRef, {
-      ...(plan.baseDisk !== undefined ? { baseVdiRef: plan.baseDisk.vdiRef } : {}),
-      signal: context.signal,
+
+  const progress = new Map<string, number>();
+  const report = (step: string): void =>
+    context.reportProgress({
+      step,
+      bytesDone: [...progress.values()].reduce((sum, bytes) => sum + bytes, 0),
+      bytesTotal,
     });
-    let bytes = 0;
-    let furthest = 0;
-    const { metadata, blocks } = await openVhdStream(exported);
-    if (metadata.footer.currentSize !== plan.disk.virtualSize) {
-      await blocks.return();
-      throw new BackupJobError(
-        'DISK_MISMATCH',
-        `the export of disk ${plan.key} of VM "${vm.name}" is ${metadata.footer.currentSize} bytes but XAPI reports ${plan.disk.virtualSize}; retry the backup`,
-      );
-    }
-    async function* counted(): AsyncGenerator<VhdStreamBlock, void, undefined> {
-      for await (const block of blocks) {
-        bytes += VHD_BLOCK_SIZE;
-        furthest = Math.max(furthest, Math.min((block.index + 1) * VHD_BLOCK_SIZE, plan.disk.virtualSize));
-        context.reportProgress({ step: `disk ${plan.key}`, bytesDone: bytesBefore + furthest, bytesTotal });
-        yield block;
+  // Disks in parallel: a failure stops the others at once, the first error is thrown.
+  const transfers = new AbortController();
+  const stop = (): void => transfers.abort(context.signal.reason);
+  context.signal.addEventListener('abort', stop, { once: true });
+  const results = new Map<string, DiskBackupResult>();
+  let failure: Error | undefined;
+  const queue = [...plans];
+  const worker = async (): Promise<void> => {
+    for (let plan = queue.shift(); plan !== undefined && failure === undefined; plan = queue.shift()) {
+      try {
+        results.set(
+          plan.key,
+          await backupDisk(pool, vm, plan, targets, context, transfers.signal, report, progress),
+        );
+      } catch (error) {
+        failure ??= error instanceof Error ? error : new Error(String(error));
+        transfers.abort(failure);
       }
     }
-    const fanout = new BlockFanout(counted(), targets.length);
-    try {
-      // Settled, not raced: on a failure every writer has stopped before the caller aborts them.
-      const settled = await Promise.allSettled(
-        targets.map(async (target, index) => {
-          const writer = target.writer;
-          if (writer === undefined) throw new Error('writer not started');
-          const base = plan.mode === 'delta' ? target.base?.reader.disk(plan.key) : undefined;
-          await writer.writeDisk(
-            {
-              key: plan.key,
-              virtualSize: plan.disk.virtualSize,
-              uuid: plan.disk.vdiUuid,
-              name: plan.disk.name,
-            },
-            wholeBlocks(fanout.consumer(index), plan.disk.virtualSize, base),
-            base !== undefined ? { base } : {},
-          );
-        }),
-      );
-      for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
-    } finally {
-      await fanout.close();
-    }
-    bytesBefore += plan.disk.virtualSize;
-    disks.push({ key: plan.key, mode: plan.mode, reason: plan.reason, bytes });
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(settings.diskConcurrency, plans.length) }, worker));
+  } finally {
+    context.signal.removeEventListener('abort', stop);
   }
+  if (failure !== undefined) throw failure;
+  context.signal.throwIfAborted();
+
   const restorePoints: CommittedRestorePoint[] = [];
   for (const target of targets) {
     const writer = target.writer;
@@ -513,5 +580,89 @@ async function writeRestorePoints(
     });
   }
   context.reportProgress({ step: 'committed', bytesDone: bytesTotal, bytesTotal });
+  const disks = plans
+    .map((plan) => results.get(plan.key))
+    .filter((r): r is DiskBackupResult => r !== undefined);
   return { restorePoints, disks, snapshot: snapshot.uuid };
+}
+
+/** One disk to every remote, with its run-log line (or an error naming the VM and disk). */
+async function backupDisk(
+  pool: XapiPool,
+  vm: VmInfo,
+  plan: DiskPlan,
+  targets: readonly BackupTarget[],
+  context: TaskExecutionContext,
+  signal: AbortSignal,
+  report: (step: string) => void,
+  progress: Map<string, number>,
+): Promise<DiskBackupResult> {
+  signal.throwIfAborted();
+  const label = `disk ${plan.key} of VM "${vm.name}"`;
+  const started = performance.now();
+  const fields = { vm: vm.name, vmUuid: vm.uuid, disk: plan.key, mode: plan.mode, reason: plan.reason };
+  try {
+    const destinations = targets.map((target) => {
+      if (target.writer === undefined) throw new Error('writer not started');
+      const base = plan.mode === 'delta' ? target.base?.reader?.disk(plan.key) : undefined;
+      return { writer: target.writer, ...(base !== undefined ? { base } : {}) };
+    });
+    const outcome = await transferDisk(
+      pool,
+      plan,
+      destinations,
+      label,
+      (furthest) => {
+        progress.set(plan.key, furthest);
+        report(`disk ${plan.key}`);
+      },
+      signal,
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const bytesStored = outcome.stored.reduce((sum, disk) => sum + disk.uploadedBytes, 0);
+    const mbPerSecond = seconds > 0 ? outcome.bytesRead / MiB / seconds : 0;
+    context.log(
+      'info',
+      `VM "${vm.name}" disk ${plan.key}: ${plan.mode} (${plan.reason}), ${(outcome.bytesRead / MiB).toFixed(1)} MiB read, ` +
+        `${(bytesStored / MiB).toFixed(1)} MiB stored in ${seconds.toFixed(1)} s (${mbPerSecond.toFixed(1)} MiB/s)`,
+      {
+        ...fields,
+        transport: plan.transport,
+        bytesRead: outcome.bytesRead,
+        bytesStored,
+        newChunks: outcome.stored.reduce((sum, disk) => sum + disk.uploadedChunks, 0),
+        reusedChunks: outcome.stored.reduce((sum, disk) => sum + disk.reusedChunks, 0),
+        remotes: outcome.stored.map((disk, index) => ({
+          remote: targets[index]?.access.name,
+          uploadedBytes: disk.uploadedBytes,
+          uploadedChunks: disk.uploadedChunks,
+          reusedChunks: disk.reusedChunks,
+        })),
+        seconds: Number(seconds.toFixed(3)),
+        mbPerSecond: Number(mbPerSecond.toFixed(1)),
+      },
+    );
+    return {
+      key: plan.key,
+      mode: plan.mode,
+      reason: plan.reason,
+      bytes: outcome.bytesRead,
+      transport: plan.transport,
+      bytesStored,
+      seconds: Number(seconds.toFixed(3)),
+    };
+  } catch (error) {
+    // A disk stopped because another one failed is not an error of its own.
+    if (!(signal.aborted && signal.reason !== error)) {
+      context.log(
+        'error',
+        `backup of ${label} failed: ${error instanceof Error ? error.message : String(error)}`,
+        {
+          ...fields,
+          error: String(error),
+        },
+      );
+    }
+    throw error;
+  }
 }

@@ -1,0 +1,93 @@
+import {
+  readDamageRecord,
+  verifyRepository,
+  type Repository,
+  type RestorePointReader,
+} from '@haven/repository';
+import type { BaseVerification } from './backup-incremental.settings';
+
+/** What is wrong with a base restore point on one remote. */
+export interface BaseDamage {
+  /** Keys of the disks it breaks, or all of them (e.g. the verify record names no chunk of it). */
+  disks: Set<string> | 'all';
+  /** Hex ids of chunks known missing or damaged: a full backup uploads them again. */
+  chunks: Set<string>;
+  /** Why, for the run log. */
+  reasons: string[];
+}
+
+export function noDamage(): BaseDamage {
+  return { disks: new Set(), chunks: new Set(), reasons: [] };
+}
+
+export function isDamaged(damage: BaseDamage): boolean {
+  return damage.disks === 'all' || damage.disks.size > 0;
+}
+
+/**
+ * Checks the base restore point before a delta is built on it: the damage a verify of the
+ * repository recorded, then (`existence`) that every chunk its indexes reference is stored (one
+ * batched listing of chunks/, a lookup in GC trash for the few absent), or (`full`) also that
+ * each re-reads and re-hashes to its id (the repository verifier on that restore point alone).
+ */
+export async function inspectBase(
+  repository: Repository,
+  reader: RestorePointReader,
+  verification: BaseVerification,
+  signal?: AbortSignal,
+): Promise<BaseDamage> {
+  const damage = noDamage();
+  const id = reader.manifest.id;
+  const chunksOfDisk = new Map<string, Set<string>>();
+  for (const disk of reader.manifest.disks) {
+    chunksOfDisk.set(
+      disk.key,
+      new Set([...reader.disk(disk.key).index.chunkIds()].map((chunk) => chunk.toString('hex'))),
+    );
+  }
+  const markChunk = (hex: string): boolean => {
+    let found = false;
+    for (const [key, chunks] of chunksOfDisk) {
+      if (!chunks.has(hex)) continue;
+      found = true;
+      if (damage.disks !== 'all') damage.disks.add(key);
+    }
+    damage.chunks.add(hex);
+    return found;
+  };
+
+  const record = await readDamageRecord(repository, signal);
+  if (record.restorePoints.includes(id)) {
+    let named = false;
+    for (const hex of record.chunks) named = markChunk(hex) || named;
+    // Broken by something other than a chunk (its index): every disk.
+    if (!named) damage.disks = 'all';
+    damage.reasons.push(`a verify of the repository recorded restore point ${id} as damaged`);
+  } else {
+    for (const hex of record.chunks) damage.chunks.add(hex);
+  }
+
+  if (verification === 'full') {
+    const report = await verifyRepository(repository, { restorePoints: [id], ...(signal ? { signal } : {}) });
+    for (const chunk of [...report.damagedChunks, ...report.missingChunks]) {
+      markChunk(chunk.chunkId);
+      damage.reasons.push(`chunk ${chunk.chunkId} is ${chunk.reason}`);
+    }
+    if (report.brokenRestorePoints.length > 0 && damage.disks !== 'all' && damage.disks.size === 0) {
+      damage.disks = 'all';
+      damage.reasons.push(...report.brokenRestorePoints.flatMap((point) => point.reasons));
+    }
+    return damage;
+  }
+
+  const stored = await repository.chunks.list(signal);
+  const absent = new Set<string>();
+  for (const chunks of chunksOfDisk.values()) for (const hex of chunks) if (!stored.has(hex)) absent.add(hex);
+  for (const hex of absent) {
+    // Moved to GC trash while a backup relied on it: still readable.
+    if ((await repository.chunks.locate(Buffer.from(hex, 'hex'), signal)) !== undefined) continue;
+    markChunk(hex);
+    damage.reasons.push(`chunk ${hex} is missing`);
+  }
+  return damage;
+}

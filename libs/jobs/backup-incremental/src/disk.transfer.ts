@@ -1,0 +1,113 @@
+import type { DiskBlock, DiskReader, RestorePointDisk, RestorePointWriter } from '@haven/repository';
+import { openVhdStream, VHD_BLOCK_SIZE } from '@haven/vhd';
+import type { XapiPool } from '@haven/xapi';
+import { BackupJobError } from './backup-incremental.errors';
+import { BlockFanout } from './block.fanout';
+import type { DiskPlan } from './disk.plan';
+import { rawBlocks } from './raw-blocks.reader';
+import { wholeBlocks } from './whole-block.merger';
+
+/** One remote's writer for this disk, and its copy of the base disk when the plan is a delta. */
+export interface DiskDestination {
+  writer: RestorePointWriter;
+  base?: DiskReader;
+}
+
+export interface DiskTransferResult {
+  /** Bytes read from the pool (2 MiB per exported block, the short last block as it is). */
+  bytesRead: number;
+  /** What each remote's writer recorded (chunks uploaded, reused…), in destination order. */
+  stored: RestorePointDisk[];
+}
+
+/**
+ * Reads one disk of the snapshot once (a whole or base-relative VHD export, or only the blocks CBT
+ * reports changed) and writes it to every remote's restore point. `onProgress` gets how far into
+ * the disk the read is (bytes). Stops every writer before it returns or throws.
+ */
+export async function transferDisk(
+  pool: XapiPool,
+  plan: DiskPlan,
+  destinations: readonly DiskDestination[],
+  label: string,
+  onProgress: (furthest: number) => void,
+  signal: AbortSignal,
+): Promise<DiskTransferResult> {
+  const size = plan.disk.virtualSize;
+  let bytesRead = 0;
+  let furthest = 0;
+  const seen = (index: number, length: number): void => {
+    bytesRead += length;
+    furthest = Math.max(furthest, Math.min((index + 1) * VHD_BLOCK_SIZE, size));
+    onProgress(furthest);
+  };
+  const meta = { key: plan.key, virtualSize: size, uuid: plan.disk.vdiUuid, name: plan.disk.name };
+
+  let write: (destination: DiskDestination, index: number) => Promise<RestorePointDisk>;
+  let close: () => Promise<void>;
+  if (plan.transport === 'cbt') {
+    const blocks = plan.changedBlocks ?? [];
+    const source =
+      blocks.length === 0
+        ? emptyBlocks()
+        : rawBlocks(await pool.exportRaw(plan.disk.vdiRef, { blocks, signal }), blocks, size, label);
+    async function* counted(): AsyncGenerator<DiskBlock, void, undefined> {
+      for await (const block of source) {
+        seen(block.index, block.data.length);
+        yield block;
+      }
+    }
+    const fanout = new BlockFanout(counted(), destinations.length);
+    write = (destination, index) =>
+      destination.writer.writeDisk(
+        meta,
+        fanout.consumer(index),
+        destination.base !== undefined ? { base: destination.base } : {},
+      );
+    close = () => fanout.close();
+  } else {
+    const exported = await pool.exportVhd(plan.disk.vdiRef, {
+      ...(plan.baseDisk !== undefined ? { baseVdiRef: plan.baseDisk.vdiRef } : {}),
+      signal,
+    });
+    const { metadata, blocks } = await openVhdStream(exported);
+    if (metadata.footer.currentSize !== size) {
+      await blocks.return();
+      throw new BackupJobError(
+        'DISK_MISMATCH',
+        `the export of ${label} is ${metadata.footer.currentSize} bytes but XAPI reports ${size}; retry the backup`,
+      );
+    }
+    async function* counted() {
+      for await (const block of blocks) {
+        seen(block.index, VHD_BLOCK_SIZE);
+        yield block;
+      }
+    }
+    const fanout = new BlockFanout(counted(), destinations.length);
+    write = (destination, index) =>
+      destination.writer.writeDisk(
+        meta,
+        wholeBlocks(fanout.consumer(index), size, destination.base),
+        destination.base !== undefined ? { base: destination.base } : {},
+      );
+    close = () => fanout.close();
+  }
+  try {
+    // Settled, not raced: on a failure every writer has stopped before the caller aborts them.
+    const settled = await Promise.allSettled(
+      destinations.map((destination, index) => write(destination, index)),
+    );
+    const stored: RestorePointDisk[] = [];
+    for (const outcome of settled) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      stored.push(outcome.value);
+    }
+    onProgress(size);
+    return { bytesRead, stored };
+  } finally {
+    await close();
+  }
+}
+
+async function* emptyBlocks(): AsyncGenerator<DiskBlock, void, undefined> {}
