@@ -724,6 +724,14 @@ export class XapiPool {
     if (value !== null) await this.call(`${klass}.add_to_other_config`, [ref, key, value], context);
   }
 
+  /** Renames a VM (a VM imported from an XVA keeps the name it was exported with). */
+  async renameVm(vmRef: string, name: string): Promise<void> {
+    await this.call('VM.set_name_label', [vmRef, name], {
+      operation: 'VM.set_name_label',
+      object: `VM ${vmRef}`,
+    });
+  }
+
   async addTag(vmRef: string, tag: string): Promise<void> {
     await this.call('VM.add_tags', [vmRef, tag], { operation: `adding tag "${tag}"`, object: `VM ${vmRef}` });
   }

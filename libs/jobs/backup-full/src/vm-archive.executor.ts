@@ -367,7 +367,17 @@ async function writeArchives(
       format: ARCHIVE_FORMAT,
       version: ARCHIVE_FORMAT_VERSION,
       id: target.archiveId,
-      vm: { uuid: vm.uuid, name: vm.name, record: vm.record },
+      vm: {
+        uuid: vm.uuid,
+        name: vm.name,
+        record: vm.record,
+        vifs: vm.vifs.map(({ device, mac, networkUuid, networkName }) => ({
+          device,
+          mac,
+          networkUuid,
+          networkName,
+        })),
+      },
       tenant: task.tenantId,
       job: { id: task.job.id, name: task.job.name },
       ...(task.schedule === undefined

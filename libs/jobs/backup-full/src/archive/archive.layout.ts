@@ -72,7 +72,7 @@ export function parseArchiveManifestKey(key: string): ArchiveLocation | undefine
   return UUID_PATTERN.test(vmUuid) && isArchiveId(archiveId) ? { vmUuid, archiveId } : undefined;
 }
 
-export function isArchiveManifestKey(key: unknown): key is string {
+export function isArchiveManifestKey(key: string): boolean {
   return typeof key === 'string' && parseArchiveManifestKey(key) !== undefined;
 }
 

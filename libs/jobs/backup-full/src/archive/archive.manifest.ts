@@ -14,12 +14,20 @@ export interface ArchiveSegment {
   sha256: string;
 }
 
+/** A network interface of the VM at backup time (the XVA holds it too; recorded to report how it was restored). */
+export interface ArchiveVif {
+  device: string;
+  mac: string;
+  networkUuid: string;
+  networkName: string;
+}
+
 /** What an archive holds; see docs/repository-format.md, "Full-backup archives". */
 export interface ArchiveManifest {
   format: typeof ARCHIVE_FORMAT;
   version: typeof ARCHIVE_FORMAT_VERSION;
   id: string;
-  vm: { uuid: string; name: string; record?: Record<string, unknown> };
+  vm: { uuid: string; name: string; record?: Record<string, unknown>; vifs?: ArchiveVif[] };
   tenant?: string;
   job?: { id: string; name: string };
   schedule?: { id: string; name: string };
@@ -106,6 +114,10 @@ export function parseArchiveManifest(json: Buffer, key: string, expectedId?: str
   const taskId = value['taskId'];
   const gfsTags = value['gfsTags'];
   const record = vm['record'];
+  const vifs = vm['vifs'];
+  const isVif = (item: unknown): item is ArchiveVif =>
+    isRecord(item) &&
+    ['device', 'mac', 'networkUuid', 'networkName'].every((field) => typeof item[field] === 'string');
   return {
     format: ARCHIVE_FORMAT,
     version: ARCHIVE_FORMAT_VERSION,
@@ -114,6 +126,7 @@ export function parseArchiveManifest(json: Buffer, key: string, expectedId?: str
       uuid: text('uuid', vm, 'vm.uuid'),
       name: typeof vm['name'] === 'string' ? vm['name'] : '',
       ...(isRecord(record) ? { record } : {}),
+      ...(Array.isArray(vifs) ? { vifs: vifs.filter(isVif) } : {}),
     },
     ...(typeof tenant === 'string' ? { tenant } : {}),
     ...(job !== undefined ? { job } : {}),

@@ -14,6 +14,7 @@ import {
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { insertRestorePoint, RemoteEntity, type SecretBox } from '@haven/db';
+import { ArchiveStore } from '@haven/job-backup-full/archive';
 import { manifestKey } from '@haven/repository';
 import {
   conflict,
@@ -222,7 +223,8 @@ export class RemotesController {
 
   /**
    * Rebuilds the catalog's list of this remote's restore points from the manifests on the remote
-   * (after losing the database, or to adopt a repository): missing ones are added, none removed.
+   * (restore points and full-backup archives; after losing the database, or to adopt a
+   * repository): missing ones are added, none removed.
    */
   @Post(':id/sync')
   @RequireRole('admin')
@@ -257,6 +259,27 @@ export class RemotesController {
           storedBytes: manifest.sizes.uploadedBytes,
           gfsTags: manifest.gfsTags ?? [],
           takenAt: manifest.createdAt,
+        });
+        if (inserted) added++;
+      }
+      // Full-backup archives (backup.full) live beside the repository's restore points.
+      for (const { manifestKey: key, manifest } of await ArchiveStore.forRepository(
+        opened.repository,
+      ).list()) {
+        found++;
+        const inserted = await insertRestorePoint(this.dataSource.manager, {
+          tenantId: principal.tenantId,
+          remoteId: remote.id,
+          jobId: manifest.job?.id ?? null,
+          runId: null,
+          vmUuid: manifest.vm.uuid,
+          vmName: manifest.vm.name,
+          kind: 'full',
+          manifestKey: key,
+          logicalBytes: manifest.totalSize,
+          storedBytes: manifest.storedSize,
+          gfsTags: manifest.gfsTags ?? [],
+          takenAt: manifest.takenAt,
         });
         if (inserted) added++;
       }

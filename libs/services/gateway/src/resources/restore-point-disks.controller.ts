@@ -5,6 +5,7 @@ import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { DataSource } from 'typeorm';
 import { RemoteEntity, RestorePointEntity } from '@haven/db';
+import { ArchiveStore, isArchiveManifestKey } from '@haven/job-backup-full/archive';
 import { restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
   badRequest,
@@ -137,6 +138,46 @@ export class RestorePointDisksController {
     }
   }
 
+  /** A full-backup archive's XVA (as exported, with the host's compression), unsealed and checked as it streams. */
+  @Get(':id/archive')
+  async archive(
+    @CurrentPrincipal() principal: Principal,
+    @Param('id') id: string,
+    @Res() response: Response,
+  ): Promise<void> {
+    const row = await this.dataSource
+      .getRepository(RestorePointEntity)
+      .findOneBy({ id: validId(id), tenantId: principal.tenantId });
+    if (!row) throw notFound('Restore point', id);
+    if (!isArchiveManifestKey(row.manifestKey))
+      throw new ProblemException(
+        HttpStatus.CONFLICT,
+        'Not a full-backup archive',
+        `Restore point ${id} is not a full-backup archive; download its disks with GET /api/v1/restore-points/${id}/disks`,
+      );
+    const remote = await this.dataSource
+      .getRepository(RemoteEntity)
+      .findOneByOrFail({ id: row.remoteId, tenantId: principal.tenantId });
+    const opened = await this.repositories.open(remote);
+    let handedOver = false;
+    try {
+      const archives = ArchiveStore.forRepository(opened.repository);
+      const manifest = await archives.readManifest(row.manifestKey);
+      const filename = `${row.vmName.replace(/[^\w.-]+/g, '_')}-${row.takenAt.toISOString().replace(/[:.]/g, '-')}.xva`;
+      response.status(200);
+      response.setHeader('content-disposition', `attachment; filename="${filename}"`);
+      response.setHeader('content-type', 'application/octet-stream');
+      response.setHeader('content-length', String(manifest.totalSize));
+      response.setHeader('x-haven-xva-compression', manifest.compression);
+      handedOver = true;
+      // A damaged segment mid-stream aborts the response: the client sees a cut transfer, never wrong bytes.
+      await pipeline(archives.createReadStream(manifest), response).catch(() => response.destroy());
+    } finally {
+      await opened.close();
+      if (!handedOver && response.headersSent) response.end();
+    }
+  }
+
   private async open(
     principal: Principal,
     id: string,
@@ -149,6 +190,12 @@ export class RestorePointDisksController {
       .getRepository(RemoteEntity)
       .findOneByOrFail({ id: row.remoteId, tenantId: principal.tenantId });
     const repositoryId = restorePointIdOfKey(row.manifestKey);
+    if (isArchiveManifestKey(row.manifestKey))
+      throw new ProblemException(
+        HttpStatus.CONFLICT,
+        'Full-backup archive',
+        `Restore point ${id} is a full-backup archive (one XVA, no separate disks); download it with GET /api/v1/restore-points/${id}/archive`,
+      );
     if (repositoryId === undefined)
       throw new ProblemException(
         HttpStatus.CONFLICT,

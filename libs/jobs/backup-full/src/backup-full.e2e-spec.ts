@@ -1,0 +1,353 @@
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { INestApplication } from '@nestjs/common';
+import type request from 'supertest';
+import { DataSource } from 'typeorm';
+import type { JobDefinition, TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
+import { JobResourceProvider } from '@haven/service-core';
+import { XapiPool } from '@haven/xapi';
+import type { XapiSimulator } from '@haven/xapi-sim';
+import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import { archiveOfKey, newArchiveId, parseArchiveManifestKey, segmentKey } from './archive';
+import { backupVmFull } from './vm-archive.executor';
+
+const MiB = 1024 * 1024;
+const VAULT_PASSPHRASE = 'full backup vault passphrase';
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+interface ArchiveRow {
+  id: string;
+  remote_id: string;
+  manifest_key: string;
+  kind: string;
+  tenant_id: string;
+}
+
+// The backup.full job type through the gateway of the all-in-one app against the XAPI simulator:
+// one VM, an encrypted and a plain local remote, a zstd job writing to both (one export fanned out)
+// and an uncompressed job writing to the plain one; restores compared byte for byte.
+describe('backup.full through the gateway', () => {
+  let lab: BackupLab;
+  let app: INestApplication;
+  let simulator: XapiSimulator;
+  let xapi: XapiPool;
+  const folders: Record<string, string> = {};
+  const ids: Record<string, string> = {};
+  let vmUuid = '';
+  let diskCount = 0;
+  /** Disk position -> content hash at the time of the zstd job's backup. */
+  let hashesAtBackup: string[] = [];
+  const api = () => lab.api();
+  const auth = (req: request.Test, key?: string) => lab.auth(req, key);
+
+  const hashes = async (uuid: string): Promise<string[]> => {
+    const result: string[] = [];
+    for (let position = 0; position < diskCount; position++)
+      result.push((await simulator.diskHash(uuid, {}, position)).sha256);
+    return result;
+  };
+  const runJob = async (jobId: string, body: Record<string, unknown> = {}): Promise<RunBody> => {
+    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+      .send(body)
+      .expect(202);
+    return lab.waitForRun(started.body.runId as string);
+  };
+  const archiveRows = async (jobId: string): Promise<ArchiveRow[]> =>
+    app
+      .get(DataSource)
+      .query(
+        'SELECT id, remote_id, manifest_key, kind, tenant_id FROM restore_points WHERE job_id = $1 ORDER BY taken_at, remote_id',
+        [jobId],
+      );
+  const restore = async (pointId: string, name: string): Promise<RunBody> => {
+    const started = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({ poolId: lab.poolId, name })
+      .expect(202);
+    return lab.waitForRun(started.body.runId as string);
+  };
+  const jobSnapshots = (jobId: string) => xapi.listSnapshots(vmUuid, { otherConfig: { 'haven:job': jobId } });
+
+  beforeAll(async () => {
+    lab = await startBackupLab({
+      seed: 'backup-full',
+      passphrase: 'lab passphrase unused here',
+      diskSize: 16 * MiB,
+      plugins: ['@haven/remote-local', '@haven/job-backup-incremental', '@haven/job-backup-full'],
+    });
+    ({ app, simulator } = lab);
+    xapi = await XapiPool.connect({ url: simulator.url, username: 'root', password: 'pw' });
+    vmUuid = lab.vm.uuid;
+    diskCount = lab.vm.disks.filter((disk) => disk.virtualSize > 0).length;
+    expect(diskCount).toBeGreaterThan(0);
+    folders['vault'] = await lab.scratch('haven-full-vault-');
+    folders['plain'] = await lab.scratch('haven-full-plain-');
+    const vault = await auth(api().post('/api/v1/remotes'))
+      .send({
+        name: 'vault',
+        type: 'local',
+        settings: { path: folders['vault'] },
+        encryption: { passphrase: VAULT_PASSPHRASE },
+      })
+      .expect(201);
+    const plain = await auth(api().post('/api/v1/remotes'))
+      .send({ name: 'plain', type: 'local', settings: { path: folders['plain'] } })
+      .expect(201);
+    ids['vault'] = vault.body.id;
+    ids['plain'] = plain.body.id;
+  }, 120_000);
+
+  afterAll(async () => {
+    await (xapi as XapiPool | undefined)?.close();
+    await (lab as BackupLab | undefined)?.close();
+  });
+
+  it('refuses settings the schema rejects, naming each field', async () => {
+    const refused = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'bad full',
+        type: 'backup.full',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [vmUuid] },
+        remoteIds: [ids['plain']],
+        settings: { compression: 'lz4', vmConcurrency: 0 },
+      })
+      .expect(400);
+    const text = JSON.stringify(refused.body);
+    expect(text).toContain('compression');
+    expect(text).toContain('vmConcurrency');
+  });
+
+  it('creates the jobs: zstd to both remotes, uncompressed to the plain one', async () => {
+    const selection = { poolId: lab.poolId, mode: 'explicit', vms: [vmUuid] };
+    const zstd = await auth(api().post('/api/v1/jobs'))
+      .send({ name: 'weekly full', type: 'backup.full', selection, remoteIds: [ids['vault'], ids['plain']] })
+      .expect(201);
+    // Defaults filled by the plugin's schema.
+    expect(zstd.body.settings).toMatchObject({ compression: 'zstd', vmConcurrency: 2, retries: 0 });
+    const none = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'raw full',
+        type: 'backup.full',
+        selection,
+        remoteIds: [ids['plain']],
+        settings: { compression: 'none' },
+      })
+      .expect(201);
+    ids['zstd'] = zstd.body.id;
+    ids['none'] = none.body.id;
+  });
+
+  it('backs the VM up as an archive on both remotes, sealed on the encrypted one, and keeps no snapshot', async () => {
+    hashesAtBackup = await hashes(vmUuid);
+    const run = await runJob(ids['zstd']);
+    expect(run).toMatchObject({ status: 'success' });
+    const result = run.tasks[0]?.result as {
+      restorePoints: { remoteId: string; manifestKey: string; kind: string; logicalBytes: number }[];
+      compression: string;
+      bytes: number;
+    };
+    expect(result.compression).toBe('zstd');
+    expect(result.restorePoints.map((p) => p.remoteId).sort()).toEqual([ids['vault'], ids['plain']].sort());
+    for (const point of result.restorePoints) {
+      expect(point.kind).toBe('full');
+      expect(parseArchiveManifestKey(point.manifestKey)?.vmUuid).toBe(vmUuid);
+      expect(point.logicalBytes).toBe(result.bytes);
+    }
+    // zstd by the host: far smaller than the disks (the simulator's disks are partly empty).
+    expect(result.bytes).toBeLessThan(diskCount * 16 * MiB);
+
+    const rows = await archiveRows(ids['zstd']);
+    expect(rows.map((row) => row.kind)).toEqual(['full', 'full']);
+    const vaultRow = rows.find((row) => row.remote_id === ids['vault'])!;
+    const plainRow = rows.find((row) => row.remote_id === ids['plain'])!;
+    const sealed = await readFile(join(folders['vault'], vaultRow.manifest_key));
+    expect(sealed.subarray(0, 4).toString()).toBe('HVAM');
+    const location = archiveOfKey(vaultRow.manifest_key)!;
+    const firstSegment = await readFile(join(folders['vault'], segmentKey(vmUuid, location.archiveId, 0)));
+    expect(firstSegment.subarray(0, 4).toString()).toBe('HVAS');
+    // The plain remote holds the XVA as exported: zstd frames, and a readable manifest.
+    const plainManifest = JSON.parse(await readFile(join(folders['plain'], plainRow.manifest_key), 'utf8'));
+    expect(plainManifest).toMatchObject({ compression: 'zstd', encrypted: false, vm: { uuid: vmUuid } });
+    const plainLocation = archiveOfKey(plainRow.manifest_key)!;
+    const plainSegment = await readFile(
+      join(folders['plain'], segmentKey(vmUuid, plainLocation.archiveId, 0)),
+    );
+    expect(plainSegment.subarray(0, 4).equals(ZSTD_MAGIC)).toBe(true);
+
+    expect(await jobSnapshots(ids['zstd'])).toEqual([]);
+    expect((await xapi.getVm(vmUuid)).otherConfig['haven:backup']).toBeUndefined();
+  }, 120_000);
+
+  it('restores the encrypted archive as a new VM whose disks equal the source at backup time', async () => {
+    await simulator.writeRandom(vmUuid, { blocks: 3, seed: 'after-full-backup' });
+    expect(await hashes(vmUuid)).not.toEqual(hashesAtBackup);
+    const vaultRow = (await archiveRows(ids['zstd'])).find((row) => row.remote_id === ids['vault'])!;
+    const run = await restore(vaultRow.id, 'restored from vault');
+    expect(run).toMatchObject({ status: 'success', kind: 'restore' });
+    const result = run.tasks[0]?.result as { vmUuid: string; vmName: string; disks: { format: string }[] };
+    expect(result.vmName).toBe('restored from vault');
+    expect(result.disks).toHaveLength(diskCount);
+    expect(result.disks.every((disk) => disk.format === 'xva')).toBe(true);
+    const restored = await xapi.getVm(result.vmUuid);
+    expect(restored.name).toBe('restored from vault');
+    expect(restored.otherConfig['haven:restored-from']).toBe(vaultRow.id);
+    // The backed-up VM's marks (backup marker, the job's snapshot tags) do not come along.
+    expect(restored.otherConfig['haven:backup']).toBeUndefined();
+    expect(restored.otherConfig['haven:job']).toBeUndefined();
+    expect(await hashes(result.vmUuid)).toEqual(hashesAtBackup);
+  }, 120_000);
+
+  it('backs up uncompressed to the plain remote and restores it byte for byte', async () => {
+    const before = await hashes(vmUuid);
+    const run = await runJob(ids['none']);
+    expect(run).toMatchObject({ status: 'success' });
+    const [row] = await archiveRows(ids['none']);
+    const location = archiveOfKey(row.manifest_key)!;
+    const segment = await readFile(join(folders['plain'], segmentKey(vmUuid, location.archiveId, 0)));
+    expect(segment.subarray(0, 4).equals(ZSTD_MAGIC)).toBe(false);
+    await simulator.writeRandom(vmUuid, { blocks: 2, seed: 'after-raw-backup' });
+    const restored = await restore(row.id, 'restored raw');
+    expect(restored).toMatchObject({ status: 'success' });
+    const result = restored.tasks[0]?.result as { vmUuid: string };
+    expect(await hashes(result.vmUuid)).toEqual(before);
+  }, 120_000);
+
+  it('serves the archive as an XVA download, and says so on the disk download', async () => {
+    const [row] = await archiveRows(ids['none']);
+    const conflict = await auth(api().get(`/api/v1/restore-points/${row.id}/disks`)).expect(409);
+    expect(JSON.stringify(conflict.body)).toContain(`/api/v1/restore-points/${row.id}/archive`);
+    const download = await auth(api().get(`/api/v1/restore-points/${row.id}/archive`))
+      .buffer(true)
+      .parse((response, callback) => {
+        const parts: Buffer[] = [];
+        response.on('data', (part: Buffer) => parts.push(part));
+        response.on('end', () => callback(null, Buffer.concat(parts)));
+      })
+      .expect(200);
+    const body = download.body as Buffer;
+    const manifest = JSON.parse(await readFile(join(folders['plain'], row.manifest_key), 'utf8'));
+    expect(body.length).toBe(manifest.totalSize);
+    // The plain segments, in order, are the XVA.
+    const location = archiveOfKey(row.manifest_key)!;
+    const parts: Buffer[] = [];
+    for (let index = 0; index < manifest.segments.length; index++)
+      parts.push(await readFile(join(folders['plain'], segmentKey(vmUuid, location.archiveId, index))));
+    expect(createHash('sha256').update(body).digest('hex')).toBe(
+      createHash('sha256').update(Buffer.concat(parts)).digest('hex'),
+    );
+    // An uncompressed XVA is a tar whose first member is ova.xml.
+    expect(body.subarray(0, 7).toString()).toBe('ova.xml');
+  }, 60_000);
+
+  it('does not take a second backup when a task is redelivered after its commit, and cleans a crashed attempt', async () => {
+    const dataSource = app.get(DataSource);
+    const [committed] = await archiveRows(ids['none']);
+    const [task] = await dataSource.query(
+      `SELECT t.id, t.run_id, t.type, t.subject, t.input FROM tasks t JOIN restore_points p ON p.run_id = t.run_id WHERE p.id = $1`,
+      [committed.id],
+    );
+    const job = (await auth(api().get(`/api/v1/jobs/${ids['none']}`)).expect(200)).body;
+    const definition: JobDefinition = { ...job, tenantId: committed.tenant_id };
+    const context: TaskExecutionContext = {
+      signal: new AbortController().signal,
+      reportProgress: () => undefined,
+      log: () => undefined,
+      resources: app.get(JobResourceProvider).forTenant(committed.tenant_id),
+    };
+    const execution = (taskId: string): TaskExecution => ({
+      taskId,
+      runId: task.run_id,
+      tenantId: committed.tenant_id,
+      type: task.type,
+      subject: task.subject,
+      input: task.input,
+      attempt: 2,
+      job: definition,
+    });
+    const folderCount = async (): Promise<number> => {
+      const { readdir } = await import('node:fs/promises');
+      return (await readdir(join(folders['plain'], 'archives', vmUuid))).length;
+    };
+    const before = await folderCount();
+    const again = await backupVmFull(execution(task.id), context);
+    expect(again.restorePoints.map((p) => p.manifestKey)).toEqual([committed.manifest_key]);
+    expect(await folderCount()).toBe(before);
+
+    // A worker that died mid-write: a partial folder of its task and the job's snapshot are left.
+    const crashedTask = '5b0f3c1e-8d2a-4f6b-9c7e-1a2b3c4d5e6f';
+    const partial = newArchiveId(crashedTask);
+    const leftover = join(folders['plain'], segmentKey(vmUuid, partial, 0));
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(leftover, '..'), { recursive: true });
+    await writeFile(leftover, Buffer.alloc(1024, 7));
+    await xapi.snapshotVm(vmUuid, {
+      name: 'left by a crash',
+      otherConfig: { 'haven:job': ids['none'], 'haven:vm': vmUuid },
+    });
+    const retried = await backupVmFull(execution(crashedTask), context);
+    expect(await jobSnapshots(ids['none'])).toEqual([]);
+    const { readdir } = await import('node:fs/promises');
+    const names = await readdir(join(folders['plain'], 'archives', vmUuid));
+    expect(names).not.toContain(partial);
+    expect(names).toHaveLength(before + 1);
+    expect(archiveOfKey(retried.restorePoints[0].manifestKey)?.archiveId).not.toBe(partial);
+  }, 120_000);
+
+  it("applies the schedule's retention to archives (keep 1)", async () => {
+    const schedule = await auth(api().post('/api/v1/schedules'))
+      .send({
+        jobId: ids['zstd'],
+        name: 'nightly full',
+        cron: '0 2 * * *',
+        timezone: 'UTC',
+        retention: { keep: 1 },
+      })
+      .expect(201);
+    const first = await runJob(ids['zstd'], { scheduleId: schedule.body.id });
+    const second = await runJob(ids['zstd'], { scheduleId: schedule.body.id });
+    expect([first.status, second.status]).toEqual(['success', 'success']);
+    const firstKeys = (
+      first.tasks[0]?.result as { restorePoints: { manifestKey: string }[] }
+    ).restorePoints.map((p) => p.manifestKey);
+    const rows = await archiveRows(ids['zstd']);
+    // The unscheduled first backup is not this schedule's; of the scheduled two, only the newest stays.
+    expect(rows).toHaveLength(4);
+    for (const key of firstKeys) {
+      expect(rows.some((row) => row.manifest_key === key)).toBe(false);
+      const location = archiveOfKey(key)!;
+      const { readdir } = await import('node:fs/promises');
+      for (const name of ['vault', 'plain'])
+        expect(await readdir(join(folders[name], 'archives', vmUuid))).not.toContain(location.archiveId);
+    }
+  }, 180_000);
+
+  it('rebuilds the catalog entries of archives from the remotes (remotes sync)', async () => {
+    const dataSource = app.get(DataSource);
+    const before = await archiveRows(ids['zstd']);
+    await dataSource.query('DELETE FROM restore_points WHERE job_id = $1', [ids['zstd']]);
+    const synced = await auth(api().post(`/api/v1/remotes/${ids['vault']}/sync`)).expect(200);
+    expect(synced.body.added).toBe(before.filter((row) => row.remote_id === ids['vault']).length);
+    await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`)).expect(200);
+    const after = await archiveRows(ids['zstd']);
+    expect(after.map((row) => [row.remote_id, row.manifest_key, row.kind]).sort()).toEqual(
+      before.map((row) => [row.remote_id, row.manifest_key, row.kind]).sort(),
+    );
+  }, 60_000);
+
+  it('fails a restore from a damaged segment naming it, leaving no VM behind', async () => {
+    const [row] = await archiveRows(ids['none']);
+    const location = archiveOfKey(row.manifest_key)!;
+    const damaged = segmentKey(vmUuid, location.archiveId, 0);
+    const bytes = await readFile(join(folders['plain'], damaged));
+    bytes[4096] ^= 0xff;
+    await writeFile(join(folders['plain'], damaged), bytes);
+    const vmsBefore = (await xapi.listVms()).length;
+    const run = await restore(row.id, 'doomed full');
+    expect(run).toMatchObject({ status: 'failure', kind: 'restore' });
+    expect(run.tasks[0]?.error).toContain(damaged);
+    // Damage is not retried.
+    expect(run.tasks[0]?.attempts).toBe(1);
+    expect((await xapi.listVms()).some((vm) => vm.name === 'doomed full')).toBe(false);
+    expect((await xapi.listVms()).length).toBe(vmsBefore);
+  }, 120_000);
+});
