@@ -230,8 +230,19 @@ export class RunsController implements OnModuleDestroy {
   ): Promise<void> {
     let run = await this.find(principal, id);
     let closed = false;
+    // Events that arrive before the stream's first event (the run's state) wait for it, and an end
+    // among them ends the stream once they are out.
+    const state: { backlog: string[] | undefined; endAfterBacklog: boolean } = {
+      backlog: [],
+      endAfterBacklog: false,
+    };
+    const write = (text: string) => {
+      if (!closed) response.write(text);
+    };
     const send = (event: string, data: unknown) => {
-      if (!closed) response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+      if (state.backlog) state.backlog.push(text);
+      else write(text);
     };
     const subscription = this.bus.subscribe(RUN_PROGRESS, (event: RunProgressEvent) => {
       if (event.runId !== run.id || event.tenantId !== principal.tenantId) return;
@@ -243,7 +254,7 @@ export class RunsController implements OnModuleDestroy {
       for (const line of batch.lines) send('log', { runId: batch.runId, ...line });
     });
     const heartbeat = setInterval(() => {
-      if (!closed) response.write(': keep-alive\n\n');
+      if (!state.backlog) write(': keep-alive\n\n');
     }, 15_000);
     const poll = setInterval(() => {
       void this.find(principal, id)
@@ -257,18 +268,26 @@ export class RunsController implements OnModuleDestroy {
     }, 5_000);
     const finish = () => {
       if (closed) return;
+      if (state.backlog) {
+        state.endAfterBacklog = true;
+        return;
+      }
       closed = true;
-      this.streams.delete(finish);
+      this.streams.delete(stop);
       clearInterval(heartbeat);
       clearInterval(poll);
       void subscription.unsubscribe();
       void logs.unsubscribe();
       response.end();
     };
-    this.streams.add(finish);
-    request.on('close', finish);
-    await subscription.ready();
-    await logs.ready();
+    // The client left or the process stops: end now, backlog or not.
+    const stop = () => {
+      state.backlog = undefined;
+      finish();
+    };
+    this.streams.add(stop);
+    request.on('close', stop);
+    await Promise.all([subscription.ready(), logs.ready()]);
     response.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
@@ -276,8 +295,11 @@ export class RunsController implements OnModuleDestroy {
       'x-accel-buffering': 'no',
     });
     run = await this.find(principal, id);
-    send('run', presentRun(run));
-    if (TERMINAL.has(run.status)) finish();
+    const held = state.backlog ?? [];
+    state.backlog = undefined;
+    write(`event: run\ndata: ${JSON.stringify(presentRun(run))}\n\n`);
+    for (const text of held) write(text);
+    if (state.endAfterBacklog || TERMINAL.has(run.status)) finish();
   }
 
   private async find(principal: Principal, id: string): Promise<RunEntity> {
