@@ -1,0 +1,261 @@
+/**
+ * Issue 6's figures for one VM, each against a baseline measured in the same run:
+ * (a) full backup.incremental backup of a disk with 75 % of its blocks holding random data,
+ *     simulator (own process) to a local remote, no compression, no encryption, vs `cp` of the
+ *     same allocated bytes (the simulator's block file) to the same disk, then `sync` of the copy
+ *     (the local remote fsyncs every chunk); and the same backup with zstd + AES-256-GCM, as MB of
+ *     allocated data per CPU-second of this process (the worker) plus the simulator;
+ * (b) an incremental backup after 1 % of the disk's blocks changed, as a ratio to (a)'s time;
+ * (c) a restore of (a)'s restore point as a new VM, its throughput as a ratio to (a)'s;
+ * (d) the peak RSS of this process (it runs the backup as a transfer worker does) during (a).
+ * Page caches cannot be dropped here (no root): the simulator's block file was just written and
+ * sits in the page cache for both the backup and `cp`.
+ *
+ *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
+ *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
+ */
+import { execFile } from 'node:child_process';
+import { readFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import localRemote, { LocalDriver } from '@haven/remote-local';
+import { Remote } from '@haven/remote-sdk';
+import type { JobDefinition, TaskExecutionContext } from '@haven/plugin-sdk';
+import { XapiPool } from '@haven/xapi';
+import { backupVmIncremental } from '@haven/job-backup-incremental';
+import { executeRestoreVm } from '@haven/service-transfer';
+import { XapiSimTestServer } from '@haven/testing';
+
+const run = promisify(execFile);
+const full = process.argv.includes('--full');
+const skipZstd = process.argv.includes('--no-zstd');
+/** Stop after (a) without compression: what `node --cpu-prof` should look at. */
+const onlyFull = process.argv.includes('--only-full');
+/** Diagnosis only: the local remote without its per-object fsyncs (what durability costs). */
+const noFsync = process.argv.includes('--no-fsync');
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const BLOCK = 2 * MiB;
+const diskSize = full ? 8 * GiB : 1 * GiB;
+const dataBlocks = (diskSize / BLOCK) * 0.75;
+const changedBlocks = Math.max(1, Math.round((diskSize / BLOCK) * 0.01));
+/** Clock ticks per second of /proc/<pid>/stat (Linux: USER_HZ, 100 on every mainstream kernel). */
+const CLOCK_TICKS = 100;
+
+interface Measured<T> {
+  seconds: number;
+  /** CPU seconds of this process (user + system). */
+  selfCpu: number;
+  /** CPU seconds of the simulator process. */
+  simCpu: number;
+  /** Peak RSS of this process, sampled every 50 ms. */
+  peakRss: number;
+  value: T;
+}
+
+async function cpuOfPid(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  // after "pid (comm) ": state is field 0, utime field 11, stime field 12
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+async function measured<T>(simPid: number, work: () => Promise<T>): Promise<Measured<T>> {
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+  const simBefore = await cpuOfPid(simPid);
+  const cpuBefore = process.cpuUsage();
+  const start = performance.now();
+  try {
+    const value = await work();
+    const seconds = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
+    return {
+      seconds,
+      selfCpu: (cpu.user + cpu.system) / 1e6,
+      simCpu: (await cpuOfPid(simPid)) - simBefore,
+      peakRss,
+      value,
+    };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+async function timed(work: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await work();
+  return (performance.now() - start) / 1000;
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-restore-'));
+  const sim = await XapiSimTestServer.start({
+    vms: 1,
+    diskSize: String(diskSize),
+    allocation: 0,
+    seed: 'bench-backup-restore',
+  });
+  const url = sim.url;
+  const simPid = sim.pid;
+  if (simPid === undefined) throw new Error('the simulator has no pid');
+  try {
+    const pool = await XapiPool.connect({ url, username: 'root', password: 'password' });
+    const vm = (await pool.listVms()).at(0);
+    if (vm === undefined) throw new Error('the simulator has no VM');
+    // Random (incompressible, never repeated) data in 75 % of the blocks.
+    await sim.workload('POST', `disks/${vm.uuid}/write`, { blocks: dataBlocks, seed: 'bench-data' });
+    const blockFile = join(sim.stateDir, 'blocks.dat');
+    const dataBytes = (await stat(blockFile)).size;
+    if (dataBytes !== dataBlocks * BLOCK)
+      throw new Error(`the simulator's block file holds ${dataBytes} bytes, expected ${dataBlocks * BLOCK}`);
+
+    const cp = async (): Promise<{ copy: number; sync: number }> => {
+      const target = join(root, 'cp-copy');
+      const copy = await timed(() => run('cp', [blockFile, target]));
+      const sync = await timed(() => run('sync', [target]));
+      await rm(target);
+      return { copy, sync };
+    };
+
+    const remotes = new Map<string, string | undefined>();
+    const context: TaskExecutionContext = {
+      signal: new AbortController().signal,
+      reportProgress: () => undefined,
+      log: () => undefined,
+      resources: {
+        pool: (id) =>
+          Promise.resolve({
+            id,
+            name: 'sim',
+            url,
+            username: 'root',
+            password: 'password',
+            allowUnauthorized: false,
+          }),
+        remote: async (id) => {
+          const passphrase = remotes.get(id);
+          return {
+            id,
+            name: id,
+            type: 'local',
+            store: noFsync
+              ? new Remote(new LocalDriver({ path: join(root, id), fsync: false }), { name: id })
+              : await localRemote.create({ path: join(root, id) }, { name: id }),
+            ...(passphrase === undefined ? {} : { repositoryPassphrase: passphrase }),
+          };
+        },
+      },
+    };
+    const backup = async (remote: string, compression: 'none' | 'zstd', taskId: string) => {
+      const job: JobDefinition = {
+        id: `bench-${remote}`,
+        tenantId: 'bench',
+        name: 'bench',
+        type: 'backup.incremental',
+        selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
+        remoteIds: [remote],
+        settings: { compression, concurrency: 4 },
+      };
+      return measured(simPid, () =>
+        backupVmIncremental(
+          {
+            taskId,
+            runId: taskId,
+            tenantId: 'bench',
+            type: 'backup.incremental.vm',
+            subject: vm.name,
+            input: { vm: vm.uuid },
+            attempt: 1,
+            job,
+          },
+          context,
+        ),
+      );
+    };
+    for (const [name, passphrase] of [
+      ['plain', undefined],
+      ['sealed', 'bench passphrase'],
+    ] as const) {
+      await mkdir(join(root, name));
+      remotes.set(name, passphrase);
+    }
+
+    const rssAtStart = process.memoryUsage().rss;
+    const cpBefore = await cp();
+    const plain = await backup('plain', 'none', 'full-plain');
+    if (onlyFull) {
+      console.log(
+        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
+      );
+      await pool.close();
+      return;
+    }
+    const cpAfter = await cp();
+    await sim.workload('POST', `disks/${vm.uuid}/write`, { blocks: changedBlocks, seed: 'bench-change' });
+    const incremental = await backup('plain', 'none', 'incremental-plain');
+
+    const point = plain.value.restorePoints.at(0);
+    if (point === undefined) throw new Error('the full backup committed no restore point');
+    const restore = await measured(simPid, () =>
+      executeRestoreVm(
+        {
+          taskId: 'bench-restore',
+          input: {
+            restorePointId: 'bench',
+            remoteId: 'plain',
+            manifestKey: point.manifestKey,
+            poolId: 'sim',
+            name: 'restored',
+          },
+        },
+        context,
+      ),
+    );
+    const restoredVm = await pool.getVm(restore.value.vmUuid);
+    await pool.destroyVm(restoredVm.ref, { withDisks: true });
+    await rm(join(root, 'plain'), { recursive: true, force: true });
+
+    const sealed = skipZstd ? undefined : await backup('sealed', 'zstd', 'full-sealed');
+    await pool.close();
+
+    const gib = (bytes: number) => (bytes / GiB).toFixed(2);
+    const mbs = (bytes: number, seconds: number) => (bytes / 1e6 / seconds).toFixed(0);
+    const cpTime = (c: { copy: number; sync: number }) => c.copy + c.sync;
+    const cpMean = (cpTime(cpBefore) + cpTime(cpAfter)) / 2;
+    console.log(
+      `disk ${gib(diskSize)} GiB, ${dataBlocks} of ${diskSize / BLOCK} blocks random data (${gib(dataBytes)} GiB)`,
+    );
+    console.log(
+      `cp + sync of the same bytes:       before ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s, after ${cpAfter.copy.toFixed(1)} + ${cpAfter.sync.toFixed(1)} s (mean ${cpMean.toFixed(1)} s, ${mbs(dataBytes, cpMean)} MB/s)`,
+    );
+    console.log(
+      `(a) full backup, none/plain:       ${plain.seconds.toFixed(1)} s, ${mbs(dataBytes, plain.seconds)} MB/s of data = ${(cpMean / plain.seconds).toFixed(2)} x cp throughput; CPU worker ${plain.selfCpu.toFixed(1)} s + sim ${plain.simCpu.toFixed(1)} s`,
+    );
+    if (sealed !== undefined) {
+      const cpu = sealed.selfCpu + sealed.simCpu;
+      console.log(
+        `(a) full backup, zstd + AES:       ${sealed.seconds.toFixed(1)} s, ${mbs(dataBytes, sealed.seconds)} MB/s wall; CPU worker ${sealed.selfCpu.toFixed(1)} s + sim ${sealed.simCpu.toFixed(1)} s = ${mbs(dataBytes, cpu)} MB per CPU-second (${mbs(dataBytes, sealed.selfCpu)} per worker CPU-second); ${(cpMean / sealed.seconds).toFixed(2)} x cp`,
+      );
+    }
+    console.log(
+      `(b) incremental, ${changedBlocks} blocks (1 %) changed: ${incremental.seconds.toFixed(2)} s = ${(incremental.seconds / plain.seconds).toFixed(3)} x full; ${incremental.value.disks[0]?.mode ?? '?'}, read ${((incremental.value.disks[0]?.bytes ?? 0) / MiB).toFixed(0)} MiB`,
+    );
+    const sent = restore.value.disks.reduce((sum, disk) => sum + disk.bytesSent, 0);
+    console.log(
+      `(c) restore as a new VM:           ${restore.seconds.toFixed(1)} s, ${mbs(dataBytes, restore.seconds)} MB/s of data = ${(plain.seconds / restore.seconds).toFixed(2)} x the backup's throughput; ${gib(sent)} GiB sent as ${restore.value.disks.map((disk) => disk.format).join(', ')}; CPU worker ${restore.selfCpu.toFixed(1)} s + sim ${restore.simCpu.toFixed(1)} s`,
+    );
+    console.log(
+      `(d) peak RSS of the worker:        ${(plain.peakRss / MiB).toFixed(0)} MiB during (a) none/plain${sealed === undefined ? '' : `, ${(sealed.peakRss / MiB).toFixed(0)} MiB during zstd + AES`}, ${(restore.peakRss / MiB).toFixed(0)} MiB during (c); ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded)`,
+    );
+  } finally {
+    await sim.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
