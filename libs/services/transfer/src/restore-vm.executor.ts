@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
+import { isArchiveManifestKey } from '@haven/job-backup-full/archive';
 import { openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
   createVhdStream,
@@ -16,6 +17,7 @@ import {
   type SrInfo,
   type VmInfo,
 } from '@haven/xapi';
+import { restoreArchiveVm } from './restore-archive';
 import { planRestoredVifs, type NetworkMatch } from './restored-vif.plan';
 
 /** Task type of restore runs (queued by the scheduler's RestoreLauncher). */
@@ -55,9 +57,12 @@ export interface RestoredDisk {
   position: number;
   vdiUuid: string;
   virtualSize: number;
-  /** Bytes sent to the pool: a dynamic VHD of the allocated blocks (raw: the whole disk). */
+  /**
+   * Bytes sent to the pool: a dynamic VHD of the allocated blocks (raw: the whole disk; xva: 0, every
+   * disk of a full-backup archive came in its one XVA stream, counted in the result's `archiveBytes`).
+   */
   bytesSent: number;
-  format: 'vhd' | 'raw';
+  format: 'vhd' | 'raw' | 'xva';
 }
 
 export interface RestoredVif {
@@ -110,7 +115,7 @@ function readInput(taskId: string, input: Record<string, unknown>): RestoreVmInp
 }
 
 /** The SR asked for, else the pool's default, else the first SR that holds disks (not ISO). */
-function chooseSr(srs: readonly SrInfo[], wanted: string | undefined): SrInfo {
+export function chooseSr(srs: readonly SrInfo[], wanted: string | undefined): SrInfo {
   if (wanted !== undefined) {
     const sr = srs.find((candidate) => candidate.uuid === wanted);
     if (!sr || !sr.acceptsDisks)
@@ -267,6 +272,8 @@ export async function executeRestoreVm(
   context: Pick<TaskExecutionContext, 'signal' | 'reportProgress' | 'resources' | 'log'>,
 ): Promise<RestoreVmResult> {
   const input = readInput(task.taskId, task.input);
+  // A full-backup archive is one XVA, imported whole (restore-archive.ts).
+  if (isArchiveManifestKey(input.manifestKey)) return restoreArchiveVm(task.taskId, input, context);
   const pointId = restorePointIdOfKey(input.manifestKey);
   if (pointId === undefined)
     throw new RestoreVmError(
