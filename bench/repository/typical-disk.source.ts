@@ -17,16 +17,29 @@ function keystream(seed: string, length: number): Buffer {
   return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(ZEROS.subarray(0, length));
 }
 
+/** The keystream of `seed` written into `target` in 64 KiB pieces (no 2 MiB temporary). */
+function keystreamInto(seed: string, target: Buffer): void {
+  const key = createHash('sha256').update(seed).digest();
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  for (let at = 0; at < target.length; at += 65536) {
+    cipher.update(ZEROS.subarray(0, Math.min(65536, target.length - at))).copy(target, at);
+  }
+}
+
 /**
  * "Typical VM data" for the figures: per 2 MiB block, 25% zero (free space), 45% text-like
  * (logs, configs, binaries compress ~3-5x), 30% random (compressed media, encrypted files).
  */
 export function typicalBlock(seed: string, index: number): Buffer {
+  return typicalBlockInto(seed, index, Buffer.allocUnsafe(BLOCK));
+}
+
+/** typicalBlock written into `out` (2 MiB, e.g. a reused buffer); returns `out`. */
+export function typicalBlockInto(seed: string, index: number, out: Buffer): Buffer {
   const pick = createHash('sha256').update(`${seed}/${index}`).digest()[0] % 20;
-  if (pick < 5) return Buffer.alloc(BLOCK);
+  if (pick < 5) return out.fill(0);
   if (pick < 14) {
     const noise = keystream(`${seed}/${index}`, (BLOCK / 64) * 2);
-    const out = Buffer.allocUnsafe(BLOCK);
     for (let i = 0; i < BLOCK / 64; i++)
       POOL.copy(
         out,
@@ -38,7 +51,8 @@ export function typicalBlock(seed: string, index: number): Buffer {
     for (let i = 0; i < BLOCK; i += 64) out[i] = noise[(i / 64) % noise.length]!;
     return out;
   }
-  return keystream(`${seed}/${index}`, BLOCK);
+  keystreamInto(`${seed}/${index}`, out);
+  return out;
 }
 
 /** Writes `blocks` typical blocks to a file (the shared input of dd, Haven and restic). */

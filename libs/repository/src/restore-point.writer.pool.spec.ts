@@ -20,7 +20,7 @@ async function* reusingSource(
   buffers: number,
   counts: { yielded: number; released: number },
 ): AsyncGenerator<DiskBlock> {
-  const free = Array.from({ length: buffers }, () => Buffer.alloc(BLOCK));
+  const free: Buffer[] = Array.from({ length: buffers }, () => Buffer.alloc(BLOCK));
   let wake: (() => void) | undefined;
   for (const index of [...disk.blocks.keys()].sort((a, b) => a - b)) {
     while (free.length === 0) await new Promise<void>((resolve) => (wake = resolve));
