@@ -63,9 +63,9 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
   }, 120_000);
 
   afterAll(async () => {
-    await app?.close();
-    await database?.drop();
-    await data?.cleanup();
+    await app.close();
+    await database.drop();
+    await data.cleanup();
   });
 
   beforeEach(() => gates.reset());
@@ -105,7 +105,7 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
 
     // Each time one ends, exactly one more starts; never more than two at once.
     for (let ended = 0; ended < vms.length; ended++) {
-      const next = gates.started[ended];
+      const next = gates.started.at(ended);
       if (next === undefined) throw new Error(`task ${ended + 1} never started`);
       gates.open(next);
       const expectedStarted = Math.min(vms.length, ended + 3);

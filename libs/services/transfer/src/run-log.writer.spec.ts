@@ -60,9 +60,9 @@ describe('RunLogWriter', () => {
     writer.line('error', 'failure', { error: new Error('disk full') });
     await writer.close();
     const [huge, cycle, failure] = await arrived(received, 3);
-    expect(huge?.message.length).toBe(2_001);
-    expect(huge?.fields).toEqual({ truncated: true, size: expect.any(Number) });
-    expect(cycle?.fields).toEqual({ unserializable: true });
-    expect(failure?.fields).toEqual({ error: { name: 'Error', message: 'disk full' } });
+    expect(huge.message.length).toBe(2_001);
+    expect(huge.fields).toEqual({ truncated: true, size: expect.any(Number) });
+    expect(cycle.fields).toEqual({ unserializable: true });
+    expect(failure.fields).toEqual({ error: { name: 'Error', message: 'disk full' } });
   });
 });
