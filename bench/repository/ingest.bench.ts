@@ -2,10 +2,12 @@
 // against dd of the same bytes to the same disk, in the same run. One core: run under
 // `taskset -c 0` (done here by re-executing itself): every thread, libuv pool included, shares
 // one core, while fsync waits may still overlap.
-//   node bin/run.js bench/repository/ingest.bench.ts [--size-mib 1024] [--big] [--all-cores]
+// The source reads the file into a few buffers the writer hands back (DiskBlock.release), like
+// dd's one buffer; --fresh-buffers allocates 2 MiB per block instead (today's VHD stream parser).
+//   node bin/run.js bench/repository/ingest.bench.ts [--size-mib 1024] [--big] [--all-cores] [--fresh-buffers]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
 import { LocalDriver } from '@haven/remote-local';
@@ -52,7 +54,10 @@ async function main(): Promise<void> {
       start = performance.now();
       const cpuBefore = process.cpuUsage();
       const writer = await repo.createRestorePointWriter({ vm: { uuid: 'bench', name: 'bench' } });
-      const disk = await writer.writeDisk({ key: 'xvda', virtualSize: bytes }, fileBlocks(source));
+      const disk = await writer.writeDisk(
+        { key: 'xvda', virtualSize: bytes },
+        fileBlocks(source, flag('fresh-buffers')),
+      );
       await writer.commit();
       const havenMs = performance.now() - start;
       const cpu = process.cpuUsage(cpuBefore);
@@ -62,13 +67,18 @@ async function main(): Promise<void> {
       console.log(
         `fsync=${fsync}: dd ${mbps(bytes, ddMs)} (${ddMs.toFixed(0)} ms) | haven ${mbps(bytes, havenMs)} (${havenMs.toFixed(0)} ms) ` +
           `| haven/dd time ratio ${(havenMs / ddMs).toFixed(2)} | stored ${(stored / MiB).toFixed(0)} MiB of ${(bytes / MiB).toFixed(0)} MiB ` +
-          `(${disk.allocatedBlocks} data blocks, ${blocks - disk.allocatedBlocks} zero) | haven CPU ${(cpuMs / 1000).toFixed(1)} s = ` +
-          `${mbps(bytes, cpuMs)} per CPU-second`,
+          `(${disk.allocatedBlocks} data blocks, ${blocks - disk.allocatedBlocks} zero) | haven CPU ${(cpuMs / 1000).toFixed(2)} s ` +
+          `(user ${(cpu.user / 1e6).toFixed(2)} + system ${(cpu.system / 1e6).toFixed(2)}) = ${mbps(bytes, cpuMs)} per CPU-second`,
       );
       rows.push([`fsync=${fsync}`, havenMs]);
       await rm(repoPath, { recursive: true, force: true });
     }
-    console.log(`size ${sizeMiB} MiB, pinned to one core: ${process.env['HAVEN_BENCH_PINNED'] === '1'}`);
+    console.log(
+      `size ${sizeMiB} MiB, pinned to one core: ${process.env['HAVEN_BENCH_PINNED'] === '1'}, source: ` +
+        `${flag('fresh-buffers') ? 'a fresh buffer per block' : 'reused buffers'}, load average ${loadavg()
+          .map((load) => load.toFixed(1))
+          .join(' ')}`,
+    );
   } finally {
     await rm(work, { recursive: true, force: true });
   }
