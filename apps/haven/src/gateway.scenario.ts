@@ -107,7 +107,8 @@ export function gatewayScenario(
         type: 'example.echo',
         selection: { poolId: ids['pool'], mode: 'explicit', vms: ['vm-1', 'vm-2'] },
         remoteIds: [ids['remote']],
-        settings: { message: 'hello' },
+        // Steps long enough that a follower connecting after the start still sees a task running.
+        settings: { message: 'hello', stepMs: 250 },
       })
       .expect(201);
     ids['job'] = job.body.id;
@@ -339,7 +340,7 @@ export function gatewayScenario(
   it('retries a failing task, then records the failure: the run is partial and says why', async () => {
     const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
     await acme(api().patch(`/api/v1/jobs/${ids['job']}`))
-      .send({ settings: { message: 'hello', failVm: 'vm-2' } })
+      .send({ settings: { message: 'hello', stepMs: 250, failVm: 'vm-2' } })
       .expect(200);
     const lines: string[] = [];
     const cli = buildCli((text) => lines.push(text), {

@@ -218,8 +218,9 @@ export class RunsController implements OnModuleDestroy {
   /**
    * Server-Sent Events: the run's state now, then every progress event until it ends. The bus
    * subscription starts before the state is read, so an end between the two is never missed; a
-   * slow poll of the catalog covers events lost in transit. Log lines come as `log` events (the
-   * stored log is GET /runs/:id/logs).
+   * slow poll of the catalog covers events lost in transit. After the run's state, each started
+   * task's current state comes as a `progress` event. Log lines come as `log` events (the stored
+   * log is GET /runs/:id/logs).
    */
   @Get(':id/events')
   async events(
@@ -298,6 +299,28 @@ export class RunsController implements OnModuleDestroy {
     const held = state.backlog ?? [];
     state.backlog = undefined;
     write(`event: run\ndata: ${JSON.stringify(presentRun(run))}\n\n`);
+    // A follower arriving mid-run sees where each task stands now, then what changes.
+    const tasks = TERMINAL.has(run.status)
+      ? []
+      : await this.dataSource.getRepository(TaskEntity).find({
+          where: { tenantId: principal.tenantId, runId: run.id },
+          order: { createdAt: 'ASC', id: 'ASC' },
+        });
+    for (const task of tasks) {
+      if (task.status === 'pending' && Object.keys(task.progress).length === 0) continue;
+      const current: RunProgressEvent = {
+        tenantId: principal.tenantId,
+        runId: run.id,
+        taskId: task.id,
+        status: task.status,
+        progress: task.progress,
+        attempt: task.attempts,
+        ...(task.worker === null ? {} : { worker: task.worker }),
+        ...(task.error === null ? {} : { message: task.error }),
+        at: (task.finishedAt ?? task.startedAt ?? task.createdAt).toISOString(),
+      };
+      write(`event: progress\ndata: ${JSON.stringify(current)}\n\n`);
+    }
     for (const text of held) write(text);
     if (state.endAfterBacklog || TERMINAL.has(run.status)) finish();
   }
