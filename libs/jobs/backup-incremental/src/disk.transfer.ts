@@ -21,6 +21,15 @@ export interface DiskTransferResult {
 }
 
 /**
+ * When a disk may start writing: after `previous` (the disk before it has started), so restore
+ * points list disks in plan order however the exports race; `started` is called once it has.
+ */
+export interface WriteTurn {
+  previous: Promise<void>;
+  started: () => void;
+}
+
+/**
  * Reads one disk of the snapshot once (a whole or base-relative VHD export, or only the blocks CBT
  * reports changed) and writes it to every remote's restore point. `onProgress` gets how far into
  * the disk the read is (bytes). Stops every writer before it returns or throws.
@@ -32,6 +41,7 @@ export async function transferDisk(
   label: string,
   onProgress: (furthest: number) => void,
   signal: AbortSignal,
+  turn: WriteTurn,
 ): Promise<DiskTransferResult> {
   const size = plan.disk.virtualSize;
   let bytesRead = 0;
@@ -94,10 +104,12 @@ export async function transferDisk(
     close = () => fanout.close();
   }
   try {
+    await turn.previous;
+    signal.throwIfAborted();
     // Settled, not raced: on a failure every writer has stopped before the caller aborts them.
-    const settled = await Promise.allSettled(
-      destinations.map((destination, index) => write(destination, index)),
-    );
+    const writes = destinations.map((destination, index) => write(destination, index));
+    turn.started();
+    const settled = await Promise.allSettled(writes);
     const stored: RestorePointDisk[] = [];
     for (const outcome of settled) {
       if (outcome.status === 'rejected') throw outcome.reason;

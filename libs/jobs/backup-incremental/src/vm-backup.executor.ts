@@ -40,7 +40,7 @@ import {
   type DiskPlan,
   type DiskTransport,
 } from './disk.plan';
-import { transferDisk } from './disk.transfer';
+import { transferDisk, type WriteTurn } from './disk.transfer';
 import { applyRetention, hasRetention } from './restore-point.retention';
 import { snapshotsToKeep, snapshotsToRemove } from './snapshot.retention';
 import { parseSelection } from './vm.selection';
@@ -541,17 +541,30 @@ async function writeRestorePoints(
   context.signal.addEventListener('abort', stop, { once: true });
   const results = new Map<string, DiskBackupResult>();
   let failure: Error | undefined;
-  const queue = [...plans];
+  // Each disk starts writing after the one before it: restore points list disks in plan order.
+  const turns = plans.map(() => {
+    let started = (): void => undefined;
+    const promise = new Promise<void>((resolve) => (started = resolve));
+    return { promise, started: () => started() };
+  });
+  const queue = plans.map((plan, index) => ({ plan, index }));
   const worker = async (): Promise<void> => {
-    for (let plan = queue.shift(); plan !== undefined && failure === undefined; plan = queue.shift()) {
+    for (let next = queue.shift(); next !== undefined && failure === undefined; next = queue.shift()) {
+      const { plan, index } = next;
+      const turn: WriteTurn = {
+        previous: turns[index - 1]?.promise ?? Promise.resolve(),
+        started: () => turns[index]?.started(),
+      };
       try {
         results.set(
           plan.key,
-          await backupDisk(pool, vm, plan, targets, context, transfers.signal, report, progress),
+          await backupDisk(pool, vm, plan, targets, context, transfers.signal, report, progress, turn),
         );
       } catch (error) {
         failure ??= error instanceof Error ? error : new Error(String(error));
         transfers.abort(failure);
+      } finally {
+        turn.started();
       }
     }
   };
@@ -596,6 +609,7 @@ async function backupDisk(
   signal: AbortSignal,
   report: (step: string) => void,
   progress: Map<string, number>,
+  turn: WriteTurn,
 ): Promise<DiskBackupResult> {
   signal.throwIfAborted();
   const label = `disk ${plan.key} of VM "${vm.name}"`;
@@ -617,6 +631,7 @@ async function backupDisk(
         report(`disk ${plan.key}`);
       },
       signal,
+      turn,
     );
     const seconds = (performance.now() - started) / 1000;
     const bytesStored = outcome.stored.reduce((sum, disk) => sum + disk.uploadedBytes, 0);
