@@ -1,5 +1,3 @@
-import type { Readable } from 'node:stream';
-import { bodyBlocks } from '@haven/remote-sdk';
 import { sha256Hex } from './archive.store';
 
 export interface PlainSegment {
@@ -9,14 +7,34 @@ export interface PlainSegment {
   sha256: string;
 }
 
-/** Cuts a stream into segments of `size` bytes (the last one shorter), each hashed once. */
+/**
+ * Cuts a stream into segments of `size` bytes (the last one shorter), each hashed once. Each piece
+ * is copied once into its segment's buffer, so the stream's own pieces are released at once.
+ */
 export async function* cutSegments(
-  source: Readable,
+  source: AsyncIterable<Buffer | Uint8Array | string>,
   size: number,
 ): AsyncGenerator<PlainSegment, void, undefined> {
   let index = 0;
-  for await (const data of bodyBlocks(source, size)) {
-    yield { index, data, sha256: sha256Hex(data) };
-    index++;
+  let segment = Buffer.allocUnsafe(size);
+  let filled = 0;
+  const cut = (data: Buffer): PlainSegment => ({ index: index++, data, sha256: sha256Hex(data) });
+  for await (const piece of source) {
+    let data =
+      typeof piece === 'string'
+        ? Buffer.from(piece)
+        : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    while (data.length > 0) {
+      const take = Math.min(size - filled, data.length);
+      data.copy(segment, filled, 0, take);
+      filled += take;
+      data = data.subarray(take);
+      if (filled === size) {
+        yield cut(segment);
+        segment = Buffer.allocUnsafe(size);
+        filled = 0;
+      }
+    }
   }
+  if (filled > 0) yield cut(segment.subarray(0, filled));
 }
