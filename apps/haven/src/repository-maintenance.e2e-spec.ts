@@ -52,7 +52,7 @@ describe('repository maintenance runs: gc after prune, gc and verify on demand',
   }, 120_000);
 
   afterAll(async () => {
-    await lab?.close();
+    await lab.close();
   });
 
   async function runsOfKind(
@@ -138,9 +138,15 @@ describe('repository maintenance runs: gc after prune, gc and verify on demand',
 
     // The gc's log says what it did.
     const logs = await auth(api().get(`/api/v1/runs/${gc.id}/logs`)).expect(200);
-    expect(logs.body.items.map((l: { message: string }) => l.message)).toContain(
-      `garbage collection on remote nas: ${garbage.length} chunk(s) freed (${garbageBytes} bytes), ${garbage.length} moved to trash`,
-    );
+    const summary = `garbage collection on remote nas: ${garbage.length} chunk(s) freed (${garbageBytes} bytes), ${garbage.length} moved to trash`;
+    expect(logs.body.items.map((l: { message: string }) => l.message)).toContain(summary);
+    // The CLI prints the same log; --follow on an ended run stops after the stored lines.
+    const printed: string[] = [];
+    await buildCli((text) => printed.push(text), { HAVEN_URL: lab.baseUrl, HAVEN_KEY: lab.admin })
+      .exitOverride()
+      .parseAsync(['node', 'haven', 'runs', 'logs', gc.id, '--follow']);
+    expect(printed).toHaveLength(logs.body.items.length);
+    expect(printed.some((line) => line.endsWith(`INFO  remote nas: ${summary}`))).toBe(true);
   }, 180_000);
 
   it('verify names a chunk with a flipped byte and the restore point it breaks, marks it damaged, and clears the mark once repaired', async () => {
@@ -183,22 +189,34 @@ describe('repository maintenance runs: gc after prune, gc and verify on demand',
     expect(result.damagedRestorePoints[0]?.label).toContain(lab.vm.name);
     expect(result.damagedRestorePoints[0]?.chunks.map((c) => c.chunkId)).toEqual([victim]);
 
-    const marked = await auth(api().get(`/api/v1/restore-points/${point?.id}`)).expect(200);
+    // The remote itself records it, for the next backup to read.
+    const record = JSON.parse(await readFile(join(remoteRoot, 'damage.json'), 'utf8')) as {
+      restorePoints: string[];
+      chunks: string[];
+    };
+    expect(record.chunks).toEqual([victim]);
+    expect(record.restorePoints).toHaveLength(1);
+
+    const marked = await auth(api().get(`/api/v1/restore-points/${point.id}`)).expect(200);
     expect(marked.body.damagedAt).not.toBeNull();
     expect(marked.body.damage).toMatchObject({ runId, chunks: [{ chunkId: victim }] });
 
     await writeFile(file, original);
     const clean = await startAndWait(`/api/v1/remotes/${lab.remoteId}/verify`, {});
     expect(clean.tasks[0]?.result).toMatchObject({ ok: true, damagedRestorePoints: [] });
-    const cleared = await auth(api().get(`/api/v1/restore-points/${point?.id}`)).expect(200);
+    const cleared = await auth(api().get(`/api/v1/restore-points/${point.id}`)).expect(200);
     expect(cleared.body).toMatchObject({ damagedAt: null, damage: null });
+    await expect(stat(join(remoteRoot, 'damage.json'))).rejects.toThrow(/ENOENT/);
   }, 120_000);
 
   it('refuses bad maintenance requests naming each field, and unknown remotes', async () => {
     const gc = await auth(api().post(`/api/v1/remotes/${lab.remoteId}/gc`))
       .send({ safetyWindowMinutes: -1, extra: true })
       .expect(400);
-    expect(gc.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['extra', 'safetyWindowMinutes']);
+    expect(gc.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      'extra',
+      'safetyWindowMinutes',
+    ]);
     const verify = await auth(api().post(`/api/v1/remotes/${lab.remoteId}/verify`))
       .send({ sample: 0 })
       .expect(400);

@@ -4,6 +4,7 @@ import {
   collectGarbage,
   manifestKey,
   openRepository,
+  recordDamage,
   type Repository,
   verifyRepository,
 } from '@haven/repository';
@@ -94,7 +95,9 @@ export async function executeRepositoryGc(
 
 /**
  * `repository.verify`: re-reads and re-hashes the remote's chunks and names every restore point a
- * missing or damaged chunk breaks; the catalog marks those restore points damaged.
+ * missing or damaged chunk breaks; the catalog marks those restore points damaged, and the
+ * repository's damage record tells the next backup not to build on them (nor dedupe against the
+ * bad chunks).
  */
 export async function executeRepositoryVerify(
   task: { input: Record<string, unknown> },
@@ -119,6 +122,15 @@ export async function executeRepositoryVerify(
         .filter((chunk) => chunk.restorePoints.includes(point.label))
         .map((chunk) => ({ chunkId: chunk.chunkId, reason: chunk.reason })),
     }));
+    await recordDamage(
+      repository,
+      {
+        restorePoints: report.brokenRestorePoints.map((point) => point.id),
+        chunks: bad.map((chunk) => chunk.chunkId),
+        complete: input.sample === undefined,
+      },
+      context.signal,
+    );
     for (const chunk of bad)
       context.log('error', `chunk ${chunk.chunkId} on remote ${remoteName} is ${chunk.reason}`, {
         chunkId: chunk.chunkId,
