@@ -1,4 +1,5 @@
 import {
+  isRepositoryError,
   readDamageRecord,
   verifyRepository,
   type Repository,
@@ -34,6 +35,7 @@ export async function inspectBase(
   repository: Repository,
   reader: RestorePointReader,
   verification: BaseVerification,
+  warn: (message: string) => void,
   signal?: AbortSignal,
 ): Promise<BaseDamage> {
   const damage = noDamage();
@@ -56,7 +58,14 @@ export async function inspectBase(
     return found;
   };
 
-  const record = await readDamageRecord(repository, signal);
+  let record = { restorePoints: [] as string[], chunks: [] as string[] };
+  try {
+    record = await readDamageRecord(repository, signal);
+  } catch (error) {
+    // An unreadable record must not stop backups: the checks below still run.
+    if (!isRepositoryError(error, 'INVALID_ARGUMENT')) throw error;
+    warn(error.message);
+  }
   if (record.restorePoints.includes(id)) {
     let named = false;
     for (const hex of record.chunks) named = markChunk(hex) || named;

@@ -382,7 +382,9 @@ async function openTarget(
   }
   // The restore point this very task committed before a crash is not a base to check.
   const own = attribute(newest.manifest, 'taskId') === task.taskId;
-  const damage = own ? noDamage() : await inspectBase(repository, reader, settings.verifyBase, signal);
+  const warn = (message: string): void =>
+    context.log('warn', message, { vm: vm.name, vmUuid: vm.uuid, remote: access.name });
+  const damage = own ? noDamage() : await inspectBase(repository, reader, settings.verifyBase, warn, signal);
   if (isDamaged(damage)) logDamage(context, vm, access, newest.label, damage);
   return { access, repository, base: { manifest: newest.manifest, reader, damage } };
 }
