@@ -48,6 +48,8 @@ interface Measured<T> {
   seconds: number;
   /** CPU seconds of this process (user + system). */
   selfCpu: number;
+  /** Of which in the kernel (file writes, fsyncs, sockets). */
+  selfSystem: number;
   /** CPU seconds of the simulator process. */
   simCpu: number;
   /** Peak RSS of this process, sampled every 50 ms. */
@@ -74,6 +76,7 @@ async function measured<T>(simPid: number, work: () => Promise<T>): Promise<Meas
     return {
       seconds,
       selfCpu: (cpu.user + cpu.system) / 1e6,
+      selfSystem: cpu.system / 1e6,
       simCpu: (await cpuOfPid(simPid)) - simBefore,
       peakRss,
       value,
@@ -187,7 +190,7 @@ async function main(): Promise<void> {
     const plain = await backup('plain', 'none', 'full-plain');
     if (onlyFull) {
       console.log(
-        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
+        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s, worker CPU ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
       );
       await pool.close();
       return;
@@ -231,12 +234,12 @@ async function main(): Promise<void> {
       `cp + sync of the same bytes:       before ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s, after ${cpAfter.copy.toFixed(1)} + ${cpAfter.sync.toFixed(1)} s (mean ${cpMean.toFixed(1)} s, ${mbs(dataBytes, cpMean)} MB/s)`,
     );
     console.log(
-      `(a) full backup, none/plain:       ${plain.seconds.toFixed(1)} s, ${mbs(dataBytes, plain.seconds)} MB/s of data = ${(cpMean / plain.seconds).toFixed(2)} x cp throughput; CPU worker ${plain.selfCpu.toFixed(1)} s + sim ${plain.simCpu.toFixed(1)} s`,
+      `(a) full backup, none/plain:       ${plain.seconds.toFixed(1)} s, ${mbs(dataBytes, plain.seconds)} MB/s of data = ${(cpMean / plain.seconds).toFixed(2)} x cp throughput; CPU worker ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) + sim ${plain.simCpu.toFixed(1)} s`,
     );
     if (sealed !== undefined) {
       const cpu = sealed.selfCpu + sealed.simCpu;
       console.log(
-        `(a) full backup, zstd + AES:       ${sealed.seconds.toFixed(1)} s, ${mbs(dataBytes, sealed.seconds)} MB/s wall; CPU worker ${sealed.selfCpu.toFixed(1)} s + sim ${sealed.simCpu.toFixed(1)} s = ${mbs(dataBytes, cpu)} MB per CPU-second (${mbs(dataBytes, sealed.selfCpu)} per worker CPU-second); ${(cpMean / sealed.seconds).toFixed(2)} x cp`,
+        `(a) full backup, zstd + AES:       ${sealed.seconds.toFixed(1)} s, ${mbs(dataBytes, sealed.seconds)} MB/s wall; CPU worker ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s = ${mbs(dataBytes, cpu)} MB per CPU-second (${mbs(dataBytes, sealed.selfCpu)} per worker CPU-second); ${(cpMean / sealed.seconds).toFixed(2)} x cp`,
       );
     }
     console.log(
