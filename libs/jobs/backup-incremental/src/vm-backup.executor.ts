@@ -18,6 +18,8 @@ import {
   type RestorePointWriter,
 } from '@haven/repository';
 import {
+  RECORDED_VIFS_ATTRIBUTE,
+  recordVifs,
   XapiError,
   XapiPool,
   XapiTransferError,
@@ -515,6 +517,8 @@ async function writeRestorePoints(
             reason: plan.reason,
             transport: plan.transport,
           })),
+          // What a restore needs to rebuild the VM's network interfaces once the VM is gone.
+          [RECORDED_VIFS_ATTRIBUTE]: recordVifs(vm),
         },
       },
       {
