@@ -28,7 +28,8 @@ export interface DiskBlock {
   /**
    * Called once when the writer no longer reads `data` (after the zero check, the hash, or the
    * sealing of its chunk): the source may then fill the same buffer again, e.g. from a small
-   * pool, instead of allocating 2 MiB per block. Not called when ingest fails.
+   * pool, instead of allocating 2 MiB per block. Called at most once; when ingest fails, blocks
+   * still queued may never be released.
    */
   release?: () => void;
 }
