@@ -218,6 +218,9 @@ describeIntegration('two transfer workers, one killed mid-transfer', ['postgres'
       return messages.some((m) => m.startsWith('task finished')) ? messages : undefined;
     });
     expect(logs).toContain(`attempt 1 of 3 started on worker ${victim.name}`);
+    expect(logs).toContain(
+      `worker ${victim.name} stopped answering during attempt 1; worker ${survivor.name} takes the task over`,
+    );
     expect(logs).toContain(`attempt 2 of 3 started on worker ${survivor.name}`);
 
     // Exactly one restore point, in the catalog and on the remote.

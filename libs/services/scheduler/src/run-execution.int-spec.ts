@@ -158,15 +158,19 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
       (await auth(api().get(`/api/v1/runs/${runId}/logs?limit=500`)).expect(200)).body as {
         items: {
           id: string;
-          taskId: string;
+          taskId: string | null;
           level: string;
           message: string;
           fields: Record<string, unknown>;
         }[];
         nextCursor?: string;
       };
-    await until('every line stored', async () => (await all()).items.length === 2 * 7);
+    await until('every line stored', async () => (await all()).items.length === 1 + 2 * 7);
     const lines = (await all()).items;
+    // The run's own line (no task), then each task's.
+    expect(lines.filter((l) => l.taskId === null).map((l) => l.message)).toEqual([
+      expect.stringMatching(/^run of job "job_\S+" started \(manual\): 2 task\(s\), all at once$/),
+    ]);
     expect(lines.map((l) => l.id)).toEqual([...lines.map((l) => l.id)].sort((a, b) => Number(a) - Number(b)));
     for (const task of tasks) {
       const own = lines.filter((l) => l.taskId === task.id).map((l) => l.message);
@@ -233,7 +237,7 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
     // The lines said before the stream opens are stored; the stream carries the ones after.
     await until('the first lines stored', async () => {
       const stored = await auth(api().get(`/api/v1/runs/${runId}/logs`)).expect(200);
-      return stored.body.items.length === 2;
+      return stored.body.items.length === 3;
     });
     const events: { event: string; data: { level?: string; message?: string; status?: string } }[] = [];
     const response = await fetch(`${baseUrl}/api/v1/runs/${runId}/events`, {

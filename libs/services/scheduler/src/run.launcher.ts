@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
-import { RUN_PROGRESS, START_RUN, type StartRunReply, type StartRunRequest } from '@haven/contracts';
+import {
+  RUN_LOGS,
+  RUN_PROGRESS,
+  type RunLogLine,
+  START_RUN,
+  type StartRunReply,
+  type StartRunRequest,
+} from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import type { PluginRegistry } from '@haven/plugin-sdk';
@@ -135,6 +142,15 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       progress: { tasks: tasks.length },
       at: now.toISOString(),
     });
+    const startLine: RunLogLine = {
+      at: now.toISOString(),
+      level: 'info',
+      message: `run of job "${job.name}" started (${request.trigger}): ${tasks.length} task(s), ${
+        taskConcurrency === undefined ? 'all at once' : `at most ${taskConcurrency} at once`
+      }`,
+      ...(request.note === undefined ? {} : { fields: { note: request.note } }),
+    };
+    await this.bus.publish(RUN_LOGS, { tenantId: job.tenantId, runId, lines: [startLine] });
     this.logger.log(
       {
         msg: 'run started',

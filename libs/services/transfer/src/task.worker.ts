@@ -100,6 +100,13 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       if (TERMINAL.has(task.status)) return;
       const base = { tenantId, runId, taskId, attempt: item.attempt };
       const log = new RunLogWriter(this.bus, { tenantId, runId, taskId });
+      // Taken over from a worker that went silent mid-task: say so, it explains the second attempt.
+      if (task.status === 'running' && task.worker !== null && task.worker !== this.config.instanceName)
+        log.line(
+          'warn',
+          `worker ${task.worker} stopped answering during attempt ${task.attempts}; worker ${this.config.instanceName} takes the task over`,
+          { previousWorker: task.worker, previousAttempt: task.attempts },
+        );
       const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
       // Runs of no job (restore, gc, verify): their one task type has a built-in executor.
       const builtIn = run ? BUILT_IN[run.kind] : undefined;
