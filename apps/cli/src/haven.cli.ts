@@ -37,7 +37,7 @@ const RESOURCES: Resource[] = [
   {
     command: 'runs',
     path: 'runs',
-    columns: ['id', 'jobId', 'trigger', 'status', 'createdAt', 'finishedAt'],
+    columns: ['id', 'kind', 'jobId', 'trigger', 'status', 'createdAt', 'finishedAt'],
     writable: false,
   },
   {
@@ -49,7 +49,7 @@ const RESOURCES: Resource[] = [
   {
     command: 'restore-points',
     path: 'restore-points',
-    columns: ['id', 'vmName', 'kind', 'takenAt', 'logicalBytes', 'storedBytes'],
+    columns: ['id', 'vmName', 'kind', 'takenAt', 'logicalBytes', 'storedBytes', 'damagedAt'],
     writable: false,
   },
 ];

@@ -65,7 +65,13 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
       });
       if (finished) {
         await this.bus.publish(RUN_PROGRESS, finished);
-        await this.collectGarbageAfterPrune(event.tenantId, event.runId);
+        // Not awaited: asking the scheduler must not hold up the recording of other events.
+        this.collectGarbageAfterPrune(event.tenantId, event.runId).catch((error: unknown) =>
+          this.logger.error(
+            { msg: 'could not look for pruned remotes', runId: event.runId, error: String(error) },
+            'RunProgressRecorder',
+          ),
+        );
       }
     } catch (error) {
       this.logger.error(
