@@ -202,7 +202,24 @@ describe('repository maintenance runs: gc after prune, gc and verify on demand',
     expect(marked.body.damage).toMatchObject({ runId, chunks: [{ chunkId: victim }] });
 
     await writeFile(file, original);
-    const clean = await startAndWait(`/api/v1/remotes/${lab.remoteId}/verify`, {});
+    // Followed from its start with `haven runs logs --follow`: every line once, none lost between
+    // the stored pages and the live stream.
+    const again = await auth(api().post(`/api/v1/remotes/${lab.remoteId}/verify`))
+      .send({})
+      .expect(202);
+    const followed: string[] = [];
+    await buildCli((text) => followed.push(text), { HAVEN_URL: lab.baseUrl, HAVEN_KEY: lab.admin })
+      .exitOverride()
+      .parseAsync(['node', 'haven', 'runs', 'logs', again.body.runId, '--follow', '--json']);
+    const clean = await lab.waitForRun(again.body.runId as string);
+    let stored: string[] = [];
+    for (let i = 0; i < 50 && stored.length < followed.length; i++) {
+      const page = await auth(api().get(`/api/v1/runs/${clean.id}/logs`)).expect(200);
+      stored = page.body.items.map((line: { message: string }) => line.message);
+      if (stored.length < followed.length) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(followed.map((line) => (JSON.parse(line) as { message: string }).message)).toEqual(stored);
+    expect(stored.at(-1)).toMatch(/^task finished in/);
     expect(clean.tasks[0]?.result).toMatchObject({ ok: true, damagedRestorePoints: [] });
     const cleared = await auth(api().get(`/api/v1/restore-points/${point.id}`)).expect(200);
     expect(cleared.body).toMatchObject({ damagedAt: null, damage: null });
