@@ -1,6 +1,11 @@
 import { Readable } from 'node:stream';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
-import { ArchiveError, ArchiveStore, type ArchiveVif } from '@haven/job-backup-full/archive';
+import {
+  ArchiveError,
+  ArchiveStore,
+  type ArchiveManifest,
+  type ArchiveVif,
+} from '@haven/job-backup-full/archive';
 import { openRepository } from '@haven/repository';
 import { XapiPool, type VmInfo } from '@haven/xapi';
 import {
@@ -14,6 +19,24 @@ import {
 
 /** Keys of the backed-up VM (its backup marker, the job's snapshot tags) that the restored VM must not carry. */
 const HAVEN_KEY_PREFIX = 'haven:';
+/** Tags backup.full puts on the snapshot it exports: an imported VM carries them until it is marked. */
+const SNAPSHOT_TASK_KEY = 'haven:task';
+const SNAPSHOT_VM_KEY = 'haven:vm';
+
+/**
+ * A VM an earlier attempt of this restore left: marked with the task, or imported from this very
+ * archive (its snapshot's tags) and not marked yet (the worker died between import and marking).
+ */
+function leftOverBy(vm: VmInfo, taskId: string, manifest: ArchiveManifest): boolean {
+  if (vm.otherConfig[RESTORE_TASK_KEY] === taskId) return true;
+  return (
+    manifest.taskId !== undefined &&
+    vm.otherConfig[SNAPSHOT_TASK_KEY] === manifest.taskId &&
+    vm.otherConfig[SNAPSHOT_VM_KEY] === manifest.vm.uuid &&
+    !(RESTORE_TASK_KEY in vm.otherConfig) &&
+    !(RESTORED_FROM_KEY in vm.otherConfig)
+  );
+}
 
 /**
  * Restores a full-backup archive as a new halted VM: the archive's segments are read in order,
@@ -44,7 +67,7 @@ export async function restoreArchiveVm(
     try {
       // A worker that died mid-restore left its VM behind: this attempt starts clean.
       for (const leftover of await pool.listVms())
-        if (leftover.otherConfig[RESTORE_TASK_KEY] === taskId) {
+        if (leftOverBy(leftover, taskId, manifest)) {
           context.log('warn', 'removing the VM of an interrupted attempt of this restore', {
             vm: leftover.uuid,
           });
