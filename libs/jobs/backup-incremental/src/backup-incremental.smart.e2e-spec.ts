@@ -385,6 +385,26 @@ describe('backup.incremental smart mode through the gateway', () => {
     expect(kept.map((snapshot) => snapshot.uuid).sort()).toEqual(snapshots.slice(1).sort());
   }, 180_000);
 
+  it('the last full older than fullIntervalDays (on the host clock): full-interval-days, then deltas again', async () => {
+    await setSettings({ fullIntervalDays: 7 });
+    sim.setClock(new Date(Date.now() + 8 * 24 * 3600 * 1000));
+    try {
+      await sim.writeRandom(vm.uuid, { blocks: 1, seed: 'days' }, 1);
+      const aged = await backup();
+      expect(decisions(aged)).toEqual([
+        ['0', 'full', 'full-interval-days'],
+        ['1', 'full', 'full-interval-days'],
+      ]);
+      const next = await backup();
+      expect(decisions(next)).toEqual([
+        ['0', 'delta', 'base-available'],
+        ['1', 'delta', 'base-available'],
+      ]);
+    } finally {
+      sim.setClock(null);
+    }
+  }, 120_000);
+
   it('every restore point reads back, raw, as both disks were at its backup', async () => {
     await withRepository(async (repository) => {
       for (const [index, { hashes, task }] of backups.entries()) {
@@ -399,6 +419,6 @@ describe('backup.incremental smart mode through the gateway', () => {
       }
       expect((await repository.verify({ record: false })).ok).toBe(true);
     });
-    expect(backups).toHaveLength(13);
+    expect(backups).toHaveLength(15);
   }, 180_000);
 });
