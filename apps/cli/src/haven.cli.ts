@@ -395,7 +395,11 @@ async function startRun(
       continue;
     }
     const update = data as ProgressEvent;
-    if (event === 'run' && TERMINAL.includes(update.status)) final = update;
+    // The run's state (first event, or the server's poll seeing the end) says why in `error`.
+    if (event === 'run' && TERMINAL.includes(update.status)) {
+      const error = (data as { error?: string | null }).error;
+      final = { ...update, ...(error ? { message: error } : {}) };
+    }
     if (event !== 'progress') continue;
     if (update.taskId === undefined) {
       if (TERMINAL.includes(update.status)) final = update;
