@@ -65,7 +65,7 @@ async function cpuOfPid(pid: number): Promise<number> {
 
 async function measured<T>(simPid: number, work: () => Promise<T>): Promise<Measured<T>> {
   let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 50);
   const simBefore = await cpuOfPid(simPid);
   const cpuBefore = process.cpuUsage();
   const start = performance.now();
