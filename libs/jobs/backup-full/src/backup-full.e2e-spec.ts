@@ -430,4 +430,15 @@ describe('backup.full through the gateway', () => {
     expect((await xapi.listVms()).some((vm) => vm.name === 'doomed full')).toBe(false);
     expect((await xapi.listVms()).length).toBe(vmsBefore);
   }, 120_000);
+
+  it('answers a download of an archive whose sealed manifest was altered with 422 naming it', async () => {
+    const row = (await archiveRows(ids['zstd'])).find((r) => r.remote_id === ids['vault'])!;
+    const path = join(folders['vault'], row.manifest_key);
+    const bytes = await readFile(path);
+    bytes[bytes.length - 20] ^= 0x01;
+    await writeFile(path, bytes);
+    const refused = await auth(api().get(`/api/v1/restore-points/${row.id}/archive`)).expect(422);
+    expect(refused.body.detail).toContain(row.manifest_key);
+    expect(refused.body.detail).toContain('authentication failed');
+  });
 });

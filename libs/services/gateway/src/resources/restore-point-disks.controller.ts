@@ -5,7 +5,7 @@ import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { DataSource } from 'typeorm';
 import { RemoteEntity, RestorePointEntity } from '@haven/db';
-import { ArchiveStore, isArchiveManifestKey } from '@haven/job-backup-full/archive';
+import { ArchiveError, ArchiveStore, isArchiveManifestKey } from '@haven/job-backup-full/archive';
 import { restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
   badRequest,
@@ -162,7 +162,14 @@ export class RestorePointDisksController {
     let handedOver = false;
     try {
       const archives = ArchiveStore.forRepository(opened.repository);
-      const manifest = await archives.readManifest(row.manifestKey);
+      const manifest = await archives.readManifest(row.manifestKey).catch((error: unknown) => {
+        if (!(error instanceof ArchiveError)) throw error;
+        throw new ProblemException(
+          error.code === 'ARCHIVE_NOT_FOUND' ? HttpStatus.NOT_FOUND : HttpStatus.UNPROCESSABLE_ENTITY,
+          'Archive unreadable',
+          `Restore point ${id}: ${error.message}`,
+        );
+      });
       const filename = `${row.vmName.replace(/[^\w.-]+/g, '_')}-${row.takenAt.toISOString().replace(/[:.]/g, '-')}.xva`;
       response.status(200);
       response.setHeader('content-disposition', `attachment; filename="${filename}"`);
