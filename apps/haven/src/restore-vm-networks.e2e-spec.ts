@@ -1,3 +1,5 @@
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type request from 'supertest';
 import { XapiPool, type VmInfo } from '@haven/xapi';
 import type { XapiSimulator } from '@haven/xapi-sim';
@@ -118,6 +120,46 @@ describe('restore a VM with its networks, sparse (through the gateway)', () => {
     const restored = await xapi.getVm(fallback.vmUuid);
     expect(restored.vifs.map((vif) => vif.networkUuid)).toEqual([management.uuid, management.uuid]);
   }, 90_000);
+
+  it('fails a restore whose chunk was damaged, naming it, and leaves no VM or disk behind', async () => {
+    const remote = await auth(lab.api().get(`/api/v1/remotes/${lab.remoteId}`)).expect(200);
+    const chunks = join(remote.body.settings.path as string, 'chunks');
+    const first = async (dir: string): Promise<string> => {
+      const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+        a.name.localeCompare(b.name),
+      );
+      const entry = entries[0];
+      return entry.isDirectory() ? first(join(dir, entry.name)) : join(dir, entry.name);
+    };
+    const chunk = await first(chunks);
+    const flip = async (): Promise<void> => {
+      const handle = await open(chunk, 'r+');
+      try {
+        const byte = Buffer.alloc(1);
+        await handle.read(byte, 0, 1, 4096);
+        byte[0] ^= 0xff;
+        await handle.write(byte, 0, 1, 4096);
+      } finally {
+        await handle.close();
+      }
+    };
+    const vdisBefore = simulator.pool.store.all('VDI').length;
+    await flip();
+    try {
+      const started = await auth(lab.api().post(`/api/v1/restore-points/${pointId}/restore`))
+        .send({ poolId: lab.poolId, name: 'damaged' })
+        .expect(202);
+      const run = await lab.waitForRun(started.body.runId);
+      expect(run).toMatchObject({ status: 'failure', kind: 'restore' });
+      expect(run.tasks[0]?.error).toMatch(/chunk [0-9a-f]{64} on remote nas is damaged/);
+      // A damaged chunk stays damaged: failed on the first attempt, not retried.
+      expect(run.tasks[0]?.attempts).toBe(1);
+    } finally {
+      await flip();
+    }
+    expect((await xapi.listVms()).some((vm) => vm.name === 'damaged')).toBe(false);
+    expect(simulator.pool.store.all('VDI').length).toBe(vdisBefore);
+  }, 120_000);
 
   it('refuses a keepMacs that is not a boolean, naming it', async () => {
     const bad = await auth(lab.api().post(`/api/v1/restore-points/${pointId}/restore`))

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { isArchiveManifestKey } from '@haven/job-backup-full/archive';
-import { openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
+import { ChunkIntegrityError, openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
   createVhdStream,
   VHD_BLOCK_SIZE,
@@ -29,14 +29,23 @@ export const RESTORED_FROM_KEY = 'haven:restored-from';
 /** Marks a VM with the restore task that creates it, so a redelivered task removes a crashed attempt's VM. */
 export const RESTORE_TASK_KEY = 'haven:restore-task';
 
-export type RestoreVmErrorCode = 'INVALID_INPUT' | 'UNKNOWN_LAYOUT' | 'SR_NOT_FOUND' | 'NO_DISK_SR';
+export type RestoreVmErrorCode =
+  | 'INVALID_INPUT'
+  | 'UNKNOWN_LAYOUT'
+  | 'SR_NOT_FOUND'
+  | 'NO_DISK_SR'
+  | 'RESTORE_POINT_DAMAGED';
 
 export class RestoreVmError extends Error {
+  /** Each code names something a second attempt meets again: the task fails on the first. */
+  readonly permanent = true;
+
   constructor(
     readonly code: RestoreVmErrorCode,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'RestoreVmError';
   }
 }
@@ -157,11 +166,15 @@ function diskUpload(
   disk: DiskReader,
   signal: AbortSignal,
   onPosition: (position: number) => void,
-): { format: 'vhd' | 'raw'; length: number; stream: Readable } {
+): { format: 'vhd' | 'raw'; length: number; stream: Readable; readFailure: () => unknown } {
+  // The pool only sees the upload cut short; what went wrong on the repository side is kept here.
+  let failure: unknown;
   if (!fitsVhd(disk.virtualSize)) {
     let position = 0;
-    const stream = counted(disk.createReadStream({ signal }), (bytes) => onPosition((position += bytes)));
-    return { format: 'raw', length: disk.virtualSize, stream };
+    const source = disk.createReadStream({ signal });
+    source.once('error', (error) => (failure ??= error));
+    const stream = counted(source, (bytes) => onPosition((position += bytes)));
+    return { format: 'raw', length: disk.virtualSize, stream, readFailure: () => failure };
   }
   const allocated = disk.allocatedBlocks;
   // createVhdStream asks for the blocks in this same order: serve them from one read-ahead pass.
@@ -172,7 +185,10 @@ function diskUpload(
     type: 'dynamic',
     signal,
     readBlock: async (index) => {
-      const next = await blocks.next();
+      const next = await blocks.next().catch((error: unknown) => {
+        failure ??= error;
+        throw error;
+      });
       if (next.done === true || next.value.index !== index)
         throw new Error(`disk ${disk.key}: block ${index} was asked out of order while restoring`);
       onPosition(Math.min((index + 1) * VHD_BLOCK_SIZE, disk.virtualSize));
@@ -184,6 +200,7 @@ function diskUpload(
     format: 'vhd',
     length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks: allocated }),
     stream,
+    readFailure: () => failure,
   };
 }
 
@@ -343,11 +360,19 @@ export async function executeRestoreVm(
             bytesDone = before + position;
             context.reportProgress({ step: `writing disk ${disk.key}`, bytesDone, bytesTotal });
           });
-          await pool.importVdi(vdi.ref, upload.stream, {
-            format: upload.format,
-            length: upload.length,
-            signal: context.signal,
-          });
+          await pool
+            .importVdi(vdi.ref, upload.stream, {
+              format: upload.format,
+              length: upload.length,
+              signal: context.signal,
+            })
+            .catch((error: unknown) => {
+              const cause = upload.readFailure();
+              // A damaged or missing chunk stays so: no retry, and the repository's own words.
+              if (cause instanceof ChunkIntegrityError)
+                throw new RestoreVmError('RESTORE_POINT_DAMAGED', cause.message, { cause });
+              throw error;
+            });
           bytesDone = before + disk.virtualSize;
           disks.push({
             key: disk.key,
