@@ -218,12 +218,20 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
         .requiredOption('--pool <pool-id>', 'pool to create the VM on')
         .option('--sr <sr-uuid>', "SR of the new disks (default: the pool's default SR)")
         .option('--name <name>', 'name of the new VM (default: "<vm> (restored <date>)")')
+        .option('--keep-macs', 'give the network interfaces their backed-up MACs (default: new ones)')
         .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
         .option('--json', 'print events as JSON lines')
         .action(
           (
             id: string,
-            options: { pool: string; sr?: string; name?: string; follow?: boolean; json?: boolean },
+            options: {
+              pool: string;
+              sr?: string;
+              name?: string;
+              keepMacs?: boolean;
+              follow?: boolean;
+              json?: boolean;
+            },
           ) =>
             startRun(
               client(),
@@ -232,6 +240,7 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
                 poolId: options.pool,
                 ...(options.sr === undefined ? {} : { srUuid: options.sr }),
                 ...(options.name === undefined ? {} : { name: options.name }),
+                ...(options.keepMacs === true ? { keepMacs: true } : {}),
               },
               options,
               out,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type request from 'supertest';
 import { XapiPool, type VmInfo } from '@haven/xapi';
 import type { XapiSimulator } from '@haven/xapi-sim';
+import { buildCli } from '../../cli/src/haven.cli';
 import { type BackupLab, type RunBody, startBackupLab } from './backup-lab.fixture';
 
 interface RestoreResult {
@@ -86,6 +87,30 @@ describe('restore a VM with its networks, sparse (through the gateway)', () => {
       expect(disk.bytesSent).toBeLessThan(disk.virtualSize * 0.9);
     }
     expect((await simulator.diskHash(result.vmUuid)).sha256).toBe(hashAtBackup);
+  }, 60_000);
+
+  it('keeps the backed-up MACs when asked from the CLI (--keep-macs)', async () => {
+    const lines: string[] = [];
+    await buildCli((text) => lines.push(text), { HAVEN_URL: lab.baseUrl, HAVEN_KEY: lab.admin })
+      .exitOverride()
+      .parseAsync([
+        'node',
+        'haven',
+        'restore-points',
+        'restore',
+        pointId,
+        '--pool',
+        lab.poolId,
+        '--name',
+        'same macs',
+        '--keep-macs',
+        '--follow',
+      ]);
+    expect(lines.at(-1)).toMatch(/: success$/);
+    const restored = (await xapi.listVms()).find((vm) => vm.name === 'same macs')!;
+    expect(restored.vifs.map((vif) => [vif.device, vif.mac])).toEqual(
+      source.vifs.map((vif) => [vif.device, vif.mac]),
+    );
   }, 60_000);
 
   it('finds a network again by name, or falls back to the management network and says so; keepMacs keeps the MACs', async () => {
