@@ -238,7 +238,7 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
   it('garbage collection frees the chunks only expired backups used, and every kept one is still whole', async () => {
     // The prune started a gc of each remote; its 24 h safety window spares today's chunks.
     let automatic: { id: string; kind: string }[] = [];
-    for (let i = 0; i < 100 && automatic.length < 2; i++) {
+    for (let i = 0; i < 300 && automatic.length < 2; i++) {
       const runs = await auth(api().get('/api/v1/runs?limit=100')).expect(200);
       automatic = (runs.body.items as { id: string; kind: string }[]).filter((r) => r.kind === 'gc');
       if (automatic.length < 2) await new Promise((resolve) => setTimeout(resolve, 100));
