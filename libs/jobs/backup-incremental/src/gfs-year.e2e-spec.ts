@@ -2,7 +2,6 @@ import { DateTime } from 'luxon';
 import type request from 'supertest';
 import localRemote from '@haven/remote-local';
 import { openRepository } from '@haven/repository';
-import { createTestDatabase, describeIntegration } from '@haven/testing';
 import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
 
 const MiB = 1024 * 1024;
@@ -69,201 +68,192 @@ interface CatalogPoint {
   manifestKey?: string;
 }
 
-// The catalog is a Postgres database: on the embedded PGlite, its single-threaded WebAssembly took
-// about a second of CPU per run, most of a run's cost (docs/development.md, "Traps").
-describeIntegration(
-  'GFS retention over a simulated year of daily backups (simulator clock)',
-  ['postgres'],
-  () => {
-    let lab: BackupLab;
-    let database: Awaited<ReturnType<typeof createTestDatabase>>;
-    let remoteFolder = '';
-    let scheduleId = '';
-    let jobId = '';
-    const taken: DateTime[] = [];
-    const api = () => lab.api();
-    const auth = (req: request.Test) => lab.auth(req);
-    const parisDay = (iso: string) => DateTime.fromISO(iso, { zone: ZONE }).toISODate() ?? '';
+// 365 runs: each is waited for on its event stream, not by polling (docs/development.md, "Traps").
+describe('GFS retention over a simulated year of daily backups (simulator clock)', () => {
+  let lab: BackupLab;
+  let remoteFolder = '';
+  let scheduleId = '';
+  let jobId = '';
+  const taken: DateTime[] = [];
+  const api = () => lab.api();
+  const auth = (req: request.Test) => lab.auth(req);
+  const parisDay = (iso: string) => DateTime.fromISO(iso, { zone: ZONE }).toISODate() ?? '';
 
-    beforeAll(async () => {
-      database = await createTestDatabase('haven_gfs_year');
-      lab = await startBackupLab({
-        seed: 'gfs-year',
-        passphrase: 'gfs year lab passphrase',
-        diskSize: 4 * MiB,
-        databaseUrl: database.url,
-      });
-      // A plain remote and no compression: 365 runs of a tiny disk measure the pipeline, not the
-      // passphrase's scrypt (once per run) or zstd. Encryption has its own end-to-end suites.
-      remoteFolder = await lab.scratch('haven-gfs-remote-');
-      const remote = await auth(api().post('/api/v1/remotes'))
-        .send({ name: 'long-term', type: 'local', settings: { path: remoteFolder } })
-        .expect(201);
-      const job = await auth(api().post('/api/v1/jobs'))
-        .send({
-          name: 'long-term',
-          type: 'backup.incremental',
-          selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
-          remoteIds: [remote.body.id],
-          settings: { compression: 'none' },
-        })
-        .expect(201);
-      jobId = job.body.id;
-    }, 120_000);
-
-    afterAll(async () => {
-      await (lab as BackupLab | undefined)?.close();
-      await (database as typeof database | undefined)?.drop();
+  beforeAll(async () => {
+    lab = await startBackupLab({
+      seed: 'gfs-year',
+      passphrase: 'gfs year lab passphrase',
+      diskSize: 4 * MiB,
     });
+    // A plain remote and no compression: 365 runs of a tiny disk measure the pipeline, not the
+    // passphrase's scrypt (once per run) or zstd. Encryption has its own end-to-end suites.
+    remoteFolder = await lab.scratch('haven-gfs-remote-');
+    const remote = await auth(api().post('/api/v1/remotes'))
+      .send({ name: 'long-term', type: 'local', settings: { path: remoteFolder } })
+      .expect(201);
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'long-term',
+        type: 'backup.incremental',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
+        remoteIds: [remote.body.id],
+        settings: { compression: 'none' },
+      })
+      .expect(201);
+    jobId = job.body.id;
+  }, 120_000);
 
-    /** Runs the job for the schedule and waits for the end on the run's event stream (no polling). */
-    async function runForSchedule(): Promise<RunBody> {
-      const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
-        .send({ scheduleId })
-        .expect(202);
-      const events = await fetch(`${lab.baseUrl}/api/v1/runs/${started.body.runId}/events`, {
-        headers: { authorization: `Bearer ${lab.admin}` },
-      });
-      expect(events.status).toBe(200);
-      // The stream ends when the run does.
-      await events.text();
-      const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
-      return run.body as RunBody;
-    }
+  afterAll(async () => {
+    await (lab as BackupLab | undefined)?.close();
+  });
 
-    async function catalogPoints(): Promise<CatalogPoint[]> {
-      const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
-      expect(listed.body.nextCursor ?? null).toBeNull();
-      return listed.body.items as CatalogPoint[];
-    }
-
-    it('refuses a schedule that combines keep with GFS, on creation and on change, saying why', async () => {
-      const refused = await auth(api().post('/api/v1/schedules'))
-        .send({
-          jobId,
-          name: 'both',
-          cron: '30 0 * * *',
-          timezone: ZONE,
-          retention: { keep: 7, gfs: { daily: 7 } },
-        })
-        .expect(400);
-      expect(refused.body.errors).toEqual([
-        { field: 'retention', message: expect.stringMatching(/keep the same restore points twice/) },
-      ]);
-      const schedule = await auth(api().post('/api/v1/schedules'))
-        .send({
-          jobId,
-          name: 'nightly long-term',
-          cron: '30 0 * * *',
-          timezone: ZONE,
-          // Fired by hand below with the simulator's clock, never by the real one.
-          enabled: false,
-          retention: { gfs: POLICY },
-        })
-        .expect(201);
-      scheduleId = schedule.body.id;
-      const changed = await auth(api().patch(`/api/v1/schedules/${scheduleId}`))
-        .send({ retention: { keep: 3, gfs: POLICY } })
-        .expect(400);
-      expect(changed.body.errors).toEqual([
-        { field: 'retention', message: expect.stringMatching(/use gfs alone .* or keep alone/) },
-      ]);
-      const unchanged = await auth(api().get(`/api/v1/schedules/${scheduleId}`)).expect(200);
-      expect(unchanged.body.retention).toEqual({ gfs: POLICY });
+  /** Runs the job for the schedule and waits for the end on the run's event stream (no polling). */
+  async function runForSchedule(): Promise<RunBody> {
+    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+      .send({ scheduleId })
+      .expect(202);
+    const events = await fetch(`${lab.baseUrl}/api/v1/runs/${started.body.runId}/events`, {
+      headers: { authorization: `Bearer ${lab.admin}` },
     });
+    expect(events.status).toBe(200);
+    // The stream ends when the run does.
+    await events.text();
+    const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
+    return run.body as RunBody;
+  }
 
-    it('after each daily backup, the catalog keeps exactly the reference set with its GFS tags', async () => {
-      const started = Date.now();
-      const cpu = process.cpuUsage();
-      for (const time of backupTimes()) {
-        lab.simulator.setClock(time.toJSDate());
-        const run = await runForSchedule();
-        expect([time.toISODate(), run.status, run.tasks[0]?.error ?? null]).toEqual([
-          time.toISODate(),
-          'success',
-          null,
-        ]);
-        taken.push(time);
-        if (taken.length % 73 === 0)
-          process.stdout.write(
-            `gfs-year: ${taken.length} runs after ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
-          );
-        const expected = expectedKept(taken);
-        const points = await catalogPoints();
-        const kept = new Map(points.map((point) => [parisDay(point.takenAt), point.gfsTags]));
-        expect([time.toISODate(), points.length]).toEqual([time.toISODate(), kept.size]);
-        expect([time.toISODate(), kept]).toEqual([time.toISODate(), expected]);
-      }
-      const seconds = (Date.now() - started) / 1000;
-      const used = process.cpuUsage(cpu);
-      const cpuSeconds = (used.user + used.system) / 1e6;
-      process.stdout.write(
-        `gfs-year: ${DAYS} daily backup runs in ${seconds.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU ` +
-          `(${((seconds / DAYS) * 1000).toFixed(0)} ms wall, ${((cpuSeconds / DAYS) * 1000).toFixed(0)} ms CPU per run)\n`,
-      );
-    }, 1_800_000);
+  async function catalogPoints(): Promise<CatalogPoint[]> {
+    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
+    expect(listed.body.nextCursor ?? null).toBeNull();
+    return listed.body.items as CatalogPoint[];
+  }
 
-    it('ends with the set a person reads off the calendar', () => {
+  it('refuses a schedule that combines keep with GFS, on creation and on change, saying why', async () => {
+    const refused = await auth(api().post('/api/v1/schedules'))
+      .send({
+        jobId,
+        name: 'both',
+        cron: '30 0 * * *',
+        timezone: ZONE,
+        retention: { keep: 7, gfs: { daily: 7 } },
+      })
+      .expect(400);
+    expect(refused.body.errors).toEqual([
+      { field: 'retention', message: expect.stringMatching(/keep the same restore points twice/) },
+    ]);
+    const schedule = await auth(api().post('/api/v1/schedules'))
+      .send({
+        jobId,
+        name: 'nightly long-term',
+        cron: '30 0 * * *',
+        timezone: ZONE,
+        // Fired by hand below with the simulator's clock, never by the real one.
+        enabled: false,
+        retention: { gfs: POLICY },
+      })
+      .expect(201);
+    scheduleId = schedule.body.id;
+    const changed = await auth(api().patch(`/api/v1/schedules/${scheduleId}`))
+      .send({ retention: { keep: 3, gfs: POLICY } })
+      .expect(400);
+    expect(changed.body.errors).toEqual([
+      { field: 'retention', message: expect.stringMatching(/use gfs alone .* or keep alone/) },
+    ]);
+    const unchanged = await auth(api().get(`/api/v1/schedules/${scheduleId}`)).expect(200);
+    expect(unchanged.body.retention).toEqual({ gfs: POLICY });
+  });
+
+  it('after each daily backup, the catalog keeps exactly the reference set with its GFS tags', async () => {
+    const started = Date.now();
+    const cpu = process.cpuUsage();
+    for (const time of backupTimes()) {
+      lab.simulator.setClock(time.toJSDate());
+      const run = await runForSchedule();
+      expect([time.toISODate(), run.status, run.tasks[0]?.error ?? null]).toEqual([
+        time.toISODate(),
+        'success',
+        null,
+      ]);
+      taken.push(time);
+      if (taken.length % 73 === 0)
+        process.stdout.write(
+          `gfs-year: ${taken.length} runs after ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+        );
       const expected = expectedKept(taken);
-      const firsts = [
-        '2025-04-01',
-        '2025-05-01',
-        '2025-06-01',
-        '2025-07-01',
-        '2025-08-01',
-        '2025-09-01',
-        '2025-10-01',
-        '2025-11-01',
-        '2025-12-01',
-        '2026-01-01',
-        '2026-02-01',
-        '2026-03-01',
-      ];
-      // Mondays of the last four ISO weeks, and the last seven days (up to Saturday 14 March 2026).
-      const mondays = ['2026-02-16', '2026-02-23', '2026-03-02', '2026-03-09'];
-      const lastWeek = [
-        '2026-03-08',
-        '2026-03-09',
-        '2026-03-10',
-        '2026-03-11',
-        '2026-03-12',
-        '2026-03-13',
-        '2026-03-14',
-      ];
-      expect([...expected.keys()].sort()).toEqual([...new Set([...firsts, ...mondays, ...lastWeek])].sort());
-      expect(expected.get('2026-01-01')).toEqual(['monthly', 'yearly']);
-      expect(expected.get('2026-03-09')).toEqual(['daily', 'weekly']);
-      expect(expected.get('2026-03-02')).toEqual(['weekly']);
-      expect(expected.get('2025-04-01')).toEqual(['monthly']);
-      expect(expected.get('2026-03-14')).toEqual(['daily']);
-    });
-
-    it('the remote holds exactly the kept restore points, and each reads back', async () => {
       const points = await catalogPoints();
-      const store = await localRemote.create({ path: remoteFolder }, { name: 'check' });
-      try {
-        const repository = await openRepository(store);
-        const onRemote = await repository.listRestorePoints({ vmUuid: lab.vm.uuid });
-        const days = onRemote
-          .map((summary) => {
-            const at = summary.manifest.attributes?.['snapshotTakenAt'];
-            return parisDay(typeof at === 'string' ? at : summary.manifest.createdAt);
-          })
-          .sort();
-        expect(days).toEqual([...expectedKept(taken).keys()].sort());
-        expect(onRemote).toHaveLength(points.length);
-        // Only kept manifests remain: the rest of the year is gone from the remote, not just hidden.
-        expect(await repository.listRestorePointIds()).toHaveLength(points.length);
-        const report = await repository.verify();
-        expect(report).toMatchObject({
-          ok: true,
-          damagedChunks: [],
-          missingChunks: [],
-          brokenRestorePoints: [],
-        });
-      } finally {
-        await store.close();
-      }
-    }, 120_000);
-  },
-);
+      const kept = new Map(points.map((point) => [parisDay(point.takenAt), point.gfsTags]));
+      expect([time.toISODate(), points.length]).toEqual([time.toISODate(), kept.size]);
+      expect([time.toISODate(), kept]).toEqual([time.toISODate(), expected]);
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    const cpuSeconds = (used.user + used.system) / 1e6;
+    process.stdout.write(
+      `gfs-year: ${DAYS} daily backup runs in ${seconds.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU ` +
+        `(${((seconds / DAYS) * 1000).toFixed(0)} ms wall, ${((cpuSeconds / DAYS) * 1000).toFixed(0)} ms CPU per run)\n`,
+    );
+  }, 1_800_000);
+
+  it('ends with the set a person reads off the calendar', () => {
+    const expected = expectedKept(taken);
+    const firsts = [
+      '2025-04-01',
+      '2025-05-01',
+      '2025-06-01',
+      '2025-07-01',
+      '2025-08-01',
+      '2025-09-01',
+      '2025-10-01',
+      '2025-11-01',
+      '2025-12-01',
+      '2026-01-01',
+      '2026-02-01',
+      '2026-03-01',
+    ];
+    // Mondays of the last four ISO weeks, and the last seven days (up to Saturday 14 March 2026).
+    const mondays = ['2026-02-16', '2026-02-23', '2026-03-02', '2026-03-09'];
+    const lastWeek = [
+      '2026-03-08',
+      '2026-03-09',
+      '2026-03-10',
+      '2026-03-11',
+      '2026-03-12',
+      '2026-03-13',
+      '2026-03-14',
+    ];
+    expect([...expected.keys()].sort()).toEqual([...new Set([...firsts, ...mondays, ...lastWeek])].sort());
+    expect(expected.get('2026-01-01')).toEqual(['monthly', 'yearly']);
+    expect(expected.get('2026-03-09')).toEqual(['daily', 'weekly']);
+    expect(expected.get('2026-03-02')).toEqual(['weekly']);
+    expect(expected.get('2025-04-01')).toEqual(['monthly']);
+    expect(expected.get('2026-03-14')).toEqual(['daily']);
+  });
+
+  it('the remote holds exactly the kept restore points, and each reads back', async () => {
+    const points = await catalogPoints();
+    const store = await localRemote.create({ path: remoteFolder }, { name: 'check' });
+    try {
+      const repository = await openRepository(store);
+      const onRemote = await repository.listRestorePoints({ vmUuid: lab.vm.uuid });
+      const days = onRemote
+        .map((summary) => {
+          const at = summary.manifest.attributes?.['snapshotTakenAt'];
+          return parisDay(typeof at === 'string' ? at : summary.manifest.createdAt);
+        })
+        .sort();
+      expect(days).toEqual([...expectedKept(taken).keys()].sort());
+      expect(onRemote).toHaveLength(points.length);
+      // Only kept manifests remain: the rest of the year is gone from the remote, not just hidden.
+      expect(await repository.listRestorePointIds()).toHaveLength(points.length);
+      const report = await repository.verify();
+      expect(report).toMatchObject({
+        ok: true,
+        damagedChunks: [],
+        missingChunks: [],
+        brokenRestorePoints: [],
+      });
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+});
