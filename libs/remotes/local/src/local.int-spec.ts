@@ -18,6 +18,12 @@ async function filesOnDisk(root: string): Promise<string[]> {
   return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
 }
 
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
 describe('local remote', () => {
   let folder: { path: string; cleanup: () => Promise<void> };
   let store: RemoteStore;
@@ -34,6 +40,23 @@ describe('local remote', () => {
       store.put('failed/object', pattern.stream(8 << 20, { failAfter: 3 << 20 })),
     ).rejects.toThrow();
     expect(await filesOnDisk(folder.path)).toEqual([]);
+  });
+
+  it('many concurrent puts into one folder (sharing folder fsyncs) are all stored whole, and a put into a new folder too', async () => {
+    const bodies = Array.from({ length: 24 }, (_, index) => Buffer.alloc(700_000 + index, index + 1));
+    await Promise.all(
+      bodies.map((body, index) =>
+        index % 2 === 0 ? store.put(`shared/o${index}`, body) : store.putIfAbsent(`shared/o${index}`, body),
+      ),
+    );
+    await store.put('fresh/folder/below/object', Buffer.from('new'));
+    for (const [index, body] of bodies.entries()) {
+      expect((await readAll(await store.get(`shared/o${index}`))).equals(body)).toBe(true);
+    }
+    expect((await readAll(await store.get('fresh/folder/below/object'))).toString()).toBe('new');
+    expect((await filesOnDisk(folder.path)).filter((file) => file.includes('.haven-tmp'))).toEqual([]);
+    for (const index of bodies.keys()) await store.delete(`shared/o${index}`);
+    await store.delete('fresh/folder/below/object');
   });
 
   it('removes folders emptied by deletes and renames', async () => {
