@@ -59,6 +59,27 @@ export class ByteStreamCursor {
     return result;
   }
 
+  /**
+   * Fills `target` from the stream (copying), without assembling a buffer of its own; returns the
+   * bytes copied, fewer than `target.length` only at the end of the stream.
+   */
+  async readInto(target: Buffer): Promise<number> {
+    let copied = 0;
+    while (copied < target.length) {
+      if (this.pending.length === 0) await this.fill(1);
+      const chunk = this.pending.at(0);
+      if (chunk === undefined) break;
+      const part = Math.min(chunk.length, target.length - copied);
+      chunk.copy(target, copied, 0, part);
+      copied += part;
+      if (part === chunk.length) this.pending.shift();
+      else this.pending[0] = chunk.subarray(part);
+      this.pendingBytes -= part;
+    }
+    this.position += copied;
+    return copied;
+  }
+
   /** Discards up to `length` bytes without keeping them; returns how many were skipped. */
   async skip(length: number): Promise<number> {
     let skipped = 0;

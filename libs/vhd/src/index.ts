@@ -12,3 +12,4 @@ export * from './vhd-image.reader';
 export * from './vhd-chain.reader';
 export * from './raw-vhd.converter';
 export * from './byte-stream.cursor';
+export * from './block-buffer.pool';

@@ -5,6 +5,7 @@ import { decodeVhdFooter, type VhdFooter } from './vhd-footer.codec';
 import { decodeParentLocatorData, decodeVhdHeader, type VhdHeader } from './vhd-header.codec';
 import { checkVhdLayout, checkVhdTableDeclaration, decodeBat, vhdBatBytes } from './vhd-layout.check';
 import { VhdFormatError } from './vhd-format.error';
+import type { BlockBufferSource } from './block-buffer.pool';
 
 /** Locator texts longer than this are not paths; they are skipped rather than buffered. */
 const MAX_LOCATOR_TEXT = 64 * 1024;
@@ -28,6 +29,20 @@ export interface VhdStreamBlock {
   bitmap: Buffer;
   /** 2 MiB of data. */
   data: Buffer;
+  /**
+   * Present when the reader was given block buffers: gives `data` back for the reader to fill
+   * again. Call it once, when nothing reads `data` any more; a block never released is left to
+   * the garbage collector.
+   */
+  release?: () => void;
+}
+
+export interface VhdStreamReadOptions {
+  /**
+   * Buffers of VHD_BLOCK_SIZE bytes to read block data into (each block then has `release`).
+   * Without, each block's data is a fresh buffer (or a view of the source's chunk).
+   */
+  blockBuffers?: BlockBufferSource;
 }
 
 export type VhdStreamItem = VhdStreamMetadata | VhdStreamBlock;
@@ -45,6 +60,38 @@ async function readExact(cursor: ByteStreamCursor, length: number, what: string)
     );
   }
   return buffer;
+}
+
+/** Block data read into a buffer of `buffers`, with the `release` that gives it back once. */
+async function readBlockInto(
+  cursor: ByteStreamCursor,
+  buffers: BlockBufferSource,
+  what: string,
+): Promise<{ data: Buffer; release: () => void }> {
+  const data = buffers.acquire();
+  if (data.length !== VHD_BLOCK_SIZE) {
+    buffers.release(data);
+    throw new RangeError(`block buffers must be ${VHD_BLOCK_SIZE} bytes, got ${data.length}`);
+  }
+  const at = cursor.position;
+  const got = await cursor.readInto(data);
+  if (got < VHD_BLOCK_SIZE) {
+    buffers.release(data);
+    throw new VhdFormatError(
+      'VHD_TRUNCATED',
+      `VHD stream ended inside ${what}: got ${got} of ${VHD_BLOCK_SIZE} bytes; the export was cut short`,
+      at + got,
+    );
+  }
+  let released = false;
+  return {
+    data,
+    release: () => {
+      if (released) throw new Error(`${what} was released twice`);
+      released = true;
+      buffers.release(data);
+    },
+  };
 }
 
 async function skipTo(cursor: ByteStreamCursor, offset: number, what: string): Promise<void> {
@@ -76,7 +123,11 @@ function sameFooter(a: VhdFooter, b: VhdFooter): boolean {
  * structures are skipped; anything out of order, overlapping, truncated or with a bad checksum is a
  * VhdFormatError. Memory stays at the BAT plus one block; the source is stopped when iteration ends.
  */
-export async function* parseVhdStream(source: ByteSource): AsyncGenerator<VhdStreamItem, void, undefined> {
+export async function* parseVhdStream(
+  source: ByteSource,
+  options: VhdStreamReadOptions = {},
+): AsyncGenerator<VhdStreamItem, void, undefined> {
+  const buffers = options.blockBuffers;
   const cursor = new ByteStreamCursor(source);
   try {
     const footer = decodeVhdFooter(await readExact(cursor, VHD_FOOTER_SIZE, 'the footer copy'), 0);
@@ -145,8 +196,13 @@ export async function* parseVhdStream(source: ByteSource): AsyncGenerator<VhdStr
         VHD_SECTOR_BITMAP_SIZE,
         `the sector bitmap of block ${region.index}`,
       );
-      const data = await readExact(cursor, VHD_BLOCK_SIZE, `the data of block ${region.index}`);
-      yield { type: 'block', index: region.index, bitmap, data };
+      const what = `the data of block ${region.index}`;
+      if (buffers === undefined) {
+        const data = await readExact(cursor, VHD_BLOCK_SIZE, what);
+        yield { type: 'block', index: region.index, bitmap, data };
+      } else {
+        yield { type: 'block', index: region.index, bitmap, ...(await readBlockInto(cursor, buffers, what)) };
+      }
     }
     // Trailing footer, possibly after zero padding.
     for (;;) {
@@ -178,8 +234,9 @@ export async function* parseVhdStream(source: ByteSource): AsyncGenerator<VhdStr
 /** The stream parser split in two: metadata now, blocks as an async iterator afterwards. */
 export async function openVhdStream(
   source: ByteSource,
+  options: VhdStreamReadOptions = {},
 ): Promise<{ metadata: VhdStreamMetadata; blocks: AsyncGenerator<VhdStreamBlock, void, undefined> }> {
-  const items = parseVhdStream(source);
+  const items = parseVhdStream(source, options);
   const first = await items.next();
   if (first.done === true || first.value.type !== 'metadata') {
     await items.return();

@@ -4,6 +4,11 @@
  * one asked for: at most two items are held, and the slowest remote sets the pace (back-pressure).
  * A consumer that stops (ends or fails) no longer holds the others back; when all stopped, the
  * source is closed (which cancels the export).
+ *
+ * An item with `release` (a reused buffer) is shared: each consumer gets it with a `release` of its
+ * own, and the source's is called once every consumer that was to receive it has released it or
+ * stopped before receiving it. A consumer that stops after receiving an item without releasing it
+ * keeps it from reuse for good (a failed writer may still be reading it).
  */
 export class BlockFanout<T> {
   /** Items each consumer has received (the step it asks for next); Infinity once it stopped. */
@@ -11,6 +16,8 @@ export class BlockFanout<T> {
   /** The step each consumer last asked for: it is finished with every item before it. */
   private readonly asked: number[];
   private readonly items = new Map<number, Promise<IteratorResult<T, undefined>>>();
+  /** Pulled items with a `release`: how many consumers still hold or are still to receive them. */
+  private readonly shares = new Map<number, { remaining: number; release: () => void }>();
   private waiters: (() => void)[] = [];
   private closed = false;
 
@@ -51,27 +58,61 @@ export class BlockFanout<T> {
       const ready = this.items.get(step);
       if (ready !== undefined) {
         const result = await ready;
+        // Stopped (closed) while waiting: the item is not this consumer's any more.
+        if (this.done[index] === Infinity) return { done: true, value: undefined };
         if (result.done === true) {
           this.stopped(index);
           this.wake();
           await this.closeIfAllStopped();
-        } else {
-          this.done[index] = step + 1;
+          return result;
         }
-        return result;
+        this.done[index] = step + 1;
+        return { done: false, value: this.handOut(step, result.value) };
       }
       // One item of read-ahead: step k is read once everyone is finished with item k - 2.
       if (this.slowest() >= step - 1) {
-        this.items.set(step, this.pull());
+        this.items.set(step, this.pull(step));
         continue;
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
 
-  private async pull(): Promise<IteratorResult<T, undefined>> {
+  private async pull(step: number): Promise<IteratorResult<T, undefined>> {
     const result = await this.source.next();
-    return result.done === true ? { done: true, value: undefined } : result;
+    if (result.done === true) return { done: true, value: undefined };
+    const release = releaseOf(result.value);
+    if (release !== undefined) {
+      // Every consumer not stopped receives this item (none is past it: it is pulled when first asked for).
+      const remaining = this.done.filter((done) => done !== Infinity).length;
+      if (remaining === 0) release();
+      else this.shares.set(step, { remaining, release });
+    }
+    return result;
+  }
+
+  /** The item as one consumer receives it: with a release of its own when the item is shared. */
+  private handOut(step: number, item: T): T {
+    if (!this.shares.has(step)) return item;
+    let released = false;
+    return {
+      ...(item as T & object),
+      release: () => {
+        if (released) throw new Error(`item ${step} of the fan-out was released twice by one consumer`);
+        released = true;
+        this.unshare(step);
+      },
+    };
+  }
+
+  /** One holder of item `step` is finished with it; the last one gives it back to the source. */
+  private unshare(step: number): void {
+    const share = this.shares.get(step);
+    if (share === undefined) return;
+    share.remaining--;
+    if (share.remaining > 0) return;
+    this.shares.delete(step);
+    share.release();
   }
 
   private slowest(): number {
@@ -79,6 +120,10 @@ export class BlockFanout<T> {
   }
 
   private stopped(index: number): void {
+    const received = this.done[index] ?? Infinity;
+    // Items this consumer was still to receive no longer wait for it.
+    if (received !== Infinity)
+      for (const step of [...this.shares.keys()]) if (step >= received) this.unshare(step);
     this.done[index] = Infinity;
     this.asked[index] = Infinity;
   }
@@ -112,4 +157,11 @@ export class BlockFanout<T> {
     this.items.clear();
     await this.source.return?.(undefined);
   }
+}
+
+/** The `release` of an item that has one (an object with a release function). */
+function releaseOf(item: unknown): (() => void) | undefined {
+  if (typeof item !== 'object' || item === null || !('release' in item)) return undefined;
+  const release = (item as { release?: unknown }).release;
+  return typeof release === 'function' ? () => (release as () => void).call(item) : undefined;
 }

@@ -1,11 +1,17 @@
 import type { DiskBlock, DiskReader, RestorePointDisk, RestorePointWriter } from '@haven/repository';
-import { openVhdStream, VHD_BLOCK_SIZE } from '@haven/vhd';
+import { BlockBufferPool, openVhdStream, VHD_BLOCK_SIZE } from '@haven/vhd';
 import type { XapiPool } from '@haven/xapi';
 import { BackupJobError } from './backup-incremental.errors';
 import { BlockFanout } from './block.fanout';
 import type { DiskPlan } from './disk.plan';
 import { rawBlocks } from './raw-blocks.reader';
 import { wholeBlocks } from './whole-block.merger';
+
+/**
+ * Export block buffers kept for reuse: the fan-out holds two blocks, each writer up to its upload
+ * concurrency (4 by default) until it has sealed them.
+ */
+const EXPORT_BUFFERS_KEPT = 8;
 
 /** One remote's writer for this disk, and its copy of the base disk when the plan is a delta. */
 export interface DiskDestination {
@@ -80,7 +86,10 @@ export async function transferDisk(
       ...(plan.baseDisk !== undefined ? { baseVdiRef: plan.baseDisk.vdiRef } : {}),
       signal,
     });
-    const { metadata, blocks } = await openVhdStream(exported);
+    // Block data is read into reused buffers, each given back once every remote's writer has
+    // released it (BlockFanout): no fresh 2 MiB allocation per block.
+    const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT);
+    const { metadata, blocks } = await openVhdStream(exported, { blockBuffers });
     if (metadata.footer.currentSize !== size) {
       await blocks.return();
       throw new BackupJobError(
