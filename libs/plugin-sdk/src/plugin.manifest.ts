@@ -57,6 +57,12 @@ export interface PlannedTask {
   subject: string;
   /** Everything the executor needs besides the job; small (it travels on the bus). */
   input: Record<string, unknown>;
+  /**
+   * What the task must hold alone, across runs and jobs (e.g. `vm:<uuid>`): while an open task of
+   * a running run holds the key, a new run's task with the same key is not queued but fails at
+   * once, naming the run that holds it.
+   */
+  lockKey?: string;
 }
 
 /** A pool's XAPI credentials, unsealed in memory for the time of a task. */

@@ -22,6 +22,8 @@ export class TaskEntity {
   @Column('text', { nullable: true }) error!: string | null;
   /** When it went on the work queue; null while it waits for a free slot of its run. */
   @Column('timestamptz', { name: 'queued_at', nullable: true }) queuedAt!: Date | null;
+  /** What the task holds alone while it is open (PlannedTask.lockKey), e.g. `vm:<uuid>`. */
+  @Column('text', { name: 'lock_key', nullable: true }) lockKey!: string | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;

@@ -1,10 +1,12 @@
 import { InitialCatalog1764140000000 } from './1764140000000-initial-catalog.migration';
 import { RestoreRuns1764150000000 } from './1764150000000-restore-runs.migration';
 import { RunExecution1764160000000 } from './1764160000000-run-execution.migration';
+import { TaskLocks1764170000000 } from './1764170000000-task-locks.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
 export const CATALOG_MIGRATIONS = [
   InitialCatalog1764140000000,
   RestoreRuns1764150000000,
   RunExecution1764160000000,
+  TaskLocks1764170000000,
 ];

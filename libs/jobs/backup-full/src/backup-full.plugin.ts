@@ -1,5 +1,5 @@
 import type { JobPlanContext, JobPlugin, PlannedTask } from '@haven/plugin-sdk';
-import { isExcludedAlways, parseSelection, selectVms } from '@haven/job-backup-incremental';
+import { isExcludedAlways, parseSelection, selectVms, vmLockKey } from '@haven/job-backup-incremental';
 import { XapiNotFoundError, XapiPool, type VmInfo } from '@haven/xapi';
 import { BACKUP_FULL_SETTINGS_SCHEMA, backupFullSettings } from './backup-full.settings';
 import { backupVmFull } from './vm-archive.executor';
@@ -7,7 +7,12 @@ import { backupVmFull } from './vm-archive.executor';
 export const BACKUP_FULL_TASK = 'backup.full.vm';
 
 function taskFor(vm: Pick<VmInfo, 'uuid' | 'name'>): PlannedTask {
-  return { type: BACKUP_FULL_TASK, subject: vm.name, input: { vm: vm.uuid, vmName: vm.name } };
+  return {
+    type: BACKUP_FULL_TASK,
+    subject: vm.name,
+    input: { vm: vm.uuid, vmName: vm.name },
+    lockKey: vmLockKey(vm.uuid),
+  };
 }
 
 /**
@@ -36,7 +41,7 @@ export async function planBackupFull(context: JobPlanContext): Promise<PlannedTa
         vm = await pool.getVm(uuid);
       } catch (error) {
         if (!(error instanceof XapiNotFoundError)) throw error;
-        tasks.push({ type: BACKUP_FULL_TASK, subject: uuid, input: { vm: uuid } });
+        tasks.push({ type: BACKUP_FULL_TASK, subject: uuid, input: { vm: uuid }, lockKey: vmLockKey(uuid) });
         continue;
       }
       if (!isExcludedAlways(vm)) tasks.push(taskFor(vm));

@@ -89,7 +89,7 @@ describe('backup.incremental planning', () => {
     expect(await subjects({ mode: 'smart', namePattern: '*3' })).toEqual(['sim-vm-3']);
   });
 
-  it('explicit mode makes one task per listed VM, named, with the uuid as input; never no-backup ones', async () => {
+  it('explicit mode makes one task per listed VM, named, with the uuid as input and the VM catalog lock; never no-backup ones', async () => {
     const tasks = await planBackupIncremental(
       context({ mode: 'explicit', vms: [uuids['sim-vm-1'], uuids['sim-vm-2'], uuids['sim-vm-4']] }),
     );
@@ -98,11 +98,13 @@ describe('backup.incremental planning', () => {
         type: BACKUP_INCREMENTAL_TASK,
         subject: 'sim-vm-1',
         input: { vm: uuids['sim-vm-1'], vmName: 'sim-vm-1' },
+        lockKey: `vm:${uuids['sim-vm-1'] ?? ''}`,
       },
       {
         type: BACKUP_INCREMENTAL_TASK,
         subject: 'sim-vm-4',
         input: { vm: uuids['sim-vm-4'], vmName: 'sim-vm-4' },
+        lockKey: `vm:${uuids['sim-vm-4'] ?? ''}`,
       },
     ]);
   });

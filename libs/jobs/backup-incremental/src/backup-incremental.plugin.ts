@@ -6,8 +6,18 @@ import { backupVmIncremental } from './vm-backup.executor';
 
 export const BACKUP_INCREMENTAL_TASK = 'backup.incremental.vm';
 
+/** The catalog lock a VM's backup task holds: one backup of a VM at a time, whatever the job. */
+export function vmLockKey(vmUuid: string): string {
+  return `vm:${vmUuid}`;
+}
+
 function taskFor(vm: Pick<VmInfo, 'uuid' | 'name'>): PlannedTask {
-  return { type: BACKUP_INCREMENTAL_TASK, subject: vm.name, input: { vm: vm.uuid, vmName: vm.name } };
+  return {
+    type: BACKUP_INCREMENTAL_TASK,
+    subject: vm.name,
+    input: { vm: vm.uuid, vmName: vm.name },
+    lockKey: vmLockKey(vm.uuid),
+  };
 }
 
 /**
@@ -36,7 +46,12 @@ export async function planBackupIncremental(context: JobPlanContext): Promise<Pl
         vm = await pool.getVm(uuid);
       } catch (error) {
         if (!(error instanceof XapiNotFoundError)) throw error;
-        tasks.push({ type: BACKUP_INCREMENTAL_TASK, subject: uuid, input: { vm: uuid } });
+        tasks.push({
+          type: BACKUP_INCREMENTAL_TASK,
+          subject: uuid,
+          input: { vm: uuid },
+          lockKey: vmLockKey(uuid),
+        });
         continue;
       }
       if (!isExcludedAlways(vm)) tasks.push(taskFor(vm));

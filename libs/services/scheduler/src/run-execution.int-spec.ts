@@ -149,6 +149,43 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
     await until('the run ends', async () => (await run(runId)).status === 'success');
   });
 
+  it('refuses a VM that another running run is backing up, naming that run, and frees it when that run ends', async () => {
+    const holderJob = await createJob(['vm-shared', 'vm-own'], { lock: true });
+    const holder = await startRun(holderJob);
+    await until('the holding run runs both', () => gates.running.size === 2);
+
+    // Every VM of the run is taken: the run fails at once, its task never queued.
+    const refused = await startRun(await createJob(['vm-shared'], { lock: true }));
+    await until('the refused run ends', async () => (await run(refused)).status !== 'running');
+    const refusedState = (await auth(api().get(`/api/v1/runs/${refused}`)).expect(200)).body as {
+      status: string;
+      error: string | null;
+      tasks: { status: string; error: string | null; queuedAt: string | null }[];
+    };
+    expect(refusedState.status).toBe('failure');
+    expect(refusedState.tasks).toHaveLength(1);
+    expect(refusedState.tasks[0]?.status).toBe('failure');
+    expect(refusedState.tasks[0]?.error).toContain(`vm-shared is already being backed up by run ${holder}`);
+    expect(refusedState.error).toContain(holder);
+    expect(gates.started.filter((vm) => vm === 'vm-shared')).toHaveLength(1);
+
+    // One VM taken, one free: the free one is backed up, the run ends partial.
+    const mixed = await startRun(await createJob(['vm-shared', 'vm-free'], { lock: true }));
+    await until('the free VM started', () => gates.started.includes('vm-free'));
+    gates.open('vm-free');
+    await until('the mixed run ends', async () => (await run(mixed)).status !== 'running');
+    const mixedState = await run(mixed);
+    expect(mixedState.status).toBe('partial');
+    expect(mixedState.tasks.find((t) => t.subject === 'vm-shared')?.status).toBe('failure');
+
+    // Once the holding run ends, the VM is free again.
+    gates.open('vm-shared');
+    gates.open('vm-own');
+    await until('the holding run ends', async () => (await run(holder)).status === 'success');
+    const after = await startRun(await createJob(['vm-shared'], { lock: true }));
+    await until('the VM is backed up again', async () => (await run(after)).status === 'success');
+  });
+
   it('stores what executors and workers log, pages it, filters it and keeps it to its tenant', async () => {
     const vms = ['vm-l1', 'vm-l2'];
     for (const vm of vms) gates.open(vm);

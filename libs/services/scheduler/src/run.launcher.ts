@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
 import {
   RUN_LOGS,
@@ -97,13 +97,13 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
 
     const taskConcurrency = this.taskConcurrency(job.type, job.settings);
     const now = new Date();
-    const tasks = planned.map((task) => ({
+    const tasks: Omit<TaskEntity, 'createdAt'>[] = planned.map((task) => ({
       id: randomUUID(),
       tenantId: job.tenantId,
       runId,
       type: task.type,
       subject: task.subject,
-      status: 'pending' as const,
+      status: 'pending',
       input: task.input,
       progress: {},
       attempts: 0,
@@ -113,8 +113,30 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       queuedAt: null,
       startedAt: null,
       finishedAt: null,
+      lockKey: task.lockKey ?? null,
     }));
+    const refused: RunLogLine[] = [];
     await this.dataSource.transaction(async (tx) => {
+      // A task whose lock another running run's open task holds fails here, before it is queued.
+      const holders = await lockHolders(
+        tx,
+        tasks.flatMap((task) => (task.lockKey === null ? [] : [task.lockKey])),
+      );
+      for (const task of tasks) {
+        const holder = task.lockKey === null ? undefined : holders.get(task.lockKey);
+        if (holder === undefined) continue;
+        task.status = 'failure';
+        task.error =
+          holder.tenantId === job.tenantId
+            ? `${task.subject} is already being backed up by run ${holder.runId}${
+                holder.jobName === null ? '' : ` of job "${holder.jobName}"`
+              }; this run leaves it alone`
+            : `${task.subject} is already being backed up by a run of another tenant; this run leaves it alone`;
+        task.lockKey = null;
+        task.queuedAt = now;
+        task.finishedAt = now;
+        refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
+      }
       await tx.getRepository(RunEntity).insert({
         id: runId,
         tenantId: job.tenantId,
@@ -142,6 +164,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       progress: { tasks: tasks.length },
       at: now.toISOString(),
     });
+    if (refused.length === tasks.length) await this.endRefusedRun(job.tenantId, runId, refused);
     const startLine: RunLogLine = {
       at: now.toISOString(),
       level: 'info',
@@ -150,7 +173,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       }`,
       ...(request.note === undefined ? {} : { fields: { note: request.note } }),
     };
-    await this.bus.publish(RUN_LOGS, { tenantId: job.tenantId, runId, lines: [startLine] });
+    await this.bus.publish(RUN_LOGS, { tenantId: job.tenantId, runId, lines: [startLine, ...refused] });
     this.logger.log(
       {
         msg: 'run started',
@@ -163,6 +186,35 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       'RunLauncher',
     );
     return { runId, tasks: tasks.length };
+  }
+
+  /** A run none of whose tasks could start (every VM is being backed up by another run) ends here. */
+  private async endRefusedRun(
+    tenantId: string,
+    runId: string,
+    refused: readonly RunLogLine[],
+  ): Promise<void> {
+    const error =
+      refused.length === 1
+        ? (refused[0]?.message ?? 'its task was refused')
+        : `${refused.length} of ${refused.length} tasks failed: every VM is being backed up by another run`;
+    const rows: { progress: Record<string, unknown> }[] = await this.dataSource.query(
+      `WITH ended AS (UPDATE runs SET status = 'failure', finished_at = now(), error = $3,
+         progress = progress || jsonb_build_object('succeeded', 0, 'failed', $4::integer)
+       WHERE id = $1 AND tenant_id = $2 AND status = 'running' RETURNING progress)
+       SELECT progress FROM ended`,
+      [runId, tenantId, error, refused.length],
+    );
+    const ended = rows.at(0);
+    if (ended === undefined) return;
+    await this.bus.publish(RUN_PROGRESS, {
+      tenantId,
+      runId,
+      status: 'failure',
+      progress: ended.progress,
+      message: error,
+      at: new Date().toISOString(),
+    });
   }
 
   /** The job type's cap on this run's tasks in flight; a bad answer from a plugin means no cap. */
@@ -178,4 +230,32 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     );
     return rows.at(0)?.enabled === true;
   }
+}
+
+interface LockHolder {
+  runId: string;
+  tenantId: string;
+  jobName: string | null;
+}
+
+/**
+ * The running runs whose open tasks hold these keys. Takes a transaction-scoped advisory lock per
+ * key first (in a fixed order), so two launches of runs over the same VM cannot both find it free.
+ */
+async function lockHolders(tx: EntityManager, keys: readonly string[]): Promise<Map<string, LockHolder>> {
+  const unique = [...new Set(keys)].sort();
+  const holders = new Map<string, LockHolder>();
+  if (unique.length === 0) return holders;
+  for (const key of unique) await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+  const rows: { lock_key: string; run_id: string; tenant_id: string; job_name: string | null }[] =
+    await tx.query(
+      `SELECT DISTINCT ON (t.lock_key) t.lock_key, t.run_id, t.tenant_id, j.name AS job_name
+       FROM tasks t JOIN runs r ON r.id = t.run_id LEFT JOIN jobs j ON j.id = r.job_id
+       WHERE t.lock_key = ANY($1::text[]) AND t.status IN ('pending', 'running') AND r.status = 'running'
+       ORDER BY t.lock_key, r.started_at`,
+      [unique],
+    );
+  for (const row of rows)
+    holders.set(row.lock_key, { runId: row.run_id, tenantId: row.tenant_id, jobName: row.job_name });
+  return holders;
 }

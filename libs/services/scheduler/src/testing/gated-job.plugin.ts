@@ -36,6 +36,7 @@ export const plugin: JobPlugin = {
     properties: {
       parallel: { type: 'integer', minimum: 1 },
       chatter: { type: 'integer', minimum: 0, description: 'extra info lines each task logs' },
+      lock: { type: 'boolean', description: 'tasks hold the catalog lock `vm:<name>`' },
     },
     additionalProperties: false,
   },
@@ -43,7 +44,15 @@ export const plugin: JobPlugin = {
     typeof settings['parallel'] === 'number' ? settings['parallel'] : undefined,
   plan({ job }) {
     const vms = Array.isArray(job.selection['vms']) ? (job.selection['vms'] as string[]) : [];
-    return Promise.resolve(vms.map((vm) => ({ type: 'test.gated.vm', subject: vm, input: { vm } })));
+    const lock = job.settings['lock'] === true;
+    return Promise.resolve(
+      vms.map((vm) => ({
+        type: 'test.gated.vm',
+        subject: vm,
+        input: { vm },
+        ...(lock ? { lockKey: `vm:${vm}` } : {}),
+      })),
+    );
   },
   executors: {
     async 'test.gated.vm'(task, context) {
