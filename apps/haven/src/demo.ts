@@ -113,7 +113,12 @@ async function demo(): Promise<void> {
       `\n${label}: run ${started.runId} ${run.status}${run.error ? ` (${run.error})` : ''}\n`,
     );
     for (const task of run.tasks) {
-      const disks = (task.result?.disks ?? []).map((d) => `${d.key} ${d.mode} (${d.reason})`).join(', ');
+      const disks = (task.result?.disks ?? [])
+        .map(
+          (d) =>
+            `disk ${d.key} ${d.mode} (${d.reason}), ${((d.bytes ?? 0) / (1024 * 1024)).toFixed(0)} MiB read`,
+        )
+        .join(', ');
       process.stdout.write(
         `  ${task.subject}: ${task.status}${task.error ? ` - ${task.error}` : ''}${disks ? ` - ${disks}` : ''}\n`,
       );
