@@ -81,15 +81,7 @@ export async function backupVmFull(
     );
   const { poolId } = parseSelection(task.job.selection);
   const access = await context.resources.pool(poolId);
-  const pool = await XapiPool.connect(
-    {
-      url: access.url,
-      username: access.username,
-      password: access.password,
-      allowUnauthorized: access.allowUnauthorized,
-    },
-    context.signal,
-  );
+  const pool = await XapiPool.connect(access, context.signal);
   // The same marker as backup.incremental: a VM is never backed up by two runs at once, of any type.
   const owner = `${task.job.id}:${task.taskId}`;
   try {

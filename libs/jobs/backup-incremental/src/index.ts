@@ -4,6 +4,7 @@ export * from './backup-incremental.errors';
 export * from './backup-incremental.settings';
 export * from './backup-incremental.plugin';
 export * from './vm.selection';
+export * from './vm-tasks.planner';
 export * from './block.fanout';
 export * from './vm-backup.executor';
 

@@ -111,15 +111,7 @@ export async function backupVmIncremental(
   }
   const { poolId } = parseSelection(task.job.selection);
   const access = await context.resources.pool(poolId);
-  const pool = await XapiPool.connect(
-    {
-      url: access.url,
-      username: access.username,
-      password: access.password,
-      allowUnauthorized: access.allowUnauthorized,
-    },
-    context.signal,
-  );
+  const pool = await XapiPool.connect(access, context.signal);
   const owner = `${task.job.id}:${task.taskId}`;
   try {
     await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);

@@ -55,15 +55,7 @@ export async function restoreArchiveVm(
     const archives = ArchiveStore.forRepository(repository);
     const manifest = await archives.readManifest(input.manifestKey, context.signal);
     const access = await context.resources.pool(input.poolId);
-    const pool = await XapiPool.connect(
-      {
-        url: access.url,
-        username: access.username,
-        password: access.password,
-        allowUnauthorized: access.allowUnauthorized,
-      },
-      context.signal,
-    );
+    const pool = await XapiPool.connect(access, context.signal);
     try {
       // A worker that died mid-restore left its VM behind: this attempt starts clean.
       for (const leftover of await pool.listVms())
