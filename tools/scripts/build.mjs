@@ -34,9 +34,12 @@ function parseArgs(argv) {
   }
   const inside = relative(root, out);
   if (inside === '' || inside.startsWith('..') || resolve(root, inside) !== out)
-    fail(`--out must be a folder inside the workspace ${root} (node_modules is resolved from it), got ${out}`);
+    fail(
+      `--out must be a folder inside the workspace ${root} (node_modules is resolved from it), got ${out}`,
+    );
   for (const tree of SOURCE_TREES)
-    if ((out + sep).startsWith(join(root, tree) + sep)) fail(`--out must not be inside the source tree ${tree}/`);
+    if ((out + sep).startsWith(join(root, tree) + sep))
+      fail(`--out must not be inside the source tree ${tree}/`);
   return { out };
 }
 
