@@ -2,8 +2,9 @@
 // Runs a benchmark from JavaScript compiled ahead of time (swc, same settings as bin/run.js), so a
 // memory figure measures Haven and not the on-the-fly TypeScript compiler (~60 MiB of RSS).
 //   node bench/repository/precompiled.runner.js bench/repository/memory.bench.ts [args...]
+//   node bench/repository/precompiled.runner.js bench/jobs/backup-restore.bench.ts [args...]
 'use strict';
-const { mkdirSync, readdirSync, readFileSync, writeFileSync, statSync } = require('node:fs');
+const { mkdirSync, readdirSync, readFileSync, writeFileSync, statSync, symlinkSync } = require('node:fs');
 const { join, relative, dirname } = require('node:path');
 
 const root = join(__dirname, '..', '..');
@@ -37,6 +38,9 @@ function compileTree(folder) {
 
 compileTree(join(root, 'libs'));
 compileTree(join(root, 'bench'));
+// Helpers started as their own processes from the workspace root (the XAPI simulator test server
+// runs `bin/run.js tools/xapi-sim/src/cli.ts`) find them through links: their memory is not measured.
+for (const folder of ['bin', 'tools']) symlinkSync(join(root, folder), join(out, folder), 'dir');
 const { compilerOptions } = require(join(root, 'tsconfig.base.json'));
 const paths = Object.fromEntries(
   Object.entries(compilerOptions.paths).map(([alias, [target]]) => [alias, [target.replace(/\.ts$/, '')]]),
