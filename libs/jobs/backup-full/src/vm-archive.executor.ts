@@ -7,22 +7,15 @@ import type {
   TaskExecutionContext,
 } from '@haven/plugin-sdk';
 import {
-  BACKUP_MARKER_KEY,
   BlockFanout,
-  parseSelection,
   SNAPSHOT_JOB_KEY,
   SNAPSHOT_TASK_KEY,
   SNAPSHOT_VM_KEY,
   snapshotName,
+  withVmBackupSession,
 } from '@haven/job-backup-incremental';
 import { initRepository, isRepositoryError, openRepository, type Repository } from '@haven/repository';
-import {
-  XapiPool,
-  XapiTransferError,
-  XapiUnreachableError,
-  type SnapshotInfo,
-  type VmInfo,
-} from '@haven/xapi';
+import { XapiPool, type SnapshotInfo, type VmInfo } from '@haven/xapi';
 import {
   ARCHIVE_FORMAT,
   ARCHIVE_FORMAT_VERSION,
@@ -39,8 +32,6 @@ import {
 import { applyArchiveRetention, hasRetention } from './archive.retention';
 import { BackupFullError } from './backup-full.errors';
 import { backupFullSettings, type BackupFullSettings } from './backup-full.settings';
-
-const MARKER_TTL_MS = 10 * 60_000;
 
 export interface VmArchiveResult extends Record<string, unknown> {
   restorePoints: CommittedRestorePoint[];
@@ -73,49 +64,17 @@ export async function backupVmFull(
   context: TaskExecutionContext,
 ): Promise<VmArchiveResult> {
   const settings = backupFullSettings(task.job.settings);
-  const vmUuid = task.input['vm'];
-  if (typeof vmUuid !== 'string' || vmUuid === '')
-    throw new BackupFullError(
-      'INVALID_SELECTION',
-      `task ${task.taskId} names no VM (input.vm); re-run the job`,
-    );
-  const { poolId } = parseSelection(task.job.selection);
-  const access = await context.resources.pool(poolId);
-  const pool = await XapiPool.connect(access, context.signal);
-  // The same marker as backup.incremental: a VM is never backed up by two runs at once, of any type.
-  const owner = `${task.job.id}:${task.taskId}`;
-  try {
-    await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);
-    const renewal = setInterval(() => {
-      pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS).catch((error: unknown) => {
-        context.log('warn', 'renewing the VM backup marker failed', { vm: vmUuid, error: String(error) });
-      });
-    }, MARKER_TTL_MS / 4);
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await archiveOnce(pool, vmUuid, task, context, settings);
-        } catch (error) {
-          const transient = error instanceof XapiTransferError || error instanceof XapiUnreachableError;
-          if (!transient || attempt >= settings.retries || context.signal.aborted) throw error;
-          context.log('warn', `full backup of VM ${task.subject} failed, retrying`, {
-            attempt: attempt + 1,
-            error: error.message,
-          });
-        }
-      }
-    } finally {
-      clearInterval(renewal);
-      await pool.releaseVmMarker(vmUuid, BACKUP_MARKER_KEY, owner).catch((error: unknown) => {
-        context.log('warn', 'releasing the VM backup marker failed; it expires by itself', {
-          vm: vmUuid,
-          error: String(error),
-        });
-      });
-    }
-  } finally {
-    await pool.close();
-  }
+  // The same marker and lock as backup.incremental: a VM is never backed up by two runs at once.
+  return withVmBackupSession(
+    task,
+    context,
+    {
+      retries: settings.retries,
+      label: 'full backup',
+      missingVm: (message) => new BackupFullError('INVALID_SELECTION', message),
+    },
+    (pool, vmUuid) => archiveOnce(pool, vmUuid, task, context, settings),
+  );
 }
 
 async function archiveOnce(

@@ -5,6 +5,7 @@ export * from './backup-incremental.settings';
 export * from './backup-incremental.plugin';
 export * from './vm.selection';
 export * from './vm-tasks.planner';
+export * from './vm-backup.session';
 export * from './block.fanout';
 export * from './vm-backup.executor';
 

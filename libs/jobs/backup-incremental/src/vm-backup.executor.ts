@@ -45,7 +45,7 @@ import {
 import { transferDisk, type WriteTurn } from './disk.transfer';
 import { applyRetention, hasRetention } from './restore-point.retention';
 import { snapshotsToKeep, snapshotsToRemove } from './snapshot.retention';
-import { parseSelection } from './vm.selection';
+import { withVmBackupSession } from './vm-backup.session';
 
 export type { DiskBackupMode, DiskBackupReason, DiskTransport } from './disk.plan';
 
@@ -54,8 +54,6 @@ export const SNAPSHOT_JOB_KEY = 'haven:job';
 export const SNAPSHOT_VM_KEY = 'haven:vm';
 export const SNAPSHOT_TASK_KEY = 'haven:task';
 /** The VM marker key (other_config `haven:backup`). */
-export const BACKUP_MARKER_KEY = 'backup';
-const MARKER_TTL_MS = 10 * 60_000;
 const MiB = 1024 * 1024;
 
 export interface DiskBackupResult {
@@ -102,50 +100,16 @@ export async function backupVmIncremental(
   context: TaskExecutionContext,
 ): Promise<VmBackupResult> {
   const settings = backupSettings(task.job.settings);
-  const vmUuid = task.input['vm'];
-  if (typeof vmUuid !== 'string' || vmUuid === '') {
-    throw new BackupJobError(
-      'INVALID_SELECTION',
-      `task ${task.taskId} names no VM (input.vm); re-run the job`,
-    );
-  }
-  const { poolId } = parseSelection(task.job.selection);
-  const access = await context.resources.pool(poolId);
-  const pool = await XapiPool.connect(access, context.signal);
-  const owner = `${task.job.id}:${task.taskId}`;
-  try {
-    await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);
-    // Renewed by the same owner while the backup runs, so a long export never loses the VM.
-    const renewal = setInterval(() => {
-      pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS).catch((error: unknown) => {
-        context.log('warn', 'renewing the VM backup marker failed', { vm: vmUuid, error: String(error) });
-      });
-    }, MARKER_TTL_MS / 4);
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await backupOnce(pool, vmUuid, task, context, settings);
-        } catch (error) {
-          const transient = error instanceof XapiTransferError || error instanceof XapiUnreachableError;
-          if (!transient || attempt >= settings.retries || context.signal.aborted) throw error;
-          context.log('warn', `backup of VM ${task.subject} failed, retrying`, {
-            attempt: attempt + 1,
-            error: error.message,
-          });
-        }
-      }
-    } finally {
-      clearInterval(renewal);
-      await pool.releaseVmMarker(vmUuid, BACKUP_MARKER_KEY, owner).catch((error: unknown) => {
-        context.log('warn', 'releasing the VM backup marker failed; it expires by itself', {
-          vm: vmUuid,
-          error: String(error),
-        });
-      });
-    }
-  } finally {
-    await pool.close();
-  }
+  return withVmBackupSession(
+    task,
+    context,
+    {
+      retries: settings.retries,
+      label: 'backup',
+      missingVm: (message) => new BackupJobError('INVALID_SELECTION', message),
+    },
+    (pool, vmUuid) => backupOnce(pool, vmUuid, task, context, settings),
+  );
 }
 
 async function backupOnce(

@@ -1,0 +1,69 @@
+import type { TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
+import { XapiPool, XapiTransferError, XapiUnreachableError } from '@haven/xapi';
+import { parseSelection } from './vm.selection';
+
+/** The VM marker key (other_config `haven:backup`) every VM backup job type holds. */
+export const BACKUP_MARKER_KEY = 'backup';
+const MARKER_TTL_MS = 10 * 60_000;
+
+export interface VmBackupSessionOptions {
+  /** Extra attempts inside the task after a transfer failure or an unreachable pool. */
+  retries: number;
+  /** For log lines: "backup", "full backup"… */
+  label: string;
+  /** The job type's error for a task naming no VM. */
+  missingVm: (message: string) => Error;
+}
+
+/**
+ * What every VM backup task does around its work: connect to the job's pool, hold the VM's backup
+ * marker (renewed by the same owner while the work runs, so a long export never loses the VM; a
+ * second run or Haven installation is refused by it), retry `attempt` after transient transfer
+ * failures up to `retries` times, then release the marker and disconnect.
+ */
+export async function withVmBackupSession<T>(
+  task: TaskExecution,
+  context: TaskExecutionContext,
+  options: VmBackupSessionOptions,
+  attempt: (pool: XapiPool, vmUuid: string) => Promise<T>,
+): Promise<T> {
+  const vmUuid = task.input['vm'];
+  if (typeof vmUuid !== 'string' || vmUuid === '')
+    throw options.missingVm(`task ${task.taskId} names no VM (input.vm); re-run the job`);
+  const { poolId } = parseSelection(task.job.selection);
+  const access = await context.resources.pool(poolId);
+  const pool = await XapiPool.connect(access, context.signal);
+  const owner = `${task.job.id}:${task.taskId}`;
+  try {
+    await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);
+    const renewal = setInterval(() => {
+      pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS).catch((error: unknown) => {
+        context.log('warn', 'renewing the VM backup marker failed', { vm: vmUuid, error: String(error) });
+      });
+    }, MARKER_TTL_MS / 4);
+    try {
+      for (let tries = 0; ; tries++) {
+        try {
+          return await attempt(pool, vmUuid);
+        } catch (error) {
+          const transient = error instanceof XapiTransferError || error instanceof XapiUnreachableError;
+          if (!transient || tries >= options.retries || context.signal.aborted) throw error;
+          context.log('warn', `${options.label} of VM ${task.subject} failed, retrying`, {
+            attempt: tries + 1,
+            error: error.message,
+          });
+        }
+      }
+    } finally {
+      clearInterval(renewal);
+      await pool.releaseVmMarker(vmUuid, BACKUP_MARKER_KEY, owner).catch((error: unknown) => {
+        context.log('warn', 'releasing the VM backup marker failed; it expires by itself', {
+          vm: vmUuid,
+          error: String(error),
+        });
+      });
+    }
+  } finally {
+    await pool.close();
+  }
+}
