@@ -629,8 +629,10 @@ async function backupDisk(
       seconds: Number(seconds.toFixed(3)),
     };
   } catch (error) {
-    // A disk stopped because another one failed is not an error of its own.
-    if (!(signal.aborted && signal.reason !== error)) {
+    // A disk stopped because another one failed (or the task was cancelled) is not an error of its
+    // own: the failing disk logs before it aborts the others, so only it finds the signal unaborted.
+    // (The stopped ones may reject with the failing disk's very error, passed on as the abort reason.)
+    if (!signal.aborted) {
       context.log(
         'error',
         `backup of ${label} failed: ${error instanceof Error ? error.message : String(error)}`,
