@@ -319,11 +319,18 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
       );
       expect(delta.task.ok).toBe(true);
       expect(delta.bytes).toBeLessThan(full.bytes);
-      const baseImage = await VhdImage.open(await openFileSource(fullPath));
-      const deltaImage = await VhdImage.open(await openFileSource(deltaPath));
-      expect(deltaImage.allocatedBlocks).toContain(dataBlock);
-      const chain = new VhdChain([baseImage, deltaImage]);
-      expect(await sha256OfStream(createRawStream(chain))).toBe((await sim.diskHash(topVdi)).sha256);
+      const baseSource = await openFileSource(fullPath);
+      const deltaSource = await openFileSource(deltaPath);
+      try {
+        const baseImage = await VhdImage.open(baseSource);
+        const deltaImage = await VhdImage.open(deltaSource);
+        expect(deltaImage.allocatedBlocks).toContain(dataBlock);
+        const chain = new VhdChain([baseImage, deltaImage]);
+        expect(await sha256OfStream(createRawStream(chain))).toBe((await sim.diskHash(topVdi)).sha256);
+      } finally {
+        await baseSource.close();
+        await deltaSource.close();
+      }
 
       const raw = await client.getResource('/export_raw_vdi/', { vdi: topVdi, format: 'raw' });
       expect(raw.sha256).toBe((await sim.diskHash(topVdi)).sha256);
