@@ -64,6 +64,8 @@ describeIntegration('xapi-sim clock: the time snapshots record', [], () => {
     await expect(server.workload('POST', 'clock', { now: 'next tuesday' })).rejects.toThrow(
       /answered 400.*valid instant/,
     );
-    await expect(server.workload('POST', 'clock', { now: 42 })).rejects.toThrow(/answered 400.*ISO 8601 instant/);
+    await expect(server.workload('POST', 'clock', { now: 42 })).rejects.toThrow(
+      /answered 400.*ISO 8601 instant/,
+    );
   });
 });
