@@ -425,7 +425,7 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
         const snapshot = await pool.snapshotVm(source, { name: `xva ${compression}` });
         const xva = await collect(await pool.exportVm(snapshot.ref, { compression }));
         const target = (await pool.listSrs()).find((sr) => sr.name === 'Replica storage')!;
-        const imported = await pool.importVm(streamOf(xva), { srUuid: target.uuid });
+        const imported = await pool.importVm(streamOf(xva), { srUuid: target.uuid, length: xva.length });
         expect(imported.disks).toHaveLength(snapshot.disks.length);
         for (const [index, disk] of imported.disks.entries()) {
           expect(disk.srUuid).toBe(target.uuid);

@@ -478,10 +478,14 @@ export class XapiPool {
     );
   }
 
-  /** Imports an XVA (plain, gzip or zstd) as a new halted VM on the SR. */
+  /**
+   * Imports an XVA (plain, gzip or zstd) as a new halted VM on the SR. `length` (the XVA's bytes) is
+   * required: without it the xen-api client announces 1 PiB and closes the socket after the data, so
+   * the host cannot tell a complete upload from a cut one (seen as "gzip data is corrupt" under load).
+   */
   async importVm(
     xva: Readable,
-    options: { srUuid: string; length?: number; signal?: AbortSignal },
+    options: { srUuid: string; length: number; signal?: AbortSignal },
   ): Promise<VmInfo> {
     const object = `SR ${options.srUuid}`;
     const srRef = await this.call<string>('SR.get_by_uuid', [options.srUuid], {

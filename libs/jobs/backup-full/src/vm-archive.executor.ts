@@ -11,6 +11,7 @@ import {
   SNAPSHOT_JOB_KEY,
   SNAPSHOT_TASK_KEY,
   SNAPSHOT_VM_KEY,
+  retainOnEveryRemote,
   snapshotName,
   withVmBackupSession,
 } from '@haven/job-backup-incremental';
@@ -356,10 +357,7 @@ async function writeArchives(
   };
 }
 
-/**
- * The schedule's retention on every remote, after the new archives are committed. A failure here
- * does not undo the backup: it is logged, and the next run applies retention again.
- */
+/** The schedule's retention on every remote, after the new archives are committed. */
 async function retain(
   result: VmArchiveResult,
   targets: readonly ArchiveTarget[],
@@ -369,30 +367,7 @@ async function retain(
 ): Promise<void> {
   const schedule = task.schedule;
   if (schedule === undefined) return;
-  const expired: RestorePointReference[] = [];
-  const retained: RetainedRestorePoint[] = [];
-  for (const target of targets) {
-    try {
-      const outcome = await applyArchiveRetention(
-        target.archives,
-        target.access.id,
-        task,
-        schedule,
-        vm.uuid,
-        context.signal,
-      );
-      expired.push(...outcome.expired);
-      retained.push(...outcome.retained);
-    } catch (error) {
-      context.log('warn', `retention on remote ${target.access.name} failed; the next run applies it again`, {
-        error: String(error),
-      });
-    }
-  }
-  for (const point of result.restorePoints) {
-    const kept = retained.find((r) => r.remoteId === point.remoteId && r.manifestKey === point.manifestKey);
-    if (kept) point.gfsTags = kept.gfsTags;
-  }
-  result.expiredRestorePoints = expired;
-  result.retainedRestorePoints = retained;
+  await retainOnEveryRemote(result, targets, context, (target) =>
+    applyArchiveRetention(target.archives, target.access.id, task, schedule, vm.uuid, context.signal),
+  );
 }

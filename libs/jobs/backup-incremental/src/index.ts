@@ -6,6 +6,7 @@ export * from './backup-incremental.plugin';
 export * from './vm.selection';
 export * from './vm-tasks.planner';
 export * from './vm-backup.session';
+export { retainOnEveryRemote, type RetentionOutcome, type RetentionReport } from './restore-point.retention';
 export * from './block.fanout';
 export * from './vm-backup.executor';
 

@@ -1,8 +1,11 @@
 import type {
+  CommittedRestorePoint,
+  RemoteAccess,
   RestorePointReference,
   RetainedRestorePoint,
   ScheduleDefinition,
   TaskExecution,
+  TaskExecutionContext,
 } from '@haven/plugin-sdk';
 import { manifestKey, type Repository, type RestorePointManifest } from '@haven/repository';
 import { decideRetention, GFS_LEVELS } from '@haven/retention';
@@ -57,4 +60,43 @@ export async function applyRetention(
     gfsTags: reasons.filter((reason) => levels.has(reason)),
   }));
   return { expired, retained };
+}
+
+/** What a VM backup task reports of retention, filled in by `retainOnEveryRemote`. */
+export interface RetentionReport {
+  restorePoints: CommittedRestorePoint[];
+  expiredRestorePoints?: RestorePointReference[];
+  retainedRestorePoints?: RetainedRestorePoint[];
+}
+
+/**
+ * A schedule's retention on every remote of a task, after its new restore points are committed:
+ * `apply` runs per remote; a failure there does not undo the backup (it is logged, and the next run
+ * applies retention again). The new restore points get the GFS buckets they hold.
+ */
+export async function retainOnEveryRemote<Target extends { access: RemoteAccess }>(
+  result: RetentionReport,
+  targets: readonly Target[],
+  context: TaskExecutionContext,
+  apply: (target: Target) => Promise<RetentionOutcome>,
+): Promise<void> {
+  const expired: RestorePointReference[] = [];
+  const retained: RetainedRestorePoint[] = [];
+  for (const target of targets) {
+    try {
+      const outcome = await apply(target);
+      expired.push(...outcome.expired);
+      retained.push(...outcome.retained);
+    } catch (error) {
+      context.log('warn', `retention on remote ${target.access.name} failed; the next run applies it again`, {
+        error: String(error),
+      });
+    }
+  }
+  for (const point of result.restorePoints) {
+    const kept = retained.find((r) => r.remoteId === point.remoteId && r.manifestKey === point.manifestKey);
+    if (kept) point.gfsTags = kept.gfsTags;
+  }
+  result.expiredRestorePoints = expired;
+  result.retainedRestorePoints = retained;
 }

@@ -43,7 +43,7 @@ import {
   type DiskTransport,
 } from './disk.plan';
 import { transferDisk, type WriteTurn } from './disk.transfer';
-import { applyRetention, hasRetention } from './restore-point.retention';
+import { applyRetention, hasRetention, retainOnEveryRemote } from './restore-point.retention';
 import { snapshotsToKeep, snapshotsToRemove } from './snapshot.retention';
 import { withVmBackupSession } from './vm-backup.session';
 
@@ -208,11 +208,8 @@ async function removeSnapshots(
   }
 }
 
-/**
- * The schedule's retention on every remote, after the new restore points are committed. A failure
- * here does not undo the backup: it is logged, and the next run applies retention again.
- */
-async function retain(
+/** The schedule's retention on every remote, after the new restore points are committed. */
+function retain(
   result: VmBackupResult,
   targets: readonly BackupTarget[],
   task: TaskExecution,
@@ -220,32 +217,9 @@ async function retain(
   vm: VmInfo,
   context: TaskExecutionContext,
 ): Promise<void> {
-  const expired: RestorePointReference[] = [];
-  const retained: RetainedRestorePoint[] = [];
-  for (const target of targets) {
-    try {
-      const outcome = await applyRetention(
-        target.repository,
-        target.access.id,
-        task,
-        schedule,
-        vm.uuid,
-        context.signal,
-      );
-      expired.push(...outcome.expired);
-      retained.push(...outcome.retained);
-    } catch (error) {
-      context.log('warn', `retention on remote ${target.access.name} failed; the next run applies it again`, {
-        error: String(error),
-      });
-    }
-  }
-  for (const point of result.restorePoints) {
-    const kept = retained.find((r) => r.remoteId === point.remoteId && r.manifestKey === point.manifestKey);
-    if (kept) point.gfsTags = kept.gfsTags;
-  }
-  result.expiredRestorePoints = expired;
-  result.retainedRestorePoints = retained;
+  return retainOnEveryRemote(result, targets, context, (target) =>
+    applyRetention(target.repository, target.access.id, task, schedule, vm.uuid, context.signal),
+  );
 }
 
 /** The result of this very task when every remote already holds its restore point. */
