@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Bus, BusSubscription } from '@haven/bus';
-import { RUN_PROGRESS, START_RESTORE, type StartRestoreRequest, type StartRunReply } from '@haven/contracts';
-import { PoolEntity, RestorePointEntity, RunEntity, TaskEntity } from '@haven/db';
+import { START_RESTORE, type StartRestoreRequest, type StartRunReply } from '@haven/contracts';
+import { PoolEntity, RestorePointEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
-import { dispatchWaitingTasksNow } from '@haven/service-catalog';
+import { launchSingleTaskRun } from './single-task.run';
 
 /** Task type of a restore run; the transfer worker runs it with its built-in executor. */
 export const RESTORE_VM_TASK = 'restore.vm';
@@ -59,31 +58,13 @@ export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy 
       .findOneBy({ id: request.poolId, tenantId: request.tenantId });
     if (!pool) throw new RestoreStartError('POOL_NOT_FOUND', `Pool ${request.poolId} does not exist`);
 
-    const runId = randomUUID();
-    const taskId = randomUUID();
-    const now = new Date();
-    await this.dataSource.transaction(async (tx) => {
-      await tx.getRepository(RunEntity).insert({
-        id: runId,
-        tenantId: request.tenantId,
-        jobId: null,
-        kind: 'restore',
-        scheduleId: null,
-        trigger: 'manual',
-        status: 'running',
-        progress: { tasks: 1 },
-        error: null,
-        taskConcurrency: null,
-        startedAt: now,
-        finishedAt: null,
-      });
-      await tx.getRepository(TaskEntity).insert({
-        id: taskId,
-        tenantId: request.tenantId,
-        runId,
+    const runId = await launchSingleTaskRun(this.dataSource, this.bus, {
+      tenantId: request.tenantId,
+      kind: 'restore',
+      trigger: 'manual',
+      task: {
         type: RESTORE_VM_TASK,
         subject: `${point.vmName} -> pool ${pool.name}`,
-        status: 'pending',
         input: {
           restorePointId: point.id,
           remoteId: point.remoteId,
@@ -93,23 +74,7 @@ export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy 
           ...(request.name === undefined ? {} : { name: request.name }),
           ...(request.keepMacs === undefined ? {} : { keepMacs: request.keepMacs }),
         },
-        progress: {},
-        attempts: 0,
-        worker: null,
-        result: null,
-        error: null,
-        queuedAt: null,
-        startedAt: null,
-        finishedAt: null,
-      });
-    });
-    await dispatchWaitingTasksNow(this.dataSource, this.bus, request.tenantId, runId);
-    await this.bus.publish(RUN_PROGRESS, {
-      tenantId: request.tenantId,
-      runId,
-      status: 'running',
-      progress: { tasks: 1 },
-      at: now.toISOString(),
+      },
     });
     this.logger.log(
       { msg: 'restore started', runId, restorePointId: point.id, poolId: pool.id },
