@@ -17,12 +17,12 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import localRemote from '@haven/remote-local';
 import type { JobDefinition, JobResources, TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool, type XvaCompression } from '@haven/xapi';
 import { backupVmFull } from '@haven/job-backup-full';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
+import { simPool, localRemotes } from './bench.resources';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
@@ -82,22 +82,8 @@ async function main(): Promise<void> {
         }
       });
     const resources: JobResources = {
-      pool: (id) =>
-        Promise.resolve({
-          id,
-          name: 'sim',
-          url,
-          username: 'root',
-          password: 'password',
-          allowUnauthorized: false,
-        }),
-      remote: async (id) => ({
-        id,
-        name: id,
-        type: 'local',
-        store: await localRemote.create({ path: join(root, id) }, { name: id }),
-        ...(id.startsWith('sealed') ? { repositoryPassphrase: PASSPHRASE } : {}),
-      }),
+      pool: simPool(url),
+      remote: localRemotes(root, (id) => (id.startsWith('sealed') ? PASSPHRASE : undefined)),
     };
     const context: TaskExecutionContext = {
       signal: new AbortController().signal,

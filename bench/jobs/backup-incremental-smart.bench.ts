@@ -13,11 +13,11 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import localRemote from '@haven/remote-local';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental, type VmBackupResult } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
+import { simPool, localRemotes } from './bench.resources';
 
 const full = process.argv.includes('--full');
 const MiB = 1024 * 1024;
@@ -46,21 +46,8 @@ async function main(): Promise<void> {
         reportProgress: () => undefined,
         log: () => undefined,
         resources: {
-          pool: (id) =>
-            Promise.resolve({
-              id,
-              name: 'sim',
-              url,
-              username: 'root',
-              password: 'password',
-              allowUnauthorized: false,
-            }),
-          remote: async (id) => ({
-            id,
-            name: id,
-            type: 'local',
-            store: await localRemote.create({ path: join(root, id) }, { name: id }),
-          }),
+          pool: simPool(url),
+          remote: localRemotes(root),
         },
       };
       const start = performance.now();

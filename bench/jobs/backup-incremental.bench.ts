@@ -13,12 +13,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import localRemote from '@haven/remote-local';
 import type { JobDefinition, TaskExecutionContext } from '@haven/plugin-sdk';
 import { parseVhdStream } from '@haven/vhd';
 import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
+import { simPool, localRemotes } from './bench.resources';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
@@ -65,21 +65,8 @@ async function main(): Promise<void> {
         reportProgress: () => undefined,
         log: () => undefined,
         resources: {
-          pool: (id) =>
-            Promise.resolve({
-              id,
-              name: 'sim',
-              url,
-              username: 'root',
-              password: 'password',
-              allowUnauthorized: false,
-            }),
-          remote: async (id) => ({
-            id,
-            name: id,
-            type: 'local',
-            store: await localRemote.create({ path: join(root, id) }, { name: id }),
-          }),
+          pool: simPool(url),
+          remote: localRemotes(root),
         },
       };
       return timed(() =>

@@ -27,6 +27,7 @@ import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
+import { simPool } from './bench.resources';
 
 const run = promisify(execFile);
 const full = process.argv.includes('--full');
@@ -128,15 +129,7 @@ async function main(): Promise<void> {
       reportProgress: () => undefined,
       log: () => undefined,
       resources: {
-        pool: (id) =>
-          Promise.resolve({
-            id,
-            name: 'sim',
-            url,
-            username: 'root',
-            password: 'password',
-            allowUnauthorized: false,
-          }),
+        pool: simPool(url),
         remote: async (id) => {
           const passphrase = remotes.get(id);
           return {

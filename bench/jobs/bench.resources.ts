@@ -1,0 +1,33 @@
+import { join } from 'node:path';
+import localRemote from '@haven/remote-local';
+import type { PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
+
+/** The simulator's pool as a job resource (its default root credentials). */
+export function simPool(url: string): (id: string) => Promise<PoolAccess> {
+  return (id) =>
+    Promise.resolve({
+      id,
+      name: 'sim',
+      url,
+      username: 'root',
+      password: 'password',
+      allowUnauthorized: false,
+    });
+}
+
+/** Local remotes in folders under `root`, named by id; `passphrase` makes a remote's repository encrypted. */
+export function localRemotes(
+  root: string,
+  passphrase: (id: string) => string | undefined = () => undefined,
+): (id: string) => Promise<RemoteAccess> {
+  return async (id) => {
+    const key = passphrase(id);
+    return {
+      id,
+      name: id,
+      type: 'local',
+      store: await localRemote.create({ path: join(root, id) }, { name: id }),
+      ...(key === undefined ? {} : { repositoryPassphrase: key }),
+    };
+  };
+}
