@@ -49,6 +49,10 @@ describe('crash safety', () => {
       // Wait until it writes, then kill at a random moment of the writing.
       while (!output.includes('started') && child.exitCode === null) await sleep(20);
       await sleep(Math.floor(Math.random() * 1500));
+      // Kill inside a write (after its "started", before its "committed"), wherever the random
+      // wait ended: a kill between two writes would test nothing.
+      const writing = (): boolean => output.trimEnd().split('\n').at(-1)?.startsWith('started') === true;
+      while (!writing() && child.exitCode === null) await sleep(1);
       child.kill('SIGKILL');
       await exited;
       committed += (output.match(/committed/g) ?? []).length;
