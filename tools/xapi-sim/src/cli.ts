@@ -40,6 +40,11 @@ async function workloadCall(
   if (!response.ok) process.exitCode = 1;
 }
 
+function nbdMode(value: string): 'insecure' | 'tls' | 'off' {
+  if (value === 'insecure' || value === 'tls' || value === 'off') return value;
+  throw new InvalidArgumentError(`${value} is not one of insecure, tls, off`);
+}
+
 const program = new Command('xapi-sim').description(
   'A simulated XAPI pool (XCP-ng / XenServer) for tests, benchmarks and demos',
 );
@@ -57,6 +62,8 @@ program
   .option('--seed <seed>', 'seed of identities and disk content', 'haven')
   .option('--user <user>', 'login user', 'root')
   .option('--password <password>', 'login password', 'password')
+  .option('--nbd <mode>', 'NBD on first start: insecure (plain), tls, or off', nbdMode, 'insecure')
+  .option('--nbd-port <port>', 'TCP port of the NBD listener (0 = any free port)', integer, 0)
   .action(
     async (options: {
       state: string;
@@ -69,6 +76,8 @@ program
       seed: string;
       user: string;
       password: string;
+      nbd: 'insecure' | 'tls' | 'off';
+      nbdPort: number;
     }) => {
       const simulator = await startXapiSimulator({
         stateDir: options.state,
@@ -81,9 +90,13 @@ program
         seed: options.seed,
         user: options.user,
         password: options.password,
+        nbd: options.nbd,
+        nbdPort: options.nbdPort,
       });
+      const nbd = simulator.nbd.status();
       process.stdout.write(
-        `xapi-sim listening on ${simulator.url} (user ${simulator.user}, state ${simulator.stateDir})\n`,
+        `xapi-sim listening on ${simulator.url} (user ${simulator.user}, state ${simulator.stateDir}); ` +
+          `NBD on port ${nbd.port}${nbd.tls ? ' with TLS' : ''}${nbd.enabled ? '' : ' (no network has the NBD purpose)'}\n`,
       );
       const stop = (): void => {
         simulator.close().then(

@@ -2,6 +2,7 @@ export { startXapiSimulator, type XapiSimulator, type XapiSimulatorOptions } fro
 export { XapiFailure, SimulatorError } from './xapi.failure';
 export type { PoolFaults } from './model/simulated-pool';
 export type { ClockState } from './model/simulator.clock';
+export { NBD_TLS_SUBJECT, type VdiNbdStatus } from './nbd/vdi-nbd.server';
 export type { DiskHash, RandomWrite, VmSummary, WriteResult } from './workload/disk.workload';
 export { BLOCK_SIZE, CBT_CHUNK_SIZE } from './storage/block.constants';
 export { seededBlock, seededBlockKind, type SeededBlockKind } from './seed/pool.seed';

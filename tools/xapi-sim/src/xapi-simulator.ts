@@ -7,6 +7,7 @@ import { exportVm } from './http/export-vm.handler';
 import { importVm } from './http/import-vm.handler';
 import { createXapiHttpServer } from './http/xapi-http.server';
 import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
+import { VdiNbdServer, type VdiNbdStatus } from './nbd/vdi-nbd.server';
 import type { ClockState } from './model/simulator.clock';
 import { MethodTable } from './rpc/method.table';
 import { RpcDispatcher } from './rpc/rpc.dispatcher';
@@ -39,6 +40,15 @@ export interface XapiSimulatorOptions {
   srSize?: number;
   user?: string;
   password?: string;
+  /**
+   * NBD on the first start: `insecure` (default) gives the pool network the `insecure_nbd` purpose
+   * (plain NBD), `tls` the `nbd` purpose (TLS with a self-signed certificate, made with `openssl`),
+   * `off` no NBD purpose (`VDI.get_nbd_info` answers [], as XAPI does). Reopened state keeps its
+   * purposes; `tls` also decides whether the listener speaks TLS.
+   */
+  nbd?: 'insecure' | 'tls' | 'off';
+  /** TCP port of the NBD listener; 0 (default) picks a free port. */
+  nbdPort?: number;
 }
 
 export interface XapiSimulator {
@@ -52,6 +62,8 @@ export interface XapiSimulator {
   /** The pool model, for assertions beyond the workload API. */
   readonly pool: SimulatedPool;
   readonly workload: DiskWorkload;
+  /** The NBD listener: its port and counters (reads served…). */
+  readonly nbd: VdiNbdServer;
   listVms(): VmSummary[];
   /** Random writes into a disk: `target` is a VDI ref/uuid or a VM name/ref/uuid (+ disk position). */
   writeRandom(target: string, request: RandomWrite, position?: number): Promise<WriteResult>;
@@ -65,6 +77,8 @@ export interface XapiSimulator {
   setSrSize(sr: string, bytes: number): void;
   /** Sets the pool's time (snapshot times) to run on from `at`; null: back to the real time. */
   setClock(at: Date | null): ClockState;
+  /** Sets or clears the NBD purpose of the pool's networks (`VDI.get_nbd_info` answers [] when off). */
+  setNbdEnabled(enabled: boolean): VdiNbdStatus;
   /** Writes the state folder now (it is also written shortly after every change). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -95,6 +109,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
   const seed = options.seed ?? 'haven';
   const user = options.user ?? 'root';
   const password = options.password ?? 'password';
+  const nbdMode = options.nbd ?? 'insecure';
   const pool = await SimulatedPool.open({ stateDir: options.stateDir, seed, user, password }, (fresh) =>
     seedPool(fresh, {
       seed,
@@ -102,13 +117,23 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
       diskSize: options.diskSize ?? 64 * MiB,
       allocation: options.allocation ?? 0.6,
       srSize: options.srSize ?? 4 * 1024 ** 4,
+      networkPurpose: nbdMode === 'off' ? [] : [nbdMode === 'tls' ? 'nbd' : 'insecure_nbd'],
     }),
   );
+  const host = options.host ?? '127.0.0.1';
+  let nbd: VdiNbdServer;
+  try {
+    nbd = await VdiNbdServer.create(pool, host, nbdMode === 'tls');
+    await nbd.listen(options.nbdPort ?? 0);
+  } catch (error) {
+    await pool.close();
+    throw error;
+  }
   const closing = new AbortController();
   const table = new MethodTable();
   registerToolstackMethods(table, pool, closing.signal);
   registerVmMethods(table, pool);
-  registerStorageMethods(table, pool);
+  registerStorageMethods(table, pool, nbd);
   table.fallback = (method) =>
     genericMethod(pool, method, (cls, ref, field) => {
       if (cls === 'VM' && field === 'blocked_operations') pool.refreshVmOperations(ref);
@@ -119,16 +144,22 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     pool,
     dispatcher,
     workload,
+    nbd,
     transfers: { 'GET /export': exportVm, 'PUT /import': importVm },
   });
-  const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    await nbd.close();
+    await pool.close();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   let closed: Promise<void> | undefined;
 
@@ -141,6 +172,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     password,
     pool,
     workload,
+    nbd,
     listVms: () => workload.listVms(),
     writeRandom: (target, request, position) => workload.writeRandom(target, request, position),
     overwriteDisk: (target, image, position) => workload.overwrite(target, image, position),
@@ -148,12 +180,17 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     setFaults: (faults) => workload.setFaults(faults),
     setSrSize: (sr, bytes) => workload.setSrSize(sr, bytes),
     setClock: (at) => pool.clock.set(at),
+    setNbdEnabled: (enabled) => {
+      nbd.setEnabled(enabled);
+      return nbd.status();
+    },
     flush: () => pool.flush(),
     close: () => {
       closed ??= (async () => {
         // Pending event.from long polls answer at once; then connections go.
         closing.abort();
         await new Promise((resolve) => setImmediate(resolve));
+        await nbd.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           for (const socket of sockets) socket.destroySoon();

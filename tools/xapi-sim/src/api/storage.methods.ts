@@ -6,6 +6,7 @@ import { NULL_REF } from '../model/xapi-class';
 import { BLOCK_SIZE } from '../storage/block.constants';
 import { changedBlocksBitmap } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
+import type { VdiNbdServer } from '../nbd/vdi-nbd.server';
 
 /**
  * VHD-based SRs (ext, lvm) round VDI sizes up to whole 2 MiB blocks, as the storage manager does on
@@ -23,7 +24,7 @@ function recordArg(args: readonly XapiValue[], name: string): XapiStruct {
 }
 
 /** VDI, VBD, VIF and SR operations: copy-on-write clones, CBT, resize, attach rules. */
-export function registerStorageMethods(table: MethodTable, pool: SimulatedPool): void {
+export function registerStorageMethods(table: MethodTable, pool: SimulatedPool, nbd: VdiNbdServer): void {
   const { store, disks } = pool;
 
   const vdiOf = (args: readonly XapiValue[], index = 0, name = 'vdi'): string => {
@@ -169,11 +170,8 @@ export function registerStorageMethods(table: MethodTable, pool: SimulatedPool):
   });
   table.register('VDI.get_nbd_info', {
     arity: 1,
-    handler: (_, args) => {
-      vdiOf(args);
-      // The simulator offers no NBD server: XAPI answers [] when no network is NBD-enabled.
-      return [];
-    },
+    // XAPI answers [] when no network has the nbd / insecure_nbd purpose.
+    handler: (context, args) => nbd.connectionInfo(context.session, vdiOf(args)),
   });
 
   table.register('VBD.create', {

@@ -60,8 +60,8 @@ function rawStream(disk: VirtualDisk, signal: AbortSignal): Readable {
 
 /**
  * `blocks=0-3,7,10-12`: 2 MiB block indexes (single or `first-last` ranges), increasing, without
- * overlap. Real XAPI serves such reads over NBD (`VDI.get_nbd_info`); the simulator has no NBD
- * server and offers this raw ranged read instead, through the same HTTP export the client uses.
+ * overlap. A simulator-only fallback: real XAPI has no such query and serves these reads over NBD
+ * (`VDI.get_nbd_info`, which the simulator also offers); Haven uses it when no NBD is offered.
  */
 export function parseBlockList(text: string, count: number): number[] {
   const blocks: number[] = [];

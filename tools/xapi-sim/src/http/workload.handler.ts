@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PoolFaults } from '../model/simulated-pool';
 import type { SimulatorClock } from '../model/simulator.clock';
 import type { DiskWorkload, RandomWrite } from '../workload/disk.workload';
+import type { VdiNbdServer } from '../nbd/vdi-nbd.server';
 import { SimulatorError, XapiFailure } from '../xapi.failure';
 import { readText, requestBody } from './http-request.body';
 
@@ -36,11 +37,11 @@ async function jsonBody<T>(request: IncomingMessage): Promise<T> {
  *   POST /_sim/srs/:sr/size                     {bytes}
  *   POST /_sim/flush                            persist the state now
  *   GET|POST /_sim/clock                        {now: ISO instant | null}: the time snapshots record
+ *   GET|POST /_sim/nbd                          {enabled}: the NBD purpose of the pool's networks;
+ *                                               answers {enabled, port, tls, connections, reads, bytesRead…}
  */
 export async function handleWorkload(
-  workload: DiskWorkload,
-  flush: () => Promise<void>,
-  clock: SimulatorClock,
+  sim: { workload: DiskWorkload; flush: () => Promise<void>; clock: SimulatorClock; nbd: VdiNbdServer },
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,
@@ -50,6 +51,7 @@ export async function handleWorkload(
     .filter((part) => part !== '')
     .slice(1)
     .map(decodeURIComponent);
+  const { workload, flush, clock, nbd } = sim;
   const method = request.method ?? 'GET';
   const position = Number(url.searchParams.get('position') ?? '0');
   try {
@@ -67,6 +69,14 @@ export async function handleWorkload(
           'body needs {"now": "<ISO 8601 instant>"} or {"now": null}',
         );
       return sendJson(response, 200, clock.set(now === null ? null : new Date(now)));
+    }
+    if (resource === 'nbd' && method === 'GET') return sendJson(response, 200, nbd.status());
+    if (resource === 'nbd' && method === 'POST') {
+      const { enabled } = await jsonBody<{ enabled?: unknown }>(request);
+      if (typeof enabled !== 'boolean')
+        throw new SimulatorError('SIM_BAD_REQUEST', 'body needs {"enabled": true | false}');
+      nbd.setEnabled(enabled);
+      return sendJson(response, 200, nbd.status());
     }
     if (resource === 'flush' && method === 'POST') {
       await flush();

@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { SimulatedPool } from '../model/simulated-pool';
 import type { RpcDispatcher } from '../rpc/rpc.dispatcher';
 import type { DiskWorkload } from '../workload/disk.workload';
+import type { VdiNbdServer } from '../nbd/vdi-nbd.server';
 import { exportRawVdi } from './export-raw-vdi.handler';
 import { HttpTransfer } from './http-transfer';
 import { importRawVdi } from './import-raw-vdi.handler';
@@ -16,13 +17,14 @@ export interface XapiHttpRoutes {
   pool: SimulatedPool;
   dispatcher: RpcDispatcher;
   workload: DiskWorkload;
+  nbd: VdiNbdServer;
   /** Extra transfer routes (`GET /export/`, `PUT /import/`), keyed `METHOD /path`. */
   transfers: Record<string, TransferHandler>;
 }
 
 /** The host's HTTP side: RPC (JSON and XML), disk and VM transfers, and the workload API. */
 export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; sockets: Set<Socket> } {
-  const { pool, dispatcher, workload } = routes;
+  const { pool, dispatcher, workload, nbd } = routes;
   const transfers = new Map<string, TransferHandler>(
     Object.entries({
       'GET /export_raw_vdi': exportRawVdi,
@@ -36,7 +38,7 @@ export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; 
     const url = new URL(request.url ?? '/', 'http://simulator');
     const method = request.method ?? 'GET';
     if (url.pathname.startsWith('/_sim/')) {
-      await handleWorkload(workload, () => pool.flush(), pool.clock, request, response, url);
+      await handleWorkload({ workload, flush: () => pool.flush(), clock: pool.clock, nbd }, request, response, url);
       return;
     }
     if (pool.faults.unreachable) {

@@ -12,6 +12,8 @@ export interface SeedOptions {
   allocation: number;
   /** Capacity of each storage repository, in bytes. */
   srSize: number;
+  /** Purposes of the pool's network: `insecure_nbd` / `nbd` let backups read disks over NBD. */
+  networkPurpose: string[];
 }
 
 const TiB = 1024 ** 4;
@@ -196,7 +198,7 @@ export async function seedPool(pool: SimulatedPool, options: SeedOptions): Promi
       current_operations: {},
       blobs: {},
       default_locking_mode: 'unlocked',
-      purpose: [],
+      purpose: options.networkPurpose,
     },
     networkRef,
   );
