@@ -3,4 +3,10 @@ export * from './xapi-inventory.model';
 export * from './xapi-export.stream';
 export * from './vm-marker.codec';
 export * from './vm-network.record';
-export { XapiPool, type XapiPoolOptions, type XvaCompression, type OtherConfigClass } from './xapi-pool';
+export {
+  XapiPool,
+  type XapiPoolOptions,
+  type XvaCompression,
+  type OtherConfigClass,
+  type VdiNbdInfo,
+} from './xapi-pool';

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { NbdClient, isNbdError, type NbdError } from '@haven/nbd';
 import {
   HAVEN_MANAGED_KEY,
   isNullRef,
@@ -39,6 +40,18 @@ export interface XapiPoolOptions {
 }
 
 export type XvaCompression = 'none' | 'gzip' | 'zstd';
+
+/** One way to read a VDI over NBD (a record of `VDI.get_nbd_info`). */
+export interface VdiNbdInfo {
+  address: string;
+  port: number;
+  /** `/<vdi-uuid>?session_id=<session ref>`: holds a session, never log it. */
+  exportName: string;
+  /** The host's TLS certificate (PEM); empty for plain NBD (`insecure_nbd`). */
+  cert: string;
+  /** The name the certificate is issued for. */
+  subject: string;
+}
 export type OtherConfigClass = 'VM' | 'VDI';
 
 /** VM.create fields a restore may copy from a manifest's VM record; everything else is runtime state. */
@@ -399,8 +412,8 @@ export class XapiPool {
 
   /**
    * The raw disk; with `blocks` (2 MiB block indexes, increasing) only those blocks, concatenated,
-   * the disk's last block cut at its end: how CBT-changed blocks are read where XAPI offers no NBD
-   * (the simulator's `blocks=` query).
+   * the disk's last block cut at its end. The `blocks=` query is the simulator's only (real XAPI
+   * ignores it): the fallback for CBT-changed blocks where the pool offers no NBD (`connectNbd`).
    */
   exportRaw(
     vdiRef: string,
@@ -457,6 +470,75 @@ export class XapiPool {
       operation: 'VDI.disable_cbt',
       object: `VDI ${vdiRef}`,
     });
+  }
+
+  /**
+   * `VDI.get_nbd_info`: where the VDI can be read over NBD, one entry per host that serves it; empty
+   * when no network of the pool has the `nbd` (TLS) or `insecure_nbd` purpose.
+   */
+  async nbdInfo(vdiRef: string): Promise<VdiNbdInfo[]> {
+    const context = { operation: 'VDI.get_nbd_info', object: `VDI ${vdiRef}` };
+    const records = await this.call<unknown>('VDI.get_nbd_info', [vdiRef], context);
+    if (!Array.isArray(records)) {
+      throw xapiError(
+        'UNKNOWN',
+        { poolUrl: this.url, ...context },
+        'the host answered something else than a list',
+      );
+    }
+    return records.map((value: unknown) => {
+      const record = (typeof value === 'object' && value !== null ? value : {}) as XapiRecord;
+      const port = Number(record['port']);
+      const address = stringField(record, 'address');
+      const exportName = stringField(record, 'exportname');
+      if (address === '' || exportName === '' || !Number.isInteger(port) || port <= 0 || port > 65535) {
+        throw xapiError(
+          'UNKNOWN',
+          { poolUrl: this.url, ...context },
+          'the host answered an NBD connection without address, port or export name',
+        );
+      }
+      return {
+        address,
+        port,
+        exportName,
+        cert: stringField(record, 'cert'),
+        subject: stringField(record, 'subject'),
+      };
+    });
+  }
+
+  /**
+   * A connection reading the VDI over NBD, as XAPI offers it to backup tools: to the first host of
+   * `nbdInfo` that accepts one (TLS when XAPI gives the host's certificate). Undefined when the
+   * pool offers no NBD; then only HTTP exports read the disk. Close the client when done.
+   */
+  async connectNbd(
+    vdiRef: string,
+    options: { signal?: AbortSignal; maxInFlight?: number } = {},
+  ): Promise<NbdClient | undefined> {
+    const infos = await this.nbdInfo(vdiRef);
+    let unreachable: NbdError | undefined;
+    for (const info of infos) {
+      try {
+        return await NbdClient.connect({
+          host: info.address,
+          port: info.port,
+          exportName: info.exportName,
+          ...(info.cert === ''
+            ? {}
+            : { tls: { ca: info.cert, ...(info.subject === '' ? {} : { servername: info.subject }) } }),
+          ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        });
+      } catch (error) {
+        // Another host may still serve the disk; any other refusal is the answer.
+        if (!isNbdError(error, 'NBD_CONNECT_FAILED')) throw error;
+        unreachable = error;
+      }
+    }
+    if (unreachable !== undefined) throw unreachable;
+    return undefined;
   }
 
   // ---------------------------------------------------------------- VM transfers

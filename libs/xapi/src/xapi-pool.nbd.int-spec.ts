@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { isNbdError } from '@haven/nbd';
+import { describeIntegration, scratchDir } from '@haven/testing';
+import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import { XapiPool } from './xapi-pool';
+
+const MiB = 1024 * 1024;
+const DISK_SIZE = 8 * MiB + 512 * 3; // the last block is short
+
+describeIntegration('XapiPool reads VDIs over NBD as VDI.get_nbd_info offers them', [], () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let sim: XapiSimulator;
+  let pool: XapiPool;
+  let vdiRef = '';
+
+  beforeAll(async () => {
+    dir = await scratchDir('haven-xapi-nbd-');
+    sim = await startXapiSimulator({
+      stateDir: join(dir.path, 'state'),
+      vms: 1,
+      diskSize: DISK_SIZE,
+      seed: 'nbd',
+    });
+    pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    vdiRef = (await pool.listVms()).find((vm) => vm.name === 'sim-vm-0')!.disks[0].vdiRef;
+  });
+
+  afterAll(async () => {
+    await pool.close();
+    await sim.close();
+    await dir.cleanup();
+  });
+
+  it('nbdInfo gives the host, port and an export name holding this session', async () => {
+    const infos = await pool.nbdInfo(vdiRef);
+    expect(infos).toHaveLength(1);
+    expect(infos[0]).toMatchObject({ address: '127.0.0.1', port: sim.nbd.port, cert: '', subject: '' });
+    expect(infos[0].exportName).toMatch(/^\/[0-9a-f-]{36}\?session_id=OpaqueRef:/);
+  });
+
+  it('connectNbd reads the disk as it is, the short last block included', async () => {
+    const client = await pool.connectNbd(vdiRef);
+    expect(client).toBeDefined();
+    try {
+      expect(client!.size).toBe(DISK_SIZE);
+      const data = Buffer.concat(
+        await Promise.all(
+          [0, 1, 2, 3, 4].map((block) =>
+            client!.read(block * 2 * MiB, Math.min(2 * MiB, DISK_SIZE - block * 2 * MiB)),
+          ),
+        ),
+      );
+      expect(data.equals(await sim.pool.disks.get(vdiRef).read(0, DISK_SIZE))).toBe(true);
+    } finally {
+      await client!.close();
+    }
+  });
+
+  it('connectNbd answers undefined when no network has an NBD purpose (nbdInfo: [])', async () => {
+    sim.setNbdEnabled(false);
+    try {
+      expect(await pool.nbdInfo(vdiRef)).toEqual([]);
+      expect(await pool.connectNbd(vdiRef)).toBeUndefined();
+    } finally {
+      sim.setNbdEnabled(true);
+    }
+  });
+
+  it('an aborted signal stops the connection with NBD_ABORTED', async () => {
+    const controller = new AbortController();
+    const client = await pool.connectNbd(vdiRef, { signal: controller.signal });
+    const read = client!.read(0, 2 * MiB);
+    controller.abort(new Error('stop'));
+    // The read may have completed before the abort; the next one cannot.
+    await read.catch(() => undefined);
+    const error: unknown = await client!.read(0, 512).catch((failure: unknown) => failure);
+    expect(isNbdError(error, 'NBD_ABORTED')).toBe(true);
+  });
+});
