@@ -335,11 +335,43 @@ describe('backup.incremental smart mode through the gateway', () => {
     });
     await sim.writeRandom(vm.uuid, { blocks: 3, seed: 's2' }, 0);
     await sim.writeRandom(vm.uuid, { bytes: 1000, offset: 7 * MiB + 5, seed: 's3' }, 1);
+    const nbdReads = sim.nbd.status().reads;
     const task = await backup();
     expect(task.result!.disks.map((d) => [d.key, d.mode, d.reason, d.transport, d.bytes])).toEqual([
       ['0', 'delta', 'base-available', 'cbt', 3 * 2 * MiB],
       ['1', 'delta', 'base-available', 'cbt', 2 * MiB],
     ]);
+    // Read over NBD as real XAPI serves them (VDI.get_nbd_info): 3 + 1 block reads, logged per disk.
+    expect(sim.nbd.status().reads - nbdReads).toBe(4);
+    const readPaths = (logs: { fields: Record<string, unknown> }[]) =>
+      logs
+        .filter((line) => typeof line.fields['bytesRead'] === 'number')
+        .map((line) => [line.fields['disk'], line.fields['readPath']])
+        .sort();
+    expect(readPaths(await logsOf(task.runId, 2))).toEqual([
+      ['0', 'nbd'],
+      ['1', 'nbd'],
+    ]);
+
+    // Without a network with an NBD purpose, the same blocks come through the blocks= fallback.
+    sim.setNbdEnabled(false);
+    try {
+      await sim.writeRandom(vm.uuid, { blocks: 1, seed: 's3-fallback' }, 0);
+      const fallback = await backup();
+      expect(fallback.result!.disks.map((d) => [d.key, d.transport, d.bytes])).toEqual([
+        ['0', 'cbt', 2 * MiB],
+        ['1', 'cbt', 0],
+      ]);
+      const logs = await logsOf(fallback.runId, 2);
+      expect(readPaths(logs)).toEqual([
+        ['0', 'raw-blocks-export'],
+        ['1', 'none'],
+      ]);
+      expect(logs.some((line) => line.message.includes('the pool offers no NBD'))).toBe(true);
+      expect(sim.nbd.status().reads - nbdReads).toBe(4);
+    } finally {
+      sim.setNbdEnabled(true);
+    }
   }, 120_000);
 
   it('CBT reset on a disk: that disk in full with cbt-reset, logged as a warning', async () => {
@@ -419,6 +451,6 @@ describe('backup.incremental smart mode through the gateway', () => {
       }
       expect((await repository.verify({ record: false })).ok).toBe(true);
     });
-    expect(backups).toHaveLength(15);
+    expect(backups).toHaveLength(16);
   }, 180_000);
 });

@@ -42,7 +42,7 @@ import {
   type DiskPlan,
   type DiskTransport,
 } from './disk.plan';
-import { transferDisk, type WriteTurn } from './disk.transfer';
+import { transferDisk, type DiskReadPath, type WriteTurn } from './disk.transfer';
 import { applyRetention, hasRetention, retainOnEveryRemote } from './restore-point.retention';
 import { snapshotsToKeep, snapshotsToRemove } from './snapshot.retention';
 import { withVmBackupSession } from './vm-backup.session';
@@ -55,6 +55,15 @@ export const SNAPSHOT_VM_KEY = 'haven:vm';
 export const SNAPSHOT_TASK_KEY = 'haven:task';
 /** The VM marker key (other_config `haven:backup`). */
 const MiB = 1024 * 1024;
+
+/** How the per-disk log line says where the data came from. */
+const READ_PATH_TEXT: Record<DiskReadPath, string> = {
+  nbd: ' (changed blocks over NBD)',
+  'raw-blocks-export':
+    ' (changed blocks through the export_raw_vdi blocks= fallback: the pool offers no NBD)',
+  'vhd-export': '',
+  none: '',
+};
 
 export interface DiskBackupResult {
   key: string;
@@ -574,11 +583,12 @@ async function backupDisk(
     const mbPerSecond = seconds > 0 ? outcome.bytesRead / MiB / seconds : 0;
     context.log(
       'info',
-      `VM "${vm.name}" disk ${plan.key}: ${plan.mode} (${plan.reason}), ${(outcome.bytesRead / MiB).toFixed(1)} MiB read, ` +
+      `VM "${vm.name}" disk ${plan.key}: ${plan.mode} (${plan.reason}), ${(outcome.bytesRead / MiB).toFixed(1)} MiB read${READ_PATH_TEXT[outcome.readPath]}, ` +
         `${(bytesStored / MiB).toFixed(1)} MiB stored in ${seconds.toFixed(1)} s (${mbPerSecond.toFixed(1)} MiB/s)`,
       {
         ...fields,
         transport: plan.transport,
+        readPath: outcome.readPath,
         bytesRead: outcome.bytesRead,
         bytesStored,
         newChunks: outcome.stored.reduce((sum, disk) => sum + disk.uploadedChunks, 0),
