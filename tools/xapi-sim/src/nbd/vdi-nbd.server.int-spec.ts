@@ -166,6 +166,24 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
     expect(closed.code).toBe('NBD_CONNECT_FAILED');
   });
 
+  it("names the master host's address when listening on every interface", async () => {
+    const wide = await startXapiSimulator({
+      stateDir: join(dir.path, 'wide'),
+      vms: 1,
+      diskSize: size,
+      host: '0.0.0.0',
+    });
+    const wideClient = new XenApiClientDriver();
+    try {
+      await wideClient.connect(`http://127.0.0.1:${wide.port}`, wide.user, wide.password);
+      const [info] = await wideClient.call<NbdInfo[]>('VDI.get_nbd_info', firstDisk(wide).vdi);
+      expect([info.address, info.port]).toEqual(['127.0.0.1', wide.nbd.port]);
+    } finally {
+      await wideClient.close();
+      await wide.close();
+    }
+  });
+
   it('starts without the NBD purpose with nbd: off', async () => {
     const off = await startXapiSimulator({
       stateDir: join(dir.path, 'off'),

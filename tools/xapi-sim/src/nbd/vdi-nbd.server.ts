@@ -92,9 +92,14 @@ export class VdiNbdServer {
   connectionInfo(session: string, vdi: string): XapiStruct[] {
     if (!this.enabled || this.address === undefined) return [];
     const uuid = fieldText(this.pool.store.get('VDI', vdi), 'uuid');
+    // Bound to every interface: name the master host's address, as XAPI names a PIF's.
+    const wildcard = this.address.address === '0.0.0.0' || this.address.address === '::';
+    const master = this.pool.store.has('host', this.pool.masterHost)
+      ? fieldText(this.pool.store.get('host', this.pool.masterHost), 'address')
+      : '';
     return [
       {
-        address: this.address.address,
+        address: wildcard && master !== '' ? master : this.address.address,
         port: this.address.port,
         exportname: `/${uuid}?session_id=${session}`,
         cert: this.certificate?.cert ?? '',
