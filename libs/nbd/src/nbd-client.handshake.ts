@@ -1,6 +1,7 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { checkServerIdentity, connect as connectTls, type TLSSocket } from 'node:tls';
-import { NbdError, redactExportName, type NbdErrorCode } from './nbd.error';
+import { NbdError, isNbdError, redactExportName, type NbdErrorCode } from './nbd.error';
 import type { NbdConnectOptions } from './nbd.client';
 import {
   NBD_FLAG_C_FIXED_NEWSTYLE,
@@ -11,7 +12,9 @@ import {
   NBD_INIT_MAGIC,
   NBD_MAX_OPTION_LENGTH,
   NBD_OLDSTYLE_MAGIC,
+  NBD_EXPORT_NAME_PADDING,
   NBD_OPT_ABORT,
+  NBD_OPT_EXPORT_NAME,
   NBD_OPT_GO,
   NBD_OPT_REPLY_MAGIC,
   NBD_OPT_STARTTLS,
@@ -41,14 +44,16 @@ export interface NegotiatedExport {
 
 /**
  * The client's side of the fixed newstyle negotiation: greeting, client flags, NBD_OPT_STARTTLS
- * when TLS is asked for, then NBD_OPT_GO with the export name. NBD_OPT_EXPORT_NAME (which cannot
- * report an unknown export) is never used.
+ * when TLS is asked for, then NBD_OPT_GO with the export name; NBD_OPT_EXPORT_NAME (which cannot
+ * say why it refuses an export) only with a server that does not know NBD_OPT_GO.
  */
 export class NbdHandshake {
   private readonly endpoint: string;
   private readonly safeName: string;
   private socket: Socket | TLSSocket | undefined;
   private reader: SocketByteReader | undefined;
+  /** Both sides agreed to drop NBD_OPT_EXPORT_NAME's 124 zeros. */
+  private noZeroes = false;
 
   constructor(private readonly options: NbdConnectOptions) {
     this.endpoint = `${options.host}:${options.port}`;
@@ -86,10 +91,9 @@ export class NbdHandshake {
       if ((serverFlags & NBD_FLAG_FIXED_NEWSTYLE) === 0) {
         throw this.error('NBD_HANDSHAKE_REFUSED', 'the server does not speak the fixed newstyle negotiation');
       }
+      this.noZeroes = (serverFlags & NBD_FLAG_NO_ZEROES) !== 0;
       const clientFlags = Buffer.alloc(4);
-      clientFlags.writeUInt32BE(
-        NBD_FLAG_C_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0),
-      );
+      clientFlags.writeUInt32BE(NBD_FLAG_C_FIXED_NEWSTYLE | (this.noZeroes ? NBD_FLAG_C_NO_ZEROES : 0));
       this.write(clientFlags);
       if (this.options.tls !== undefined) await this.startTls();
       const negotiated = await this.go();
@@ -194,17 +198,39 @@ export class NbdHandshake {
       );
     }
     this.reader?.detach();
+    let expected: X509Certificate;
+    try {
+      expected = new X509Certificate(tls.cert);
+    } catch (error) {
+      throw this.error(
+        'NBD_TLS_FAILED',
+        'the certificate given for the host is not a PEM certificate',
+        error,
+      );
+    }
     const servername = tls.servername ?? this.options.host;
     const secure = await new Promise<TLSSocket>((resolve, reject) => {
+      // The certificate came over the authenticated XAPI session: it is pinned (the host must
+      // present exactly it), which also holds for a CA-signed host certificate whose chain this
+      // worker does not know. The name is checked on top.
       const socket = connectTls({
         socket: plain,
-        ca: [tls.ca],
+        rejectUnauthorized: false,
         ...(isIP(servername) === 0 ? { servername } : {}),
-        checkServerIdentity: (_host, certificate) => checkServerIdentity(servername, certificate),
       });
       this.socket = socket;
       socket.once('secureConnect', () => {
         socket.off('error', onError);
+        const presented = socket.getPeerCertificate();
+        const mismatch =
+          !Buffer.isBuffer(presented.raw) || !presented.raw.equals(expected.raw)
+            ? `the host presented the certificate ${presented.fingerprint256 || '(none)'}, not the one XAPI gave (${expected.fingerprint256})`
+            : checkServerIdentity(servername, presented)?.message;
+        if (mismatch !== undefined) {
+          socket.destroy();
+          reject(this.error('NBD_TLS_FAILED', `${mismatch}; check the host certificate`));
+          return;
+        }
         resolve(socket);
       });
       const onError = (error: Error): void => {
@@ -245,6 +271,8 @@ export class NbdHandshake {
         continue;
       }
       if (reply.type === NBD_REP_ACK) break;
+      // Servers older than NBD_OPT_GO (XAPI's has been one) still take NBD_OPT_EXPORT_NAME.
+      if (reply.type === NBD_REP_ERR_UNSUP) return this.exportName(name);
       if ((reply.type & NBD_REP_FLAG_ERROR) !== 0) {
         this.sendOption(NBD_OPT_ABORT);
         throw this.goRefused(reply);
@@ -263,6 +291,35 @@ export class NbdHandshake {
     return { socket, reader, size, flags };
   }
 
+  /**
+   * NBD_OPT_EXPORT_NAME: the reply is the size and flags (then 124 zeros unless NO_ZEROES was
+   * agreed); a server that does not serve the name can only close the connection.
+   */
+  private async exportName(name: Buffer): Promise<NegotiatedExport> {
+    const reader = this.reader;
+    const socket = this.socket;
+    if (socket === undefined || reader === undefined) throw new Error('not connected');
+    this.sendOption(NBD_OPT_EXPORT_NAME, name);
+    let answer: Buffer;
+    try {
+      answer = await reader.read(10 + (this.noZeroes ? 0 : NBD_EXPORT_NAME_PADDING));
+    } catch (error) {
+      if (isNbdError(error, 'NBD_CONNECTION_LOST')) {
+        throw this.error(
+          'NBD_EXPORT_UNKNOWN',
+          'the server closed the connection on NBD_OPT_EXPORT_NAME: it does not serve this export; the disk may be gone or the session expired: ask XAPI for the NBD info again',
+          error,
+        );
+      }
+      throw error;
+    }
+    const bytes = answer.readBigUInt64BE(0);
+    if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw this.error('NBD_PROTOCOL', `the export is ${bytes} bytes, larger than this client handles`);
+    }
+    return { socket, reader, size: Number(bytes), flags: answer.readUInt16BE(8) };
+  }
+
   private goRefused(reply: OptionReply): NbdError {
     const why = this.refusal(reply);
     switch (reply.type) {
@@ -273,8 +330,6 @@ export class NbdHandshake {
         );
       case NBD_REP_ERR_TLS_REQD:
         return this.error('NBD_TLS_FAILED', `the server requires TLS (${why}) but no certificate was given`);
-      case NBD_REP_ERR_UNSUP:
-        return this.error('NBD_HANDSHAKE_REFUSED', `the server does not support NBD_OPT_GO (${why})`);
       case NBD_REP_ERR_POLICY:
         return this.error('NBD_HANDSHAKE_REFUSED', `the server's policy refuses this export (${why})`);
       default:

@@ -15,8 +15,11 @@ import { SocketByteReader } from './socket-byte.reader';
 import { NbdHandshake } from './nbd-client.handshake';
 
 export interface NbdTlsOptions {
-  /** The server's certificate (PEM), trusted as is: XAPI's `get_nbd_info` gives the host's. */
-  ca: string;
+  /**
+   * The server's certificate (PEM), XAPI's `get_nbd_info` `cert`: pinned, the server must present
+   * exactly this one.
+   */
+  cert: string;
   /** The name the certificate must be issued for (`subject` of `get_nbd_info`); default the host. */
   servername?: string;
 }

@@ -527,7 +527,7 @@ export class XapiPool {
           exportName: info.exportName,
           ...(info.cert === ''
             ? {}
-            : { tls: { ca: info.cert, ...(info.subject === '' ? {} : { servername: info.subject }) } }),
+            : { tls: { cert: info.cert, ...(info.subject === '' ? {} : { servername: info.subject }) } }),
           ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
           ...(options.signal === undefined ? {} : { signal: options.signal }),
         });

@@ -142,7 +142,7 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
         host: info.address,
         port: info.port,
         exportName: info.exportname,
-        tls: { ca: info.cert, servername: info.subject },
+        tls: { cert: info.cert, servername: info.subject },
       });
       try {
         expect(
