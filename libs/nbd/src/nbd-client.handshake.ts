@@ -271,7 +271,8 @@ export class NbdHandshake {
         continue;
       }
       if (reply.type === NBD_REP_ACK) break;
-      // Servers older than NBD_OPT_GO (XAPI's has been one) still take NBD_OPT_EXPORT_NAME.
+      // A server without NBD_OPT_GO still takes NBD_OPT_EXPORT_NAME (the only option Xen
+      // Orchestra's client sends to XAPI hosts, so the one known to work there).
       if (reply.type === NBD_REP_ERR_UNSUP) return this.exportName(name);
       if ((reply.type & NBD_REP_FLAG_ERROR) !== 0) {
         this.sendOption(NBD_OPT_ABORT);
