@@ -45,9 +45,10 @@ interface InFlightRead {
 }
 
 /**
- * A client of one NBD export: fixed newstyle negotiation with NBD_OPT_GO (after NBD_OPT_STARTTLS
- * when asked), then reads pipelined over the one connection with simple replies, matched to their
- * requests by handle whatever order the server answers in.
+ * A client of one NBD export: fixed newstyle negotiation with NBD_OPT_GO, or NBD_OPT_EXPORT_NAME
+ * on a server without it (after NBD_OPT_STARTTLS when asked), then reads pipelined over the one
+ * connection with simple replies, matched to their requests by handle whatever order the server
+ * answers in.
  */
 export class NbdClient {
   private readonly inFlight = new Map<bigint, InFlightRead>();
@@ -162,7 +163,7 @@ export class NbdClient {
     return this.closing;
   }
 
-  /** Ends the connection at once; reads in flight fail with `error`'s message. */
+  /** Ends the connection at once; reads in flight fail with NBD_ABORTED (`reason` as the cause). */
   destroy(reason?: unknown): void {
     this.fail(this.error('NBD_ABORTED', 'the NBD connection was closed by its user', reason));
   }
@@ -245,7 +246,6 @@ export class NbdClient {
   /** Fails every read in flight and the connection (once). */
   private fail(error: NbdError): void {
     if (this.failure !== undefined) return;
-    // A connection that ends after a clean close is no failure of anyone's.
     this.failure = error;
     this.options.signal?.removeEventListener('abort', this.onAbort);
     for (const read of this.inFlight.values()) read.reject(error);
