@@ -4,6 +4,7 @@ export {
   NbdServer,
   NbdExportRefusal,
   NbdReadFailure,
+  NbdConnectionDrop,
   type NbdExport,
   type NbdServerOptions,
   type NbdServerStats,

@@ -4,6 +4,7 @@ import {
   NBD_ENOSPC,
   NBD_FLAG_READ_ONLY,
   NbdClient,
+  NbdConnectionDrop,
   NbdExportRefusal,
   NbdReadFailure,
   NbdServer,
@@ -252,6 +253,21 @@ describe('NbdClient against NbdServer over a socket', () => {
       await hanging.close();
       await new Promise<void>((resolve) => raw.close(() => resolve()));
     }
+  });
+
+  it('reports NBD_CONNECTION_LOST when the export drops the connection (NbdConnectionDrop)', async () => {
+    exports.set(NAME, () => ({
+      size: source.length,
+      read: (offset, length) =>
+        offset >= 2 * MiB
+          ? Promise.reject(new NbdConnectionDrop('host crashed'))
+          : memoryExport(source).read(offset, length),
+    }));
+    const client = await connect();
+    expect((await client.read(0, MiB)).equals(source.subarray(0, MiB))).toBe(true);
+    const error = await rejection(client.read(2 * MiB, MiB));
+    expect(error.code).toBe('NBD_CONNECTION_LOST');
+    expect(error.message).toContain('1 read(s) in flight');
   });
 
   it('closes with NBD_CMD_DISC after the reads in flight, then refuses reads', async () => {

@@ -42,7 +42,8 @@ export interface NbdExport {
   readonly size: number;
   /**
    * `length` bytes at `offset` (always inside the export). Throw an NbdReadFailure to answer with
-   * a given error value; any other error is answered with EIO.
+   * a given error value, an NbdConnectionDrop to drop the connection; any other error is
+   * answered with EIO.
    */
   read(offset: number, length: number): Promise<Buffer>;
   /** Called once the connection that opened the export ends. */
@@ -63,6 +64,14 @@ export class NbdReadFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * Thrown by `NbdExport.read`: no reply at all, the connection is dropped (what a host crash or a
+ * cut cable looks like to the client; the simulator injects it as a fault).
+ */
+export class NbdConnectionDrop extends Error {
+  override readonly name = 'NbdConnectionDrop';
 }
 
 export interface NbdServerOptions {
@@ -351,7 +360,8 @@ class NbdServerConnection {
         if (data.length !== length) throw new Error(`the export read ${data.length} of ${length} bytes`);
       } catch (error) {
         this.stats.readErrors++;
-        this.answer(handle, error instanceof NbdReadFailure ? error.errno : NBD_EIO);
+        if (error instanceof NbdConnectionDrop) this.socket.destroy();
+        else this.answer(handle, error instanceof NbdReadFailure ? error.errno : NBD_EIO);
         return;
       }
       this.stats.reads++;

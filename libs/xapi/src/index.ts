@@ -10,3 +10,4 @@ export {
   type OtherConfigClass,
   type VdiNbdInfo,
 } from './xapi-pool';
+export { VdiNbdConnection } from './vdi-nbd.connection';

@@ -3,6 +3,7 @@ import { isNbdError } from '@haven/nbd';
 import { describeIntegration, scratchDir } from '@haven/testing';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { XapiPool } from './xapi-pool';
+import { XapiCancelledError, XapiTransferError } from './xapi.error';
 
 const MiB = 1024 * 1024;
 const DISK_SIZE = 8 * MiB + 512 * 3; // the last block is short
@@ -66,7 +67,7 @@ describeIntegration('XapiPool reads VDIs over NBD as VDI.get_nbd_info offers the
     }
   });
 
-  it('an aborted signal stops the connection with NBD_ABORTED', async () => {
+  it('an aborted signal stops the connection: reads fail as cancelled, the NbdError as cause', async () => {
     const controller = new AbortController();
     const client = await pool.connectNbd(vdiRef, { signal: controller.signal });
     const read = client!.read(0, 2 * MiB);
@@ -74,6 +75,32 @@ describeIntegration('XapiPool reads VDIs over NBD as VDI.get_nbd_info offers the
     // The read may have completed before the abort; the next one cannot.
     await read.catch(() => undefined);
     const error: unknown = await client!.read(0, 512).catch((failure: unknown) => failure);
-    expect(isNbdError(error, 'NBD_ABORTED')).toBe(true);
+    expect(error).toBeInstanceOf(XapiCancelledError);
+    expect(isNbdError((error as Error).cause, 'NBD_ABORTED')).toBe(true);
+  });
+
+  it('a connection cut mid-read is a transfer failure (retryable) naming the pool and the VDI', async () => {
+    sim.setFaults({ exportFailAfterBytes: 3 * MiB, exportFailTimes: 1 });
+    try {
+      const client = await pool.connectNbd(vdiRef);
+      expect((await client!.read(0, 2 * MiB)).length).toBe(2 * MiB);
+      // Past 3 MiB served, the host drops the connection: both reads in flight fail.
+      const [second, third] = await Promise.all(
+        [1, 2].map((block) => client!.read(block * 2 * MiB, 2 * MiB).catch((failure: unknown) => failure)),
+      );
+      for (const error of [second, third]) {
+        expect(error).toBeInstanceOf(XapiTransferError);
+        expect((error as XapiTransferError).message).toContain(`VDI ${vdiRef}`);
+        expect((error as XapiTransferError).message).toContain('in flight');
+        expect(isNbdError((error as Error).cause, 'NBD_CONNECTION_LOST')).toBe(true);
+      }
+      client!.destroy();
+      // The fault was for one connection: the next one reads.
+      const again = await pool.connectNbd(vdiRef);
+      expect((await again!.read(4 * MiB, 2 * MiB)).length).toBe(2 * MiB);
+      await again!.close();
+    } finally {
+      sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
+    }
   });
 });

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { NbdClient, isNbdError, type NbdError } from '@haven/nbd';
+import { NbdClient, isNbdError } from '@haven/nbd';
+import { VdiNbdConnection, nbdFailure } from './vdi-nbd.connection';
 import {
   HAVEN_MANAGED_KEY,
   isNullRef,
@@ -511,17 +512,20 @@ export class XapiPool {
   /**
    * A connection reading the VDI over NBD, as XAPI offers it to backup tools: to the first host of
    * `nbdInfo` that accepts one (TLS when XAPI gives the host's certificate). Undefined when the
-   * pool offers no NBD; then only HTTP exports read the disk. Close the client when done.
+   * pool offers no NBD; then only HTTP exports read the disk. NBD failures are XapiErrors (a cut
+   * connection or a refused export TRANSFER_FAILED, no host reachable UNREACHABLE, an abort
+   * CANCELLED). Close the connection when done.
    */
   async connectNbd(
     vdiRef: string,
     options: { signal?: AbortSignal; maxInFlight?: number } = {},
-  ): Promise<NbdClient | undefined> {
+  ): Promise<VdiNbdConnection | undefined> {
     const infos = await this.nbdInfo(vdiRef);
-    let unreachable: NbdError | undefined;
+    const context = { poolUrl: this.url, operation: 'NBD connection', object: `VDI ${vdiRef}` };
+    let unreachable: unknown;
     for (const info of infos) {
       try {
-        return await NbdClient.connect({
+        const client = await NbdClient.connect({
           host: info.address,
           port: info.port,
           exportName: info.exportName,
@@ -531,13 +535,14 @@ export class XapiPool {
           ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
           ...(options.signal === undefined ? {} : { signal: options.signal }),
         });
+        return new VdiNbdConnection(client, { poolUrl: this.url, object: context.object });
       } catch (error) {
         // Another host may still serve the disk; any other refusal is the answer.
-        if (!isNbdError(error, 'NBD_CONNECT_FAILED')) throw error;
+        if (!isNbdError(error, 'NBD_CONNECT_FAILED')) throw nbdFailure(error, context);
         unreachable = error;
       }
     }
-    if (unreachable !== undefined) throw unreachable;
+    if (unreachable !== undefined) throw nbdFailure(unreachable, context);
     return undefined;
   }
 

@@ -1,7 +1,12 @@
-import type { NbdClient } from '@haven/nbd';
 import type { DiskBlock } from '@haven/repository';
 import { VHD_BLOCK_SIZE, type BlockBufferSource } from '@haven/vhd';
 import { BackupJobError } from './backup-incremental.errors';
+
+/** A disk readable at any offset, reads pipelined (an NBD connection: `XapiPool.connectNbd`). */
+export interface RandomAccessDisk {
+  readonly size: number;
+  read(offset: number, length: number, target: Buffer): Promise<Buffer>;
+}
 
 interface BlockRead {
   index: number;
@@ -17,7 +22,7 @@ interface BlockRead {
  * The disk's last block is cut at its end.
  */
 export async function* nbdBlocks(
-  client: NbdClient,
+  client: RandomAccessDisk,
   blocks: readonly number[],
   virtualSize: number,
   buffers: BlockBufferSource,

@@ -186,6 +186,53 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
     await until('the VM is backed up again', async () => (await run(after)).status === 'success');
   });
 
+  it("takes every VM's lock in sorted order while it writes a run, waiting for one another launch holds", async () => {
+    const [first, second] = [uniqueName('vm-a'), uniqueName('vm-b')];
+    const keyOf = async (vm: string): Promise<string> => {
+      const rows = await db.query<{ key: string }[]>(`SELECT hashtextextended($1, 0)::text AS key`, [
+        `vm:${vm}`,
+      ]);
+      return rows[0]?.key ?? '';
+    };
+    const [firstKey, secondKey] = [await keyOf(first), await keyOf(second)];
+    /** Advisory locks on these keys, as `key granted|waiting`, from every session but this test's. */
+    const advisory = async (): Promise<string[]> => {
+      const rows: { key: string; granted: boolean }[] = await db.query(
+        `SELECT ((classid::bigint << 32) | objid::bigint)::text AS key, granted FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 1 AND pid <> pg_backend_pid()`,
+      );
+      return rows
+        .filter((row) => row.key === firstKey || row.key === secondKey)
+        .map((row) => `${row.key === firstKey ? first : second} ${row.granted ? 'granted' : 'waiting'}`)
+        .sort();
+    };
+    // Another launch's transaction holds the second VM's lock.
+    const holder = db.createQueryRunner();
+    await holder.connect();
+    await holder.startTransaction();
+    try {
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`vm:${second}`]);
+      const launch = startRun(await createJob([second, first], { lock: true }));
+      // The launch took the first VM's lock (sorted first) and waits for the second: every key, in order.
+      await until('the launch waits for the held lock', async () => (await advisory()).length === 3);
+      expect(await advisory()).toEqual([`${first} granted`, `${second} granted`, `${second} waiting`]);
+      await holder.commitTransaction();
+      const runId = await launch;
+      await until(
+        'both tasks started',
+        () => gates.started.includes(first) && gates.started.includes(second),
+      );
+      // The locks end with the launch's transaction; the tasks hold the VMs from now on.
+      expect(await advisory()).toEqual([]);
+      gates.open(first);
+      gates.open(second);
+      await until('the run ends', async () => (await run(runId)).status === 'success');
+    } finally {
+      if (holder.isTransactionActive) await holder.rollbackTransaction();
+      await holder.release();
+    }
+  });
+
   it('stores what executors and workers log, pages it, filters it and keeps it to its tenant', async () => {
     const vms = ['vm-l1', 'vm-l2'];
     for (const vm of vms) gates.open(vm);

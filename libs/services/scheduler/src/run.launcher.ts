@@ -240,13 +240,20 @@ interface LockHolder {
 
 /**
  * The running runs whose open tasks hold these keys. Takes a transaction-scoped advisory lock per
- * key first (in a fixed order), so two launches of runs over the same VM cannot both find it free.
+ * key first (in one statement, in sorted order so that two launches never wait on each other in a
+ * cycle), so two launches of runs over the same VM cannot both find it free.
  */
 async function lockHolders(tx: EntityManager, keys: readonly string[]): Promise<Map<string, LockHolder>> {
   const unique = [...new Set(keys)].sort();
   const holders = new Map<string, LockHolder>();
   if (unique.length === 0) return holders;
-  for (const key of unique) await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+  // One statement for every key; taken in the array's (sorted) order, which WITH ORDINALITY keeps.
+  await tx.query(
+    `SELECT pg_advisory_xact_lock(hashtextextended(lock.key, 0))
+     FROM unnest($1::text[]) WITH ORDINALITY AS lock(key, position)
+     ORDER BY lock.position`,
+    [unique],
+  );
   const rows: { lock_key: string; run_id: string; tenant_id: string; job_name: string | null }[] =
     await tx.query(
       `SELECT DISTINCT ON (t.lock_key) t.lock_key, t.run_id, t.tenant_id, j.name AS job_name

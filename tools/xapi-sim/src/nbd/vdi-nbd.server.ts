@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import {
+  NbdConnectionDrop,
   NbdExportRefusal,
   NbdServer,
   createSelfSignedCertificate,
@@ -135,6 +136,25 @@ export class VdiNbdServer {
       throw new NbdExportRefusal(`VDI ${uuid} holds only changed-block metadata (data destroyed)`);
     }
     const disk = this.pool.disks.get(vdi);
-    return { size: disk.virtualSize, read: (offset, length) => disk.read(offset, length) };
+    // The export faults apply to NBD connections too: one that breaks drops after that many bytes.
+    const faults = this.pool.faults;
+    let failAfter: number | null = null;
+    if (faults.exportFailAfterBytes !== null && faults.exportFailTimes !== 0) {
+      failAfter = faults.exportFailAfterBytes;
+      if (faults.exportFailTimes !== null) faults.exportFailTimes--;
+    }
+    let served = 0;
+    return {
+      size: disk.virtualSize,
+      read: (offset, length) => {
+        if (failAfter !== null && served + length > failAfter) {
+          return Promise.reject(
+            new NbdConnectionDrop(`export interrupted after ${failAfter} bytes (injected fault)`),
+          );
+        }
+        served += length;
+        return disk.read(offset, length);
+      },
+    };
   }
 }
