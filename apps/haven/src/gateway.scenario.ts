@@ -1,6 +1,7 @@
 import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
+import { createTenantAdmin } from '@haven/testing';
 import { buildCli } from '../../cli/src/haven.cli';
 import { GatewayClient } from '../../cli/src/gateway.client';
 
@@ -57,19 +58,10 @@ export function gatewayScenario(
 
   it('lets the system admin create tenants and their admin keys', async () => {
     for (const name of ['acme', 'globex']) {
-      const tenant = await api()
-        .post('/api/v1/tenants')
-        .set('authorization', `Bearer ${admin}`)
-        .send({ name })
-        .expect(201);
-      ids[name] = tenant.body.id;
-      const key = await api()
-        .post('/api/v1/api-keys')
-        .set('authorization', `Bearer ${admin}`)
-        .send({ name: `${name} admin`, role: 'admin', tenantId: tenant.body.id })
-        .expect(201);
-      expect(key.body.key).toMatch(/^hvn_/);
-      keys[name] = key.body.key;
+      const created = await createTenantAdmin(context().baseUrl, admin, name);
+      ids[name] = created.tenantId;
+      expect(created.key).toMatch(/^hvn_/);
+      keys[name] = created.key;
     }
     await api()
       .post('/api/v1/tenants')

@@ -4,6 +4,7 @@ import type request from 'supertest';
 import { DataSource } from 'typeorm';
 import { JobResourceProvider } from '@haven/service-core';
 import { executeRestoreVm, RESTORE_TASK_KEY } from '@haven/service-transfer';
+import { createTenantAdmin } from '@haven/testing';
 import { XapiPool, type SrInfo } from '@haven/xapi';
 import type { XapiSimulator } from '@haven/xapi-sim';
 import { buildCli } from '../../cli/src/haven.cli';
@@ -173,11 +174,7 @@ describe('restore a restore point as a new VM (a durable run, through the gatewa
       .send({})
       .expect(400);
 
-    const tenant = await auth(api().post('/api/v1/tenants')).send({ name: 'other' }).expect(201);
-    const key = await auth(api().post('/api/v1/api-keys'))
-      .send({ name: 'other admin', role: 'admin', tenantId: tenant.body.id })
-      .expect(201);
-    const otherKey = key.body.key as string;
+    const { key: otherKey } = await createTenantAdmin(baseUrl, admin, 'other');
     const otherPool = await auth(api().post('/api/v1/pools'), otherKey)
       .send({ name: 'theirs', url: simulator.url, username: 'root', password: 'pw' })
       .expect(201);

@@ -8,3 +8,4 @@ export * from './servers/nfs-ganesha.server';
 export * from './servers/samba.server';
 export * from './servers/nats.server';
 export * from './servers/xapi-sim.server';
+export * from './tenant-admin.fixture';

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
 import { openRepository, type RestorePointManifest } from '@haven/repository';
-import { scratchDir } from '@haven/testing';
+import { createTenantAdmin, readSystemAdminKey, scratchDir } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from '../../../../apps/haven/src/haven.app';
@@ -72,18 +70,7 @@ describe('backup.incremental through the gateway', () => {
       }),
     );
     baseUrl = await app.getUrl();
-    const admin = readFileSync(join(folders['data'].path, 'admin-key'), 'utf8').trim();
-    const tenant = await api()
-      .post('/api/v1/tenants')
-      .set('authorization', `Bearer ${admin}`)
-      .send({ name: 'acme' })
-      .expect(201);
-    const created = await api()
-      .post('/api/v1/api-keys')
-      .set('authorization', `Bearer ${admin}`)
-      .send({ name: 'acme admin', role: 'admin', tenantId: tenant.body.id })
-      .expect(201);
-    key = created.body.key;
+    ({ key } = await createTenantAdmin(baseUrl, await readSystemAdminKey(folders['data'].path), 'acme'));
   }, 60_000);
 
   afterAll(async () => {

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
 import { chunkKey, openRepository, type Repository } from '@haven/repository';
-import { scratchDir } from '@haven/testing';
+import { createTenantAdmin, readSystemAdminKey, scratchDir } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from '../../../../apps/haven/src/haven.app';
@@ -82,18 +82,7 @@ describe('backup.incremental smart mode through the gateway', () => {
       }),
     );
     baseUrl = await app.getUrl();
-    const admin = (await readFile(join(folders['data'].path, 'admin-key'), 'utf8')).trim();
-    const tenant = await api()
-      .post('/api/v1/tenants')
-      .set('authorization', `Bearer ${admin}`)
-      .send({ name: 'smart' })
-      .expect(201);
-    const created = await api()
-      .post('/api/v1/api-keys')
-      .set('authorization', `Bearer ${admin}`)
-      .send({ name: 'smart admin', role: 'admin', tenantId: tenant.body.id })
-      .expect(201);
-    key = created.body.key;
+    ({ key } = await createTenantAdmin(baseUrl, await readSystemAdminKey(folders['data'].path), 'smart'));
     const pool = await auth(api().post('/api/v1/pools'))
       .send({ name: 'sim', url: sim.url, username: sim.user, password: sim.password })
       .expect(201);
