@@ -363,6 +363,28 @@ describe('backup.incremental smart mode through the gateway', () => {
     }
   }, 120_000);
 
+  it('CBT over NBD: a connection cut mid-read is retried within the task (settings.retries)', async () => {
+    await setSettings({ retries: 1 });
+    await sim.writeRandom(vm.uuid, { blocks: 2, seed: 's3-cut' }, 0);
+    // The first NBD connection drops once 2 MiB are served: the second block never comes.
+    sim.setFaults({ exportFailAfterBytes: 2 * MiB, exportFailTimes: 1 });
+    try {
+      const task = await backup();
+      expect(task.result!.disks.map((d) => [d.key, d.transport, d.bytes])).toEqual([
+        ['0', 'cbt', 2 * 2 * MiB],
+        ['1', 'cbt', 0],
+      ]);
+      expect(sim.setFaults({}).exportFailTimes).toBe(0);
+      const logs = await logsOf(task.runId, 2);
+      const retried = logs.filter((line) => line.level === 'warn' && line.message.includes('retrying'));
+      expect(retried).toHaveLength(1);
+      expect(String(retried[0]!.fields['error'])).toContain('NBD');
+    } finally {
+      sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
+      await setSettings({ retries: 0 });
+    }
+  }, 120_000);
+
   it('CBT reset on a disk: that disk in full with cbt-reset, logged as a warning', async () => {
     await withPool(async (pool) => {
       const disk = (await pool.getVm(vm.uuid)).disks.find((candidate) => candidate.position === 0)!;
@@ -440,6 +462,6 @@ describe('backup.incremental smart mode through the gateway', () => {
       }
       expect((await repository.verify({ record: false })).ok).toBe(true);
     });
-    expect(backups).toHaveLength(16);
+    expect(backups).toHaveLength(17);
   }, 180_000);
 });
