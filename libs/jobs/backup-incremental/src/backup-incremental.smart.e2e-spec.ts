@@ -378,7 +378,7 @@ describe('backup.incremental smart mode through the gateway', () => {
       const logs = await logsOf(task.runId, 2);
       const retried = logs.filter((line) => line.level === 'warn' && line.message.includes('retrying'));
       expect(retried).toHaveLength(1);
-      expect(String(retried[0]!.fields['error'])).toContain('NBD');
+      expect(String(retried[0].fields['error'])).toContain('NBD');
     } finally {
       sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
       await setSettings({ retries: 0 });

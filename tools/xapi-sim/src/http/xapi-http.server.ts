@@ -38,7 +38,12 @@ export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; 
     const url = new URL(request.url ?? '/', 'http://simulator');
     const method = request.method ?? 'GET';
     if (url.pathname.startsWith('/_sim/')) {
-      await handleWorkload({ workload, flush: () => pool.flush(), clock: pool.clock, nbd }, request, response, url);
+      await handleWorkload(
+        { workload, flush: () => pool.flush(), clock: pool.clock, nbd },
+        request,
+        response,
+        url,
+      );
       return;
     }
     if (pool.faults.unreachable) {
