@@ -11,3 +11,9 @@ export {
   type VdiNbdInfo,
 } from './xapi-pool';
 export { VdiNbdConnection } from './vdi-nbd.connection';
+export {
+  withPoolConnection,
+  XapiPoolCache,
+  type CachedPoolAccess,
+  type XapiPoolCacheOptions,
+} from './xapi-pool.cache';

@@ -1,5 +1,5 @@
 import type { TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
-import { XapiPool, XapiTransferError, XapiUnreachableError } from '@haven/xapi';
+import { withPoolConnection, XapiTransferError, XapiUnreachableError, type XapiPool } from '@haven/xapi';
 import { parseSelection } from './vm.selection';
 
 /** The VM marker key (other_config `haven:backup`) every VM backup job type holds. */
@@ -19,7 +19,8 @@ export interface VmBackupSessionOptions {
  * What every VM backup task does around its work: connect to the job's pool, hold the VM's backup
  * marker (renewed by the same owner while the work runs, so a long export never loses the VM; a
  * second run or Haven installation is refused by it), retry `attempt` after transient transfer
- * failures up to `retries` times, then release the marker and disconnect.
+ * failures up to `retries` times, then release the marker and disconnect (or hand the connection
+ * back to the worker's cache).
  */
 export async function withVmBackupSession<T>(
   task: TaskExecution,
@@ -32,9 +33,9 @@ export async function withVmBackupSession<T>(
     throw options.missingVm(`task ${task.taskId} names no VM (input.vm); re-run the job`);
   const { poolId } = parseSelection(task.job.selection);
   const access = await context.resources.pool(poolId);
-  const pool = await XapiPool.connect(access, context.signal);
-  const owner = `${task.job.id}:${task.taskId}`;
-  try {
+  // The worker's connection to the pool when it shares one (XapiPoolCache), else our own.
+  return withPoolConnection(access, context.signal, async (pool) => {
+    const owner = `${task.job.id}:${task.taskId}`;
     await pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS);
     const renewal = setInterval(() => {
       pool.acquireVmMarker(vmUuid, BACKUP_MARKER_KEY, owner, MARKER_TTL_MS).catch((error: unknown) => {
@@ -63,7 +64,5 @@ export async function withVmBackupSession<T>(
         });
       });
     }
-  } finally {
-    await pool.close();
-  }
+  });
 }

@@ -1,5 +1,5 @@
 import type { JobPlanContext, PlannedTask } from '@haven/plugin-sdk';
-import { XapiNotFoundError, XapiPool, type VmInfo } from '@haven/xapi';
+import { withPoolConnection, XapiNotFoundError, type VmInfo } from '@haven/xapi';
 import { isExcludedAlways, parseSelection, selectVms } from './vm.selection';
 
 /** The catalog lock a VM's backup task holds: one backup of a VM at a time, whatever the job. */
@@ -22,8 +22,7 @@ export async function planVmTasks(context: JobPlanContext, taskType: string): Pr
   });
   const selection = parseSelection(context.job.selection);
   const access = await context.resources.pool(selection.poolId);
-  const pool = await XapiPool.connect(access, context.signal);
-  try {
+  return withPoolConnection(access, context.signal, async (pool) => {
     if (selection.mode === 'smart') return selectVms(await pool.listVms(), selection.smart).map(taskFor);
     const tasks: PlannedTask[] = [];
     for (const uuid of selection.vms) {
@@ -38,7 +37,5 @@ export async function planVmTasks(context: JobPlanContext, taskType: string): Pr
       if (!isExcludedAlways(vm)) tasks.push(taskFor(vm));
     }
     return tasks;
-  } finally {
-    await pool.close();
-  }
+  });
 }

@@ -21,6 +21,7 @@ import {
   loadJobDefinition,
 } from '@haven/service-core';
 import { dispatchWaitingTasksNow } from '@haven/service-catalog';
+import { XapiPoolCache } from '@haven/xapi';
 
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
@@ -42,6 +43,8 @@ export class RunStartError extends Error {
 @Injectable()
 export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
   private subscription?: BusSubscription;
+  /** Pool connections planners reuse from run to run (a login per pool, not per run). */
+  private readonly pools = new XapiPoolCache();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -59,6 +62,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     await this.subscription?.unsubscribe();
+    await this.pools.close();
   }
 
   async start(request: StartRunRequest): Promise<StartRunReply> {
@@ -76,14 +80,17 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     const timer = setTimeout(() => controller.abort(), 60_000);
     let planned;
     try {
-      planned = await this.plugins.job(job.type).plan({
-        job,
-        runId,
-        trigger: request.trigger,
-        scheduleId: request.scheduleId,
-        signal: controller.signal,
-        resources: this.resources.forTenant(job.tenantId),
-      });
+      const plugin = this.plugins.job(job.type);
+      planned = await this.pools.scope(() =>
+        plugin.plan({
+          job,
+          runId,
+          trigger: request.trigger,
+          scheduleId: request.scheduleId,
+          signal: controller.signal,
+          resources: this.resources.forTenant(job.tenantId),
+        }),
+      );
     } catch (error) {
       throw new RunStartError(
         'PLAN_FAILED',

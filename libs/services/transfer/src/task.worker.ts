@@ -29,6 +29,7 @@ import {
   loadJobDefinition,
   loadScheduleDefinition,
 } from '@haven/service-core';
+import { XapiPoolCache } from '@haven/xapi';
 import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
 import { executeRepositoryGc, executeRepositoryVerify } from './repository-maintenance.executor';
 import { RunLogWriter } from './run-log.writer';
@@ -59,6 +60,8 @@ const PROGRESS_INTERVAL_MS = 500;
 @Injectable()
 export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private subscription?: BusSubscription;
+  /** Pool connections reused from task to task (a login per pool, not per task). */
+  private readonly pools = new XapiPoolCache();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -83,9 +86,15 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   /** Stops taking work; tasks in flight see their signal aborted and go back to the queue. */
   async onModuleDestroy(): Promise<void> {
     await this.subscription?.unsubscribe();
+    await this.pools.close();
   }
 
   private async handle(item: WorkItem<TaskWorkItem>): Promise<void> {
+    // Executors of this worker share its logged-in pool connections (withPoolConnection).
+    await this.pools.scope(() => this.handleInScope(item));
+  }
+
+  private async handleInScope(item: WorkItem<TaskWorkItem>): Promise<void> {
     const { tenantId, runId, taskId } = item.payload;
     await runWithLogContext({ runId, taskId, tenantId }, async () => {
       const task = await this.dataSource.getRepository(TaskEntity).findOneBy({ id: taskId, tenantId, runId });

@@ -1,0 +1,154 @@
+import { join } from 'node:path';
+import { describeIntegration, scratchDir } from '@haven/testing';
+import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
+import { XapiPool, type XapiPoolOptions } from './xapi-pool';
+import { withPoolConnection, XapiPoolCache, type CachedPoolAccess } from './xapi-pool.cache';
+import { XapiAuthError, XapiCancelledError, xapiError } from './xapi.error';
+
+describeIntegration('XapiPoolCache against the XAPI simulator', [], () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let sim: XapiSimulator;
+  let access: CachedPoolAccess;
+  /** Every login the caches under test made, with the password it used. */
+  const logins: string[] = [];
+  const caches: XapiPoolCache[] = [];
+
+  const countingCache = (): XapiPoolCache => {
+    const cache = new XapiPoolCache({
+      connect: (options: XapiPoolOptions, signal?: AbortSignal) => {
+        logins.push(options.password);
+        return XapiPool.connect(options, signal);
+      },
+    });
+    caches.push(cache);
+    return cache;
+  };
+  const poolUuidOf = (pool: XapiPool): Promise<string> => Promise.resolve(pool.poolUuid);
+
+  beforeAll(async () => {
+    dir = await scratchDir('haven-xapi-cache-');
+    sim = await startXapiSimulator({
+      stateDir: join(dir.path, 'state'),
+      vms: 1,
+      diskSize: 1024 * 1024,
+      seed: 'pool-cache',
+      user: 'root',
+      password: 'pw',
+    });
+    access = { id: 'pool-1', url: sim.url, username: 'root', password: 'pw' };
+  });
+
+  afterEach(async () => {
+    for (const cache of caches.splice(0)) await cache.close();
+    logins.length = 0;
+  });
+
+  afterAll(async () => {
+    await sim.close();
+    await dir.cleanup();
+  });
+
+  it('logs in once for successive and concurrent tasks of the same pool', async () => {
+    const cache = countingCache();
+    const seen: XapiPool[] = [];
+    await cache.withPool(access, undefined, async (pool) => {
+      seen.push(pool);
+      await pool.listVms();
+    });
+    await Promise.all(
+      [1, 2, 3].map(() =>
+        cache.withPool(access, undefined, async (pool) => {
+          seen.push(pool);
+          await pool.listVms();
+        }),
+      ),
+    );
+    expect(logins).toEqual(['pw']);
+    expect(new Set(seen).size).toBe(1);
+    expect(cache.size).toBe(1);
+  });
+
+  it('never hands a connection out for other credentials: a changed password logs in with it', async () => {
+    const cache = countingCache();
+    let first: XapiPool | undefined;
+    await cache.withPool(access, undefined, async (pool) => {
+      first = pool;
+      await pool.listVms();
+    });
+    const changed = { ...access, password: 'changed' };
+    await expect(cache.withPool(changed, undefined, poolUuidOf)).rejects.toBeInstanceOf(XapiAuthError);
+    expect(logins).toEqual(['pw', 'changed']);
+    // The old connection was retired and closed, the failed one is not kept.
+    await expect(first?.listVms()).rejects.toThrow(/closed/);
+    expect(cache.size).toBe(0);
+    await cache.withPool(access, undefined, poolUuidOf);
+    expect(logins).toEqual(['pw', 'changed', 'pw']);
+  });
+
+  it('drops the connection of a task that failed, whatever the failure', async () => {
+    const cache = countingCache();
+    const context = { poolUrl: sim.url, operation: 'VM.get_record' };
+    for (const code of ['AUTH_FAILED', 'UNREACHABLE', 'NOT_FOUND'] as const) {
+      await cache.withPool(access, undefined, poolUuidOf);
+      await expect(
+        cache.withPool(access, undefined, () => Promise.reject(xapiError(code, context))),
+      ).rejects.toThrow();
+    }
+    // Each failure retired the connection the success before it had reused.
+    expect(logins).toHaveLength(3);
+    await cache.withPool(access, undefined, poolUuidOf);
+    expect(logins).toHaveLength(4);
+  });
+
+  it('closes idle connections at once and busy ones when their task ends', async () => {
+    const cache = countingCache();
+    let idle: XapiPool | undefined;
+    await cache.withPool({ ...access, id: 'pool-idle' }, undefined, async (pool) => {
+      idle = pool;
+      return Promise.resolve();
+    });
+    let busy: XapiPool | undefined;
+    let closedWhileBusy: unknown;
+    await cache.withPool(access, undefined, async (pool) => {
+      busy = pool;
+      await cache.close();
+      closedWhileBusy = (await pool.listVms()).length;
+    });
+    expect(closedWhileBusy).toBe(1);
+    await expect(idle?.listVms()).rejects.toThrow(/closed/);
+    await expect(busy?.listVms()).rejects.toThrow(/closed/);
+    // Still usable after close (an app restarted in the same process): a new login.
+    await cache.withPool(access, undefined, poolUuidOf);
+    expect(logins).toHaveLength(3);
+  });
+
+  it('lets a task waiting on a login another task gave up on log in itself', async () => {
+    const cache = countingCache();
+    const opener = new AbortController();
+    const first = cache.withPool(access, opener.signal, poolUuidOf);
+    const second = cache.withPool(access, undefined, poolUuidOf);
+    opener.abort();
+    await expect(first).rejects.toBeInstanceOf(XapiCancelledError);
+    await expect(second).resolves.toMatch(/^[0-9a-f-]{36}$/);
+    expect(logins).toEqual(['pw', 'pw']);
+  });
+
+  it('serves withPoolConnection from the scope it runs in, else connects and closes', async () => {
+    const cache = countingCache();
+    const pools: XapiPool[] = [];
+    const keep = async (pool: XapiPool): Promise<void> => {
+      pools.push(pool);
+      await pool.listVms();
+    };
+    await cache.scope(async () => {
+      await withPoolConnection(access, undefined, keep);
+      await withPoolConnection(access, undefined, keep);
+    });
+    expect(logins).toHaveLength(1);
+    expect(pools[0]).toBe(pools[1]);
+    await withPoolConnection(access, undefined, keep);
+    expect(pools[2]).not.toBe(pools[0]);
+    await expect(pools[2]?.listVms()).rejects.toThrow(/closed/);
+    await expect(pools[0]?.listVms()).resolves.toHaveLength(1);
+  });
+});
