@@ -11,13 +11,18 @@ describeIntegration('XapiPoolCache against the XAPI simulator', [], () => {
   let access: CachedPoolAccess;
   /** Every login the caches under test made, with the password it used. */
   const logins: string[] = [];
+  /** The logins that succeeded, as they completed. */
+  const loggedIn: string[] = [];
   const caches: XapiPoolCache[] = [];
 
   const countingCache = (): XapiPoolCache => {
     const cache = new XapiPoolCache({
       connect: (options: XapiPoolOptions, signal?: AbortSignal) => {
         logins.push(options.password);
-        return XapiPool.connect(options, signal);
+        return XapiPool.connect(options, signal).then((pool) => {
+          loggedIn.push(options.password);
+          return pool;
+        });
       },
     });
     caches.push(cache);
@@ -41,6 +46,7 @@ describeIntegration('XapiPoolCache against the XAPI simulator', [], () => {
   afterEach(async () => {
     for (const cache of caches.splice(0)) await cache.close();
     logins.length = 0;
+    loggedIn.length = 0;
   });
 
   afterAll(async () => {
@@ -131,6 +137,27 @@ describeIntegration('XapiPoolCache against the XAPI simulator', [], () => {
     await expect(first).rejects.toBeInstanceOf(XapiCancelledError);
     await expect(second).resolves.toMatch(/^[0-9a-f-]{36}$/);
     expect(logins).toEqual(['pw', 'pw']);
+  });
+
+  it('lets a task stop waiting on a login under way, which the others still get', async () => {
+    const cache = countingCache();
+    const order: string[] = [];
+    const first = cache.withPool(access, undefined, poolUuidOf).then((uuid) => {
+      order.push('first got the pool');
+      return uuid;
+    });
+    const gaveUp = new AbortController();
+    const second = cache.withPool(access, gaveUp.signal, poolUuidOf).catch((error: unknown) => {
+      order.push(`second stopped after ${loggedIn.length} logins`);
+      throw error;
+    });
+    gaveUp.abort();
+    await expect(second).rejects.toBeInstanceOf(XapiCancelledError);
+    await expect(first).resolves.toMatch(/^[0-9a-f-]{36}$/);
+    // It did not wait for the login to end.
+    expect(order).toEqual(['second stopped after 0 logins', 'first got the pool']);
+    await cache.withPool(access, undefined, poolUuidOf);
+    expect(logins).toEqual(['pw']);
   });
 
   it('serves withPoolConnection from the scope it runs in, else connects and closes', async () => {

@@ -22,6 +22,8 @@ interface CachedConnection {
   /** The signal of the task that opened it: when that task gives up, others waiting on it retry. */
   openedFor: AbortSignal | undefined;
   users: number;
+  /** The login failed: never handed out again. */
+  failed: boolean;
   /** No longer handed out (credentials changed, a failure showed it broken, cache closed). */
   retired: boolean;
   idleTimer?: NodeJS.Timeout;
@@ -133,14 +135,20 @@ export class XapiPoolCache {
         ...(access.transport !== undefined ? { transport: access.transport } : {}),
         ...(access.taskTimeoutMs !== undefined ? { taskTimeoutMs: access.taskTimeoutMs } : {}),
       };
-      connection = {
+      const opened: CachedConnection = {
         credentials,
         connecting: this.connect(options, signal),
         openedFor: signal,
         users: 0,
+        failed: false,
         retired: false,
       };
-      this.connections.set(access.id, connection);
+      // Registered first, so it has run by the time any waiter sees the rejection.
+      opened.connecting.catch(() => {
+        opened.failed = true;
+      });
+      this.connections.set(access.id, opened);
+      connection = opened;
     }
     const current = connection;
     current.users++;
@@ -152,14 +160,11 @@ export class XapiPoolCache {
         : await waitUnlessAborted(current.connecting, signal, access);
       return { connection: current, pool };
     } catch (error) {
-      const failed = await current.connecting.then(
-        () => false,
-        () => true,
-      );
       // A failed login is never reused; a task that joined it tries again if only the opener gave up.
-      if (failed) this.retire(access.id, current);
+      // (A task that gave up itself leaves a login still under way to the others.)
+      if (current.failed) this.retire(access.id, current);
       this.release(current);
-      if (failed && !opener && current.openedFor?.aborted === true && signal?.aborted !== true)
+      if (current.failed && !opener && current.openedFor?.aborted === true && signal?.aborted !== true)
         return this.acquire(access, signal);
       throw error;
     }
