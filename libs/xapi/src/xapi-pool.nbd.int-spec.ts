@@ -57,6 +57,39 @@ describeIntegration('XapiPool reads VDIs over NBD as VDI.get_nbd_info offers the
     }
   });
 
+  it('connectNbd speaks TLS, pinned to the certificate XAPI gives, when the network purpose is nbd', async () => {
+    const secure = await startXapiSimulator({
+      stateDir: join(dir.path, 'tls'),
+      vms: 1,
+      diskSize: DISK_SIZE,
+      seed: 'nbd',
+      nbd: 'tls',
+    });
+    const tlsPool = await XapiPool.connect({
+      url: secure.url,
+      username: secure.user,
+      password: secure.password,
+    });
+    try {
+      const vdi = (await tlsPool.listVms()).find((vm) => vm.name === 'sim-vm-0')!.disks[0].vdiRef;
+      const [info] = await tlsPool.nbdInfo(vdi);
+      expect(info.cert).toContain('BEGIN CERTIFICATE');
+      const connection = await tlsPool.connectNbd(vdi);
+      try {
+        expect(
+          (await connection!.read(2 * MiB, 2 * MiB)).equals(
+            await secure.pool.disks.get(vdi).read(2 * MiB, 2 * MiB),
+          ),
+        ).toBe(true);
+      } finally {
+        await connection!.close();
+      }
+    } finally {
+      await tlsPool.close();
+      await secure.close();
+    }
+  });
+
   it('connectNbd answers undefined when no network has an NBD purpose (nbdInfo: [])', async () => {
     sim.setNbdEnabled(false);
     try {
