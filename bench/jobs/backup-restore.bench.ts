@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     const plain = await backup('plain', 'none', 'full-plain');
     if (onlyFull) {
       console.log(
-        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s, worker CPU ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
+        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s, worker CPU ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) + sim ${plain.simCpu.toFixed(1)} s, peak RSS ${(plain.peakRss / MiB).toFixed(0)} MiB (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
       );
       await pool.close();
       return;

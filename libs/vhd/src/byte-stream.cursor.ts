@@ -1,32 +1,131 @@
+import { Readable } from 'node:stream';
+
+type Chunk = Buffer | Uint8Array | string;
+
+/** Where the cursor's chunks come from: the next one, or undefined at the end. */
+interface ChunkSource {
+  /**
+   * Hands chunks to `accept` until it answers that it has enough (at least one chunk), then
+   * resolves true; false when the source ended first.
+   */
+  more(accept: (chunk: Chunk) => boolean): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Any async sequence: one `next()` (a promise) per chunk. */
+function iteratorSource(source: AsyncIterable<Chunk>): ChunkSource {
+  const iterator = source[Symbol.asyncIterator]();
+  return {
+    async more(accept) {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done === true) return false;
+        if (accept(next.value)) return true;
+      }
+    },
+    async close() {
+      await iterator.return?.();
+    },
+  };
+}
+
+/**
+ * A Readable, taken as it emits chunks ('data' events, paused once the cursor has what it asked
+ * for): unlike its async iterator, no promise per chunk and no concatenated copy of what it
+ * buffered; one promise per request (e.g. a 2 MiB block).
+ */
+function readableSource(stream: Readable): ChunkSource {
+  let accepting: ((chunk: Chunk) => boolean) | undefined;
+  let waiter: { resolve: (more: boolean) => void; reject: (error: Error) => void } | undefined;
+  let failure: Error | undefined;
+  let ended = false;
+  stream.pause();
+  // Chunks emitted before the first request (a stream resumed by someone else) wait here.
+  const early: Chunk[] = [];
+  stream.on('data', (chunk: Chunk) => {
+    if (accepting === undefined) {
+      early.push(chunk);
+      stream.pause();
+      return;
+    }
+    if (!accepting(chunk)) return;
+    // Enough for this request: the stream waits, paused, until the cursor wants more.
+    stream.pause();
+    const current = waiter;
+    waiter = undefined;
+    current?.resolve(true);
+  });
+  stream.once('end', () => {
+    ended = true;
+    const current = waiter;
+    waiter = undefined;
+    current?.resolve(false);
+  });
+  stream.on('error', (error: Error) => {
+    failure = error;
+    const current = waiter;
+    waiter = undefined;
+    current?.reject(error);
+  });
+  stream.once('close', () => {
+    if (ended || failure !== undefined) return;
+    failure = new Error('the stream closed before its end');
+    const current = waiter;
+    waiter = undefined;
+    current?.reject(failure);
+  });
+  return {
+    more(accept) {
+      if (failure !== undefined) return Promise.reject(failure);
+      if (ended) return Promise.resolve(false);
+      accepting = accept;
+      let enough = false;
+      for (const chunk of early.splice(0)) enough = accept(chunk) || enough;
+      if (enough) return Promise.resolve(true);
+      const answer = new Promise<boolean>((resolve, reject) => {
+        waiter = { resolve, reject };
+      });
+      stream.resume();
+      return answer;
+    },
+    close() {
+      if (!ended && !stream.destroyed) stream.destroy();
+      return Promise.resolve();
+    },
+  };
+}
+
 /**
  * Reads exact byte counts from an async sequence of chunks (a Readable), keeping only the chunks
  * not yet consumed. The producer is pulled on demand, so back-pressure reaches the source.
  */
 export class ByteStreamCursor {
-  private readonly iterator: AsyncIterator<Buffer | Uint8Array | string>;
+  private readonly source: ChunkSource;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private ended = false;
   /** Bytes consumed so far: the absolute offset of the next byte. */
   position = 0;
+  /** Bytes the request being filled needs buffered. */
+  private wanted = 0;
+  private readonly accept = (value: Chunk): boolean => {
+    const chunk =
+      typeof value === 'string' ? Buffer.from(value) : Buffer.isBuffer(value) ? value : Buffer.from(value);
+    if (chunk.length > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    return this.pendingBytes >= this.wanted;
+  };
 
-  constructor(source: AsyncIterable<Buffer | Uint8Array | string>) {
-    this.iterator = source[Symbol.asyncIterator]();
+  constructor(source: AsyncIterable<Chunk> | Readable) {
+    this.source = source instanceof Readable ? readableSource(source) : iteratorSource(source);
   }
 
   private async fill(length: number): Promise<void> {
+    this.wanted = length;
     while (this.pendingBytes < length && !this.ended) {
-      const next = await this.iterator.next();
-      if (next.done === true) {
-        this.ended = true;
-        break;
-      }
-      const value = next.value;
-      const chunk =
-        typeof value === 'string' ? Buffer.from(value) : Buffer.isBuffer(value) ? value : Buffer.from(value);
-      if (chunk.length === 0) continue;
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
+      if (!(await this.source.more(this.accept))) this.ended = true;
     }
   }
 
@@ -66,7 +165,7 @@ export class ByteStreamCursor {
   async readInto(target: Buffer): Promise<number> {
     let copied = 0;
     while (copied < target.length) {
-      if (this.pending.length === 0) await this.fill(1);
+      if (this.pending.length === 0) await this.fill(target.length - copied);
       const chunk = this.pending.at(0);
       if (chunk === undefined) break;
       const part = Math.min(chunk.length, target.length - copied);
@@ -103,7 +202,7 @@ export class ByteStreamCursor {
     this.pendingBytes = 0;
     if (!this.ended) {
       this.ended = true;
-      await this.iterator.return?.();
+      await this.source.close();
     }
   }
 }

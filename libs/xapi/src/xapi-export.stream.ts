@@ -31,15 +31,12 @@ function outcomeOf(error: unknown): XapiTaskOutcome {
 export class XapiExportStream extends Readable {
   /** The task's final state as XAPI reported it. */
   readonly taskOutcome: Promise<XapiTaskOutcome>;
-  private readonly chunks: AsyncIterator<Buffer>;
-  private pulling = false;
   private finished = false;
   private readonly onAbort: () => void;
 
   constructor(private readonly options: XapiExportStreamOptions) {
     // a few chunks buffered ahead: fewer wake-ups per MiB, memory still bounded
     super({ highWaterMark: 1024 * 1024 });
-    this.chunks = (options.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     this.taskOutcome = options.task.then(
       (): XapiTaskOutcome => 'success',
       (error: unknown) => outcomeOf(error),
@@ -49,32 +46,42 @@ export class XapiExportStream extends Readable {
     };
     if (options.signal?.aborted === true) queueMicrotask(this.onAbort);
     else options.signal?.addEventListener('abort', this.onAbort, { once: true });
-  }
-
-  override _read(): void {
-    if (this.pulling) return;
-    this.pulling = true;
-    void this.pull().finally(() => {
-      this.pulling = false;
+    // Chunks are handed on as the body emits them, paused while this stream's buffer is full: no
+    // async iterator in between, so no promise and no concatenated copy per chunk (at several GB a
+    // disk, those made most of the worker's garbage; docs/benchmarks/jobs.md).
+    const body = options.body;
+    body.pause();
+    body.on('data', (chunk: Buffer) => {
+      if (this.destroyed) return;
+      if (!this.push(chunk)) body.pause();
+    });
+    body.once('end', () => void this.end());
+    body.on('error', (error: Error) => void this.fail(error));
+    // A body closed without 'end' (socket reset) is a failure, not a short disk.
+    body.once('close', () => {
+      if (!body.readableEnded) void this.fail(new Error('the export connection closed before the end'));
     });
   }
 
-  private async pull(): Promise<void> {
+  override _read(): void {
+    this.options.body.resume();
+  }
+
+  private async end(): Promise<void> {
     try {
-      for (;;) {
-        const next = await this.chunks.next();
-        if (this.destroyed) return;
-        if (next.done === true) {
-          await this.settled();
-          this.finished = true;
-          this.push(null);
-          return;
-        }
-        if (!this.push(next.value)) return;
-      }
+      await this.settled();
     } catch (error) {
-      if (!this.destroyed) this.destroy(await this.explain(error));
+      await this.fail(error);
+      return;
     }
+    if (this.destroyed || this.finished) return;
+    this.finished = true;
+    this.push(null);
+  }
+
+  private async fail(error: unknown): Promise<void> {
+    if (this.destroyed || this.finished) return;
+    this.destroy(await this.explain(error));
   }
 
   /** Waits for the task: the body can end normally while XAPI still reports a failure. */
