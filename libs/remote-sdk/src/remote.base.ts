@@ -136,6 +136,26 @@ export class Remote implements RemoteStore {
     );
   }
 
+  async stageIfAbsent(key: string, body: Buffer, options: OperationOptions = {}): Promise<boolean> {
+    const stage = this.driver.stageIfAbsent?.bind(this.driver);
+    if (stage === undefined) return this.putIfAbsent(key, body, options);
+    this.checkKey('stageIfAbsent', key);
+    return this.run('stageIfAbsent', key, options.signal, (context) => stage(key, body, context), {
+      retry: true,
+      timeoutMs: this.timeoutMs + Math.ceil(body.length / 64),
+    });
+  }
+
+  async flush(options: OperationOptions = {}): Promise<void> {
+    const flush = this.driver.flush?.bind(this.driver);
+    if (flush === undefined) return;
+    // A flush may wait for the disk to write back what was staged: minutes on a slow one.
+    await this.run('flush', undefined, options.signal, (context) => flush(context), {
+      retry: true,
+      timeoutMs: this.timeoutMs * 10,
+    });
+  }
+
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     this.checkKey('get', key);
     const range = options.range;

@@ -21,6 +21,17 @@ export interface RemoteStore {
   put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
   /** Atomic create-if-absent: false when the key already exists (nothing written then). */
   putIfAbsent(key: string, body: Buffer, options?: PutOptions): Promise<boolean>;
+  /**
+   * For content-addressed objects only (one key, one possible content: chunks named by their
+   * hash). Stores `body` unless the key exists, like putIfAbsent, answering true when this call
+   * stored it; but the object may be staged: neither durable nor visible until the next `flush()`
+   * of this remote resolves (the backend may flush earlier). Never visible half-written, nor torn
+   * after a crash or a power cut. Two concurrent callers may both be answered true. Backends that
+   * cannot stage store it as putIfAbsent does.
+   */
+  stageIfAbsent(key: string, body: Buffer, options?: OperationOptions): Promise<boolean>;
+  /** Makes every object staged through this remote so far durable and visible. */
+  flush(options?: OperationOptions): Promise<void>;
   /** Object content as a stream, whole or a byte range. */
   get(key: string, options?: GetOptions): Promise<Readable>;
   /** Small objects only (manifests, indexes, chunks): the whole object in memory. */

@@ -23,6 +23,13 @@ export interface RemoteDriver {
   put(key: string, body: Buffer | Readable, context: DriverContext & { size?: number }): Promise<void>;
   /** Atomic create: false when the key exists. */
   putIfAbsent(key: string, body: Buffer, context: DriverContext): Promise<boolean>;
+  /**
+   * Optional staged create for content-addressed keys (see RemoteStore.stageIfAbsent): without it
+   * the base class calls putIfAbsent. A driver that stages must implement flush too.
+   */
+  stageIfAbsent?(key: string, body: Buffer, context: DriverContext): Promise<boolean>;
+  /** Makes every staged object durable and visible; what a failed flush left is flushed by the next. */
+  flush?(context: DriverContext): Promise<void>;
   /** `range.end` > `range.start` here (the base class answers empty ranges); end may exceed the size. */
   get(key: string, context: DriverContext & { range?: { start: number; end: number } }): Promise<Readable>;
   stat(key: string, context: DriverContext): Promise<ObjectStat>;

@@ -51,9 +51,13 @@ export class ChunkStore {
     });
   }
 
-  /** Idempotent: false when the chunk was already there (another writer, an earlier run). */
+  /**
+   * Idempotent: false when the chunk was already there (another writer, an earlier run). The
+   * chunk may be staged: durable and visible only once the remote's flush() resolved (the writer
+   * flushes before its manifest).
+   */
   async put(id: Buffer, sealed: Buffer, signal?: AbortSignal): Promise<boolean> {
-    return this.store.putIfAbsent(
+    return this.store.stageIfAbsent(
       chunkKey(id.toString('hex')),
       sealed,
       signal !== undefined ? { signal } : {},

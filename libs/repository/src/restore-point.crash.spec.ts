@@ -82,10 +82,10 @@ describe('crash safety', () => {
     let chunkPuts = 0;
     // Failure injection over the real local remote: the 5th chunk upload fails.
     const failing: RemoteStore = Object.create(real, {
-      putIfAbsent: {
+      stageIfAbsent: {
         value: async (key: string, body: Buffer) => {
           if (key.startsWith('chunks/') && ++chunkPuts === 5) throw new Error('injected: connection reset');
-          return real.putIfAbsent(key, body);
+          return real.stageIfAbsent(key, body);
         },
       },
     }) as RemoteStore;

@@ -222,6 +222,9 @@ export class RestorePointWriter {
       );
     }
     this.options.signal?.throwIfAborted();
+    // Chunks may have been staged (written without a sync each): durable before the manifest
+    // that makes them part of a restore point.
+    await this.repository.store.flush(this.options.signal ? { signal: this.options.signal } : {});
     await this.session.renew();
     this.session.assertAlive();
     const disks = this.disks.filter((disk): disk is RestorePointDisk => disk !== undefined);

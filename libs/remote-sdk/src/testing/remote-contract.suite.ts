@@ -237,6 +237,24 @@ export function runRemoteContractSuite(
       );
     });
 
+    describe('stageIfAbsent and flush', () => {
+      it('stores a content-addressed object once: readable after flush, an existing one kept', async () => {
+        const body = randomBytes(3000);
+        expect(await store().stageIfAbsent(k('staged/one'), body)).toBe(true);
+        await store().flush();
+        expect((await store().getBuffer(k('staged/one'))).equals(body)).toBe(true);
+        expect(await store().stageIfAbsent(k('staged/one'), body)).toBe(false);
+        await store().put(k('staged/existing'), Buffer.from('already there'));
+        expect(await store().stageIfAbsent(k('staged/existing'), Buffer.from('already there'))).toBe(false);
+        await store().flush();
+        expect((await store().getBuffer(k('staged/existing'))).toString()).toBe('already there');
+      });
+
+      it('flushes with nothing staged', async () => {
+        await store().flush();
+      });
+    });
+
     describe('putIfAbsent', () => {
       it('creates an absent object and refuses to replace an existing one', async () => {
         expect(await store().putIfAbsent(k('pia/one'), Buffer.from('first'))).toBe(true);

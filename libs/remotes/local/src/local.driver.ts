@@ -26,6 +26,8 @@ import {
   type RemoteDriver,
   type RemoteFeatures,
 } from '@haven/remote-sdk';
+import { syncFolder, writeAll } from './local.file-io';
+import { LocalStagingArea } from './local.staging';
 
 export interface LocalDriverOptions {
   /** Absolute folder that holds the objects. */
@@ -50,6 +52,8 @@ export class LocalDriver implements RemoteDriver {
   readonly features: RemoteFeatures = { atomicPutIfAbsent: true, atomicRename: true, capacity: true };
   private readonly root: string;
   private readonly fsync: boolean;
+  /** Content-addressed objects written now, made durable and visible in batches (flush). */
+  private readonly staging: LocalStagingArea;
   /** Folder fsyncs in progress, and the one queued to start after each (shared by its callers). */
   private readonly folderSyncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
 
@@ -57,6 +61,7 @@ export class LocalDriver implements RemoteDriver {
     this.root =
       options.path.endsWith(sep) && options.path.length > 1 ? options.path.slice(0, -1) : options.path;
     this.fsync = options.fsync ?? true;
+    this.staging = new LocalStagingArea(this.root, RESERVED_SEGMENT_PREFIX, this.fsync);
   }
 
   async put(key: string, body: Buffer | Readable, context: DriverContext): Promise<void> {
@@ -84,6 +89,15 @@ export class LocalDriver implements RemoteDriver {
     }
     await this.syncFolder(dirname(target));
     return true;
+  }
+
+  /** Written to this process's staging folder now; durable and visible at the next flush. */
+  async stageIfAbsent(key: string, body: Buffer, context: DriverContext): Promise<boolean> {
+    return this.staging.stage(this.file(key), body, context.signal);
+  }
+
+  async flush(): Promise<void> {
+    await this.staging.flush();
   }
 
   async get(
@@ -194,7 +208,8 @@ export class LocalDriver implements RemoteDriver {
   }
 
   async close(): Promise<void> {
-    // Nothing held open between operations.
+    // Nothing else held open between operations.
+    await this.staging.close();
   }
 
   private file(key: string): string {
@@ -284,13 +299,13 @@ export class LocalDriver implements RemoteDriver {
     if (!this.fsync) return;
     const state = this.folderSyncs.get(folder);
     if (state === undefined) {
-      const running = fsyncFolder(folder).finally(() => this.folderSyncDone(folder));
+      const running = syncFolder(folder).finally(() => this.folderSyncDone(folder));
       this.folderSyncs.set(folder, { running });
       return running;
     }
     state.next ??= state.running.then(
-      () => fsyncFolder(folder),
-      () => fsyncFolder(folder),
+      () => syncFolder(folder),
+      () => syncFolder(folder),
     );
     return state.next;
   }
@@ -370,29 +385,5 @@ export class LocalDriver implements RemoteDriver {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       }
     }
-  }
-}
-
-/**
- * The most one write() call is given. Measured on ext4 (docs/benchmarks/jobs.md, "data path"): a
- * 2 MiB chunk written in one call costs the kernel 3-4 times the CPU of the same bytes written
- * 512 KiB at a time (its page-cache copy); smaller pieces cost more system calls.
- */
-const WRITE_PIECE = 512 * 1024;
-
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, Math.min(WRITE_PIECE, data.length - written));
-    written += bytesWritten;
-  }
-}
-
-async function fsyncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

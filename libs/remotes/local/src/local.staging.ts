@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, relative, sep } from 'node:path';
+import { DriverError } from '@haven/remote-sdk';
+import { syncFile, syncFolder, writeAll } from './local.file-io';
+
+/** Staged objects a flush starts on its own (in the background) so that a long run stays bounded. */
+export const STAGED_FLUSH_AT = 256;
+/** Past this many staged objects, staging waits for the running flush (back-pressure). */
+const STAGED_MAX = 2 * STAGED_FLUSH_AT;
+/** System calls of a flush run this many at once (the thread pool has four threads by default). */
+const FLUSH_PARALLELISM = 8;
+/** Staging folders of other processes untouched this long are left-overs of a crash: removed. */
+const STALE_STAGING_MS = 24 * 60 * 60 * 1000;
+/** More folders than this known to exist: forget them (they are only a shortcut). */
+const KNOWN_FOLDERS_MAX = 200_000;
+
+interface StagedObject {
+  temporary: string;
+  target: string;
+}
+
+/**
+ * Content-addressed objects written without a sync each, made durable in batches (docs/remotes.md,
+ * "Staged writes"). An object is written to a file of this process's staging folder (a reserved
+ * name that listings skip); a flush fdatasyncs the staged files, links each to its final name
+ * (creating folders, which listings then show), removes the staged name, and fsyncs every folder
+ * that gained a name. An object is therefore never visible before its content is on disk: a crash
+ * or a power cut before the flush loses staged objects, never leaves a torn one.
+ */
+export class LocalStagingArea {
+  private staged = new Map<string, StagedObject>();
+  /** Folders that gained a name (a link, or a sub-folder) since their last fsync. */
+  private unsyncedFolders = new Set<string>();
+  private readonly knownFolders = new Set<string>();
+  private folder: string | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  /** Objects taken by the flush in progress (they still count against STAGED_MAX). */
+  private inFlush = 0;
+  /** A flush started by staging has not taken its batch yet: staging starts no other. */
+  private flushQueued = false;
+
+  constructor(
+    private readonly root: string,
+    private readonly reservedPrefix: string,
+    private readonly fsync: boolean,
+  ) {}
+
+  /** False when `target` exists or is staged already; else stages `body` for it. */
+  async stage(target: string, body: Buffer, signal: AbortSignal): Promise<boolean> {
+    if (this.staged.has(target) || (await exists(target))) return false;
+    signal.throwIfAborted();
+    const temporary = join(await this.stagingFolder(), randomBytes(12).toString('hex'));
+    const handle = await this.createStagedFile(temporary);
+    try {
+      await writeAll(handle, body);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+    await handle.close();
+    if (this.staged.has(target)) {
+      // Staged by a concurrent call meanwhile: one copy is enough.
+      await unlink(temporary).catch(() => undefined);
+      return false;
+    }
+    this.staged.set(target, { temporary, target });
+    if (this.staged.size >= STAGED_FLUSH_AT && !this.flushQueued) {
+      this.flushQueued = true;
+      const flushed = this.flush();
+      if (this.staged.size + this.inFlush >= STAGED_MAX) await flushed;
+      // Otherwise in the background: what it fails to do is left staged for the next flush.
+      else flushed.catch(() => undefined);
+    }
+    return true;
+  }
+
+  /** Makes everything staged when it runs durable and visible; flushes run one after another. */
+  flush(): Promise<void> {
+    const run = this.flushing.then(
+      () => this.flushBatch(),
+      () => this.flushBatch(),
+    );
+    this.flushing = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Flushes what is left (a writer may still rely on it: never dropped silently), then removes
+   * this process's staging folder; staging again later makes a new one.
+   */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.folder !== undefined && this.staged.size === 0) {
+      await rm(this.folder, { recursive: true, force: true });
+      this.folder = undefined;
+    }
+  }
+
+  private async flushBatch(): Promise<void> {
+    this.flushQueued = false;
+    const batch = [...this.staged.values()];
+    this.staged = new Map();
+    this.inFlush = batch.length;
+    const linked = new Set<StagedObject>();
+    try {
+      if (this.fsync) await forEachLimited(batch, (object) => syncFile(object.temporary));
+      await forEachLimited(batch, async (object) => {
+        try {
+          await this.linkIntoPlace(object);
+        } catch (error) {
+          throw placingFailed(relative(this.root, object.target), error);
+        }
+        linked.add(object);
+      });
+      if (this.fsync) {
+        const folders = [...this.unsyncedFolders];
+        // Deepest first: a new folder's own entries are durable before the name that holds it.
+        folders.sort((a, b) => b.split(sep).length - a.split(sep).length);
+        await forEachLimited(folders, async (folder) => {
+          await syncFolder(folder);
+          this.unsyncedFolders.delete(folder);
+        });
+      }
+    } catch (error) {
+      // Not linked yet: staged again, for the next flush (linked ones wait on their folder's sync).
+      for (const object of batch)
+        if (!linked.has(object) && !this.staged.has(object.target)) this.staged.set(object.target, object);
+      throw error;
+    } finally {
+      this.inFlush = 0;
+    }
+  }
+
+  private async linkIntoPlace(object: StagedObject): Promise<void> {
+    const folder = dirname(object.target);
+    if (!this.knownFolders.has(folder)) await this.makeFolder(folder);
+    try {
+      await link(object.temporary, object.target);
+      this.unsyncedFolders.add(folder);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // The folder was pruned by a concurrent delete since it was known: make it again.
+        this.knownFolders.delete(folder);
+        await this.makeFolder(folder);
+        await link(object.temporary, object.target);
+        this.unsyncedFolders.add(folder);
+      } else if (code !== 'EEXIST') {
+        throw error;
+      }
+      // EEXIST: another writer stored the same content first.
+    }
+    await unlink(object.temporary).catch(() => undefined);
+  }
+
+  private async makeFolder(folder: string): Promise<void> {
+    const first = await mkdir(folder, { recursive: true });
+    if (first !== undefined) {
+      // Every folder from `first` down to `folder` is new: each parent gained a name.
+      for (let current = folder; current.length >= first.length; current = dirname(current))
+        this.unsyncedFolders.add(dirname(current));
+    }
+    if (this.knownFolders.size >= KNOWN_FOLDERS_MAX) this.knownFolders.clear();
+    this.knownFolders.add(folder);
+  }
+
+  private async createStagedFile(file: string): Promise<FileHandle> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+    try {
+      return await open(file, flags, 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // The staging folder was removed (stale-folder clean-up of another process): again.
+      await mkdir(dirname(file), { recursive: true });
+      return open(file, flags, 0o644);
+    }
+  }
+
+  private async stagingFolder(): Promise<string> {
+    if (this.folder !== undefined) return this.folder;
+    const prefix = `${this.reservedPrefix}-staging-`;
+    const folder = join(this.root, `${prefix}${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(folder, { recursive: true });
+    this.folder = folder;
+    await removeStaleStagingFolders(this.root, prefix, folder);
+    return folder;
+  }
+}
+
+async function removeStaleStagingFolders(root: string, prefix: string, own: string): Promise<void> {
+  const now = Date.now();
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    const path = join(root, entry.name);
+    if (!entry.isDirectory() || !entry.name.startsWith(prefix) || path === own) continue;
+    try {
+      if (now - (await stat(path)).mtimeMs > STALE_STAGING_MS)
+        await rm(path, { recursive: true, force: true });
+    } catch {
+      // Removed by someone else meanwhile, or not ours to remove: left alone.
+    }
+  }
+}
+
+/** A flush failure that names the object it could not place (the errno is kept for its class). */
+function placingFailed(key: string, error: unknown): Error {
+  const cause = error as NodeJS.ErrnoException;
+  if (typeof cause.code !== 'string') return cause instanceof Error ? cause : new Error(String(error));
+  const named: NodeJS.ErrnoException = new Error(`placing staged object "${key}": ${cause.message}`, {
+    cause,
+  });
+  named.code = cause.code;
+  if (cause.syscall !== undefined) named.syscall = cause.syscall;
+  return named;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code === 'ENOTDIR')
+      throw new DriverError(
+        'INVALID_ARGUMENT',
+        'a parent of this key is an object, and a file-system remote cannot make it a folder too',
+      );
+    throw error;
+  }
+}
+
+async function forEachLimited<T>(items: readonly T[], action: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: Error | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++];
+      try {
+        await action(item);
+      } catch (error) {
+        failure ??= error instanceof Error ? error : new Error(String(error));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FLUSH_PARALLELISM, items.length) }, worker));
+  if (failure !== undefined) throw failure;
+}
