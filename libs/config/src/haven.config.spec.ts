@@ -22,3 +22,28 @@ describe('loadConfig: HAVEN_TASK_ACK_WAIT_MS', () => {
     ]);
   });
 });
+
+describe('loadConfig: HAVEN_XAPI_EVENT_DEBOUNCE_MS', () => {
+  it("is absent by default (the xen-api client's own pause) and takes a value in milliseconds", () => {
+    expect(loadConfig({}).xapiEventDebounceMs).toBeUndefined();
+    expect(loadConfig({ HAVEN_XAPI_EVENT_DEBOUNCE_MS: '10' }).xapiEventDebounceMs).toBe(10);
+    expect(loadConfig({ HAVEN_XAPI_EVENT_DEBOUNCE_MS: ' 60000 ' }).xapiEventDebounceMs).toBe(60_000);
+  });
+
+  it.each(['0', '-5', '60001', '12.5', 'fast'])('refuses %s, naming the variable', (value) => {
+    let error: unknown;
+    try {
+      loadConfig({ HAVEN_XAPI_EVENT_DEBOUNCE_MS: value, HAVEN_TASK_ACK_WAIT_MS: '3000' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      {
+        variable: 'HAVEN_XAPI_EVENT_DEBOUNCE_MS',
+        message: `must be an integer from 1 to 60000 milliseconds (got "${value}")`,
+      },
+    ]);
+    expect((error as Error).message).toContain('HAVEN_XAPI_EVENT_DEBOUNCE_MS');
+  });
+});

@@ -23,6 +23,11 @@ export interface HavenConfig {
   workerConcurrency: number;
   /** A task without a sign of life from its worker for this long goes to another worker. */
   taskAckWaitMs: number;
+  /**
+   * Pause between two `event.from` calls of each pool connection's event loop, which is how a task's
+   * end is learnt; absent = the `xen-api` client's own (200 ms).
+   */
+  xapiEventDebounceMs?: number;
   /** Name of this process in logs, bus connections and worker ids. */
   instanceName: string;
 }
@@ -118,6 +123,17 @@ export function loadConfig(
       });
   }
 
+  let xapiEventDebounceMs: number | undefined;
+  const debounceText = text('HAVEN_XAPI_EVENT_DEBOUNCE_MS');
+  if (debounceText !== undefined) {
+    xapiEventDebounceMs = Number(debounceText);
+    if (!Number.isInteger(xapiEventDebounceMs) || xapiEventDebounceMs < 1 || xapiEventDebounceMs > 60_000)
+      problems.push({
+        variable: 'HAVEN_XAPI_EVENT_DEBOUNCE_MS',
+        message: `must be an integer from 1 to 60000 milliseconds (got "${debounceText}")`,
+      });
+  }
+
   const natsPrefix = text('HAVEN_NATS_PREFIX') ?? 'haven';
   if (!/^[A-Za-z0-9_-]+$/.test(natsPrefix))
     problems.push({ variable: 'HAVEN_NATS_PREFIX', message: 'may hold only letters, digits, _ and -' });
@@ -142,6 +158,7 @@ export function loadConfig(
     logLevel,
     workerConcurrency,
     taskAckWaitMs,
+    ...(xapiEventDebounceMs === undefined ? {} : { xapiEventDebounceMs }),
     instanceName: text('HAVEN_INSTANCE') ?? `${defaults.role ?? 'haven'}-${randomBytes(3).toString('hex')}`,
   };
 }

@@ -73,6 +73,12 @@ export interface PoolAccess {
   username: string;
   password: string;
   allowUnauthorized: boolean;
+  /**
+   * This process's pause between two `event.from` calls of a connection's event loop
+   * (HAVEN_XAPI_EVENT_DEBOUNCE_MS; absent = the client's default). `XapiPool.connect` and
+   * `withPoolConnection` take the access as it is, so executors need not copy it.
+   */
+  eventDebounceMs?: number;
 }
 
 /** A remote opened for a task, with its repository passphrase when the repository is encrypted. */

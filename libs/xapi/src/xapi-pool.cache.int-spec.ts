@@ -74,6 +74,26 @@ describeIntegration('XapiPoolCache against the XAPI simulator', [], () => {
     expect(cache.size).toBe(1);
   });
 
+  it('opens a connection with every setting of the access, the event loop pause included', async () => {
+    const opened: XapiPoolOptions[] = [];
+    const cache = new XapiPoolCache({
+      connect: (options, signal) => {
+        opened.push(options);
+        return XapiPool.connect(options, signal);
+      },
+    });
+    caches.push(cache);
+    const settings = {
+      allowUnauthorized: false,
+      callTimeoutMs: 30_000,
+      transport: 'json-rpc',
+      taskTimeoutMs: 600_000,
+      eventDebounceMs: 10,
+    } as const;
+    await cache.withPool({ ...access, ...settings }, undefined, poolUuidOf);
+    expect(opened).toEqual([{ url: sim.url, username: 'root', password: 'pw', ...settings }]);
+  });
+
   it('never hands a connection out for other credentials: a changed password logs in with it', async () => {
     const cache = countingCache();
     let first: XapiPool | undefined;

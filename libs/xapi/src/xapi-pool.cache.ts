@@ -134,6 +134,7 @@ export class XapiPoolCache {
         ...(access.callTimeoutMs !== undefined ? { callTimeoutMs: access.callTimeoutMs } : {}),
         ...(access.transport !== undefined ? { transport: access.transport } : {}),
         ...(access.taskTimeoutMs !== undefined ? { taskTimeoutMs: access.taskTimeoutMs } : {}),
+        ...(access.eventDebounceMs !== undefined ? { eventDebounceMs: access.eventDebounceMs } : {}),
       };
       const opened: CachedConnection = {
         credentials,
@@ -210,6 +211,7 @@ function fingerprint(access: CachedPoolAccess): string {
         access.transport ?? 'auto',
         access.callTimeoutMs ?? null,
         access.taskTimeoutMs ?? null,
+        access.eventDebounceMs ?? null,
       ]),
     )
     .digest('hex');

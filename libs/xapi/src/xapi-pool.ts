@@ -38,6 +38,13 @@ export interface XapiPoolOptions {
   transport?: 'auto' | 'json-rpc' | 'xml-rpc';
   /** Longest wait for an `Async.*` task (snapshot, VM.create, CBT…) before it is cancelled (default 1 h). */
   taskTimeoutMs?: number;
+  /**
+   * Pause of the client's event loop between two `event.from` calls (the client's `debounce`;
+   * default its own, 200 ms). A task's end is learnt only from that loop, so each `Async.*` call or
+   * transfer waits up to this long more; a lower value answers sooner but asks a busy pool for
+   * events more often. Simulator labs set it low; real hosts keep the default.
+   */
+  eventDebounceMs?: number;
 }
 
 export type XvaCompression = 'none' | 'gzip' | 'zstd';
@@ -152,6 +159,7 @@ export class XapiPool {
       httpInactivityTimeout: callTimeoutMs,
       syncStackTraces: false,
       transport: options.transport ?? 'auto',
+      ...(options.eventDebounceMs === undefined ? {} : { debounce: options.eventDebounceMs }),
     });
     const context = { poolUrl: url, operation: 'login', object: `user "${options.username}"` };
     try {

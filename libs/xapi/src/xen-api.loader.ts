@@ -33,6 +33,8 @@ export interface XenApiClientOptions {
   httpInactivityTimeout: number;
   syncStackTraces: boolean;
   transport: 'auto' | 'json-rpc' | 'xml-rpc';
+  /** Milliseconds the event loop sleeps between two `event.from` calls (the client's default: 200). */
+  debounce?: number;
 }
 
 /** promise-toolbox's CancelToken, which the client's cancelable methods take as first argument. */

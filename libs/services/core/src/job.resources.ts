@@ -1,8 +1,9 @@
-import { Injectable, Inject } from '@nestjs/common';
+import { Injectable, Inject, Optional } from '@nestjs/common';
+import type { HavenConfig } from '@haven/config';
 import { DataSource } from 'typeorm';
 import { PoolEntity, RemoteEntity, type SecretBox } from '@haven/db';
 import type { JobResources, PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
-import { HAVEN_SECRETS } from './core.tokens';
+import { HAVEN_CONFIG, HAVEN_SECRETS } from './core.tokens';
 import { RemoteOpener } from './remote.opener';
 
 /** A pool or remote a job refers to that is gone or belongs to another tenant. */
@@ -21,6 +22,8 @@ export class JobResourceProvider {
     private readonly dataSource: DataSource,
     private readonly opener: RemoteOpener,
     @Inject(HAVEN_SECRETS) private readonly secrets: SecretBox,
+    /** The process's settings for XAPI connections (absent in tests that build this by hand). */
+    @Optional() @Inject(HAVEN_CONFIG) private readonly config?: Pick<HavenConfig, 'xapiEventDebounceMs'>,
   ) {}
 
   forTenant(tenantId: string): JobResources {
@@ -35,6 +38,9 @@ export class JobResourceProvider {
           username: pool.username,
           password: this.secrets.open(pool.passwordSealed, `pool:${pool.id}:password`),
           allowUnauthorized: pool.allowUnauthorized,
+          ...(this.config?.xapiEventDebounceMs === undefined
+            ? {}
+            : { eventDebounceMs: this.config.xapiEventDebounceMs }),
         };
       },
       remote: async (remoteId: string): Promise<RemoteAccess> => {
