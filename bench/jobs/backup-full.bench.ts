@@ -23,6 +23,7 @@ import { backupVmFull } from '@haven/job-backup-full';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool, localRemotes } from './bench.resources';
+import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
@@ -49,6 +50,8 @@ async function timed<T>(
 }
 
 async function main(): Promise<void> {
+  // As a transfer worker does (startHavenProcess with the transfer role).
+  tuneGarbageCollectorForDataPath();
   const loadedRss = process.memoryUsage().rss;
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-full-'));
   const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-full' });

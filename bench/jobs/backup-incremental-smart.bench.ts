@@ -18,12 +18,15 @@ import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental, type VmBackupResult } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool, localRemotes } from './bench.resources';
+import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const full = process.argv.includes('--full');
 const MiB = 1024 * 1024;
 const diskSize = full ? 4096 * MiB : 512 * MiB;
 
 async function main(): Promise<void> {
+  // As a transfer worker does (startHavenProcess with the transfer role).
+  tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-smart-'));
   // The first VM of a multi-VM pool has two disks.
   const sim = await XapiSimTestServer.start({ vms: 2, diskSize: String(diskSize), seed: 'bench-smart' });

@@ -19,6 +19,7 @@ import { XapiPool } from '@haven/xapi';
 import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool, localRemotes } from './bench.resources';
+import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const full = process.argv.includes('--full');
 const GiB = 1024 ** 3;
@@ -31,6 +32,8 @@ async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; valu
 }
 
 async function main(): Promise<void> {
+  // As a transfer worker does (startHavenProcess with the transfer role).
+  tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-'));
   const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-backup' });
   const url = sim.url;

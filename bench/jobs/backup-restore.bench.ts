@@ -28,6 +28,7 @@ import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool } from './bench.resources';
+import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const run = promisify(execFile);
 const full = process.argv.includes('--full');
@@ -94,6 +95,8 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // As a transfer worker does (startHavenProcess with the transfer role).
+  tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-restore-'));
   const sim = await XapiSimTestServer.start({
     vms: 1,

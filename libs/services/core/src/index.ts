@@ -9,3 +9,4 @@ export * from './boot-failure';
 export * from './job.definition';
 export * from './job.resources';
 export * from './repository.opener';
+export * from './garbage-collector.tuning';
