@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { loadConfig } from '@haven/config';
-import { scratchDir } from '@haven/testing';
+import { scratchDir, SIMULATOR_LAB_ENV } from '@haven/testing';
 import { startXapiSimulator, type VmSummary, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from './haven.app';
 
@@ -68,6 +68,7 @@ export async function startBackupLab(options: BackupLabOptions): Promise<BackupL
   });
   const app = await startAllInOne(
     loadConfig({
+      ...SIMULATOR_LAB_ENV,
       HAVEN_PORT: '0',
       HAVEN_HOST: '127.0.0.1',
       HAVEN_DATA: dirs[0].path,

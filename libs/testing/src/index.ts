@@ -9,3 +9,4 @@ export * from './servers/samba.server';
 export * from './servers/nats.server';
 export * from './servers/xapi-sim.server';
 export * from './tenant-admin.fixture';
+export * from './simulator-lab.env';

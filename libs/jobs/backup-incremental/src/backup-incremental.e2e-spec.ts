@@ -4,7 +4,14 @@ import request from 'supertest';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
 import { openRepository, type RestorePointManifest } from '@haven/repository';
-import { createTenantAdmin, readSystemAdminKey, scratchDir } from '@haven/testing';
+import { JobResourceProvider } from '@haven/service-core';
+import {
+  createTenantAdmin,
+  readSystemAdminKey,
+  scratchDir,
+  SIMULATOR_EVENT_DEBOUNCE_MS,
+  SIMULATOR_LAB_ENV,
+} from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from '../../../../apps/haven/src/haven.app';
@@ -33,6 +40,7 @@ describe('backup.incremental through the gateway', () => {
   let app: INestApplication;
   let baseUrl = '';
   let key = '';
+  let tenantId = '';
   const folders: Record<string, Folder> = {};
   const ids: Record<string, string> = {};
   let vms: { uuid: string; name: string; disks: number }[] = [];
@@ -62,6 +70,7 @@ describe('backup.incremental through the gateway', () => {
       }));
     app = await startAllInOne(
       loadConfig({
+        ...SIMULATOR_LAB_ENV,
         HAVEN_PORT: '0',
         HAVEN_HOST: '127.0.0.1',
         HAVEN_DATA: folders['data'].path,
@@ -70,7 +79,11 @@ describe('backup.incremental through the gateway', () => {
       }),
     );
     baseUrl = await app.getUrl();
-    ({ key } = await createTenantAdmin(baseUrl, await readSystemAdminKey(folders['data'].path), 'acme'));
+    ({ key, tenantId } = await createTenantAdmin(
+      baseUrl,
+      await readSystemAdminKey(folders['data'].path),
+      'acme',
+    ));
   }, 60_000);
 
   afterAll(async () => {
@@ -129,6 +142,9 @@ describe('backup.incremental through the gateway', () => {
       .send({ name: 'sim', url: sim.url, username: sim.user, password: sim.password })
       .expect(201);
     ids['pool'] = pool.body.id;
+    // HAVEN_XAPI_EVENT_DEBOUNCE_MS reaches the executors' connections with the pool's access.
+    const access = await app.get(JobResourceProvider).forTenant(tenantId).pool(ids['pool']);
+    expect(access.eventDebounceMs).toBe(SIMULATOR_EVENT_DEBOUNCE_MS);
     for (const name of ['plain', 'encrypted']) {
       const remote = await auth(api().post('/api/v1/remotes'))
         .send({
