@@ -79,12 +79,18 @@ describe('repository maintenance runs: gc after prune, gc and verify on demand',
         retention: { keep: 1 },
       })
       .expect(201);
+    // XAPI's snapshot times are to the second and a run against the simulator may take less: each
+    // run gets its own minute on the simulator's clock (in the past: later backups stay newer).
+    const start = Date.now() - 3 * 60_000;
+    lab.simulator.setClock(new Date(start));
     const first = await lab.runJob({ scheduleId: schedule.body.id });
     expect(first.status).toBe('success');
     // Overwrite blocks, so the first restore point holds chunks the second does not.
     await lab.simulator.writeRandom(lab.vm.uuid, { blocks: 3, seed: 'prune' });
     const diskHash = (await lab.simulator.diskHash(lab.vm.uuid)).sha256;
+    lab.simulator.setClock(new Date(start + 60_000));
     const second = await lab.runJob({ scheduleId: schedule.body.id });
+    lab.simulator.setClock(null);
     expect(second.status).toBe('success');
     const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
     expect(points.body.items.map((p: { runId: string }) => p.runId)).toEqual([second.id]);

@@ -152,7 +152,14 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
       .send({ scheduleId: '00000000-0000-4000-8000-000000000000' })
       .expect(400);
     const runs: string[] = [];
-    for (let i = 0; i < 3; i++) runs.push(await runToEnd({ scheduleId: schedule.body.id }));
+    // XAPI's snapshot times are to the second and a run against the simulator takes less: each run
+    // gets its own minute on the simulator's clock, or retention could not tell the newest apart.
+    const start = Date.now();
+    for (let i = 0; i < 3; i++) {
+      lab.simulator.setClock(new Date(start + (i + 1) * 60_000));
+      runs.push(await runToEnd({ scheduleId: schedule.body.id }));
+    }
+    lab.simulator.setClock(null);
     const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
     // The unscheduled first backup is not this schedule's to expire; of the three scheduled ones, two stay.
     expect(points.body.items).toHaveLength(3);

@@ -345,8 +345,14 @@ describe('backup.full through the gateway', () => {
         retention: { keep: 1 },
       })
       .expect(201);
+    // XAPI's snapshot times are to the second and a run against the simulator may take less: each
+    // run gets its own minute on the simulator's clock (in the past: later backups stay newer).
+    const start = Date.now() - 3 * 60_000;
+    simulator.setClock(new Date(start));
     const first = await runJob(ids['zstd'], { scheduleId: schedule.body.id });
+    simulator.setClock(new Date(start + 60_000));
     const second = await runJob(ids['zstd'], { scheduleId: schedule.body.id });
+    simulator.setClock(null);
     expect([first.status, second.status]).toEqual(['success', 'success']);
     const firstKeys = (
       first.tasks[0]?.result as { restorePoints: { manifestKey: string }[] }
