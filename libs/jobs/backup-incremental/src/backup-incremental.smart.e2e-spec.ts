@@ -417,11 +417,19 @@ describe('backup.incremental smart mode through the gateway', () => {
       })
       .expect(201);
     const snapshots: string[] = [];
-    for (let run = 0; run < 4; run++) {
-      await sim.writeRandom(vm.uuid, { blocks: 1, seed: `keep-${run}` }, 0);
-      const task = await backup({ scheduleId: schedule.body.id });
-      snapshots.push(task.result!.snapshot);
-      expect(task.result!.disks.every((d) => d.mode === 'delta' && d.transport === 'cbt')).toBe(true);
+    // XAPI's snapshot times are to the second and a run against the simulator may take less: each
+    // run gets its own minute on the simulator's clock, after the earlier tests' snapshots.
+    const start = Date.now();
+    try {
+      for (let run = 0; run < 4; run++) {
+        sim.setClock(new Date(start + (run + 1) * 60_000));
+        await sim.writeRandom(vm.uuid, { blocks: 1, seed: `keep-${run}` }, 0);
+        const task = await backup({ scheduleId: schedule.body.id });
+        snapshots.push(task.result!.snapshot);
+        expect(task.result!.disks.every((d) => d.mode === 'delta' && d.transport === 'cbt')).toBe(true);
+      }
+    } finally {
+      sim.setClock(null);
     }
     const kept = await withPool((pool) =>
       pool.listSnapshots(vm.uuid, { otherConfig: { 'haven:job': ids['job'] } }),

@@ -127,12 +127,20 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
     });
   }
 
+  /** Snapshot times of this suite's backups: a minute apart, in the past (see backup()). */
+  const clockStart = Date.now() - 60 * 60_000;
+
   async function backup(): Promise<{ run: RunBody; task: BackupTask }> {
     const hashes = await diskHashes(lab.vm.uuid);
+    // XAPI's snapshot times are to the second and a run against the simulator may take less: each
+    // backup gets its own minute on the simulator's clock, so retention knows which is newest.
+    lab.simulator.setClock(new Date(clockStart + backups.length * 60_000));
     const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
       .send({ scheduleId })
       .expect(202);
-    const run = await lab.waitForRun(started.body.runId as string);
+    const run = await lab
+      .waitForRun(started.body.runId as string)
+      .finally(() => lab.simulator.setClock(null));
     expect([run.status, run.tasks[0]?.error ?? null]).toEqual(['success', null]);
     const task = run.tasks[0] as unknown as BackupTask;
     backups.push({
