@@ -50,7 +50,7 @@ async function timed<T>(
 }
 
 async function main(): Promise<void> {
-  // As a transfer worker does (startHavenProcess with the transfer role).
+  // As a transfer worker does when it takes its first task.
   tuneGarbageCollectorForDataPath();
   const loadedRss = process.memoryUsage().rss;
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-full-'));

@@ -25,7 +25,7 @@ const MiB = 1024 * 1024;
 const diskSize = full ? 4096 * MiB : 512 * MiB;
 
 async function main(): Promise<void> {
-  // As a transfer worker does (startHavenProcess with the transfer role).
+  // As a transfer worker does when it takes its first task.
   tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-smart-'));
   // The first VM of a multi-VM pool has two disks.

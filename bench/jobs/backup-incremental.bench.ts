@@ -32,7 +32,7 @@ async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; valu
 }
 
 async function main(): Promise<void> {
-  // As a transfer worker does (startHavenProcess with the transfer role).
+  // As a transfer worker does when it takes its first task.
   tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-'));
   const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-backup' });

@@ -37,6 +37,7 @@ const skipZstd = process.argv.includes('--no-zstd');
 const onlyFull = process.argv.includes('--only-full');
 /** Diagnosis only: the local remote without its per-object fsyncs (what durability costs). */
 const noFsync = process.argv.includes('--no-fsync');
+const verbose = process.argv.includes('--verbose');
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const BLOCK = 2 * MiB;
@@ -95,8 +96,6 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  // As a transfer worker does (startHavenProcess with the transfer role).
-  tuneGarbageCollectorForDataPath();
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-restore-'));
   const sim = await XapiSimTestServer.start({
     vms: 1,
@@ -130,7 +129,10 @@ async function main(): Promise<void> {
     const context: TaskExecutionContext = {
       signal: new AbortController().signal,
       reportProgress: () => undefined,
-      log: () => undefined,
+      // --verbose: the run log, with the time since the bench started (where an incremental's time goes).
+      log: verbose
+        ? (level, message) => console.log(`  ${(performance.now() / 1000).toFixed(2)} s  ${level} ${message}`)
+        : () => undefined,
       resources: {
         pool: simPool(url),
         remote: async (id) => {
@@ -183,6 +185,8 @@ async function main(): Promise<void> {
 
     const rssAtStart = process.memoryUsage().rss;
     const cpBefore = await cp();
+    // As a transfer worker does before its first task.
+    tuneGarbageCollectorForDataPath();
     const plain = await backup('plain', 'none', 'full-plain');
     if (onlyFull) {
       console.log(

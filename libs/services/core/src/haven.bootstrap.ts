@@ -13,7 +13,6 @@ import { HAVEN_LOGGER, type ProcessRole } from './core.tokens';
 import { HavenCoreModule } from './haven-core.module';
 import { ProblemFilter } from './problem.filter';
 import { RequestContextMiddleware } from './request-context.middleware';
-import { tuneGarbageCollectorForDataPath } from './garbage-collector.tuning';
 
 export interface HavenProcessOptions {
   roles: readonly ProcessRole[];
@@ -29,7 +28,6 @@ export interface HavenProcessOptions {
  * (`/health`, `/metrics`, and the API where the gateway runs), graceful shutdown on SIGTERM/SIGINT.
  */
 export async function startHavenProcess(options: HavenProcessOptions): Promise<INestApplication> {
-  if (options.roles.includes('transfer')) tuneGarbageCollectorForDataPath();
   const config =
     options.config ??
     loadConfig(process.env, { role: options.roles.length === 1 ? options.roles[0] : 'haven' });

@@ -28,6 +28,7 @@ import {
   JobResourceProvider,
   loadJobDefinition,
   loadScheduleDefinition,
+  tuneGarbageCollectorForDataPath,
 } from '@haven/service-core';
 import { XapiPoolCache } from '@haven/xapi';
 import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
@@ -199,6 +200,9 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     log: RunLogWriter,
     run: (reporter: ReturnType<TaskWorker['progressReporter']>) => Promise<Record<string, unknown>>,
   ): Promise<void> {
+    // Disk data is about to flow through this process (after boot, whose garbage the default
+    // collector has dealt with: docs/benchmarks/jobs.md, "Garbage collector").
+    tuneGarbageCollectorForDataPath();
     await this.publish({ ...base, status: 'running', progress: { step: 'starting' } });
     log.line(
       'info',
