@@ -38,6 +38,9 @@ const onlyFull = process.argv.includes('--only-full');
 /** Diagnosis only: the local remote without its per-object fsyncs (what durability costs). */
 const noFsync = process.argv.includes('--no-fsync');
 const verbose = process.argv.includes('--verbose');
+/** --event-debounce-ms=N: the XAPI client's pause between event polls (HAVEN_XAPI_EVENT_DEBOUNCE_MS). */
+const eventDebounceArg = process.argv.find((arg) => arg.startsWith('--event-debounce-ms='));
+const eventDebounceMs = eventDebounceArg === undefined ? undefined : Number(eventDebounceArg.split('=')[1]);
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const BLOCK = 2 * MiB;
@@ -134,7 +137,7 @@ async function main(): Promise<void> {
         ? (level, message) => console.log(`  ${(performance.now() / 1000).toFixed(2)} s  ${level} ${message}`)
         : () => undefined,
       resources: {
-        pool: simPool(url),
+        pool: simPool(url, eventDebounceMs),
         remote: async (id) => {
           const passphrase = remotes.get(id);
           return {

@@ -2,8 +2,11 @@ import { join } from 'node:path';
 import localRemote from '@haven/remote-local';
 import type { PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
 
-/** The simulator's pool as a job resource (its default root credentials). */
-export function simPool(url: string): (id: string) => Promise<PoolAccess> {
+/**
+ * The simulator's pool as a job resource (its default root credentials). `eventDebounceMs` as
+ * HAVEN_XAPI_EVENT_DEBOUNCE_MS would set it; by default the client's own 200 ms, as in production.
+ */
+export function simPool(url: string, eventDebounceMs?: number): (id: string) => Promise<PoolAccess> {
   return (id) =>
     Promise.resolve({
       id,
@@ -12,6 +15,7 @@ export function simPool(url: string): (id: string) => Promise<PoolAccess> {
       username: 'root',
       password: 'password',
       allowUnauthorized: false,
+      ...(eventDebounceMs !== undefined ? { eventDebounceMs } : {}),
     });
 }
 

@@ -1,7 +1,8 @@
 /**
  * The pause between two `event.from` calls for connections to the XAPI simulator. A task's end is
- * learnt only from the client's event loop, whose default 200 ms pause (kept for real hosts) made
- * up most of a tiny backup run. The simulator is local and cheap to ask: its labs pause briefly.
+ * learnt only from the client's event loop, whose pause (Haven's default 50 ms, for real hosts)
+ * still makes up most of a tiny backup run. The simulator is local and cheap to ask: its labs
+ * pause briefly.
  */
 export const SIMULATOR_EVENT_DEBOUNCE_MS = 10;
 
