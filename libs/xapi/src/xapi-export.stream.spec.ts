@@ -107,6 +107,20 @@ describe('XapiExportStream', () => {
     expect(source.stream.destroyed).toBe(true);
   });
 
+  it('fails, never ends short, when the body closes before its end (connection reset)', async () => {
+    const source = new Readable({ read: () => undefined });
+    const stream = exportOf(source, deferred().promise, { count: 0 });
+    const reading = (async () => {
+      let bytes = 0;
+      for await (const chunk of stream) bytes += (chunk as Buffer).length;
+      return bytes;
+    })();
+    source.push(Buffer.alloc(64 * KiB));
+    await ticks(5);
+    source.destroy();
+    await expect(reading).rejects.toMatchObject({ code: 'TRANSFER_FAILED' });
+  });
+
   it('cancels the task and closes the body when its signal aborts', async () => {
     const controller = new AbortController();
     const cancelled = { count: 0 };

@@ -59,7 +59,12 @@ export class XapiExportStream extends Readable {
     body.on('error', (error: Error) => void this.fail(error));
     // A body closed without 'end' (socket reset) is a failure, not a short disk.
     body.once('close', () => {
-      if (!body.readableEnded) void this.fail(new Error('the export connection closed before the end'));
+      if (!body.readableEnded)
+        void this.fail(
+          Object.assign(new Error('the export connection closed before the end of the data'), {
+            code: 'ERR_STREAM_PREMATURE_CLOSE',
+          }),
+        );
     });
   }
 

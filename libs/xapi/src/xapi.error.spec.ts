@@ -55,6 +55,13 @@ describe('toXapiError', () => {
     expect(toXapiError(timeout, context).message).toContain('no answer (ETIMEDOUT)');
   });
 
+  it('maps a transfer connection closed before its end to TRANSFER_FAILED (retried)', () => {
+    const premature = Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    const error = toXapiError(premature, context);
+    expect(error).toBeInstanceOf(XapiTransferError);
+    expect(isPermanentFailure(error)).toBe(false);
+  });
+
   it('maps cancellations and keeps an already typed error as is', () => {
     const cancel = Object.assign(new Error('task canceled'), { name: 'Cancel' });
     expect(toXapiError(cancel, context)).toBeInstanceOf(XapiCancelledError);

@@ -219,5 +219,7 @@ export function toXapiError(
     return xapiError(classify(shape.code), { ...full, xapiCode: shape.code, xapiParams: params });
   }
   const message = typeof shape.message === 'string' ? shape.message : String(error);
+  // A transfer's connection closed before its end (Node's name for it): interrupted, retryable.
+  if (shape.code === 'ERR_STREAM_PREMATURE_CLOSE') return xapiError('TRANSFER_FAILED', full, message);
   return xapiError('UNKNOWN', full, message);
 }
