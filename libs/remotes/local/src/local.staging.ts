@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { DriverError } from '@haven/remote-sdk';
 import { syncFile, syncFolder, writeAll } from './local.file-io';
 
@@ -117,18 +117,21 @@ export class LocalStagingArea {
         linked.add(object);
       });
       if (this.fsync) {
-        const folders = [...this.unsyncedFolders];
-        // Deepest first: a new folder's own entries are durable before the name that holds it.
-        folders.sort((a, b) => b.split(sep).length - a.split(sep).length);
-        await forEachLimited(folders, async (folder) => {
+        // The new names, and the names of new folders in their parents: all durable before the
+        // flush resolves (what refers to these objects is written after it).
+        await forEachLimited([...this.unsyncedFolders], async (folder) => {
           await syncFolder(folder);
           this.unsyncedFolders.delete(folder);
         });
       }
     } catch (error) {
-      // Not linked yet: staged again, for the next flush (linked ones wait on their folder's sync).
-      for (const object of batch)
-        if (!linked.has(object) && !this.staged.has(object.target)) this.staged.set(object.target, object);
+      // Not linked yet: staged again, for the next flush (linked ones wait on their folder's sync);
+      // a copy staged again meanwhile replaces it.
+      for (const object of batch) {
+        if (linked.has(object)) continue;
+        if (this.staged.has(object.target)) await unlink(object.temporary).catch(() => undefined);
+        else this.staged.set(object.target, object);
+      }
       throw error;
     } finally {
       this.inFlush = 0;
