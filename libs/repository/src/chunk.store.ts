@@ -158,6 +158,34 @@ export class ChunkStore {
     return undefined;
   }
 
+  /**
+   * Which of `ids` (hex) have no object in chunks/. Up to `perChunkUpTo` ids are checked one by
+   * one (16 at once): a few thousand stats or HEADs, whatever the repository's size, where a
+   * listing of chunks/ grows with every VM and tenant it holds. More ids (a base of more than
+   * 8 GiB of data by default) are checked against one listing, cheaper then on object stores.
+   */
+  async missingAmong(
+    ids: ReadonlySet<string>,
+    options: { signal?: AbortSignal; perChunkUpTo?: number } = {},
+  ): Promise<Set<string>> {
+    const signal = options.signal;
+    const missing = new Set<string>();
+    if (ids.size > (options.perChunkUpTo ?? PER_CHUNK_EXISTENCE_LIMIT)) {
+      const stored = await this.list(signal);
+      for (const hex of ids) if (!stored.has(hex)) missing.add(hex);
+      return missing;
+    }
+    const pending = [...ids];
+    const check = async (): Promise<void> => {
+      for (let hex = pending.pop(); hex !== undefined; hex = pending.pop()) {
+        if (!(await this.store.exists(chunkKey(hex), signal !== undefined ? { signal } : {})))
+          missing.add(hex);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(16, pending.length) }, check));
+    return missing;
+  }
+
   /** Every chunk in chunks/ with its object size and time, by hex id. */
   async list(signal?: AbortSignal): Promise<Map<string, { size: number; modifiedAt: Date }>> {
     const chunks = new Map<string, { size: number; modifiedAt: Date }>();
@@ -168,6 +196,9 @@ export class ChunkStore {
     return chunks;
   }
 }
+
+/** missingAmong checks up to this many chunks one by one (4096 chunks: 8 GiB of data). */
+export const PER_CHUNK_EXISTENCE_LIMIT = 4096;
 
 /** Bytes a chunk object may add to its block: envelope header, and nonce + tag or a digest. */
 export const CHUNK_OBJECT_OVERHEAD = ENVELOPE_HEADER_LENGTH + 32;

@@ -63,6 +63,14 @@ describe('checking a base restore point before a delta', () => {
     expect(damage.reasons).toEqual([`chunk ${chunk} is missing`]);
   });
 
+  it('existence through one listing of chunks/ (a base past the per-chunk limit) finds the same', async () => {
+    const chunk = chunkOf('0', 0);
+    await rm(join(dir.path, chunkKey(chunk)));
+    const damage = await inspectBase(repository, reader, 'existence', warn, undefined, { perChunkUpTo: 0 });
+    expect([...(damage.disks as Set<string>)]).toEqual(['0']);
+    expect([...damage.chunks]).toEqual([chunk]);
+  });
+
   it('a flipped byte passes the existence check but not the full one', async () => {
     const chunk = chunkOf('0', 0);
     const path = join(dir.path, chunkKey(chunk));

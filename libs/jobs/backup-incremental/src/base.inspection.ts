@@ -27,8 +27,9 @@ export function isDamaged(damage: BaseDamage): boolean {
 
 /**
  * Checks the base restore point before a delta is built on it: the damage a verify of the
- * repository recorded, then (`existence`) that every chunk its indexes reference is stored (one
- * batched listing of chunks/, a lookup in GC trash for the few absent), or (`full`) also that
+ * repository recorded, then (`existence`) that every chunk its indexes reference is stored (a
+ * stat each, or one listing of chunks/ for bases of more than PER_CHUNK_EXISTENCE_LIMIT chunks;
+ * a lookup in GC trash for the few absent), or (`full`) also that
  * each re-reads and re-hashes to its id (the repository verifier on that restore point alone).
  */
 export async function inspectBase(
@@ -37,6 +38,7 @@ export async function inspectBase(
   verification: BaseVerification,
   warn: (message: string) => void,
   signal?: AbortSignal,
+  options: { perChunkUpTo?: number } = {},
 ): Promise<BaseDamage> {
   const damage = noDamage();
   const id = reader.manifest.id;
@@ -89,9 +91,12 @@ export async function inspectBase(
     return damage;
   }
 
-  const stored = await repository.chunks.list(signal);
-  const absent = new Set<string>();
-  for (const chunks of chunksOfDisk.values()) for (const hex of chunks) if (!stored.has(hex)) absent.add(hex);
+  const referenced = new Set<string>();
+  for (const chunks of chunksOfDisk.values()) for (const hex of chunks) referenced.add(hex);
+  const absent = await repository.chunks.missingAmong(referenced, {
+    ...(signal ? { signal } : {}),
+    ...(options.perChunkUpTo !== undefined ? { perChunkUpTo: options.perChunkUpTo } : {}),
+  });
   for (const hex of absent) {
     // Moved to GC trash while a backup relied on it: still readable.
     if ((await repository.chunks.locate(Buffer.from(hex, 'hex'), signal)) !== undefined) continue;
