@@ -22,6 +22,7 @@ import {
 } from '@haven/service-core';
 import { dispatchWaitingTasksNow } from '@haven/service-catalog';
 import { XapiPoolCache } from '@haven/xapi';
+import { pendingTaskRow } from './pending-task.row';
 
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
@@ -104,24 +105,16 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
 
     const taskConcurrency = this.taskConcurrency(job.type, job.settings);
     const now = new Date();
-    const tasks: Omit<TaskEntity, 'createdAt'>[] = planned.map((task) => ({
-      id: randomUUID(),
-      tenantId: job.tenantId,
-      runId,
-      type: task.type,
-      subject: task.subject,
-      status: 'pending',
-      input: task.input,
-      progress: {},
-      attempts: 0,
-      worker: null,
-      result: null,
-      error: null,
-      queuedAt: null,
-      startedAt: null,
-      finishedAt: null,
-      lockKey: task.lockKey ?? null,
-    }));
+    const tasks = planned.map((task) =>
+      pendingTaskRow({
+        tenantId: job.tenantId,
+        runId,
+        type: task.type,
+        subject: task.subject,
+        input: task.input,
+        ...(task.lockKey !== undefined ? { lockKey: task.lockKey } : {}),
+      }),
+    );
     const refused: RunLogLine[] = [];
     await this.dataSource.transaction(async (tx) => {
       // A task whose lock another running run's open task holds fails here, before it is queued.

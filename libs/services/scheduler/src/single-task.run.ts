@@ -4,6 +4,7 @@ import type { Bus } from '@haven/bus';
 import { RUN_PROGRESS } from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
 import { dispatchWaitingTasksNow } from '@haven/service-catalog';
+import { pendingTaskRow } from './pending-task.row';
 
 export interface SingleTaskRun {
   tenantId: string;
@@ -41,25 +42,9 @@ export async function launchSingleTaskRun(
       finishedAt: null,
     });
     const taskRows = tx.getRepository(TaskEntity);
-    await taskRows.save(
-      taskRows.create({
-        id: randomUUID(),
-        tenantId: run.tenantId,
-        runId,
-        ...run.task,
-        status: 'pending',
-        progress: {},
-        attempts: 0,
-        worker: null,
-        result: null,
-        error: null,
-        queuedAt: null,
-        lockKey: null,
-        startedAt: null,
-        finishedAt: null,
-      }),
-      { reload: false },
-    );
+    await taskRows.save(taskRows.create(pendingTaskRow({ tenantId: run.tenantId, runId, ...run.task })), {
+      reload: false,
+    });
   });
   await dispatchWaitingTasksNow(dataSource, bus, run.tenantId, runId);
   await bus.publish(RUN_PROGRESS, {
