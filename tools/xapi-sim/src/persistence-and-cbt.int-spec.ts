@@ -1,8 +1,9 @@
 import { join } from 'node:path';
-import { describeIntegration, scratchDir } from '@haven/testing';
+import { describeIntegration } from '@haven/testing';
 import { CBT_CHUNK_SIZE } from './storage/block.constants';
 import { XenApiClientDriver } from './testing/xen-api-client.driver';
 import { startXapiSimulator, type XapiSimulator } from './xapi-simulator';
+import { startSimulatorClientLab, type SimulatorClientLab } from './testing/simulator-client.lab';
 
 const MiB = 1024 * 1024;
 
@@ -21,23 +22,19 @@ describeIntegration('xapi-sim state folder and changed block tracking', [], () =
   let sim: XapiSimulator;
   let client: XenApiClientDriver;
 
+  let lab: SimulatorClientLab;
+
   beforeAll(async () => {
-    dir = await scratchDir('haven-xapi-sim-state-');
-    sim = await startXapiSimulator({
-      stateDir: join(dir.path, 'state'),
+    lab = await startSimulatorClientLab({
+      scratchPrefix: 'haven-xapi-sim-state-',
       vms: 2,
       diskSize: 32 * MiB,
       seed: 'persist',
     });
-    client = new XenApiClientDriver();
-    await client.connect(sim.url, sim.user, sim.password);
+    ({ dir, sim, client } = lab);
   });
 
-  afterAll(async () => {
-    await client.close();
-    await sim.close();
-    await dir.cleanup();
-  });
+  afterAll(() => lab.close());
 
   it('seeds the same content for the same seed, and different content for another seed', async () => {
     const other = await startXapiSimulator({

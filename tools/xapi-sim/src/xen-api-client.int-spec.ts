@@ -5,9 +5,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { VhdChain, VhdImage, createRawStream, openFileSource } from '@haven/vhd';
-import { describeIntegration, scratchDir } from '@haven/testing';
+import { describeIntegration } from '@haven/testing';
 import { XenApiClientDriver, type XapiObject } from './testing/xen-api-client.driver';
-import { startXapiSimulator, type XapiSimulator } from './xapi-simulator';
+import type { XapiSimulator } from './xapi-simulator';
+import { startSimulatorClientLab, type SimulatorClientLab } from './testing/simulator-client.lab';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -35,23 +36,19 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
   let sim: XapiSimulator;
   let client: XenApiClientDriver;
 
+  let lab: SimulatorClientLab;
+
   beforeAll(async () => {
-    dir = await scratchDir('haven-xapi-sim-');
-    sim = await startXapiSimulator({
-      stateDir: join(dir.path, 'state'),
+    lab = await startSimulatorClientLab({
+      scratchPrefix: 'haven-xapi-sim-',
       vms: 3,
       diskSize: 20 * MiB + 512 * 3,
       seed: 'client-spec',
     });
-    client = new XenApiClientDriver();
-    await client.connect(sim.url, sim.user, sim.password);
+    ({ dir, sim, client } = lab);
   });
 
-  afterAll(async () => {
-    await client.close();
-    await sim.close();
-    await dir.cleanup();
-  });
+  afterAll(() => lab.close());
 
   it('logs in over JSON-RPC and watches every object type through event.from', async () => {
     const vms = await client.objects('VM');

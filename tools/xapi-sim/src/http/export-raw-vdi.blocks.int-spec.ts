@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
-import { describeIntegration, scratchDir } from '@haven/testing';
+import { describeIntegration } from '@haven/testing';
 import { XenApiClientDriver } from '../testing/xen-api-client.driver';
-import { startXapiSimulator, type XapiSimulator } from '../xapi-simulator';
+import type { XapiSimulator } from '../xapi-simulator';
 import { parseBlockList } from './export-raw-vdi.handler';
+import { startSimulatorClientLab, type SimulatorClientLab } from '../testing/simulator-client.lab';
 
 const MiB = 1024 * 1024;
 
@@ -20,29 +20,24 @@ describe('export_raw_vdi block lists', () => {
 });
 
 describeIntegration('export_raw_vdi?blocks= through the real xen-api client', [], () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
   let sim: XapiSimulator;
   let client: XenApiClientDriver;
   // 5 blocks and 1 KiB: the last block is short
   const size = 10 * MiB + 1024;
 
+  let lab: SimulatorClientLab;
+
   beforeAll(async () => {
-    dir = await scratchDir('haven-sim-blocks-');
-    sim = await startXapiSimulator({
-      stateDir: join(dir.path, 'state'),
+    lab = await startSimulatorClientLab({
+      scratchPrefix: 'haven-sim-blocks-',
       vms: 1,
       diskSize: size,
       seed: 'blocks',
     });
-    client = new XenApiClientDriver();
-    await client.connect(sim.url, sim.user, sim.password);
+    ({ sim, client } = lab);
   });
 
-  afterAll(async () => {
-    await client.close();
-    await sim.close();
-    await dir.cleanup();
-  });
+  afterAll(() => lab.close());
 
   it('sends exactly the listed blocks, in order, the last one cut at the disk end', async () => {
     const vm = sim.listVms().find((summary) => summary.name === 'sim-vm-0')!;

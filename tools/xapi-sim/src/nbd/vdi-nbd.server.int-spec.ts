@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import { NbdClient, isNbdError, type NbdError } from '@haven/nbd';
-import { describeIntegration, scratchDir } from '@haven/testing';
+import { describeIntegration } from '@haven/testing';
 import { XenApiClientDriver } from '../testing/xen-api-client.driver';
 import { startXapiSimulator, type XapiSimulator } from '../xapi-simulator';
 import { fieldText } from '../rpc/xapi-value';
 import { NBD_TLS_SUBJECT } from './vdi-nbd.server';
+import { startSimulatorClientLab, type SimulatorClientLab } from '../testing/simulator-client.lab';
 
 const MiB = 1024 * 1024;
 
@@ -38,23 +39,20 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
     return { vdi, uuid: fieldText(simulator.pool.store.get('VDI', vdi), 'uuid') };
   };
 
+  let lab: SimulatorClientLab;
+
   beforeAll(async () => {
-    dir = await scratchDir('haven-sim-nbd-');
-    sim = await startXapiSimulator({
-      stateDir: join(dir.path, 'plain'),
+    lab = await startSimulatorClientLab({
+      scratchPrefix: 'haven-sim-nbd-',
+      stateFolder: 'plain',
       vms: 1,
       diskSize: size,
       seed: 'nbd',
     });
-    client = new XenApiClientDriver();
-    await client.connect(sim.url, sim.user, sim.password);
+    ({ dir, sim, client } = lab);
   });
 
-  afterAll(async () => {
-    await client.close();
-    await sim.close();
-    await dir.cleanup();
-  });
+  afterAll(() => lab.close());
 
   it('answers one plain connection per VDI, and the export reads as the disk', async () => {
     const { vdi, uuid } = firstDisk(sim);
