@@ -1,25 +1,9 @@
 import { X509Certificate, randomBytes } from 'node:crypto';
-import {
-  NbdClient,
-  NbdServer,
-  createSelfSignedCertificate,
-  isNbdError,
-  type NbdError,
-  type SelfSignedCertificate,
-} from './index';
+import { NbdClient, NbdServer, createSelfSignedCertificate, type SelfSignedCertificate } from './index';
+import { nbdRejection } from './testing';
 
 const data = randomBytes(3 * 1024 * 1024 + 512);
 const NAME = '/a0c1b1e2-0000-4000-8000-000000000002?session_id=OpaqueRef:tls';
-
-async function rejection(promise: Promise<unknown>): Promise<NbdError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isNbdError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an NbdError');
-}
 
 describe('NBD over TLS (NBD_OPT_STARTTLS)', () => {
   let certificate: SelfSignedCertificate;
@@ -67,7 +51,7 @@ describe('NBD over TLS (NBD_OPT_STARTTLS)', () => {
   });
 
   it('refuses a server whose certificate is not the one given (pinned, not merely a valid chain)', async () => {
-    const error = await rejection(
+    const error = await nbdRejection(
       NbdClient.connect({
         host: '127.0.0.1',
         port: tlsPort,
@@ -82,7 +66,7 @@ describe('NBD over TLS (NBD_OPT_STARTTLS)', () => {
   });
 
   it('refuses a certificate issued for another name', async () => {
-    const error = await rejection(
+    const error = await nbdRejection(
       NbdClient.connect({
         host: '127.0.0.1',
         port: tlsPort,
@@ -95,13 +79,15 @@ describe('NBD over TLS (NBD_OPT_STARTTLS)', () => {
   });
 
   it('says NBD_TLS_FAILED when a TLS-only server is asked for plain NBD', async () => {
-    const error = await rejection(NbdClient.connect({ host: '127.0.0.1', port: tlsPort, exportName: NAME }));
+    const error = await nbdRejection(
+      NbdClient.connect({ host: '127.0.0.1', port: tlsPort, exportName: NAME }),
+    );
     expect(error.code).toBe('NBD_TLS_FAILED');
     expect(error.message).toContain('NBD_REP_ERR_TLS_REQD');
   });
 
   it('does not fall back to plain NBD when the server refuses TLS', async () => {
-    const error = await rejection(
+    const error = await nbdRejection(
       NbdClient.connect({
         host: '127.0.0.1',
         port: plainPort,

@@ -8,10 +8,9 @@ import {
   NbdExportRefusal,
   NbdReadFailure,
   NbdServer,
-  isNbdError,
-  type NbdError,
   type NbdExport,
 } from './index';
+import { nbdRejection } from './testing';
 
 const MiB = 1024 * 1024;
 const SESSION = 'OpaqueRef:5ec2e7-session';
@@ -25,16 +24,6 @@ function memoryExport(data: Buffer): NbdExport {
     size: data.length,
     read: (offset, length) => Promise.resolve(Buffer.from(data.subarray(offset, offset + length))),
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<NbdError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isNbdError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an NbdError');
 }
 
 describe('NbdClient against NbdServer over a socket', () => {
@@ -120,7 +109,7 @@ describe('NbdClient against NbdServer over a socket', () => {
 
   it('refuses an unknown export with NBD_EXPORT_UNKNOWN, the server message kept and the session left out', async () => {
     const otherName = `/00000000-0000-4000-8000-00000000dead?session_id=${SESSION}`;
-    const error = await rejection(connect({ exportName: otherName }));
+    const error = await nbdRejection(connect({ exportName: otherName }));
     expect(error.code).toBe('NBD_EXPORT_UNKNOWN');
     expect(error.message).toContain('NBD_REP_ERR_UNKNOWN');
     expect(error.message).toContain('no disk behind /00000000-0000-4000-8000-00000000dead');
@@ -138,12 +127,12 @@ describe('NbdClient against NbdServer over a socket', () => {
       },
     }));
     const client = await connect();
-    const failed = await rejection(client.read(4 * MiB, MiB));
+    const failed = await nbdRejection(client.read(4 * MiB, MiB));
     expect(failed.code).toBe('NBD_READ_ERROR');
     expect(failed.errno).toBe(NBD_ENOSPC);
     expect(failed.message).toContain('ENOSPC');
     expect(failed.message).toContain(`offset ${4 * MiB}`);
-    const io = await rejection(client.read(5 * MiB, 512));
+    const io = await nbdRejection(client.read(5 * MiB, 512));
     expect(io.errno).toBe(5);
     expect(io.message).toContain('EIO');
     expect((await client.read(0, 4096)).equals(source.subarray(0, 4096))).toBe(true);
@@ -197,13 +186,13 @@ describe('NbdClient against NbdServer over a socket', () => {
     }));
     const controller = new AbortController();
     const client = await connect({ signal: controller.signal });
-    const read = rejection(client.read(0, MiB));
+    const read = nbdRejection(client.read(0, MiB));
     await reading;
     controller.abort(new Error('the backup was cancelled'));
     const error = await read;
     expect(error.code).toBe('NBD_ABORTED');
     expect((error.cause as Error).message).toBe('the backup was cancelled');
-    expect((await rejection(client.read(0, 512))).code).toBe('NBD_ABORTED');
+    expect((await nbdRejection(client.read(0, 512))).code).toBe('NBD_ABORTED');
     await new Promise<void>((resolve) => {
       const check = (): void => (closed.length === 1 ? resolve() : void setImmediate(check));
       check();
@@ -241,8 +230,8 @@ describe('NbdClient against NbdServer over a socket', () => {
         exportName: NAME,
       });
       clients.push(client);
-      const first = rejection(client.read(0, MiB));
-      const second = rejection(client.read(MiB, MiB));
+      const first = nbdRejection(client.read(0, MiB));
+      const second = nbdRejection(client.read(MiB, MiB));
       await reading;
       for (const socket of sockets) socket.destroy();
       const error = await first;
@@ -265,7 +254,7 @@ describe('NbdClient against NbdServer over a socket', () => {
     }));
     const client = await connect();
     expect((await client.read(0, MiB)).equals(source.subarray(0, MiB))).toBe(true);
-    const error = await rejection(client.read(2 * MiB, MiB));
+    const error = await nbdRejection(client.read(2 * MiB, MiB));
     expect(error.code).toBe('NBD_CONNECTION_LOST');
     expect(error.message).toContain('1 read(s) in flight');
   });
@@ -276,14 +265,14 @@ describe('NbdClient against NbdServer over a socket', () => {
     const closing = client.close();
     expect((await read).equals(source.subarray(MiB, 2 * MiB))).toBe(true);
     await closing;
-    expect((await rejection(client.read(0, 512))).code).toBe('NBD_CLOSED');
+    expect((await nbdRejection(client.read(0, 512))).code).toBe('NBD_CLOSED');
   });
 
   it('refuses a read outside the export with NBD_BAD_REQUEST', async () => {
     const client = await connect();
-    expect((await rejection(client.read(source.length - 10, 11))).code).toBe('NBD_BAD_REQUEST');
-    expect((await rejection(client.read(-1, 10))).code).toBe('NBD_BAD_REQUEST');
-    expect((await rejection(client.read(0, 33 * MiB))).code).toBe('NBD_BAD_REQUEST');
+    expect((await nbdRejection(client.read(source.length - 10, 11))).code).toBe('NBD_BAD_REQUEST');
+    expect((await nbdRejection(client.read(-1, 10))).code).toBe('NBD_BAD_REQUEST');
+    expect((await nbdRejection(client.read(0, 33 * MiB))).code).toBe('NBD_BAD_REQUEST');
   });
 
   it('says NBD_CONNECT_FAILED when nothing listens and NBD_HANDSHAKE_REFUSED for a server that is not NBD', async () => {
@@ -294,7 +283,7 @@ describe('NbdClient against NbdServer over a socket', () => {
         probe.close(() => resolve(free));
       });
     });
-    const refused = await rejection(
+    const refused = await nbdRejection(
       NbdClient.connect({ host: '127.0.0.1', port: closedPort, exportName: NAME }),
     );
     expect(refused.code).toBe('NBD_CONNECT_FAILED');
@@ -305,7 +294,7 @@ describe('NbdClient against NbdServer over a socket', () => {
     );
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     try {
-      const error = await rejection(
+      const error = await nbdRejection(
         NbdClient.connect({
           host: '127.0.0.1',
           port: (http.address() as AddressInfo).port,

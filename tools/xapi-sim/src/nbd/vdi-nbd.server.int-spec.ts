@@ -1,11 +1,12 @@
 import { join } from 'node:path';
-import { NbdClient, isNbdError, type NbdError } from '@haven/nbd';
+import { NbdClient } from '@haven/nbd';
 import { describeIntegration } from '@haven/testing';
 import { XenApiClientDriver } from '../testing/xen-api-client.driver';
 import { startXapiSimulator, type XapiSimulator } from '../xapi-simulator';
 import { fieldText } from '../rpc/xapi-value';
 import { NBD_TLS_SUBJECT } from './vdi-nbd.server';
 import { startSimulatorClientLab, type SimulatorClientLab } from '../testing/simulator-client.lab';
+import { nbdRejection } from '@haven/nbd/testing';
 
 const MiB = 1024 * 1024;
 
@@ -15,16 +16,6 @@ interface NbdInfo {
   exportname: string;
   cert: string;
   subject: string;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<NbdError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isNbdError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an NbdError');
 }
 
 describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says', [], () => {
@@ -88,7 +79,7 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
     const { vdi } = firstDisk(sim);
     const [info] = await client.call<NbdInfo[]>('VDI.get_nbd_info', vdi);
     const name = info.exportname.replace(/session_id=.*$/, 'session_id=OpaqueRef:forged-session');
-    const forged = await rejection(
+    const forged = await nbdRejection(
       NbdClient.connect({ host: info.address, port: info.port, exportName: name }),
     );
     expect(forged.code).toBe('NBD_EXPORT_UNKNOWN');
@@ -96,7 +87,7 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
     expect(forged.message).not.toContain('forged-session');
 
     const missing = info.exportname.replace(/^\/[^?]+/, '/00000000-0000-4000-8000-000000000000');
-    const unknown = await rejection(
+    const unknown = await nbdRejection(
       NbdClient.connect({ host: info.address, port: info.port, exportName: missing }),
     );
     expect(unknown.code).toBe('NBD_EXPORT_UNKNOWN');
@@ -149,7 +140,7 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
       } finally {
         await nbd.close();
       }
-      const plain = await rejection(
+      const plain = await nbdRejection(
         NbdClient.connect({ host: info.address, port: info.port, exportName: info.exportname }),
       );
       expect(plain.code).toBe('NBD_TLS_FAILED');
@@ -158,7 +149,7 @@ describeIntegration('the simulator serves VDIs over NBD as VDI.get_nbd_info says
       await secure.close();
     }
     // The NBD listener closes with the simulator.
-    const closed = await rejection(
+    const closed = await nbdRejection(
       NbdClient.connect({ host: '127.0.0.1', port: secure.nbd.port, exportName: '/x?session_id=y' }),
     );
     expect(closed.code).toBe('NBD_CONNECT_FAILED');
