@@ -61,6 +61,18 @@ export function loadConfig(
     const value = env[name]?.trim();
     return value === undefined || value === '' ? undefined : value;
   };
+  /** An integer setting within [min, max]; a bad value is a problem naming the variable. */
+  const integer = (name: string, min: number, max: number, unit = ''): number | undefined => {
+    const raw = text(name);
+    if (raw === undefined) return undefined;
+    const value = Number(raw);
+    if (Number.isInteger(value) && value >= min && value <= max) return value;
+    problems.push({
+      variable: name,
+      message: `must be an integer from ${min} to ${max}${unit} (got "${raw}")`,
+    });
+    return undefined;
+  };
 
   let port = defaults.port ?? 3000;
   const portText = text('HAVEN_PORT');
@@ -101,38 +113,9 @@ export function loadConfig(
       message: `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`,
     });
 
-  let workerConcurrency = 2;
-  const concurrencyText = text('HAVEN_WORKER_CONCURRENCY');
-  if (concurrencyText !== undefined) {
-    workerConcurrency = Number(concurrencyText);
-    if (!Number.isInteger(workerConcurrency) || workerConcurrency < 1 || workerConcurrency > 64)
-      problems.push({
-        variable: 'HAVEN_WORKER_CONCURRENCY',
-        message: `must be an integer from 1 to 64 (got "${concurrencyText}")`,
-      });
-  }
-
-  let taskAckWaitMs = 60_000;
-  const ackWaitText = text('HAVEN_TASK_ACK_WAIT_MS');
-  if (ackWaitText !== undefined) {
-    taskAckWaitMs = Number(ackWaitText);
-    if (!Number.isInteger(taskAckWaitMs) || taskAckWaitMs < 1_000 || taskAckWaitMs > 3_600_000)
-      problems.push({
-        variable: 'HAVEN_TASK_ACK_WAIT_MS',
-        message: `must be an integer from 1000 to 3600000 milliseconds (got "${ackWaitText}")`,
-      });
-  }
-
-  let xapiEventDebounceMs: number | undefined;
-  const debounceText = text('HAVEN_XAPI_EVENT_DEBOUNCE_MS');
-  if (debounceText !== undefined) {
-    xapiEventDebounceMs = Number(debounceText);
-    if (!Number.isInteger(xapiEventDebounceMs) || xapiEventDebounceMs < 1 || xapiEventDebounceMs > 60_000)
-      problems.push({
-        variable: 'HAVEN_XAPI_EVENT_DEBOUNCE_MS',
-        message: `must be an integer from 1 to 60000 milliseconds (got "${debounceText}")`,
-      });
-  }
+  const workerConcurrency = integer('HAVEN_WORKER_CONCURRENCY', 1, 64) ?? 2;
+  const taskAckWaitMs = integer('HAVEN_TASK_ACK_WAIT_MS', 1_000, 3_600_000, ' milliseconds') ?? 60_000;
+  const xapiEventDebounceMs = integer('HAVEN_XAPI_EVENT_DEBOUNCE_MS', 1, 60_000, ' milliseconds');
 
   const natsPrefix = text('HAVEN_NATS_PREFIX') ?? 'haven';
   if (!/^[A-Za-z0-9_-]+$/.test(natsPrefix))
