@@ -140,20 +140,11 @@ export class ByteStreamCursor {
       result = first.subarray(0, take);
       if (first.length === take) this.pending.shift();
       else this.pending[0] = first.subarray(take);
+      this.pendingBytes -= take;
     } else {
       result = Buffer.allocUnsafe(take);
-      let copied = 0;
-      while (copied < take) {
-        const chunk = this.pending.at(0);
-        if (chunk === undefined) break;
-        const part = Math.min(chunk.length, take - copied);
-        chunk.copy(result, copied, 0, part);
-        copied += part;
-        if (part === chunk.length) this.pending.shift();
-        else this.pending[0] = chunk.subarray(part);
-      }
+      this.copyPending(result, 0);
     }
-    this.pendingBytes -= take;
     this.position += take;
     return result;
   }
@@ -166,16 +157,26 @@ export class ByteStreamCursor {
     let copied = 0;
     while (copied < target.length) {
       if (this.pending.length === 0) await this.fill(target.length - copied);
+      if (this.pending.length === 0) break;
+      copied += this.copyPending(target, copied);
+    }
+    this.position += copied;
+    return copied;
+  }
+
+  /** Moves buffered bytes into `target` from `offset` on, as many as both hold; returns how many. */
+  private copyPending(target: Buffer, offset: number): number {
+    let copied = 0;
+    while (offset + copied < target.length) {
       const chunk = this.pending.at(0);
       if (chunk === undefined) break;
-      const part = Math.min(chunk.length, target.length - copied);
-      chunk.copy(target, copied, 0, part);
+      const part = Math.min(chunk.length, target.length - offset - copied);
+      chunk.copy(target, offset + copied, 0, part);
       copied += part;
       if (part === chunk.length) this.pending.shift();
       else this.pending[0] = chunk.subarray(part);
-      this.pendingBytes -= part;
     }
-    this.position += copied;
+    this.pendingBytes -= copied;
     return copied;
   }
 
