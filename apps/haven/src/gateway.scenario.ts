@@ -51,6 +51,9 @@ export function gatewayScenario(
       '/api/v1/restore-points',
     ])
       expect(Object.keys(doc.body.paths)).toContain(path);
+    // Every process's own routes are not part of the API.
+    expect(Object.keys(doc.body.paths)).not.toContain('/health');
+    expect(Object.keys(doc.body.paths)).not.toContain('/metrics');
     expect(
       doc.body.paths['/api/v1/pools'].post.requestBody.content['application/json'].schema.required,
     ).toEqual(['name', 'url', 'username', 'password']);

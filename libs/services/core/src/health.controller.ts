@@ -1,5 +1,4 @@
 import { Controller, Get, HttpCode, Inject, Res } from '@nestjs/common';
-import { ApiExcludeController } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { DataSource } from 'typeorm';
 import type { Bus } from '@haven/bus';
@@ -7,8 +6,11 @@ import type { HavenMetrics } from '@haven/observability';
 import { PublicRoute } from './public-route.decorator';
 import { HAVEN_BUS, HAVEN_METRICS, HAVEN_PROCESS, type HavenProcessInfo } from './core.tokens';
 
-/** `/health` (catalog database and bus reachable) and Prometheus `/metrics`, on every process. */
-@ApiExcludeController()
+/**
+ * `/health` (catalog database and bus reachable) and Prometheus `/metrics`, on every process. Not
+ * in the OpenAPI document, which covers the gateway's module only: no swagger import here, so
+ * processes without the gateway do not load @nestjs/swagger (~20 MiB of RSS in a transfer worker).
+ */
 @PublicRoute()
 @Controller()
 export class HealthController {

@@ -60,6 +60,8 @@ export function mountOpenApi(app: INestApplication): void {
       .setVersion('1')
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'A Haven API key' })
       .build(),
+    // The API's resources; /health and /metrics (HavenCoreModule, every process) stay out.
+    { include: [GatewayModule] },
   );
   SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs-json' });
 }
