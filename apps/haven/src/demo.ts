@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '@haven/config';
-import { exitOnBootFailure } from '@haven/service-core';
+import { exitOnBootFailure, sizeThreadPoolForDataPath } from '@haven/service-core';
 import { startXapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from './haven.app';
 
@@ -228,4 +228,6 @@ async function demo(): Promise<void> {
   process.once('SIGINT', () => void stop().then(() => process.exit(0)));
 }
 
+// The tour backs up and restores in this process: size libuv's pool before any asynchronous call.
+sizeThreadPoolForDataPath();
 demo().catch(exitOnBootFailure);

@@ -1,4 +1,6 @@
-import { exitCleanlyOnSignals, exitOnBootFailure } from '@haven/service-core';
+import { exitCleanlyOnSignals, exitOnBootFailure, sizeThreadPoolForDataPath } from '@haven/service-core';
 import { startAllInOne } from './haven.app';
 
+// All-in-one runs transfer work: size libuv's pool before anything starts an asynchronous call.
+sizeThreadPoolForDataPath();
 startAllInOne().then(exitCleanlyOnSignals).catch(exitOnBootFailure);

@@ -10,3 +10,4 @@ export * from './job.definition';
 export * from './job.resources';
 export * from './repository.opener';
 export * from './garbage-collector.tuning';
+export * from './thread-pool.sizing';
