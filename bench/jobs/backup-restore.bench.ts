@@ -13,6 +13,7 @@
  *
  *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
  *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
+ *   ... --only-full: (a) none/plain only; --only-zstd: (a) zstd + AES only (peak RSS from rest)
  */
 import { execFile } from 'node:child_process';
 import { readFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -28,19 +29,24 @@ import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool } from './bench.resources';
-import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
+import { sizeThreadPoolForDataPath, tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const run = promisify(execFile);
 const full = process.argv.includes('--full');
 const skipZstd = process.argv.includes('--no-zstd');
 /** Stop after (a) without compression: what `node --cpu-prof` should look at. */
 const onlyFull = process.argv.includes('--only-full');
+/** Only the zstd + AES full backup (its peak RSS from the state at rest): memory work. */
+const onlyZstd = process.argv.includes('--only-zstd');
 /** Diagnosis only: the local remote without its per-object fsyncs (what durability costs). */
 const noFsync = process.argv.includes('--no-fsync');
 const verbose = process.argv.includes('--verbose');
 /** --event-debounce-ms=N: the XAPI client's pause between event polls (HAVEN_XAPI_EVENT_DEBOUNCE_MS). */
 const eventDebounceArg = process.argv.find((arg) => arg.startsWith('--event-debounce-ms='));
 const eventDebounceMs = eventDebounceArg === undefined ? undefined : Number(eventDebounceArg.split('=')[1]);
+/** --concurrency=N: the job's `concurrency` setting (chunks in flight per disk; 4 by default). */
+const concurrencyArg = process.argv.find((arg) => arg.startsWith('--concurrency='));
+const concurrency = concurrencyArg === undefined ? 4 : Number(concurrencyArg.split('=')[1]);
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const BLOCK = 2 * MiB;
@@ -160,7 +166,7 @@ async function main(): Promise<void> {
         type: 'backup.incremental',
         selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
         remoteIds: [remote],
-        settings: { compression, concurrency: 4 },
+        settings: { compression, concurrency },
       };
       return measured(simPid, () =>
         backupVmIncremental(
@@ -190,6 +196,14 @@ async function main(): Promise<void> {
     const cpBefore = await cp();
     // As a transfer worker does before its first task.
     tuneGarbageCollectorForDataPath();
+    if (onlyZstd) {
+      const sealed = await backup('sealed', 'zstd', 'full-sealed');
+      console.log(
+        `(a) full backup, zstd + AES: ${sealed.seconds.toFixed(1)} s, worker CPU ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s, peak RSS ${(sealed.peakRss / MiB).toFixed(0)} MiB; ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded)`,
+      );
+      await pool.close();
+      return;
+    }
     const plain = await backup('plain', 'none', 'full-plain');
     if (onlyFull) {
       console.log(
@@ -261,6 +275,8 @@ async function main(): Promise<void> {
   }
 }
 
+// As a transfer worker's entry point does, before anything starts an asynchronous call.
+sizeThreadPoolForDataPath();
 main().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;

@@ -5,7 +5,8 @@ export const DATA_PATH_THREAD_POOL_SIZE = 16;
  * Sizes libuv's thread pool (file system calls, chunk hashing, compression) for a transfer worker
  * or an all-in-one process: Node's default of 4 let a flush's fdatasyncs, each waiting on the disk,
  * hold every thread while the next chunks' writes queued behind them (8 GiB backup bench,
- * docs/benchmarks/jobs.md: 28.3 s with 4 threads, 22.4 s with 16). An operator's
+ * docs/benchmarks/jobs.md: 0.6-5.9 s faster than with 4 threads over three pairs of runs, for
+ * 5-10 MiB more malloc arenas with zstd + AES). An operator's
  * UV_THREADPOOL_SIZE is kept. libuv reads the variable once, when the process starts its first
  * asynchronous file, DNS, crypto or zlib call: call this first thing in an entry point (loading
  * modules makes no such call; the int-spec checks it with the transfer worker's modules loaded).
