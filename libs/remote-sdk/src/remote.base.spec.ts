@@ -1,3 +1,4 @@
+import { getEventListeners, getMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { Remote } from './remote.base';
 import type { DriverContext, RemoteDriver } from './remote.driver';
@@ -114,6 +115,22 @@ function econn(): Error {
 }
 
 describe('Remote base class', () => {
+  it('lets many operations share one caller signal under its listener limit, and removes their listeners', async () => {
+    const driver = new FaultyMemoryDriver();
+    driver.hang = true;
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    const controller = new AbortController();
+    const inFlight = Array.from({ length: 40 }, () => remote.exists('k', { signal: controller.signal }));
+    await new Promise((resolve) => setImmediate(resolve));
+    // One listener per operation in flight; past the limit Node warns of a leak (there is none).
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(40);
+    expect(getMaxListeners(controller.signal)).toBeGreaterThanOrEqual(40);
+    controller.abort();
+    const settled = await Promise.allSettled(inFlight);
+    expect(settled.every((outcome) => outcome.status === 'rejected')).toBe(true);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
   it('retries TRANSIENT failures and then succeeds', async () => {
     const driver = new FaultyMemoryDriver();
     const remote = new Remote(driver, { name: 'r1', retry: fast });

@@ -1,3 +1,4 @@
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { Readable, Transform, pipeline } from 'node:stream';
 import type {
   GetOptions,
@@ -329,6 +330,7 @@ export class Remote implements RemoteStore {
       const controller = new AbortController();
       let timedOut: number | undefined;
       const onAbort = (): void => controller.abort(signal?.reason);
+      if (signal !== undefined) allowConcurrentOperations(signal);
       signal?.addEventListener('abort', onAbort, { once: true });
       const timeout = (ms: number): void => {
         timedOut = ms;
@@ -553,3 +555,15 @@ function describe(error: unknown): string {
 }
 
 export type { RemoteErrorCode };
+
+/** Operations that may be in flight at once on one caller's signal (chunks, existence checks). */
+const SHARED_SIGNAL_LISTENERS = 1000;
+
+/**
+ * One task's signal is shared by its concurrent operations (16 existence checks at once, up to 32
+ * chunks in flight), each listening for the abort until it ends: more than Node's warning limit of
+ * 10, without any leak (each listener is removed when its operation ends).
+ */
+function allowConcurrentOperations(signal: AbortSignal): void {
+  if (getMaxListeners(signal) < SHARED_SIGNAL_LISTENERS) setMaxListeners(SHARED_SIGNAL_LISTENERS, signal);
+}
