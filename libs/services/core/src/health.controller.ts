@@ -9,7 +9,7 @@ import { HAVEN_BUS, HAVEN_METRICS, HAVEN_PROCESS, type HavenProcessInfo } from '
 /**
  * `/health` (catalog database and bus reachable) and Prometheus `/metrics`, on every process. Not
  * in the OpenAPI document, which covers the gateway's module only: no swagger import here, so
- * processes without the gateway do not load @nestjs/swagger (~20 MiB of RSS in a transfer worker).
+ * processes without the gateway do not load @nestjs/swagger (8-13 MiB of RSS in a transfer worker at rest).
  */
 @PublicRoute()
 @Controller()
