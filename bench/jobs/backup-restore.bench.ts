@@ -47,6 +47,10 @@ const eventDebounceMs = eventDebounceArg === undefined ? undefined : Number(even
 /** --concurrency=N: the job's `concurrency` setting (chunks in flight per disk; 4 by default). */
 const concurrencyArg = process.argv.find((arg) => arg.startsWith('--concurrency='));
 const concurrency = concurrencyArg === undefined ? 4 : Number(concurrencyArg.split('=')[1]);
+if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32)
+  throw new Error(
+    `--concurrency must be an integer from 1 to 32 (the job setting's range), not ${concurrencyArg}`,
+  );
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const BLOCK = 2 * MiB;
