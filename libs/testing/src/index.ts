@@ -10,3 +10,4 @@ export * from './servers/nats.server';
 export * from './servers/xapi-sim.server';
 export * from './tenant-admin.fixture';
 export * from './simulator-lab.env';
+export * from './fresh-node.script';

@@ -1,9 +1,5 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
-const root = join(__dirname, '../../../..');
+import { runScriptInFreshNode } from '@haven/testing';
 
 /**
  * GCs by kind (8 = an incremental-marking cycle) of a child process that replaces a live set of
@@ -35,10 +31,7 @@ async function gcKinds(tuned: boolean): Promise<Record<string, number>> {
       process.stdout.write(JSON.stringify({ kinds, checksum }));
     }, 50);
   `;
-  const { stdout } = await run(process.execPath, ['-r', '@swc-node/register', '-e', script], {
-    cwd: root,
-    env: { ...process.env, SWC_NODE_PROJECT: join(root, 'tsconfig.json') },
-  });
+  const stdout = await runScriptInFreshNode(script);
   return (JSON.parse(stdout) as { kinds: Record<string, number> }).kinds;
 }
 

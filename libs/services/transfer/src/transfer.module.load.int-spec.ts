@@ -1,9 +1,5 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
-const root = join(__dirname, '../../../..');
+import { runScriptInFreshNode } from '@haven/testing';
 
 /** The npm packages a fresh process has loaded once it imported the transfer worker's module. */
 async function packagesLoadedByTransferModule(): Promise<string[]> {
@@ -16,10 +12,7 @@ async function packagesLoadedByTransferModule(): Promise<string[]> {
     }
     process.stdout.write(JSON.stringify([...names]));
   `;
-  const { stdout } = await run(process.execPath, ['-r', '@swc-node/register', '-e', script], {
-    cwd: root,
-    env: { ...process.env, SWC_NODE_PROJECT: join(root, 'tsconfig.json') },
-  });
+  const stdout = await runScriptInFreshNode(script);
   return JSON.parse(stdout) as string[];
 }
 
