@@ -6,7 +6,14 @@ import type { Readable } from 'node:stream';
 export interface XenApiClient {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
-  readonly pool: { $ref: string; uuid: string; name_label: string } | null;
+  readonly pool: {
+    $ref: string;
+    uuid: string;
+    name_label: string;
+    other_config?: Record<string, string>;
+  } | null;
+  /** The session's id once logged in (the client's getter). */
+  readonly sessionId: string | undefined;
   readonly objectsFetched: Promise<void>;
   call(method: string, ...args: unknown[]): Promise<unknown>;
   callAsync(token: CancelTokenLike, method: string, ...args: unknown[]): Promise<unknown>;
