@@ -1,6 +1,9 @@
 import { join } from 'node:path';
 import { scratchDir } from '../scratch';
-import { ChildProcessServer, freeLoopbackPort } from './child-process.server';
+import { ChildProcessServer } from './child-process.server';
+
+/** What the simulator's CLI prints once it listens (tools/xapi-sim/src/cli.ts), with the port. */
+const SIMULATOR_LISTENING = /xapi-sim listening on http:\/\/[^\s/]+:(\d+)[\s/]/;
 
 export interface XapiSimServerOptions {
   vms?: number;
@@ -30,29 +33,36 @@ export class XapiSimTestServer {
 
   static async start(options: XapiSimServerOptions = {}): Promise<XapiSimTestServer> {
     const state = await scratchDir('haven-xapi-sim-');
-    const port = await freeLoopbackPort();
     const user = options.user ?? 'root';
     const password = options.password ?? 'password';
     const root = join(__dirname, '..', '..', '..', '..');
-    const server = new ChildProcessServer('xapi-sim', port, process.execPath, [
-      join(root, 'bin', 'run.js'),
-      join(root, 'tools', 'xapi-sim', 'src', 'cli.ts'),
-      '--port',
-      String(port),
-      '--state',
-      state.path,
-      '--vms',
-      String(options.vms ?? 2),
-      '--disk-size',
-      options.diskSize ?? '64MiB',
-      '--seed',
-      options.seed ?? 'haven',
-      ...(options.allocation === undefined ? [] : ['--allocation', String(options.allocation)]),
-      '--user',
-      user,
-      '--password',
-      password,
-    ]);
+    // Port 0: the simulator binds a free port itself and names it (SIMULATOR_LISTENING); a port
+    // picked here and bound seconds later by the child could be taken by another process meanwhile.
+    const server = new ChildProcessServer(
+      'xapi-sim',
+      0,
+      process.execPath,
+      (port) => [
+        join(root, 'bin', 'run.js'),
+        join(root, 'tools', 'xapi-sim', 'src', 'cli.ts'),
+        '--port',
+        String(port),
+        '--state',
+        state.path,
+        '--vms',
+        String(options.vms ?? 2),
+        '--disk-size',
+        options.diskSize ?? '64MiB',
+        '--seed',
+        options.seed ?? 'haven',
+        ...(options.allocation === undefined ? [] : ['--allocation', String(options.allocation)]),
+        '--user',
+        user,
+        '--password',
+        password,
+      ],
+      { listeningLine: SIMULATOR_LISTENING },
+    );
     await server.start(120_000);
     return new XapiSimTestServer(server, state.path, user, password, state.cleanup);
   }
