@@ -121,6 +121,37 @@ describe('XapiExportStream', () => {
     await expect(reading).rejects.toMatchObject({ code: 'TRANSFER_FAILED' });
   });
 
+  it('names the disk and the bytes received when the connection drops mid-body', async () => {
+    const source = new Readable({ read: () => undefined });
+    const stream = exportOf(source, deferred().promise, { count: 0 });
+    const failure = new Promise<XapiError>((resolve) => stream.once('error', resolve));
+    stream.resume();
+    source.push(Buffer.alloc(64 * KiB));
+    source.push(Buffer.alloc(16 * KiB));
+    await ticks(5);
+    source.destroy(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }));
+    const error = await failure;
+    expect(error.message).toContain(
+      'raw export on VDI OpaqueRef:1 failed at pool http://pool after 81920 bytes received',
+    );
+    expect(error).toMatchObject({ code: 'UNREACHABLE', progress: 'after 81920 bytes received' });
+  });
+
+  it('names the bytes received beside the task failure XAPI reports', async () => {
+    const source = new Readable({ read: () => undefined });
+    const task = deferred();
+    const stream = exportOf(source, task.promise, { count: 0 });
+    const failure = new Promise<XapiError>((resolve) => stream.once('error', resolve));
+    stream.resume();
+    source.push(Buffer.alloc(64 * KiB));
+    await ticks(5);
+    task.reject(Object.assign(new Error('VDI_IO_ERROR'), { code: 'VDI_IO_ERROR', params: ['cut'] }));
+    source.destroy();
+    const error = await failure;
+    expect(error).toMatchObject({ code: 'TRANSFER_FAILED', xapiCode: 'VDI_IO_ERROR' });
+    expect(error.message).toMatch(/after 65536 bytes received.*\(XAPI VDI_IO_ERROR cut\)/);
+  });
+
   it('cancels the task and closes the body when its signal aborts', async () => {
     const controller = new AbortController();
     const cancelled = { count: 0 };

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { XapiError } from './xapi.error';
+import { withTransferProgress, type XapiError } from './xapi.error';
 
 export type XapiTaskOutcome = 'success' | 'failure' | 'cancelled';
 
@@ -31,6 +31,8 @@ function outcomeOf(error: unknown): XapiTaskOutcome {
 export class XapiExportStream extends Readable {
   /** The task's final state as XAPI reported it. */
   readonly taskOutcome: Promise<XapiTaskOutcome>;
+  /** Bytes the pool sent so far: a failure names it, so a cut export is told from a refused one. */
+  private received = 0;
   private finished = false;
   private readonly onAbort: () => void;
 
@@ -52,6 +54,7 @@ export class XapiExportStream extends Readable {
     const body = options.body;
     body.pause();
     body.on('data', (chunk: Buffer) => {
+      this.received += chunk.length;
       if (this.destroyed) return;
       if (!this.push(chunk)) body.pause();
     });
@@ -113,7 +116,10 @@ export class XapiExportStream extends Readable {
       ),
       new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000).unref()),
     ]);
-    return this.options.toError(taskError ?? error);
+    return withTransferProgress(
+      this.options.toError(taskError ?? error),
+      `after ${this.received} bytes received`,
+    );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

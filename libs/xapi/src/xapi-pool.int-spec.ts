@@ -330,6 +330,10 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
         expect(error).toBeInstanceOf(XapiError);
         expect(error).toMatchObject({ code: 'TRANSFER_FAILED' });
         expect((error as Error).message).toContain(snapshot.disks[0].vdiRef);
+        // How far it got: a cut export is told from one refused at the start.
+        const received = Number(/after (\d+) bytes received/.exec((error as Error).message)?.[1]);
+        expect(received).toBeGreaterThan(0);
+        expect(received).toBeLessThanOrEqual(3 * MiB);
       } finally {
         sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
         await pool.destroySnapshot(snapshot);
