@@ -98,7 +98,11 @@ program
         `xapi-sim listening on ${simulator.url} (user ${simulator.user}, state ${simulator.stateDir}); ` +
           `NBD on port ${nbd.port}${nbd.tls ? ' with TLS' : ''}${nbd.enabled ? '' : ' (no network has the NBD purpose)'}\n`,
       );
-      const stop = (): void => {
+      const stop = (signal: NodeJS.Signals): void => {
+        // Says why the pool went away, for whoever sees an export cut and the port refusing.
+        process.stderr.write(
+          `xapi-sim: ${signal} received (pid ${process.pid}); closing: new connections are refused, open transfers are cut\n`,
+        );
         simulator.close().then(
           () => process.exit(0),
           (error: unknown) => {

@@ -12,7 +12,7 @@ describeIntegration('xapi-sim as a separate process (XapiSimTestServer)', [], ()
     await server.stop();
   });
 
-  it('serves the real client, and keeps written data across a SIGTERM restart', async () => {
+  it('serves the real client, keeps written data across a SIGTERM restart, and says it closed on SIGTERM', async () => {
     const client = new XenApiClientDriver();
     await client.connect(server.url, server.user, server.password);
     const vms = await client.objects('VM');
@@ -21,6 +21,7 @@ describeIntegration('xapi-sim as a separate process (XapiSimTestServer)', [], ()
     await server.workload('POST', 'disks/sim-vm-0/write', { blocks: 2, seed: 'process' });
     const before = await server.workload<{ sha256: string }>('GET', 'disks/sim-vm-0/hash');
     await server.restart('SIGTERM');
+    expect(server.output).toMatch(/xapi-sim: SIGTERM received \(pid \d+\); closing/);
     const after = await server.workload<{ sha256: string }>('GET', 'disks/sim-vm-0/hash');
     expect(after.sha256).toBe(before.sha256);
   });

@@ -44,13 +44,19 @@ export class ChildProcessServer {
     return this.child?.pid;
   }
 
+  /** The last 4000 characters the server printed (stdout and stderr), across restarts. */
+  get recentOutput(): string {
+    return this.output;
+  }
+
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.child !== undefined) throw new Error(`${this.label} is already running (pid ${this.child.pid})`);
-    this.output = '';
     const port = this.port;
     const args = typeof this.args === 'function' ? this.args(port) : this.args;
     const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // Kept across restarts: why the previous run ended can matter as much as this start.
+    this.output = `${this.output}[${this.label} pid ${child.pid}]\n`.slice(-4000);
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString()).slice(-4000);
     };

@@ -75,6 +75,11 @@ export class XapiSimTestServer {
     return this.server.pid;
   }
 
+  /** What the simulator printed lately (its port, why it closed…), across restarts. */
+  get output(): string {
+    return this.server.recentOutput;
+  }
+
   /** Calls the simulator's workload API (`/_sim/...`) and returns its JSON answer. */
   async workload<T = unknown>(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<T> {
     const response = await fetch(`${this.url}/_sim/${path.replace(/^\//, '')}`, {
