@@ -1,6 +1,7 @@
 export * from './repository';
 export * from './repository.errors';
 export * from './repository.keys';
+export * from './master-key.cache';
 export * from './restore-point.writer';
 export * from './restore-point.reader';
 export * from './repository.verifier';

@@ -34,11 +34,11 @@ import {
   deriveExternalKey,
   deriveRepositoryKeys,
   rewrapMasterKey,
-  unwrapMasterKey,
   type RepositoryKeys,
   type RepositorySecret,
 } from './repository.keys';
 import { RepositoryError } from './repository.errors';
+import { processMasterKeys, type MasterKeyCache } from './master-key.cache';
 import { RestorePointReader } from './restore-point.reader';
 import { RestorePointWriter, type RestorePointWriterOptions } from './restore-point.writer';
 import {
@@ -57,10 +57,17 @@ export interface InitRepositoryOptions {
   cipher?: CipherName;
   /** scrypt cost; the default (N=2^15, r=8, p=1) takes ~0.1 s and 32 MiB. */
   kdf?: Partial<Pick<ScryptParameters, 'N' | 'r' | 'p'>>;
+  /** Where the new master key is kept for later opens in this process (default: the process's). */
+  keyCache?: MasterKeyCache;
 }
 
 export interface OpenRepositoryOptions {
   key?: RepositorySecret;
+  /**
+   * Master keys already unwrapped in this process (default: the process's), so scrypt runs once
+   * per repository and secret rather than at every open (master-key.cache.ts).
+   */
+  keyCache?: MasterKeyCache;
 }
 
 /** Creates a repository on an empty place of a remote. Fails if one is already there. */
@@ -96,7 +103,10 @@ export async function initRepository(
       { remote: store.name, key: CONFIG_KEY },
     );
   }
-  return new Repository(store, config, masterKey);
+  const keyCache = options.keyCache ?? processMasterKeys;
+  if (options.key !== undefined && masterKey !== undefined)
+    keyCache.remember(store.name, options.key, config, masterKey);
+  return new Repository(store, config, masterKey, keyCache);
 }
 
 /**
@@ -139,7 +149,8 @@ export async function openRepository(
       { remote: store.name },
     );
   }
-  return new Repository(store, config, await unwrapMasterKey(store.name, options.key, config));
+  const keyCache = options.keyCache ?? processMasterKeys;
+  return new Repository(store, config, await keyCache.unwrap(store.name, options.key, config), keyCache);
 }
 
 /** A summary of a restore point, as listed. */
@@ -159,6 +170,7 @@ export class Repository {
     readonly store: RemoteStore,
     private config: RepositoryConfig,
     private readonly masterKey: Buffer | undefined,
+    private readonly keyCache: MasterKeyCache = processMasterKeys,
   ) {
     this.keys = masterKey !== undefined ? deriveRepositoryKeys(masterKey, config.repositoryId) : undefined;
     const cipher = config.encryption !== null ? chunkCipher(config.encryption.cipher) : undefined;
@@ -272,6 +284,9 @@ export class Repository {
     const encryption = await rewrapMasterKey(this.masterKey, newKey, this.config);
     const config = { ...this.config, encryption };
     await this.store.put(CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    // The old wrapping is gone from the remote: its entries could only ever miss.
+    this.keyCache.forget(this.store.name, this.config);
+    this.keyCache.remember(this.store.name, newKey, config, this.masterKey);
     this.config = config;
   }
 
