@@ -32,6 +32,15 @@ export interface RemoteDriver {
   flush?(context: DriverContext): Promise<void>;
   /** `range.end` > `range.start` here (the base class answers empty ranges); end may exceed the size. */
   get(key: string, context: DriverContext & { range?: { start: number; end: number } }): Promise<Readable>;
+  /**
+   * Optional: the object (or range) read into one buffer of its size, refusing with
+   * INVALID_ARGUMENT an object over `maxBytes`. Without it the base class concatenates get()'s
+   * stream, three allocations more per 2 MiB chunk (docs/benchmarks/jobs.md, restore memory).
+   */
+  getBuffer?(
+    key: string,
+    context: DriverContext & { range?: { start: number; end: number }; maxBytes: number },
+  ): Promise<Buffer>;
   stat(key: string, context: DriverContext): Promise<ObjectStat>;
   /** Ascending key order; `cursor` is what the previous page returned. 1 <= limit <= 1000. */
   list(prefix: string, context: DriverContext & { cursor?: string; limit: number }): Promise<ListPage>;

@@ -123,6 +123,38 @@ export class LocalDriver implements RemoteDriver {
     });
   }
 
+  /** One read into one buffer of the object's size (a chunk is one allocation, not a stream's four). */
+  async getBuffer(
+    key: string,
+    context: DriverContext & { range?: { start: number; end: number }; maxBytes: number },
+  ): Promise<Buffer> {
+    const handle = await open(this.file(key), constants.O_RDONLY);
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new DriverError('NOT_FOUND', 'no such object (it is a folder)');
+      const start = Math.min(context.range?.start ?? 0, info.size);
+      const end = Math.min(context.range?.end ?? info.size, info.size);
+      const length = end - start;
+      if (length > context.maxBytes)
+        throw new DriverError(
+          'INVALID_ARGUMENT',
+          `the object is larger than ${context.maxBytes} bytes; read it as a stream with get()`,
+        );
+      const buffer = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        context.signal.throwIfAborted();
+        const { bytesRead } = await handle.read(buffer, done, length - done, start + done);
+        // The file was cut short meanwhile: what it holds now.
+        if (bytesRead === 0) return buffer.subarray(0, done);
+        done += bytesRead;
+      }
+      return buffer;
+    } finally {
+      await handle.close();
+    }
+  }
+
   async stat(key: string): Promise<ObjectStat> {
     const info = await stat(this.file(key));
     if (!info.isFile()) throw new DriverError('NOT_FOUND', 'no such object (it is a folder)');

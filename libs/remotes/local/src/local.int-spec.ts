@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isRemoteError, testRemote, type RemoteStore } from '@haven/remote-sdk';
+import { isRemoteError, Remote, testRemote, type RemoteStore } from '@haven/remote-sdk';
 import { TestPattern, runRemoteContractSuite } from '@haven/remote-sdk/testing';
 import { describeIntegration, scratchDir } from '@haven/testing';
+import { LocalDriver } from './local.driver';
 import { plugin } from './local.plugin';
 
 runRemoteContractSuite('local', async () => {
@@ -106,10 +107,27 @@ describe('local remote', () => {
     await store.delete('conflict/file');
   });
 
+  it('reads an object whole up to maxBufferBytes and refuses a larger one with INVALID_ARGUMENT', async () => {
+    const small = new Remote(new LocalDriver({ path: folder.path, fsync: false }), {
+      name: 'local-small',
+      maxBufferBytes: 10,
+    });
+    await small.put('sized/ten', Buffer.from('0123456789'));
+    await small.put('sized/eleven', Buffer.from('0123456789a'));
+    expect((await small.getBuffer('sized/ten')).toString()).toBe('0123456789');
+    expect((await small.getBuffer('sized/eleven', { range: { start: 1, end: 11 } })).toString()).toBe(
+      '123456789a',
+    );
+    await expect(small.getBuffer('sized/eleven')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await small.delete('sized/ten');
+    await small.delete('sized/eleven');
+  });
+
   it('does not list a folder as an object, nor answer it as one', async () => {
     await mkdir(join(folder.path, 'just-a-folder'));
     expect((await store.list('')).objects).toEqual([]);
     await expect(store.stat('just-a-folder')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(store.getBuffer('just-a-folder')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await rm(join(folder.path, 'just-a-folder'), { recursive: true });
   });
 
