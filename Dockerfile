@@ -11,6 +11,9 @@ COPY . .
 # Compiled ahead of time: no TypeScript compiler in each process's memory.
 RUN npm run build
 ENV HAVEN_ROLE=haven HAVEN_DATA=/var/lib/haven HAVEN_PORT=3000
+# Read by glibc at exec, so set here (DATA_PATH_EXEC_ENVIRONMENT, libs/services/core): libuv's
+# threads each grew a malloc arena, 12-28 MiB of a transfer worker's RSS (docs/benchmarks/jobs.md).
+ENV MALLOC_ARENA_MAX=2
 VOLUME /var/lib/haven
 EXPOSE 3000
 STOPSIGNAL SIGTERM

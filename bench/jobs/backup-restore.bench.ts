@@ -14,6 +14,7 @@
  *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
  *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
  *   ... --only-full: (a) none/plain only; --only-zstd: (a) zstd + AES only (peak RSS from rest)
+ *   ... --no-launcher-env: without the environment the worker's launchers set (MALLOC_ARENA_MAX)
  */
 import { execFile } from 'node:child_process';
 import { readFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -29,7 +30,12 @@ import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { simPool } from './bench.resources';
-import { sizeThreadPoolForDataPath, tuneGarbageCollectorForDataPath } from '@haven/service-core';
+import {
+  missingExecEnvironment,
+  rerunWithExecEnvironment,
+  sizeThreadPoolForDataPath,
+  tuneGarbageCollectorForDataPath,
+} from '@haven/service-core';
 
 const run = promisify(execFile);
 const full = process.argv.includes('--full');
@@ -110,12 +116,14 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
 
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-backup-restore-'));
-  const sim = await XapiSimTestServer.start({
-    vms: 1,
-    diskSize: String(diskSize),
-    allocation: 0,
-    seed: 'bench-backup-restore',
-  });
+  const sim = await withoutLauncherEnvironment(() =>
+    XapiSimTestServer.start({
+      vms: 1,
+      diskSize: String(diskSize),
+      allocation: 0,
+      seed: 'bench-backup-restore',
+    }),
+  );
   const url = sim.url;
   const simPid = sim.pid;
   if (simPid === undefined) throw new Error('the simulator has no pid');
@@ -203,7 +211,7 @@ async function main(): Promise<void> {
     if (onlyZstd) {
       const sealed = await backup('sealed', 'zstd', 'full-sealed');
       console.log(
-        `(a) full backup, zstd + AES: ${sealed.seconds.toFixed(1)} s, worker CPU ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s, peak RSS ${(sealed.peakRss / MiB).toFixed(0)} MiB; ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded)`,
+        `(a) full backup, zstd + AES: ${sealed.seconds.toFixed(1)} s, worker CPU ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s, peak RSS ${(sealed.peakRss / MiB).toFixed(0)} MiB; ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}`,
       );
       await pool.close();
       return;
@@ -271,7 +279,7 @@ async function main(): Promise<void> {
       `(c) restore as a new VM:           ${restore.seconds.toFixed(1)} s, ${mbs(dataBytes, restore.seconds)} MB/s of data = ${(plain.seconds / restore.seconds).toFixed(2)} x the backup's throughput; ${gib(sent)} GiB sent as ${restore.value.disks.map((disk) => disk.format).join(', ')}; CPU worker ${restore.selfCpu.toFixed(1)} s + sim ${restore.simCpu.toFixed(1)} s`,
     );
     console.log(
-      `(d) peak RSS of the worker:        ${(plain.peakRss / MiB).toFixed(0)} MiB during (a) none/plain${sealed === undefined ? '' : `, ${(sealed.peakRss / MiB).toFixed(0)} MiB during zstd + AES`}, ${(restore.peakRss / MiB).toFixed(0)} MiB during (c); ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded)`,
+      `(d) peak RSS of the worker:        ${(plain.peakRss / MiB).toFixed(0)} MiB during (a) none/plain${sealed === undefined ? '' : `, ${(sealed.peakRss / MiB).toFixed(0)} MiB during zstd + AES`}, ${(restore.peakRss / MiB).toFixed(0)} MiB during (c); ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}`,
     );
   } finally {
     await sim.stop();
@@ -279,9 +287,51 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * The worker measured is the one production runs: with the environment its launchers set at exec
+ * (DATA_PATH_EXEC_ENVIRONMENT: Dockerfile, npm start scripts), which a process cannot give itself,
+ * so the bench runs itself again with it when it is missing. --no-launcher-env: measure without.
+ */
+/** Names of the variables the re-run added, so the simulator (a XAPI host, not the worker) runs without them. */
+const LAUNCHER_ADDED = 'HAVEN_BENCH_LAUNCHER_ADDED';
+
+async function withoutLauncherEnvironment<T>(start: () => Promise<T>): Promise<T> {
+  const names = (process.env[LAUNCHER_ADDED] ?? '').split(',').filter((name) => name !== '');
+  const kept = new Map(names.map((name) => [name, process.env[name]]));
+  // The C library read them when this process started: unsetting them now only affects children.
+  for (const name of names) Reflect.deleteProperty(process.env, name);
+  try {
+    return await start();
+  } finally {
+    for (const [name, value] of kept) if (value !== undefined) process.env[name] = value;
+  }
+}
+
+async function asLaunched(): Promise<void> {
+  const runner = require.main?.filename;
+  const missing = Object.keys(missingExecEnvironment());
+  if (runner !== undefined && missing.length > 0 && !process.argv.includes('--no-launcher-env')) {
+    process.env[LAUNCHER_ADDED] = missing.join(',');
+    const code = await rerunWithExecEnvironment(
+      [...process.execArgv, runner, ...process.argv.slice(1)],
+      (added) =>
+        console.log(
+          `re-running the bench with the transfer launcher's environment: ${Object.entries(added)
+            .map(([name, value]) => `${name}=${value}`)
+            .join(' ')}`,
+        ),
+    );
+    if (code !== undefined) {
+      process.exitCode = code;
+      return;
+    }
+  }
+  await main();
+}
+
 // As a transfer worker's entry point does, before anything starts an asynchronous call.
 sizeThreadPoolForDataPath();
-main().catch((error: unknown) => {
+asLaunched().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });

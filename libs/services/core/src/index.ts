@@ -11,3 +11,4 @@ export * from './job.resources';
 export * from './repository.opener';
 export * from './garbage-collector.tuning';
 export * from './thread-pool.sizing';
+export * from './exec-environment';
