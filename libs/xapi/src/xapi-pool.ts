@@ -1051,10 +1051,11 @@ export class XapiPool {
   }
 
   /**
-   * The body of a GET on the pool. Read directly from the pool's address over a connection of
-   * its own (openHttpDownload: a third of the CPU per byte of the client's generic HTTP stack);
-   * through the client's getResource when the pool routes transfers over a backup network
-   * (`xo:backupNetwork`, which the client resolves to a host address) or no session id is known.
+   * The body of a GET on the pool. Read directly from the master the client talks to, over a
+   * connection of its own (openHttpDownload: about half the CPU per byte of the client's generic
+   * HTTP stack, docs/benchmarks/xapi.md); through the client's getResource when the pool routes
+   * transfers over a backup network (`xo:backupNetwork`, which the client resolves to a host
+   * address) or no session id is known.
    */
   private async openDownload(
     path: string,
@@ -1063,7 +1064,7 @@ export class XapiPool {
     token: CancelTokenLike,
     signal: AbortSignal,
   ): Promise<Readable> {
-    const origin = this.downloads.origin;
+    const origin = this.currentMasterOrigin() ?? this.downloads.origin;
     const sessionId = this.client.sessionId;
     const backupNetwork = this.client.pool?.other_config?.['xo:backupNetwork'];
     if (origin === undefined || sessionId === undefined || backupNetwork !== undefined) {
@@ -1080,6 +1081,17 @@ export class XapiPool {
       signal,
     });
     return download.body;
+  }
+
+  /** The master's address as the client now knows it (after a HOST_IS_SLAVE at login, the real one). */
+  private currentMasterOrigin(): URL | undefined {
+    const current = this.client._url;
+    const given = this.downloads.origin;
+    if (current?.hostname === undefined || given === undefined) return undefined;
+    const origin = new URL(given);
+    origin.hostname = current.hostname;
+    if (current.port !== undefined) origin.port = current.port;
+    return origin;
   }
 
   private async upload(
@@ -1349,7 +1361,6 @@ function describeVm(vm: { name: string; uuid: string }): string {
   return `VM "${vm.name}" (${vm.uuid})`;
 }
 
-/** The URL without user info: what error messages and logs may show. */
 /** The pool's scheme, host and port for direct downloads; undefined if the URL does not parse. */
 function downloadOrigin(url: string): URL | undefined {
   try {
@@ -1361,6 +1372,7 @@ function downloadOrigin(url: string): URL | undefined {
   }
 }
 
+/** The URL without user info: what error messages and logs may show. */
 function safeUrl(url: string): string {
   try {
     const parsed = new URL(url);

@@ -14,6 +14,11 @@ export interface XenApiClient {
   } | null;
   /** The session's id once logged in (the client's getter). */
   readonly sessionId: string | undefined;
+  /**
+   * The master's address the client talks to now (an internal field of xen-api 4.7.6, read only):
+   * it moves to the real master when the given host answered HOST_IS_SLAVE at login.
+   */
+  readonly _url?: { protocol?: string; hostname?: string; port?: string };
   readonly objectsFetched: Promise<void>;
   call(method: string, ...args: unknown[]): Promise<unknown>;
   callAsync(token: CancelTokenLike, method: string, ...args: unknown[]): Promise<unknown>;
