@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATA_PATH_EXEC_ENVIRONMENT, missingExecEnvironment } from './exec-environment';
+import {
+  DATA_PATH_EXEC_ENVIRONMENT,
+  execEnvironmentWarning,
+  missingExecEnvironment,
+} from './exec-environment';
 
 const ROOT = join(__dirname, '..', '..', '..', '..');
 
@@ -32,5 +36,19 @@ describe('DATA_PATH_EXEC_ENVIRONMENT', () => {
     expect(missingExecEnvironment({})).toEqual(DATA_PATH_EXEC_ENVIRONMENT);
     expect(missingExecEnvironment({ MALLOC_ARENA_MAX: ' ' })).toEqual(DATA_PATH_EXEC_ENVIRONMENT);
     expect(missingExecEnvironment({ MALLOC_ARENA_MAX: '4' })).toEqual({});
+  });
+
+  it('makes a transfer process launched without it say so at boot, naming the variable and its value', () => {
+    expect(execEnvironmentWarning(['transfer'], {})).toEqual({
+      msg: expect.stringMatching(
+        /^MALLOC_ARENA_MAX not set: .* set MALLOC_ARENA_MAX=2 in the environment that starts it/,
+      ),
+      missing: { MALLOC_ARENA_MAX: '2' },
+    });
+    expect(
+      execEnvironmentWarning(['gateway', 'catalog', 'transfer'], { MALLOC_ARENA_MAX: '' }),
+    ).toBeDefined();
+    expect(execEnvironmentWarning(['transfer'], { MALLOC_ARENA_MAX: '2' })).toBeUndefined();
+    expect(execEnvironmentWarning(['gateway', 'catalog'], {})).toBeUndefined();
   });
 });

@@ -25,6 +25,32 @@ export function missingExecEnvironment(env: NodeJS.ProcessEnv = process.env): Re
 }
 
 /**
+ * What a process that moves disk data (the `transfer` role, alone or in the all-in-one) logs at
+ * boot when its launcher left out part of DATA_PATH_EXEC_ENVIRONMENT (started by hand from
+ * `dist/`, a unit file of the operator's own); undefined when nothing is missing or the process
+ * moves no data.
+ */
+export function execEnvironmentWarning(
+  roles: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { msg: string; missing: Record<string, string> } | undefined {
+  if (!roles.includes('transfer')) return undefined;
+  const missing = missingExecEnvironment(env);
+  const names = Object.keys(missing);
+  if (names.length === 0) return undefined;
+  const assignments = Object.entries(missing)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(' ');
+  return {
+    msg:
+      `${names.join(', ')} not set: this transfer process's memory will run higher than measured ` +
+      `(glibc reads it only at exec); set ${assignments} in the environment that starts it, as the ` +
+      'image and the npm start scripts do',
+    missing,
+  };
+}
+
+/**
  * For a benchmark that stands in for a worker: when this process lacks part of
  * DATA_PATH_EXEC_ENVIRONMENT, runs `node <args>` again with it (stdio shared, SIGINT and SIGTERM
  * passed on) and resolves with the child's exit code; resolves undefined, running nothing, when the

@@ -11,6 +11,7 @@ import { type HavenConfig, loadConfig } from '@haven/config';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_LOGGER, type ProcessRole } from './core.tokens';
 import { HavenCoreModule } from './haven-core.module';
+import { execEnvironmentWarning } from './exec-environment';
 import { ProblemFilter } from './problem.filter';
 import { RequestContextMiddleware } from './request-context.middleware';
 
@@ -49,6 +50,8 @@ export async function startHavenProcess(options: HavenProcessOptions): Promise<I
     { msg: 'Haven process ready', roles: options.roles, port: config.port, url: await app.getUrl() },
     'Bootstrap',
   );
+  const launcherWarning = execEnvironmentWarning(options.roles);
+  if (launcherWarning !== undefined) logger.warn(launcherWarning, 'Bootstrap');
   return app;
 }
 
