@@ -170,6 +170,34 @@ describe('openHttpDownload', () => {
     expect(received).toBe(total);
   });
 
+  it('does not count a consumer that holds the body back as silence of the server', async () => {
+    const url = await listen(
+      http.createServer((_request, response) => {
+        response.writeHead(200, { 'content-length': 64 * MiB });
+        const piece = Buffer.alloc(MiB, 2);
+        let sent = 0;
+        const pump = (): void => {
+          while (sent < 64 * MiB) {
+            sent += piece.length;
+            if (!response.write(piece)) {
+              response.once('drain', pump);
+              return;
+            }
+          }
+          response.end();
+        };
+        pump();
+      }),
+    );
+    const download = await openHttpDownload(url, { ...options, inactivityTimeoutMs: 200 });
+    // Buffers fill and the socket pauses; the consumer then stays away five timeouts long.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(download.body.destroyed).toBe(false);
+    let received = 0;
+    for await (const part of download.body as AsyncIterable<Buffer>) received += part.length;
+    expect(received).toBe(64 * MiB);
+  });
+
   it('speaks TLS: a self-signed certificate is refused unless allowed', async () => {
     const certificate = await createSelfSignedCertificate('localhost');
     const url = await listen(

@@ -108,6 +108,9 @@ class HttpDownloadConnection {
     | { resolve: (head: HttpResponseHead) => void; reject: (error: Error) => void }
     | undefined;
   private failure: Error | undefined;
+  private readonly inactivityTimeoutMs: number;
+  /** True while the socket is paused because the consumer has enough buffered. */
+  private heldBack = false;
   head!: HttpResponseHead;
 
   private constructor(
@@ -115,9 +118,10 @@ class HttpDownloadConnection {
     options: HttpDownloadOptions,
   ) {
     this.bodyStream = new BodyStream(
-      () => this.socket.resume(),
+      () => this.resumeReading(),
       () => this.close(),
     );
+    this.inactivityTimeoutMs = options.inactivityTimeoutMs;
     const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const onread: net.OnReadOpts = {
@@ -233,13 +237,28 @@ class HttpDownloadConnection {
   private onRead(length: number, buffer: Uint8Array): boolean {
     this.slabUsed += length;
     const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, length);
+    let wantsMore: boolean;
     try {
-      if (this.framing === undefined) return this.onHeadBytes(bytes);
-      return this.onBodyBytes(bytes);
+      wantsMore = this.framing === undefined ? this.onHeadBytes(bytes) : this.onBodyBytes(bytes);
     } catch (error) {
       this.fail(error instanceof Error ? error : new Error(String(error)));
       return false;
     }
+    if (!wantsMore && !this.socket.destroyed) {
+      // Paused for the consumer, not waiting on the server: silence is not the server's.
+      this.heldBack = true;
+      this.socket.setTimeout(0);
+    }
+    return wantsMore;
+  }
+
+  /** The consumer wants more: read again, and count the server's silence again. */
+  private resumeReading(): void {
+    if (this.heldBack) {
+      this.heldBack = false;
+      if (!this.socket.destroyed) this.socket.setTimeout(this.inactivityTimeoutMs);
+    }
+    this.socket.resume();
   }
 
   private onHeadBytes(bytes: Buffer): boolean {
@@ -272,7 +291,8 @@ class HttpDownloadConnection {
   }
 
   private onClose(): void {
-    if (this.failure !== undefined) return;
+    // A failure, or the consumer closed the body: nothing left to tell.
+    if (this.failure !== undefined || this.bodyStream.destroyed) return;
     const framing = this.framing;
     if (framing === undefined) {
       this.fail(
