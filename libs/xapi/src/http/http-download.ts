@@ -54,9 +54,9 @@ export class HttpStatusError extends Error {
 
 /**
  * GET of a large resource (a disk or VM export) over HTTP/1.1 or HTTPS on a connection of its
- * own, read with Node's `onread` into large slabs: about a third of the CPU per byte of a generic
- * HTTP client, whose 64 KiB reads are each a fresh buffer and a parser call
- * (docs/benchmarks/jobs.md). Follows redirects (XAPI sends a host that does not hold the disk to
+ * own, read with Node's `onread` into large slabs: about half the CPU per byte of a generic HTTP
+ * client, whose 64 KiB reads are each a fresh buffer and a parser call
+ * (docs/benchmarks/xapi.md). Follows redirects (XAPI sends a host that does not hold the disk to
  * the one that does); the connection is closed when the body ends.
  */
 export async function openHttpDownload(url: URL, options: HttpDownloadOptions): Promise<HttpDownload> {
