@@ -47,7 +47,8 @@ function exportOf(
       cancelled.count++;
       return Promise.resolve();
     },
-    toError: (cause): XapiError => toXapiError(cause, context),
+    toError: (cause, progress): XapiError =>
+      toXapiError(cause, progress === undefined ? context : { ...context, progress }),
     settleTimeoutMs: 60_000,
     signal,
   });

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { withTransferProgress, type XapiError } from './xapi.error';
+import type { XapiError } from './xapi.error';
 
 export type XapiTaskOutcome = 'success' | 'failure' | 'cancelled';
 
@@ -10,8 +10,8 @@ export interface XapiExportStreamOptions {
   task: Promise<unknown>;
   /** Asks XAPI to cancel the transfer task (best effort). */
   cancelTask: () => Promise<void>;
-  /** Converts a failure (socket error, task failure) into the typed error the reader sees. */
-  toError: (cause: unknown) => XapiError;
+  /** Converts a failure (socket error, task failure) into the typed error the reader sees; `progress` (`after N bytes received`) goes into its message. */
+  toError: (cause: unknown, progress?: string) => XapiError;
   /** How long to wait, after the last byte, for XAPI to report the task's outcome. */
   settleTimeoutMs: number;
   signal?: AbortSignal;
@@ -116,10 +116,7 @@ export class XapiExportStream extends Readable {
       ),
       new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000).unref()),
     ]);
-    return withTransferProgress(
-      this.options.toError(taskError ?? error),
-      `after ${this.received} bytes received`,
-    );
+    return this.options.toError(taskError ?? error, `after ${this.received} bytes received`);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

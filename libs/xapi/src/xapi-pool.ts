@@ -1030,7 +1030,8 @@ export class XapiPool {
           connection.abort(new DOMException('stream destroyed', 'AbortError'));
           await this.client.call('task.cancel', task);
         },
-        toError: (cause) => toXapiError(cause, context),
+        toError: (cause, progress) =>
+          toXapiError(cause, progress === undefined ? context : { ...context, progress }),
         settleTimeoutMs: this.callTimeoutMs,
         signal,
       });

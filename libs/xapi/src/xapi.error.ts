@@ -26,8 +26,6 @@ export interface XapiErrorContext {
   /** XAPI's own error code (`VDI_IN_USE`, `SESSION_AUTHENTICATION_FAILED`…) when there is one. */
   xapiCode?: string;
   xapiParams?: readonly string[];
-  /** What went wrong, as the message says it between the pool and the XAPI code. */
-  detail?: string;
   /** How far a transfer got before it failed, e.g. `after 3145728 bytes received`. */
   progress?: string;
   cause?: unknown;
@@ -40,7 +38,6 @@ export class XapiError extends Error {
   readonly object: string | undefined;
   readonly xapiCode: string | undefined;
   readonly xapiParams: readonly string[];
-  readonly detail: string | undefined;
   readonly progress: string | undefined;
 
   constructor(code: XapiErrorCode, message: string, context: XapiErrorContext) {
@@ -52,7 +49,6 @@ export class XapiError extends Error {
     this.object = context.object;
     this.xapiCode = context.xapiCode;
     this.xapiParams = context.xapiParams ?? [];
-    this.detail = context.detail;
     this.progress = context.progress;
   }
 
@@ -198,27 +194,11 @@ export function xapiError(code: XapiErrorCode, context: XapiErrorContext, detail
     context.xapiCode === undefined
       ? ''
       : ` (XAPI ${context.xapiCode}${context.xapiParams !== undefined && context.xapiParams.length > 0 ? ` ${context.xapiParams.join(', ')}` : ''})`;
-  const said = detail ?? context.detail;
-  const what = said === undefined ? '' : `: ${said}`;
+  const what = detail === undefined ? '' : `: ${detail}`;
   const progress = context.progress === undefined ? '' : ` ${context.progress}`;
   const message = `${context.operation}${on} failed at pool ${context.poolUrl}${progress}${what}${xapi}; ${ADVICE[code]}`;
   const Class = classFor(code);
-  return new Class(code, message, said === undefined ? context : { ...context, detail: said });
-}
-
-/** The same failure, its message saying how far the transfer got (`after N bytes received`). */
-export function withTransferProgress(error: XapiError, progress: string): XapiError {
-  if (error.progress !== undefined) return error;
-  const context: XapiErrorContext = {
-    poolUrl: error.poolUrl,
-    operation: error.operation,
-    ...(error.object === undefined ? {} : { object: error.object }),
-    ...(error.xapiCode === undefined ? {} : { xapiCode: error.xapiCode, xapiParams: error.xapiParams }),
-    ...(error.detail === undefined ? {} : { detail: error.detail }),
-    progress,
-    ...(error.cause === undefined ? {} : { cause: error.cause }),
-  };
-  return xapiError(error.code, context);
+  return new Class(code, message, context);
 }
 
 /**
