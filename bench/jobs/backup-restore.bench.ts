@@ -287,11 +287,6 @@ async function main(): Promise<void> {
   }
 }
 
-/**
- * The worker measured is the one production runs: with the environment its launchers set at exec
- * (DATA_PATH_EXEC_ENVIRONMENT: Dockerfile, npm start scripts), which a process cannot give itself,
- * so the bench runs itself again with it when it is missing. --no-launcher-env: measure without.
- */
 /** Names of the variables the re-run added, so the simulator (a XAPI host, not the worker) runs without them. */
 const LAUNCHER_ADDED = 'HAVEN_BENCH_LAUNCHER_ADDED';
 
@@ -307,6 +302,11 @@ async function withoutLauncherEnvironment<T>(start: () => Promise<T>): Promise<T
   }
 }
 
+/**
+ * The worker measured is the one production runs: with the environment its launchers set at exec
+ * (DATA_PATH_EXEC_ENVIRONMENT: Dockerfile, npm start scripts), which a process cannot give itself,
+ * so the bench runs itself again with it when it is missing. --no-launcher-env: measure without.
+ */
 async function asLaunched(): Promise<void> {
   const runner = require.main?.filename;
   const missing = Object.keys(missingExecEnvironment());
