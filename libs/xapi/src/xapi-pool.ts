@@ -1018,16 +1018,15 @@ export class XapiPool {
     }
     const taskResult = this.client.watchTask(task);
     taskResult.catch(() => undefined);
-    const connection = new AbortController();
     try {
-      const body = await this.openDownload(path, query, task, source.token, connection.signal);
+      // The caller's signal also ends a download still waiting for the response head.
+      const body = await this.openDownload(path, query, task, source.token, signal);
       signal?.removeEventListener('abort', onAbort);
       return new XapiExportStream({
         body,
         task: taskResult,
         cancelTask: async () => {
           source.cancel('stream destroyed');
-          connection.abort(new DOMException('stream destroyed', 'AbortError'));
           await this.client.call('task.cancel', task);
         },
         toError: (cause, progress) =>
@@ -1037,7 +1036,6 @@ export class XapiPool {
       });
     } catch (error) {
       signal?.removeEventListener('abort', onAbort);
-      connection.abort(new DOMException('download failed', 'AbortError'));
       await this.client.call('task.cancel', task).catch(() => undefined);
       // The task's error_info says more than "unexpected 500".
       const reason = await Promise.race([
@@ -1063,7 +1061,7 @@ export class XapiPool {
     query: Record<string, string>,
     task: string,
     token: CancelTokenLike,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
   ): Promise<Readable> {
     const origin = this.currentMasterOrigin() ?? this.downloads.origin;
     const sessionId = this.client.sessionId;
@@ -1079,7 +1077,7 @@ export class XapiPool {
     const download = await openHttpDownload(url, {
       allowUnauthorized: this.downloads.allowUnauthorized,
       inactivityTimeoutMs: this.callTimeoutMs,
-      signal,
+      ...(signal === undefined ? {} : { signal }),
     });
     return download.body;
   }
