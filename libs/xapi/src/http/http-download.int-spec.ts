@@ -233,6 +233,14 @@ describe('openHttpDownload', () => {
     await Promise.all(closed);
   });
 
+  it('gives up waiting for the response head when aborted', async () => {
+    const url = await listen(net.createServer(() => undefined));
+    const controller = new AbortController();
+    const waiting = openHttpDownload(url, { ...options, signal: controller.signal });
+    setImmediate(() => controller.abort(new Error('the run was cancelled')));
+    await expect(waiting).rejects.toThrow('the run was cancelled');
+  });
+
   it('refuses a server that does not speak HTTP, and one that closes before answering', async () => {
     const notHttp = await listen(net.createServer((socket) => socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n')));
     await expect(openHttpDownload(notHttp, options)).rejects.toThrow(
