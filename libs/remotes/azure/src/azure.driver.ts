@@ -1,12 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import {
-  BlobServiceClient,
-  RestError,
-  StorageSharedKeyCredential,
-  type BlockBlobClient,
-  type ContainerClient,
-} from '@azure/storage-blob';
+import type * as AzureBlob from '@azure/storage-blob';
+import type { BlockBlobClient, ContainerClient, RestError } from '@azure/storage-blob';
 import {
   DriverError,
   retryTransient,
@@ -62,6 +57,18 @@ const PERMISSION_CODES = new Set([
 ]);
 const TRANSIENT_CODES = new Set(['ServerBusy', 'OperationTimedOut', 'InternalError', 'REQUEST_SEND_ERROR']);
 
+let loadedSdk: typeof AzureBlob | undefined;
+
+/**
+ * The Azure Storage SDK, loaded when the first Azure driver is made: a process that never opens an
+ * Azure remote (most transfer workers) does not carry its ~20 MiB of code.
+ */
+function sdk(): typeof AzureBlob {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loadedSdk ??= require('@azure/storage-blob') as typeof AzureBlob;
+  return loadedSdk;
+}
+
 /**
  * Azure Blob Storage (and Azurite): block blobs. Small bodies go up in one Put Blob; streams are
  * staged as blocks in parallel and made visible by one Put Block List, so a failed upload leaves
@@ -81,10 +88,10 @@ export class AzureDriver implements RemoteDriver {
     const pipelineOptions = { retryOptions: { maxTries: 1 } };
     const service =
       'connectionString' in options
-        ? BlobServiceClient.fromConnectionString(options.connectionString, pipelineOptions)
-        : new BlobServiceClient(
+        ? sdk().BlobServiceClient.fromConnectionString(options.connectionString, pipelineOptions)
+        : new (sdk().BlobServiceClient)(
             options.endpoint,
-            new StorageSharedKeyCredential(options.accountName, options.accountKey),
+            new (sdk().StorageSharedKeyCredential)(options.accountName, options.accountKey),
             pipelineOptions,
           );
     this.container = service.getContainerClient(options.container);
@@ -112,7 +119,8 @@ export class AzureDriver implements RemoteDriver {
       });
       return true;
     } catch (error) {
-      if (error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)) return false;
+      if (error instanceof sdk().RestError && (error.statusCode === 409 || error.statusCode === 412))
+        return false;
       throw error;
     }
   }
@@ -135,7 +143,7 @@ export class AzureDriver implements RemoteDriver {
       return body instanceof Readable ? body : Readable.from(body as AsyncIterable<Buffer>);
     } catch (error) {
       // A range starting at or past the end: empty, as on every other remote type.
-      if (range !== undefined && error instanceof RestError && error.statusCode === 416) {
+      if (range !== undefined && error instanceof sdk().RestError && error.statusCode === 416) {
         await this.stat(key, context);
         return Readable.from([]);
       }
@@ -188,7 +196,7 @@ export class AzureDriver implements RemoteDriver {
   }
 
   classifyError(error: unknown): ErrorClassification | undefined {
-    if (!(error instanceof RestError)) return classifyNetworkFailure(error);
+    if (!(error instanceof sdk().RestError)) return classifyNetworkFailure(error);
     const status = error.statusCode;
     const code = error.code ?? restErrorCode(error);
     const what = `${code ?? 'error'}${status === undefined ? '' : ` (HTTP ${status})`}`;

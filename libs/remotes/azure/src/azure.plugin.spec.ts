@@ -37,4 +37,27 @@ describe('azure remote plugin manifest', () => {
     expect(fields).toContain('accountKey');
     expect(fields).toContain('endpoint');
   });
+
+  it('loads the Azure SDK only when the first Azure driver is made, not with the plugin', () => {
+    const loaded: string[] = [];
+    jest.isolateModules(() => {
+      // A spy on module loading: the real SDK is what the driver gets.
+      jest.doMock('@azure/storage-blob', () => {
+        loaded.push('@azure/storage-blob');
+        return jest.requireActual('@azure/storage-blob');
+      });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const fresh = (require('./index') as typeof import('./index')).plugin;
+      expect(loaded).toEqual([]);
+      fresh.create(
+        {
+          connectionString:
+            'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=Yg==;BlobEndpoint=http://127.0.0.1:9/a;',
+          container: 'lazy',
+        },
+        { name: 'lazy' },
+      );
+      expect(loaded).toEqual(['@azure/storage-blob']);
+    });
+  });
 });

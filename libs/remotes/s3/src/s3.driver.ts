@@ -1,21 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  S3ServiceException,
-  UploadPartCommand,
-  type CompletedPart,
-  type ObjectLockMode,
-} from '@aws-sdk/client-s3';
+import type * as AwsS3 from '@aws-sdk/client-s3';
+import type { CompletedPart, ObjectLockMode, S3Client } from '@aws-sdk/client-s3';
 import {
   DriverError,
   retryTransient,
@@ -27,6 +13,18 @@ import {
   type RemoteDriver,
   type RemoteFeatures,
 } from '@haven/remote-sdk';
+
+let loadedSdk: typeof AwsS3 | undefined;
+
+/**
+ * The AWS SDK, loaded when the first S3 driver is made: a process that never opens an S3 remote
+ * (most transfer workers) does not carry its ~20 MiB of code.
+ */
+function sdk(): typeof AwsS3 {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loadedSdk ??= require('@aws-sdk/client-s3') as typeof AwsS3;
+  return loadedSdk;
+}
 
 export interface S3ObjectLockSettings {
   mode: 'GOVERNANCE' | 'COMPLIANCE';
@@ -102,6 +100,7 @@ const NO_SPACE_CODES = new Set([
  */
 export class S3Driver implements RemoteDriver {
   readonly type = 's3';
+  private readonly sdk = sdk();
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly root: string;
@@ -112,7 +111,7 @@ export class S3Driver implements RemoteDriver {
   private probing: Promise<boolean> | undefined;
 
   constructor(options: S3DriverOptions) {
-    this.client = new S3Client({
+    this.client = new this.sdk.S3Client({
       endpoint: options.endpoint,
       region: options.region,
       forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
@@ -170,7 +169,7 @@ export class S3Driver implements RemoteDriver {
     const range = context.range;
     try {
       const response = await this.client.send(
-        new GetObjectCommand({
+        new this.sdk.GetObjectCommand({
           Bucket: this.bucket,
           Key: this.root + key,
           Range: range === undefined ? undefined : `bytes=${range.start}-${range.end - 1}`,
@@ -203,7 +202,7 @@ export class S3Driver implements RemoteDriver {
 
   async stat(key: string, context: DriverContext): Promise<ObjectStat> {
     const response = await this.client.send(
-      new HeadObjectCommand({ Bucket: this.bucket, Key: this.root + key }),
+      new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.root + key }),
       {
         abortSignal: context.signal,
       },
@@ -213,7 +212,7 @@ export class S3Driver implements RemoteDriver {
 
   async list(prefix: string, context: DriverContext & { cursor?: string; limit: number }): Promise<ListPage> {
     const response = await this.client.send(
-      new ListObjectsV2Command({
+      new this.sdk.ListObjectsV2Command({
         Bucket: this.bucket,
         Prefix: this.root + prefix,
         MaxKeys: context.limit,
@@ -235,7 +234,7 @@ export class S3Driver implements RemoteDriver {
 
   async delete(key: string, context: DriverContext): Promise<void> {
     // S3 answers 204 for a missing key too: idempotent by nature.
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.root + key }), {
+    await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.root + key }), {
       abortSignal: context.signal,
     });
   }
@@ -243,7 +242,7 @@ export class S3Driver implements RemoteDriver {
   async copy(fromKey: string, toKey: string, context: DriverContext): Promise<void> {
     const source = `${this.bucket}/${(this.root + fromKey).split('/').map(encodeURIComponent).join('/')}`;
     await this.client.send(
-      new CopyObjectCommand({
+      new this.sdk.CopyObjectCommand({
         Bucket: this.bucket,
         Key: this.root + toKey,
         CopySource: source,
@@ -260,7 +259,7 @@ export class S3Driver implements RemoteDriver {
 
   classifyError(error: unknown): ErrorClassification | undefined {
     const code = errorCode(error);
-    const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+    const status = error instanceof this.sdk.S3ServiceException ? error.$metadata.httpStatusCode : undefined;
     if (code === undefined) return classifyNetworkFailure(error);
     const what = status === undefined ? code : `${code} (HTTP ${status})`;
     if (code === 'NoSuchKey' || code === 'NotFound')
@@ -287,7 +286,7 @@ export class S3Driver implements RemoteDriver {
     if (status === 401)
       return { code: 'AUTH_FAILED', reason: `the server refused the credentials (${what})` };
     if (status === 404) return { code: 'NOT_FOUND', reason: `no such object (${what})` };
-    if (error instanceof S3ServiceException) return { code: 'UNKNOWN', reason: what };
+    if (error instanceof this.sdk.S3ServiceException) return { code: 'UNKNOWN', reason: what };
     return undefined;
   }
 
@@ -311,7 +310,7 @@ export class S3Driver implements RemoteDriver {
     ifNoneMatch = false,
   ): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({
+      new this.sdk.PutObjectCommand({
         Bucket: this.bucket,
         Key: this.root + key,
         Body: body,
@@ -354,7 +353,11 @@ export class S3Driver implements RemoteDriver {
       return;
     }
     const created = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.root + key, ...this.lockHeaders() }),
+      new this.sdk.CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: this.root + key,
+        ...this.lockHeaders(),
+      }),
       { abortSignal: signal },
     );
     const uploadId = created.UploadId;
@@ -368,7 +371,7 @@ export class S3Driver implements RemoteDriver {
       const task = retryTransient(
         () =>
           this.client.send(
-            new UploadPartCommand({
+            new this.sdk.UploadPartCommand({
               Bucket: this.bucket,
               Key: this.root + key,
               UploadId: uploadId,
@@ -412,7 +415,7 @@ export class S3Driver implements RemoteDriver {
       if (failure !== undefined) throw failure as Error;
       parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
       await this.client.send(
-        new CompleteMultipartUploadCommand({
+        new this.sdk.CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: this.root + key,
           UploadId: uploadId,
@@ -427,7 +430,11 @@ export class S3Driver implements RemoteDriver {
       // lifecycle rule that aborts incomplete uploads, see docs/remotes.md.
       await this.client
         .send(
-          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.root + key, UploadId: uploadId }),
+          new this.sdk.AbortMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: this.root + key,
+            UploadId: uploadId,
+          }),
         )
         .catch(() => undefined);
       throw error;
@@ -440,14 +447,19 @@ export class S3Driver implements RemoteDriver {
     this.probing ??= (async () => {
       const probe = `${this.root}.haven-tmp-conditional-write-probe-${randomBytes(6).toString('hex')}`;
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: Buffer.from('1') }),
+        new this.sdk.PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: Buffer.from('1') }),
         {
           abortSignal: signal,
         },
       );
       try {
         await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: Buffer.from('2'), IfNoneMatch: '*' }),
+          new this.sdk.PutObjectCommand({
+            Bucket: this.bucket,
+            Key: probe,
+            Body: Buffer.from('2'),
+            IfNoneMatch: '*',
+          }),
           { abortSignal: signal },
         );
         this.conditionalWrites = false;
@@ -456,7 +468,7 @@ export class S3Driver implements RemoteDriver {
         this.conditionalWrites = true;
       } finally {
         await this.client
-          .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: probe }))
+          .send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: probe }))
           .catch(() => undefined);
       }
       return this.conditionalWrites;
@@ -468,7 +480,7 @@ export class S3Driver implements RemoteDriver {
 
   private async objectExists(key: string, signal: AbortSignal): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.root + key }), {
+      await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.root + key }), {
         abortSignal: signal,
       });
       return true;
@@ -515,7 +527,7 @@ function classifyNetworkFailure(error: unknown): ErrorClassification | undefined
 }
 
 function errorCode(error: unknown): string | undefined {
-  if (error instanceof S3ServiceException) return error.name;
+  if (error instanceof sdk().S3ServiceException) return error.name;
   if (typeof error === 'object' && error !== null) {
     const name = (error as { name?: unknown }).name;
     const code = (error as { Code?: unknown }).Code;
@@ -530,7 +542,7 @@ function isPreconditionFailed(error: unknown): boolean {
   return (
     code === 'PreconditionFailed' ||
     code === 'ConditionalRequestConflict' ||
-    (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 412)
+    (error instanceof sdk().S3ServiceException && error.$metadata.httpStatusCode === 412)
   );
 }
 

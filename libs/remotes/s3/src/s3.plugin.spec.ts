@@ -53,4 +53,20 @@ describe('s3 remote plugin manifest', () => {
       ].sort(),
     );
   });
+
+  it('loads the AWS SDK only when the first S3 driver is made, not with the plugin', () => {
+    const loaded: string[] = [];
+    jest.isolateModules(() => {
+      // A spy on module loading: the real SDK is what the driver gets.
+      jest.doMock('@aws-sdk/client-s3', () => {
+        loaded.push('@aws-sdk/client-s3');
+        return jest.requireActual('@aws-sdk/client-s3');
+      });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const fresh = (require('./index') as typeof import('./index')).plugin;
+      expect(loaded).toEqual([]);
+      fresh.create({ ...valid, endpoint: 'http://127.0.0.1:9' }, { name: 'lazy' });
+      expect(loaded).toEqual(['@aws-sdk/client-s3']);
+    });
+  });
 });
