@@ -81,6 +81,11 @@ export interface NbdServerOptions {
   tls?: { key: string; cert: string };
   /** Reads of one connection served at once (more wait in the socket). Default 8. */
   maxInFlight?: number;
+  /**
+   * Errors of the listener once it listens (a failed accept…). Without it such an error is
+   * Node's default for an unhandled 'error': the process fails.
+   */
+  onListenerError?: (error: Error) => void;
 }
 
 export interface NbdServerStats {
@@ -126,6 +131,8 @@ export class NbdServer {
         resolve();
       });
     });
+    const onListenerError = this.options.onListenerError;
+    if (onListenerError !== undefined) server.on('error', onListenerError);
     return server.address() as AddressInfo;
   }
 

@@ -64,6 +64,10 @@ program
   .option('--password <password>', 'login password', 'password')
   .option('--nbd <mode>', 'NBD on first start: insecure (plain), tls, or off', nbdMode, 'insecure')
   .option('--nbd-port <port>', 'TCP port of the NBD listener (0 = any free port)', integer, 0)
+  .option(
+    '--slave-address <address>',
+    "also serve a slave host of the pool on this address (e.g. 127.0.0.2) at the master's port; its logins answer HOST_IS_SLAVE",
+  )
   .action(
     async (options: {
       state: string;
@@ -78,6 +82,7 @@ program
       password: string;
       nbd: 'insecure' | 'tls' | 'off';
       nbdPort: number;
+      slaveAddress?: string;
     }) => {
       const simulator = await startXapiSimulator({
         stateDir: options.state,
@@ -92,10 +97,16 @@ program
         password: options.password,
         nbd: options.nbd,
         nbdPort: options.nbdPort,
+        ...(options.slaveAddress === undefined ? {} : { slaveAddress: options.slaveAddress }),
       });
       const nbd = simulator.nbd.status();
+      const slave = simulator.slave?.status();
+      // The slave's line comes first: whoever waits for the master's line has both then.
       process.stdout.write(
-        `xapi-sim listening on ${simulator.url} (user ${simulator.user}, state ${simulator.stateDir}); ` +
+        (slave === undefined
+          ? ''
+          : `xapi-sim slave host listening on ${slave.url} (logins answer HOST_IS_SLAVE ${slave.masterAddress})\n`) +
+          `xapi-sim listening on ${simulator.url} (user ${simulator.user}, state ${simulator.stateDir}); ` +
           `NBD on port ${nbd.port}${nbd.tls ? ' with TLS' : ''}${nbd.enabled ? '' : ' (no network has the NBD purpose)'}\n`,
       );
       const stop = (signal: NodeJS.Signals): void => {

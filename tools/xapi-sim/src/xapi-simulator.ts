@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { registerStorageMethods } from './api/storage.methods';
 import { registerToolstackMethods } from './api/toolstack.methods';
@@ -5,13 +6,14 @@ import { registerVmMethods } from './api/vm.methods';
 import { genericMethod } from './api/generic.methods';
 import { exportVm } from './http/export-vm.handler';
 import { importVm } from './http/import-vm.handler';
+import { SlaveHostServer } from './http/slave-host.server';
 import { createXapiHttpServer } from './http/xapi-http.server';
 import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
 import { VdiNbdServer, type VdiNbdStatus } from './nbd/vdi-nbd.server';
 import type { ClockState } from './model/simulator.clock';
 import { MethodTable } from './rpc/method.table';
 import { RpcDispatcher } from './rpc/rpc.dispatcher';
-import { seedPool } from './seed/pool.seed';
+import { seedPool, seedSlaveHost } from './seed/pool.seed';
 import { BLOCK_SIZE } from './storage/block.constants';
 import {
   DiskWorkload,
@@ -49,6 +51,13 @@ export interface XapiSimulatorOptions {
   nbd?: 'insecure' | 'tls' | 'off';
   /** TCP port of the NBD listener; 0 (default) picks a free port. */
   nbdPort?: number;
+  /**
+   * Also serve a second host of the pool, a slave, on this address (e.g. `127.0.0.2`) at the
+   * master's port: its logins answer `HOST_IS_SLAVE [host]`, and the xen-api client, which swaps
+   * only the hostname of its URL, follows to the master. Everything it receives is refused and
+   * recorded (`slave.status()`, `GET /_sim/slave`).
+   */
+  slaveAddress?: string;
 }
 
 export interface XapiSimulator {
@@ -64,6 +73,8 @@ export interface XapiSimulator {
   readonly workload: DiskWorkload;
   /** The NBD listener: its port and counters (reads served…). */
   readonly nbd: VdiNbdServer;
+  /** The slave host's listener when started with `slaveAddress`: its URL and what it received. */
+  readonly slave: SlaveHostServer | undefined;
   listVms(): VmSummary[];
   /** Random writes into a disk: `target` is a VDI ref/uuid or a VM name/ref/uuid (+ disk position). */
   writeRandom(target: string, request: RandomWrite, position?: number): Promise<WriteResult>;
@@ -101,6 +112,26 @@ function checkOptions(options: XapiSimulatorOptions): void {
   const vms = options.vms ?? 2;
   if (!Number.isSafeInteger(vms) || vms < 0)
     throw new SimulatorError('SIM_BAD_OPTION', `vms ${vms} must be a non-negative integer`);
+  const host = options.host ?? '127.0.0.1';
+  const slave = options.slaveAddress;
+  // The slave shares the master's port on another address: a wildcard on either side would overlap.
+  if (slave !== undefined && (slave === host || isWildcard(slave) || isWildcard(host))) {
+    throw new SimulatorError(
+      'SIM_BAD_OPTION',
+      `slaveAddress ${slave} must be a specific address other than the master's host ${host} (e.g. 127.0.0.2)`,
+    );
+  }
+}
+
+function isWildcard(address: string): boolean {
+  return address === '' || address === '0.0.0.0' || address === '::' || address === '[::]';
+}
+
+/** Logs an error a listener meets after it started (a failed accept…) instead of crashing unseen. */
+function logListenerError(server: Server, what: string): void {
+  server.on('error', (error) => {
+    process.stderr.write(`xapi-sim: ${what} failed: ${String(error)}\n`);
+  });
 }
 
 /** Starts a simulated XAPI pool master on HTTP; the real `xen-api` client drives it unmodified. */
@@ -140,11 +171,13 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     });
   const dispatcher = new RpcDispatcher(table, pool);
   const workload = new DiskWorkload(pool);
+  let slave: SlaveHostServer | undefined;
   const { server, sockets } = createXapiHttpServer({
     pool,
     dispatcher,
     workload,
     nbd,
+    slave: () => slave?.status(),
     transfers: { 'GET /export': exportVm, 'PUT /import': importVm },
   });
   try {
@@ -161,6 +194,18 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
+  logListenerError(server, `HTTP listener on ${host}:${port}`);
+  if (options.slaveAddress !== undefined) {
+    slave = new SlaveHostServer(pool, seedSlaveHost(pool, options.slaveAddress), options.slaveAddress, host);
+    try {
+      await slave.listen(port);
+    } catch (error) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await nbd.close();
+      await pool.close();
+      throw error;
+    }
+  }
   let closed: Promise<void> | undefined;
 
   return {
@@ -173,6 +218,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     pool,
     workload,
     nbd,
+    slave,
     listVms: () => workload.listVms(),
     writeRandom: (target, request, position) => workload.writeRandom(target, request, position),
     overwriteDisk: (target, image, position) => workload.overwrite(target, image, position),
@@ -191,6 +237,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
         closing.abort();
         await new Promise((resolve) => setImmediate(resolve));
         await nbd.close();
+        await slave?.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           for (const socket of sockets) socket.destroySoon();

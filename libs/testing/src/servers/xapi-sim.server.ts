@@ -4,6 +4,8 @@ import { ChildProcessServer } from './child-process.server';
 
 /** What the simulator's CLI prints once it listens (tools/xapi-sim/src/cli.ts), with the port. */
 const SIMULATOR_LISTENING = /xapi-sim listening on http:\/\/[^\s/]+:(\d+)[\s/]/;
+/** The slave host's line, printed just before SIMULATOR_LISTENING when it has one. */
+const SLAVE_LISTENING = /xapi-sim slave host listening on (http:\/\/[^\s/]+:\d+)[\s/]/g;
 
 export interface XapiSimServerOptions {
   vms?: number;
@@ -14,6 +16,11 @@ export interface XapiSimServerOptions {
   allocation?: number;
   user?: string;
   password?: string;
+  /**
+   * Also serve a slave host of the pool on this loopback address (e.g. `127.0.0.2`), at the
+   * master's port: logins there answer HOST_IS_SLAVE naming the master (`slaveUrl`).
+   */
+  slaveAddress?: string;
 }
 
 /**
@@ -23,13 +30,17 @@ export interface XapiSimServerOptions {
  * `@haven/xapi-sim` instead. The workload API is reached over HTTP (`workload`).
  */
 export class XapiSimTestServer {
+  private announcedSlaveUrl: string | undefined;
+
   private constructor(
     private readonly server: ChildProcessServer,
     readonly stateDir: string,
     readonly user: string,
     readonly password: string,
     private readonly removeState: () => Promise<void>,
-  ) {}
+  ) {
+    this.readAnnouncedSlaveUrl();
+  }
 
   static async start(options: XapiSimServerOptions = {}): Promise<XapiSimTestServer> {
     const state = await scratchDir('haven-xapi-sim-');
@@ -60,6 +71,7 @@ export class XapiSimTestServer {
         user,
         '--password',
         password,
+        ...(options.slaveAddress === undefined ? [] : ['--slave-address', options.slaveAddress]),
       ],
       { listeningLine: SIMULATOR_LISTENING },
     );
@@ -69,6 +81,18 @@ export class XapiSimTestServer {
 
   get url(): string {
     return `http://127.0.0.1:${this.server.port}`;
+  }
+
+  /** The slave host's URL as the simulator announced it (started with `slaveAddress`). */
+  get slaveUrl(): string {
+    if (this.announcedSlaveUrl === undefined)
+      throw new Error('this simulator serves no slave host (start it with slaveAddress)');
+    return this.announcedSlaveUrl;
+  }
+
+  /** Read once started, before later output can push the line out of `recentOutput`. */
+  private readAnnouncedSlaveUrl(): void {
+    this.announcedSlaveUrl = [...this.server.recentOutput.matchAll(SLAVE_LISTENING)].at(-1)?.[1];
   }
 
   get pid(): number | undefined {
@@ -108,6 +132,7 @@ export class XapiSimTestServer {
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.server.stop(signal);
     await this.server.start(120_000);
+    this.readAnnouncedSlaveUrl();
   }
 
   async stop(): Promise<void> {

@@ -21,7 +21,7 @@ interface JsonRpcRequest {
 export async function handleJsonRpc(
   request: IncomingMessage,
   response: ServerResponse,
-  dispatcher: RpcDispatcher,
+  dispatcher: Pick<RpcDispatcher, 'call'>,
 ): Promise<void> {
   let payload: JsonRpcRequest;
   try {
@@ -60,7 +60,7 @@ export async function handleJsonRpc(
 export async function handleXmlRpc(
   request: IncomingMessage,
   response: ServerResponse,
-  dispatcher: RpcDispatcher,
+  dispatcher: Pick<RpcDispatcher, 'call'>,
 ): Promise<void> {
   let call;
   try {

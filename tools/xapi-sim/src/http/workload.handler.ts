@@ -3,6 +3,7 @@ import type { PoolFaults } from '../model/simulated-pool';
 import type { SimulatorClock } from '../model/simulator.clock';
 import type { DiskWorkload, RandomWrite } from '../workload/disk.workload';
 import type { VdiNbdServer } from '../nbd/vdi-nbd.server';
+import type { SlaveHostStatus } from './slave-host.server';
 import { SimulatorError, XapiFailure } from '../xapi.failure';
 import { readText, requestBody } from './http-request.body';
 
@@ -39,9 +40,17 @@ async function jsonBody<T>(request: IncomingMessage): Promise<T> {
  *   GET|POST /_sim/clock                        {now: ISO instant | null}: the time snapshots record
  *   GET|POST /_sim/nbd                          {enabled}: the NBD purpose of the pool's networks;
  *                                               answers {enabled, port, tls, connections, reads, bytesRead…}
+ *   GET  /_sim/slave                            the slave host (with `slaveAddress`): {url, masterAddress,
+ *                                               requests: [{method, path, rpc?}], requestCount}
  */
 export async function handleWorkload(
-  sim: { workload: DiskWorkload; flush: () => Promise<void>; clock: SimulatorClock; nbd: VdiNbdServer },
+  sim: {
+    workload: DiskWorkload;
+    flush: () => Promise<void>;
+    clock: SimulatorClock;
+    nbd: VdiNbdServer;
+    slave?: (() => SlaveHostStatus | undefined) | undefined;
+  },
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,
@@ -78,6 +87,8 @@ export async function handleWorkload(
       nbd.setEnabled(enabled);
       return sendJson(response, 200, nbd.status());
     }
+    const slave = resource === 'slave' && method === 'GET' ? sim.slave?.() : undefined;
+    if (slave !== undefined) return sendJson(response, 200, slave);
     if (resource === 'flush' && method === 'POST') {
       await flush();
       return sendJson(response, 200, { flushed: true });

@@ -9,6 +9,7 @@ import { exportRawVdi } from './export-raw-vdi.handler';
 import { HttpTransfer } from './http-transfer';
 import { importRawVdi } from './import-raw-vdi.handler';
 import { handleJsonRpc, handleXmlRpc } from './rpc.handler';
+import type { SlaveHostStatus } from './slave-host.server';
 import { handleWorkload } from './workload.handler';
 
 export type TransferHandler = (pool: SimulatedPool, transfer: HttpTransfer) => Promise<void>;
@@ -18,6 +19,8 @@ export interface XapiHttpRoutes {
   dispatcher: RpcDispatcher;
   workload: DiskWorkload;
   nbd: VdiNbdServer;
+  /** The slave host's status (GET /_sim/slave), when the pool has one. */
+  slave?: () => SlaveHostStatus | undefined;
   /** Extra transfer routes (`GET /export/`, `PUT /import/`), keyed `METHOD /path`. */
   transfers: Record<string, TransferHandler>;
 }
@@ -39,7 +42,7 @@ export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; 
     const method = request.method ?? 'GET';
     if (url.pathname.startsWith('/_sim/')) {
       await handleWorkload(
-        { workload, flush: () => pool.flush(), clock: pool.clock, nbd },
+        { workload, flush: () => pool.flush(), clock: pool.clock, nbd, slave: routes.slave },
         request,
         response,
         url,

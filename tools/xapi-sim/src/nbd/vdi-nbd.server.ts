@@ -42,6 +42,11 @@ export class VdiNbdServer {
   ) {
     this.server = new NbdServer({
       openExport: (name) => this.openExport(name),
+      onListenerError: (error) => {
+        process.stderr.write(
+          `xapi-sim: NBD listener on ${this.host}:${this.port} failed: ${String(error)}\n`,
+        );
+      },
       ...(certificate === undefined ? {} : { tls: { key: certificate.key, cert: certificate.cert } }),
     });
   }

@@ -302,3 +302,38 @@ export async function seedPool(pool: SimulatedPool, options: SeedOptions): Promi
   }
   pool.applyUsage();
 }
+
+/**
+ * The pool's second host, a slave at `address` (`slaveAddress`): its record is made from the
+ * master's (same software, no VMs, PIFs or PBDs of its own), once; a later start at another
+ * address moves it there. Returns its ref.
+ */
+export function seedSlaveHost(pool: SimulatedPool, address: string): string {
+  const store = pool.store;
+  const master = pool.masterHost;
+  const existing = store.all('host').find((host) => host.ref !== master);
+  if (existing !== undefined) {
+    if (existing.record['address'] !== address) store.setField('host', existing.ref, 'address', address);
+    return existing.ref;
+  }
+  const seed = pool.options.seed;
+  const record = structuredClone(store.get('host', master));
+  return store.create(
+    'host',
+    {
+      ...record,
+      uuid: seededUuid(seed, 'uuid', 'host-2'),
+      name_label: 'sim-host-2',
+      hostname: 'sim-host-2',
+      address,
+      resident_VMs: [],
+      PIFs: [],
+      PBDs: [],
+      control_domain: NULL_REF,
+      other_config: {},
+      tags: [],
+      current_operations: {},
+    },
+    `OpaqueRef:${seededUuid(seed, 'ref', 'host-2')}`,
+  );
+}
