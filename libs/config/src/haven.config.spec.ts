@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig } from './haven.config';
+import { availableParallelism } from 'node:os';
+import { ConfigError, defaultDiskStreams, loadConfig } from './haven.config';
 
 describe('loadConfig: HAVEN_TASK_ACK_WAIT_MS', () => {
   it('defaults to 60 s and takes a value in milliseconds', () => {
@@ -45,5 +46,20 @@ describe('loadConfig: HAVEN_XAPI_EVENT_DEBOUNCE_MS', () => {
       },
     ]);
     expect((error as Error).message).toContain('HAVEN_XAPI_EVENT_DEBOUNCE_MS');
+  });
+});
+
+describe('loadConfig: HAVEN_WORKER_DISK_STREAMS', () => {
+  it('defaults to one per CPU core, at least 2 and at most 8, and takes a count', () => {
+    expect(loadConfig({}).workerDiskStreams).toBe(defaultDiskStreams(availableParallelism()));
+    expect([1, 2, 4, 8, 64].map((cores) => defaultDiskStreams(cores))).toEqual([2, 2, 4, 8, 8]);
+    expect(loadConfig({ HAVEN_WORKER_DISK_STREAMS: '1' }).workerDiskStreams).toBe(1);
+    expect(loadConfig({ HAVEN_WORKER_DISK_STREAMS: '12' }).workerDiskStreams).toBe(12);
+  });
+
+  it.each(['0', '257', '1.5', 'many'])('refuses %s, naming the variable', (value) => {
+    expect(() => loadConfig({ HAVEN_WORKER_DISK_STREAMS: value })).toThrow(
+      `HAVEN_WORKER_DISK_STREAMS must be an integer from 1 to 256 (got "${value}")`,
+    );
   });
 });

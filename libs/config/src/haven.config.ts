@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 /** Every setting of a Haven process, read once from the environment and validated. */
@@ -21,6 +22,12 @@ export interface HavenConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Job tasks one transfer process runs at the same time. */
   workerConcurrency: number;
+  /**
+   * Disk streams (a disk's export or restore, a VM archive) one transfer process moves at the same
+   * time across all its tasks: what bounds its memory (~35-45 MiB each). Default: one per CPU core,
+   * at least 2 and at most 8.
+   */
+  workerDiskStreams: number;
   /** A task without a sign of life from its worker for this long goes to another worker. */
   taskAckWaitMs: number;
   /**
@@ -49,6 +56,11 @@ export const DEFAULT_PLUGINS = [
   '@haven/job-backup-incremental',
   '@haven/job-backup-full',
 ];
+
+/** One disk stream per CPU core, at least 2 and at most 8 (each holds ~35-45 MiB). */
+export function defaultDiskStreams(cores = availableParallelism()): number {
+  return Math.min(8, Math.max(2, cores));
+}
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
@@ -114,6 +126,7 @@ export function loadConfig(
     });
 
   const workerConcurrency = integer('HAVEN_WORKER_CONCURRENCY', 1, 64) ?? 2;
+  const workerDiskStreams = integer('HAVEN_WORKER_DISK_STREAMS', 1, 256) ?? defaultDiskStreams();
   const taskAckWaitMs = integer('HAVEN_TASK_ACK_WAIT_MS', 1_000, 3_600_000, ' milliseconds') ?? 60_000;
   const xapiEventDebounceMs = integer('HAVEN_XAPI_EVENT_DEBOUNCE_MS', 1, 60_000, ' milliseconds');
 
@@ -140,6 +153,7 @@ export function loadConfig(
             .filter(Boolean),
     logLevel,
     workerConcurrency,
+    workerDiskStreams,
     taskAckWaitMs,
     ...(xapiEventDebounceMs === undefined ? {} : { xapiEventDebounceMs }),
     instanceName: text('HAVEN_INSTANCE') ?? `${defaults.role ?? 'haven'}-${randomBytes(3).toString('hex')}`,

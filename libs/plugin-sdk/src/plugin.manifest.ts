@@ -139,9 +139,27 @@ export type TaskProgress = { step?: string; bytesDone?: number; bytesTotal?: num
   unknown
 >;
 
+/**
+ * The worker's cap on disk streams moved at once across all its tasks (HAVEN_WORKER_DISK_STREAMS):
+ * each stream holds a few chunks' worth of buffers, so the cap is what bounds a worker's memory
+ * whatever the number of tasks, VMs and disks it runs. A disk export, disk restore or VM archive
+ * holds one slot while its data flows.
+ */
+export interface DiskStreamSlots {
+  /** Slots in all. */
+  readonly size: number;
+  /**
+   * Waits for a free slot, first come first served, and resolves with its release (call it once,
+   * when the stream is done). Rejects with the signal's reason if it aborts while waiting.
+   */
+  acquire(signal: AbortSignal): Promise<() => void>;
+}
+
 export interface TaskExecutionContext {
   /** Aborted on cancellation or worker shutdown: stop, leave nothing half-visible. */
   signal: AbortSignal;
+  /** The worker's disk stream slots; absent where nothing caps them (tools, some tests). */
+  diskStreams?: DiskStreamSlots;
   /** Publishes progress (rate-limited by the worker) and keeps the work item from being redelivered. */
   reportProgress(progress: TaskProgress): void;
   log(level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;

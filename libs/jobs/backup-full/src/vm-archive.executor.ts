@@ -6,6 +6,7 @@ import type {
   TaskExecution,
   TaskExecutionContext,
 } from '@haven/plugin-sdk';
+import { withDiskStream } from '@haven/plugin-sdk';
 import {
   BlockFanout,
   SNAPSHOT_JOB_KEY,
@@ -108,47 +109,50 @@ async function archiveOnce(
     if (done !== undefined) return done;
     await removeLeftoverArchives(targets, task, vm, context);
 
-    const snapshot = await pool.snapshotVm(vm, {
-      name: snapshotName(settings.snapshotNameTemplate, {
-        vm: vm.name,
-        job: task.job.name,
-        date: new Date(),
-      }),
-      otherConfig: {
-        [SNAPSHOT_JOB_KEY]: task.job.id,
-        [SNAPSHOT_VM_KEY]: vm.uuid,
-        [SNAPSHOT_TASK_KEY]: task.taskId,
-      },
-      signal: context.signal,
-    });
-    let result: VmArchiveResult;
-    try {
-      result = await writeArchives(pool, vm, snapshot, targets, task, context, settings);
-    } catch (error) {
-      // Nothing of this attempt may stay: its archive folders go (a manifest written on some remotes
-      // too: the catalog never heard of it, and the next attempt writes them all again).
-      for (const target of targets)
-        await target.archives
-          .remove({ vmUuid: vm.uuid, archiveId: target.archiveId })
-          .catch((cleanup: unknown) => {
-            context.log('warn', `removing the partial archive on remote ${target.access.name} failed`, {
-              archive: target.archiveId,
-              error: String(cleanup),
-            });
-          });
-      throw error;
-    } finally {
-      // A full backup keeps no snapshot: there is no next base.
-      await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
-        context.log(
-          'error',
-          `removing snapshot ${snapshot.uuid} of a full backup failed; remove it by hand`,
-          {
-            error: String(cleanup),
-          },
-        );
+    // The VM's archive is one of the worker's disk streams; the snapshot is taken once it has one,
+    // so no snapshot waits on the SR for a slot.
+    const result = await withDiskStream(context, 'the VM archive', context.signal, async () => {
+      const snapshot = await pool.snapshotVm(vm, {
+        name: snapshotName(settings.snapshotNameTemplate, {
+          vm: vm.name,
+          job: task.job.name,
+          date: new Date(),
+        }),
+        otherConfig: {
+          [SNAPSHOT_JOB_KEY]: task.job.id,
+          [SNAPSHOT_VM_KEY]: vm.uuid,
+          [SNAPSHOT_TASK_KEY]: task.taskId,
+        },
+        signal: context.signal,
       });
-    }
+      try {
+        return await writeArchives(pool, vm, snapshot, targets, task, context, settings);
+      } catch (error) {
+        // Nothing of this attempt may stay: its archive folders go (a manifest written on some remotes
+        // too: the catalog never heard of it, and the next attempt writes them all again).
+        for (const target of targets)
+          await target.archives
+            .remove({ vmUuid: vm.uuid, archiveId: target.archiveId })
+            .catch((cleanup: unknown) => {
+              context.log('warn', `removing the partial archive on remote ${target.access.name} failed`, {
+                archive: target.archiveId,
+                error: String(cleanup),
+              });
+            });
+        throw error;
+      } finally {
+        // A full backup keeps no snapshot: there is no next base.
+        await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
+          context.log(
+            'error',
+            `removing snapshot ${snapshot.uuid} of a full backup failed; remove it by hand`,
+            {
+              error: String(cleanup),
+            },
+          );
+        });
+      }
+    });
     if (hasRetention(task.schedule)) await retain(result, targets, task, vm, context);
     return result;
   } finally {

@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import localRemote from '@haven/remote-local';
-import type { JobDefinition, TaskExecution, TaskExecutionContext, TaskProgress } from '@haven/plugin-sdk';
+import {
+  DiskStreamSemaphore,
+  type JobDefinition,
+  type TaskExecution,
+  type TaskExecutionContext,
+  type TaskProgress,
+} from '@haven/plugin-sdk';
 import { openRepository } from '@haven/repository';
 import { describeIntegration, scratchDir } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
@@ -40,7 +46,7 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
     for (const folder of Object.values(folders)) await folder.cleanup();
   });
 
-  async function run(settings: Record<string, unknown>) {
+  async function run(settings: Record<string, unknown>, worker: Partial<TaskExecutionContext> = {}) {
     const progress: TaskProgress[] = [];
     const logs: LogLine[] = [];
     const job: JobDefinition = {
@@ -84,6 +90,7 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
           store: await localRemote.create({ path: folders['remote'].path }, { name: 'local' }),
         }),
       },
+      ...worker,
     };
     const hashes = [(await sim.diskHash(vmUuid, {}, 0)).sha256, (await sim.diskHash(vmUuid, {}, 1)).sha256];
     const outcome = await backupVmIncremental(task, context).then(
@@ -150,6 +157,24 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
         ['0', 'delta'],
         ['1', 'delta'],
       ]);
+      expect(await restoredHashes(result!.restorePoints[0].manifestKey)).toEqual(hashes);
+    } finally {
+      sim.setFaults({ bandwidthBytesPerSecond: null });
+    }
+  }, 60_000);
+
+  it('diskConcurrency 2 on a worker with one disk stream reads the disks one after the other', async () => {
+    await sim.writeRandom(vmUuid, { blocks: 3, seed: 'slot-0' }, 0);
+    await sim.writeRandom(vmUuid, { blocks: 3, seed: 'slot-1' }, 1);
+    sim.setFaults({ bandwidthBytesPerSecond: 16 * MiB });
+    const diskStreams = new DiskStreamSemaphore(1);
+    try {
+      const { result, error, progress, hashes } = await run({ diskConcurrency: 2 }, { diskStreams });
+      expect(error).toBeUndefined();
+      const steps = diskSteps(progress);
+      expect(steps.indexOf('1')).toBeGreaterThan(-1);
+      expect(steps.lastIndexOf('0')).toBeLessThan(steps.indexOf('1'));
+      expect(diskStreams.inUse).toBe(0);
       expect(await restoredHashes(result!.restorePoints[0].manifestKey)).toEqual(hashes);
     } finally {
       sim.setFaults({ bandwidthBytesPerSecond: null });

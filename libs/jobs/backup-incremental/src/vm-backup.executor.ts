@@ -7,6 +7,7 @@ import type {
   TaskExecution,
   TaskExecutionContext,
 } from '@haven/plugin-sdk';
+import { withDiskStream } from '@haven/plugin-sdk';
 import {
   initRepository,
   isRepositoryError,
@@ -501,9 +502,13 @@ async function writeRestorePoints(
         started: () => turns[index]?.started(),
       };
       try {
+        // One of the worker's disk streams per disk, asked for in plan order (no disk holds a
+        // slot while waiting for a later one's turn).
         results.set(
           plan.key,
-          await backupDisk(pool, vm, plan, targets, context, transfers.signal, report, progress, turn),
+          await withDiskStream(context, `disk ${plan.key}`, transfers.signal, () =>
+            backupDisk(pool, vm, plan, targets, context, transfers.signal, report, progress, turn),
+          ),
         );
       } catch (error) {
         failure ??= error instanceof Error ? error : new Error(String(error));

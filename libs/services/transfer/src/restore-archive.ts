@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { TaskExecutionContext } from '@haven/plugin-sdk';
+import { type TaskExecutionContext, withDiskStream } from '@haven/plugin-sdk';
 import {
   ArchiveError,
   ArchiveStore,
@@ -91,7 +91,9 @@ export async function restoreArchiveVm(
       context.reportProgress({ step: 'importing XVA', bytesDone, bytesTotal });
       let vm: VmInfo | undefined;
       try {
-        vm = await pool.importVm(source, { srUuid: sr.uuid, length: bytesTotal, signal: context.signal });
+        vm = await withDiskStream(context, 'the VM archive', context.signal, () =>
+          pool.importVm(source, { srUuid: sr.uuid, length: bytesTotal, signal: context.signal }),
+        );
         await pool.setOtherConfig(vm.ref, 'VM', RESTORE_TASK_KEY, taskId);
         for (const stale of Object.keys(vm.otherConfig))
           if (stale.startsWith(HAVEN_KEY_PREFIX) && stale !== RESTORE_TASK_KEY)

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { TaskExecutionContext } from '@haven/plugin-sdk';
+import { type TaskExecutionContext, withDiskStream } from '@haven/plugin-sdk';
 import { isArchiveManifestKey } from '@haven/job-backup-full/archive';
 import { ChunkIntegrityError, openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
@@ -348,23 +348,27 @@ export async function executeRestoreVm(
           await pool.attachVdi(vm.ref, vdi.ref, position);
           unplugged = undefined;
           const before = bytesDone;
-          const upload = diskUpload(disk, context.signal, (position) => {
-            bytesDone = before + position;
-            context.reportProgress({ step: `writing disk ${disk.key}`, bytesDone, bytesTotal });
-          });
-          await pool
-            .importVdi(vdi.ref, upload.stream, {
-              format: upload.format,
-              length: upload.length,
-              signal: context.signal,
-            })
-            .catch((error: unknown) => {
-              const cause = upload.readFailure();
-              // A damaged or missing chunk stays so: no retry, and the repository's own words.
-              if (cause instanceof ChunkIntegrityError)
-                throw new RestoreVmError('RESTORE_POINT_DAMAGED', cause.message, { cause });
-              throw error;
+          // One of the worker's disk streams while the disk is read and sent.
+          const upload = await withDiskStream(context, `disk ${disk.key}`, context.signal, async () => {
+            const stream = diskUpload(disk, context.signal, (position) => {
+              bytesDone = before + position;
+              context.reportProgress({ step: `writing disk ${disk.key}`, bytesDone, bytesTotal });
             });
+            await pool
+              .importVdi(vdi.ref, stream.stream, {
+                format: stream.format,
+                length: stream.length,
+                signal: context.signal,
+              })
+              .catch((error: unknown) => {
+                const cause = stream.readFailure();
+                // A damaged or missing chunk stays so: no retry, and the repository's own words.
+                if (cause instanceof ChunkIntegrityError)
+                  throw new RestoreVmError('RESTORE_POINT_DAMAGED', cause.message, { cause });
+                throw error;
+              });
+            return stream;
+          });
           bytesDone = before + disk.virtualSize;
           disks.push({
             key: disk.key,

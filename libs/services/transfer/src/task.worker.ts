@@ -14,6 +14,7 @@ import { RunEntity, TaskEntity } from '@haven/db';
 import { type HavenConfig } from '@haven/config';
 import { type HavenMetrics, type JsonLogger, runWithLogContext } from '@haven/observability';
 import {
+  DiskStreamSemaphore,
   isPermanentFailure,
   type PluginRegistry,
   type TaskExecutionContext,
@@ -63,6 +64,8 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private subscription?: BusSubscription;
   /** Pool connections reused from task to task (a login per pool, not per task). */
   private readonly pools = new XapiPoolCache();
+  /** Disk streams this worker moves at once across all its tasks (HAVEN_WORKER_DISK_STREAMS). */
+  private readonly diskStreams: DiskStreamSemaphore;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -72,7 +75,9 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
     @Inject(HAVEN_METRICS) private readonly metrics: HavenMetrics,
     private readonly resources: JobResourceProvider,
-  ) {}
+  ) {
+    this.diskStreams = new DiskStreamSemaphore(config.workerDiskStreams);
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     this.subscription = await this.bus.consume(
@@ -179,6 +184,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
   ): TaskExecutionContext {
     return {
       signal: item.signal,
+      diskStreams: this.diskStreams,
       reportProgress: reporter.report,
       resources: this.resources.forTenant(tenantId),
       log: (level, message, fields) => {
