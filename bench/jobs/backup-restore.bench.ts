@@ -14,7 +14,8 @@
  *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
  *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
  *   ... --only-full: (a) none/plain only; --only-zstd: (a) zstd + AES only (peak RSS from rest)
- *   ... --no-launcher-env: without the environment the worker's launchers set (MALLOC_ARENA_MAX)
+ *   ... --no-launcher-env: without the environment and node flags the worker's launchers set
+ *       (MALLOC_ARENA_MAX, --max-semi-space-size)
  */
 import { execFile } from 'node:child_process';
 import { readFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -32,6 +33,7 @@ import { XapiSimTestServer } from '@haven/testing';
 import { simPool } from './bench.resources';
 import {
   missingExecEnvironment,
+  missingNodeFlags,
   rerunWithExecEnvironment,
   sizeThreadPoolForDataPath,
   tuneGarbageCollectorForDataPath,
@@ -211,7 +213,7 @@ async function main(): Promise<void> {
     if (onlyZstd) {
       const sealed = await backup('sealed', 'zstd', 'full-sealed');
       console.log(
-        `(a) full backup, zstd + AES: ${sealed.seconds.toFixed(1)} s, worker CPU ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s, peak RSS ${(sealed.peakRss / MiB).toFixed(0)} MiB; ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}`,
+        `(a) full backup, zstd + AES: ${sealed.seconds.toFixed(1)} s, worker CPU ${sealed.selfCpu.toFixed(1)} s (${sealed.selfSystem.toFixed(1)} s system) + sim ${sealed.simCpu.toFixed(1)} s, peak RSS ${(sealed.peakRss / MiB).toFixed(0)} MiB; ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); ${launchedWith()}`,
       );
       await pool.close();
       return;
@@ -279,12 +281,18 @@ async function main(): Promise<void> {
       `(c) restore as a new VM:           ${restore.seconds.toFixed(1)} s, ${mbs(dataBytes, restore.seconds)} MB/s of data = ${(plain.seconds / restore.seconds).toFixed(2)} x the backup's throughput; ${gib(sent)} GiB sent as ${restore.value.disks.map((disk) => disk.format).join(', ')}; CPU worker ${restore.selfCpu.toFixed(1)} s + sim ${restore.simCpu.toFixed(1)} s`,
     );
     console.log(
-      `(d) peak RSS of the worker:        ${(plain.peakRss / MiB).toFixed(0)} MiB during (a) none/plain${sealed === undefined ? '' : `, ${(sealed.peakRss / MiB).toFixed(0)} MiB during zstd + AES`}, ${(restore.peakRss / MiB).toFixed(0)} MiB during (c); ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}`,
+      `(d) peak RSS of the worker:        ${(plain.peakRss / MiB).toFixed(0)} MiB during (a) none/plain${sealed === undefined ? '' : `, ${(sealed.peakRss / MiB).toFixed(0)} MiB during zstd + AES`}, ${(restore.peakRss / MiB).toFixed(0)} MiB during (c); ${(rssAtStart / MiB).toFixed(0)} MiB before the first backup (code loaded); ${launchedWith()}`,
     );
   } finally {
     await sim.stop();
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/** How this process was launched, as far as the figures depend on it. */
+function launchedWith(): string {
+  const flags = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].join(' ').trim();
+  return `MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}, node flags: ${flags || 'none'}`;
 }
 
 /** Names of the variables the re-run added, so the simulator (a XAPI host, not the worker) runs without them. */
@@ -310,15 +318,17 @@ async function withoutLauncherEnvironment<T>(start: () => Promise<T>): Promise<T
 async function asLaunched(): Promise<void> {
   const runner = require.main?.filename;
   const missing = Object.keys(missingExecEnvironment());
-  if (runner !== undefined && missing.length > 0 && !process.argv.includes('--no-launcher-env')) {
+  const relaunch = missing.length > 0 || missingNodeFlags().length > 0;
+  if (runner !== undefined && relaunch && !process.argv.includes('--no-launcher-env')) {
     process.env[LAUNCHER_ADDED] = missing.join(',');
     const code = await rerunWithExecEnvironment(
       [...process.execArgv, runner, ...process.argv.slice(1)],
-      (added) =>
+      (added, flags) =>
         console.log(
-          `re-running the bench with the transfer launcher's environment: ${Object.entries(added)
-            .map(([name, value]) => `${name}=${value}`)
-            .join(' ')}`,
+          `re-running the bench as the transfer launcher starts a worker: ${[
+            ...Object.entries(added).map(([name, value]) => `${name}=${value}`),
+            ...flags,
+          ].join(' ')}`,
         ),
     );
     if (code !== undefined) {

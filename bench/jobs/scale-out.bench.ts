@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     HAVEN_MASTER_KEY: randomBytes(32).toString('hex'),
     HAVEN_HOST: '127.0.0.1',
     HAVEN_WORKER_CONCURRENCY: '2',
-    MALLOC_ARENA_MAX: '2',
+    MALLOC_ARENA_MAX: process.env['MALLOC_ARENA_MAX'] ?? '2',
     LOG_LEVEL: 'warn',
   };
   const start = async (role: string, instance: string): Promise<Service> => {
@@ -245,8 +245,9 @@ async function main(): Promise<void> {
     );
     console.log(`speed-up with the second worker: ${(one.seconds / two.seconds).toFixed(2)} x`);
     const mib = (value: number): string => `${value.toFixed(0)} MiB`;
+    const nodeOptions = process.env['NODE_OPTIONS'] ? `, NODE_OPTIONS=${process.env['NODE_OPTIONS']}` : '';
     console.log(
-      `transfer worker RSS (${dist === undefined ? 'on-the-fly TypeScript' : 'production build'}, default plugins, MALLOC_ARENA_MAX=2): ` +
+      `transfer worker RSS (${dist === undefined ? 'on-the-fly TypeScript' : 'production build'}, default plugins, MALLOC_ARENA_MAX=${common.MALLOC_ARENA_MAX}${nodeOptions}): ` +
         `worker 1 ${mib(atRest.now)} at rest, peak ${mib(afterOne.peak)} over the one-worker run (${mib(afterOne.now)} after it), ` +
         `peak ${mib(firstAfterTwo.peak)} by the end; worker 2 peak ${mib(secondAfterTwo.peak)}`,
     );

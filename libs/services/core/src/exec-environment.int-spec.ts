@@ -1,7 +1,14 @@
-import { DATA_PATH_EXEC_ENVIRONMENT, rerunWithExecEnvironment } from './exec-environment';
+import {
+  DATA_PATH_EXEC_ENVIRONMENT,
+  DATA_PATH_NODE_FLAGS,
+  rerunWithExecEnvironment,
+} from './exec-environment';
 
-/** Exits 7 when the child's environment holds every launcher variable with its value, else 1. */
-const CHECK = `process.exit(Object.entries(${JSON.stringify(DATA_PATH_EXEC_ENVIRONMENT)}).every(([n, v]) => process.env[n] === v) ? 7 : 1)`;
+/**
+ * Exits 7 when the child's environment holds every launcher variable with its value and it was
+ * started with every launcher flag, else 1.
+ */
+const CHECK = `process.exit(Object.entries(${JSON.stringify(DATA_PATH_EXEC_ENVIRONMENT)}).every(([n, v]) => process.env[n] === v) && ${JSON.stringify(DATA_PATH_NODE_FLAGS)}.every((f) => process.execArgv.includes(f)) ? 7 : 1)`;
 
 describe('rerunWithExecEnvironment', () => {
   const withoutLauncher = Object.fromEntries(
@@ -9,21 +16,28 @@ describe('rerunWithExecEnvironment', () => {
   );
 
   it("runs the command again with the launcher's environment and gives back its exit code", async () => {
-    const announced: Record<string, string>[] = [];
+    const announced: unknown[] = [];
     await expect(
-      rerunWithExecEnvironment(['-e', CHECK], (added) => announced.push(added), withoutLauncher),
+      rerunWithExecEnvironment(
+        ['-e', CHECK],
+        (added, flags) => announced.push({ added, flags }),
+        withoutLauncher,
+        [],
+      ),
     ).resolves.toBe(7);
-    expect(announced).toEqual([DATA_PATH_EXEC_ENVIRONMENT]);
+    expect(announced).toEqual([{ added: DATA_PATH_EXEC_ENVIRONMENT, flags: DATA_PATH_NODE_FLAGS }]);
   });
 
   it('runs nothing when the environment already has it, whatever value the operator chose', async () => {
     const announced: unknown[] = [];
     const chosen = Object.fromEntries(Object.keys(DATA_PATH_EXEC_ENVIRONMENT).map((name) => [name, '8']));
     await expect(
-      rerunWithExecEnvironment(['-e', 'process.exit(9)'], (added) => announced.push(added), {
-        ...withoutLauncher,
-        ...chosen,
-      }),
+      rerunWithExecEnvironment(
+        ['-e', 'process.exit(9)'],
+        (added) => announced.push(added),
+        { ...withoutLauncher, ...chosen },
+        ['--max-semi-space-size=4'],
+      ),
     ).resolves.toBeUndefined();
     expect(announced).toEqual([]);
   });

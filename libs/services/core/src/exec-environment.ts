@@ -17,11 +17,39 @@ export const DATA_PATH_EXEC_ENVIRONMENT: Readonly<Record<string, string>> = Obje
   MALLOC_ARENA_MAX: '2',
 });
 
+/**
+ * Node flags the same launchers put on the command line (V8 reads them as the heap is set up).
+ *
+ * --max-semi-space-size=1 (MiB): V8 grows the young generation to 16 MiB per semi-space under
+ * allocation and keeps it, ~20-40 MiB of committed heap the data path does not need (its bytes
+ * live in Buffers, outside the heap); with 1 MiB a transfer worker rests ~17 MiB lower and peaks
+ * ~17-32 MiB lower at the same throughput (docs/benchmarks/jobs.md, "Worker memory in a real
+ * worker process").
+ */
+export const DATA_PATH_NODE_FLAGS: readonly string[] = Object.freeze(['--max-semi-space-size=1']);
+
 /** The variables of DATA_PATH_EXEC_ENVIRONMENT this environment lacks (an operator's own value counts). */
 export function missingExecEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   return Object.fromEntries(
     Object.entries(DATA_PATH_EXEC_ENVIRONMENT).filter(([name]) => (env[name] ?? '').trim() === ''),
   );
+}
+
+/** The name of a flag (`--max-semi-space-size` of `--max-semi-space-size=1`). */
+function flagName(flag: string): string {
+  return flag.split('=')[0]!.replace(/_/g, '-');
+}
+
+/**
+ * The flags of DATA_PATH_NODE_FLAGS a process started with `execArgv` and `NODE_OPTIONS` lacks
+ * (the operator's own value of a flag counts).
+ */
+export function missingNodeFlags(
+  execArgv: readonly string[] = process.execArgv,
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
+  const given = [...execArgv, ...(env['NODE_OPTIONS'] ?? '').split(/\s+/)].map(flagName);
+  return DATA_PATH_NODE_FLAGS.filter((flag) => !given.includes(flagName(flag)));
 }
 
 /**
@@ -33,38 +61,49 @@ export function missingExecEnvironment(env: NodeJS.ProcessEnv = process.env): Re
 export function execEnvironmentWarning(
   roles: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
-): { msg: string; missing: Record<string, string> } | undefined {
+  execArgv: readonly string[] = process.execArgv,
+): { msg: string; missing: Record<string, string>; missingFlags: string[] } | undefined {
   if (!roles.includes('transfer')) return undefined;
   const missing = missingExecEnvironment(env);
+  const missingFlags = missingNodeFlags(execArgv, env);
   const names = Object.keys(missing);
-  if (names.length === 0) return undefined;
+  if (names.length === 0 && missingFlags.length === 0) return undefined;
   const assignments = Object.entries(missing)
     .map(([name, value]) => `${name}=${value}`)
     .join(' ');
+  const parts = [
+    ...(names.length === 0
+      ? []
+      : [`set ${assignments} in the environment that starts it (glibc reads it only at exec)`]),
+    ...(missingFlags.length === 0 ? [] : [`start node with ${missingFlags.join(' ')}`]),
+  ];
   return {
     msg:
-      `${names.join(', ')} not set: this transfer process's memory will run higher than measured ` +
-      `(glibc reads it only at exec); set ${assignments} in the environment that starts it, as the ` +
-      'image and the npm start scripts do',
+      `${[...names, ...missingFlags.map(flagName)].join(', ')} not set: this transfer process's memory will ` +
+      `run higher than measured; ${parts.join(', and ')}, as the image and the npm start scripts do`,
     missing,
+    missingFlags,
   };
 }
 
 /**
  * For a benchmark that stands in for a worker: when this process lacks part of
- * DATA_PATH_EXEC_ENVIRONMENT, runs `node <args>` again with it (stdio shared, SIGINT and SIGTERM
- * passed on) and resolves with the child's exit code; resolves undefined, running nothing, when the
- * environment is complete and the caller should go on itself. `announce` is told what is added.
+ * DATA_PATH_EXEC_ENVIRONMENT or DATA_PATH_NODE_FLAGS, runs `node <flags> <args>` again with them
+ * (stdio shared, SIGINT and SIGTERM passed on) and resolves with the child's exit code; resolves
+ * undefined, running nothing, when nothing is missing and the caller should go on itself.
+ * `announce` is told what is added.
  */
 export async function rerunWithExecEnvironment(
   args: readonly string[],
-  announce: (added: Record<string, string>) => void = () => undefined,
+  announce: (added: Record<string, string>, flags: string[]) => void = () => undefined,
   env: NodeJS.ProcessEnv = process.env,
+  execArgv: readonly string[] = process.execArgv,
 ): Promise<number | undefined> {
   const added = missingExecEnvironment(env);
-  if (Object.keys(added).length === 0) return undefined;
-  announce(added);
-  const child = spawn(process.execPath, args, { stdio: 'inherit', env: { ...env, ...added } });
+  const flags = missingNodeFlags(execArgv, env);
+  if (Object.keys(added).length === 0 && flags.length === 0) return undefined;
+  announce(added, flags);
+  const child = spawn(process.execPath, [...flags, ...args], { stdio: 'inherit', env: { ...env, ...added } });
   const passOn = (signal: NodeJS.Signals): void => void child.kill(signal);
   process.on('SIGINT', passOn).on('SIGTERM', passOn);
   try {
