@@ -9,6 +9,7 @@ export * from './damage.record';
 export * from './repository.statistics';
 export * from './writer.session';
 export * from './chunk.store';
+export * from './buffer.pool';
 export * from './gc/garbage.collector';
 export * from './codecs/chunk-codec';
 export * from './codecs/codec.registry';

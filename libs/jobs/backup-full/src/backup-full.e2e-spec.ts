@@ -317,8 +317,8 @@ describe('backup.full through the gateway', () => {
     const { readdir } = await import('node:fs/promises');
     const foldersBefore = (await readdir(join(folders['plain'], 'archives', vmUuid))).sort();
     const rowsBefore = (await archiveRows(ids['none'])).length;
-    // 24 MiB of random data make the uncompressed XVA longer than one 16 MiB segment; the export
-    // breaks past the first segment, which is stored by then.
+    // 24 MiB of random data make the uncompressed XVA longer than a few segments; the export
+    // breaks past the first ones, which are stored by then.
     await simulator.writeRandom(vmUuid, { blocks: 12, seed: 'grow the export' });
     simulator.setFaults({ exportFailAfterBytes: 17 * MiB, exportFailTimes: null });
     let run: RunBody;

@@ -8,7 +8,6 @@ import type {
 } from '@haven/plugin-sdk';
 import { withDiskStream } from '@haven/plugin-sdk';
 import {
-  BlockFanout,
   SNAPSHOT_JOB_KEY,
   SNAPSHOT_TASK_KEY,
   SNAPSHOT_VM_KEY,
@@ -25,12 +24,11 @@ import {
   archiveManifestKey,
   archiveOfTask,
   ArchiveStore,
-  cutSegments,
   newArchiveId,
   type ArchiveManifest,
   type ArchiveSegment,
-  type PlainSegment,
 } from './archive';
+import { storeSegmentsOnAll } from './archive.fanout';
 import { applyArchiveRetention, hasRetention } from './archive.retention';
 import { BackupFullError } from './backup-full.errors';
 import { backupFullSettings, type BackupFullSettings } from './backup-full.settings';
@@ -281,35 +279,22 @@ async function writeArchives(
     compression: settings.compression,
     signal: context.signal,
   });
-  let bytes = 0;
-  async function* counted(): AsyncGenerator<PlainSegment, void, undefined> {
-    for await (const segment of cutSegments(exported, ARCHIVE_SEGMENT_SIZE)) {
-      bytes += segment.data.length;
-      context.reportProgress({ step: 'exporting', bytesDone: bytes });
-      yield segment;
-    }
-  }
-  const fanout = new BlockFanout(counted(), targets.length);
+  let bytes: number;
   try {
-    // Settled, not raced: on a failure every remote has stopped before the caller removes the folders.
-    const settled = await Promise.allSettled(
-      targets.map(async (target, index) => {
-        const location = { vmUuid: vm.uuid, archiveId: target.archiveId };
-        for await (const segment of fanout.consumer(index))
-          target.segments.push(
-            await target.archives.writeSegment(
-              location,
-              segment.index,
-              segment.data,
-              segment.sha256,
-              context.signal,
-            ),
-          );
-      }),
+    bytes = await storeSegmentsOnAll(
+      exported,
+      targets.map((target) => ({
+        archives: target.archives,
+        location: { vmUuid: vm.uuid, archiveId: target.archiveId },
+        segments: target.segments,
+      })),
+      {
+        segmentSize: ARCHIVE_SEGMENT_SIZE,
+        signal: context.signal,
+        onProgress: (done) => context.reportProgress({ step: 'exporting', bytesDone: done }),
+      },
     );
-    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
   } finally {
-    await fanout.close();
     if (!exported.destroyed) exported.destroy();
   }
   if (bytes === 0)

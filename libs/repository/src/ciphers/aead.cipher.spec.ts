@@ -25,6 +25,27 @@ describe.each([aes256GcmCipher, chacha20Poly1305Cipher])('$name', (cipher) => {
     expect(cipher.open(key, prefixed.subarray(4), ad).equals(plaintext)).toBe(true);
   });
 
+  it.each(lengths)(
+    'opens %i sealed bytes in place: the plaintext is a view of the sealed buffer',
+    (length) => {
+      const plaintext = seededBytes(`in-place-${length}`, length);
+      const sealed = cipher.seal(key, plaintext, ad);
+      const opened = cipher.openInPlace(key, sealed, ad);
+      expect(opened.equals(plaintext)).toBe(true);
+      expect(opened.buffer).toBe(sealed.buffer);
+      expect(opened.byteOffset).toBe(sealed.byteOffset + 12);
+    },
+  );
+
+  it('refuses in place what does not authenticate: altered bytes, other associated data', () => {
+    const plaintext = seededBytes('in-place-altered', 200_000);
+    const altered = cipher.seal(key, plaintext, ad);
+    altered.writeUInt8(altered.readUInt8(150_000) ^ 1, 150_000);
+    expect(() => cipher.openInPlace(key, altered, ad)).toThrow();
+    expect(() => cipher.openInPlace(key, cipher.seal(key, plaintext, ad), Buffer.from('other'))).toThrow();
+    expect(() => cipher.openInPlace(key, Buffer.alloc(27), ad)).toThrow(/shorter than nonce and tag/);
+  });
+
   it('uses a fresh nonce for every seal into the same buffer', () => {
     const target = Buffer.alloc(1024);
     const plaintext = Buffer.from('same plaintext');

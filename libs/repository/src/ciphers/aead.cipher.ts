@@ -42,6 +42,21 @@ function aeadCipher(
     if (at !== offset + length) throw new Error(`${name} produced ${at - offset} bytes, expected ${length}`);
     return length;
   };
+  const decipherOf = (key: Buffer, sealed: Buffer, associatedData: Buffer) => {
+    if (sealed.length < NONCE_LENGTH + TAG_LENGTH) {
+      throw new Error(`sealed payload of ${sealed.length} bytes is shorter than nonce and tag`);
+    }
+    const nonce = sealed.subarray(0, NONCE_LENGTH);
+    const tag = sealed.subarray(sealed.length - TAG_LENGTH);
+    const body = sealed.subarray(NONCE_LENGTH, sealed.length - TAG_LENGTH);
+    const decipher = createDecipheriv(algorithm as CipherGCMTypes, key, nonce, {
+      authTagLength: TAG_LENGTH,
+    });
+    decipher.setAAD(associatedData, { plaintextLength: body.length });
+    decipher.setAuthTag(tag);
+    return { decipher, body };
+  };
+
   return {
     name,
     id,
@@ -55,21 +70,23 @@ function aeadCipher(
       return out;
     },
     open(key, sealed, associatedData) {
-      if (sealed.length < NONCE_LENGTH + TAG_LENGTH) {
-        throw new Error(`sealed payload of ${sealed.length} bytes is shorter than nonce and tag`);
-      }
-      const nonce = sealed.subarray(0, NONCE_LENGTH);
-      const tag = sealed.subarray(sealed.length - TAG_LENGTH);
-      const body = sealed.subarray(NONCE_LENGTH, sealed.length - TAG_LENGTH);
-      const decipher = createDecipheriv(algorithm as CipherGCMTypes, key, nonce, {
-        authTagLength: TAG_LENGTH,
-      });
-      decipher.setAAD(associatedData, { plaintextLength: body.length });
-      decipher.setAuthTag(tag);
+      const { decipher, body } = decipherOf(key, sealed, associatedData);
       const head = decipher.update(body);
       // final() authenticates; for these stream modes it adds no bytes (no copy in the common case).
       const tail = decipher.final();
       return tail.length === 0 ? head : Buffer.concat([head, tail]);
+    },
+    openInPlace(key, sealed, associatedData) {
+      const { decipher, body } = decipherOf(key, sealed, associatedData);
+      // Stream modes: the plaintext so far is never longer than the ciphertext read so far, so each
+      // piece's plaintext lands on bytes already decrypted from.
+      let at = 0;
+      for (let start = 0; start < body.length; start += PIECE) {
+        at += decipher.update(body.subarray(start, start + PIECE)).copy(body, at);
+      }
+      at += decipher.final().copy(body, at);
+      if (at !== body.length) throw new Error(`${name} produced ${at} bytes, expected ${body.length}`);
+      return body;
     },
   };
 }

@@ -20,4 +20,9 @@ export interface ChunkCipher {
   sealInto(key: Buffer, plaintext: Buffer, associatedData: Buffer, target: Buffer, offset: number): number;
   /** Throws when the tag does not authenticate (wrong key, altered bytes or associated data). */
   open(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
+  /**
+   * As `open`, decrypting into `sealed` itself: returns the view of it that holds the plaintext (no
+   * allocation of the plaintext's size). `sealed` is overwritten, also when it does not authenticate.
+   */
+  openInPlace(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
 }

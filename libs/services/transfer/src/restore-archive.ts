@@ -72,7 +72,9 @@ export async function restoreArchiveVm(
       const bytesTotal = manifest.totalSize;
       let bytesDone = 0;
       let archiveFailure: ArchiveError | undefined;
-      const segments = archives.segments(manifest, context.signal);
+      // No read-ahead of its own: the Readable below fetches the next segment while the import
+      // sends the current one (two segments held, not three).
+      const segments = archives.segments(manifest, context.signal, false);
       const source = Readable.from(
         (async function* () {
           try {

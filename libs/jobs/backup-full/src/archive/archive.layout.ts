@@ -12,8 +12,14 @@ import { ArchiveError } from './archive.errors';
  */
 export const ARCHIVES_PREFIX = 'archives/';
 export const ARCHIVE_MANIFEST_NAME = 'manifest';
-/** 16 MiB: a segment is held whole while sealed and stored (once per remote), so memory stays bounded. */
-export const ARCHIVE_SEGMENT_SIZE = 16 * 1024 * 1024;
+/**
+ * Segment size of new archives. A segment is held whole while it is sealed and stored: a VM's backup
+ * holds two (the one the slowest remote stores, the one being cut) and one sealed copy per encrypted
+ * remote, a restore two. 4 MiB since 2026-12-06: 28-45 MiB of Buffers at the peak of a VM's backup
+ * or restore, 51-82 with 16 MiB (docs/benchmarks/jobs.md, "backup.full"), for 4x the objects.
+ * Readers take each segment's size from the manifest: archives of any segment size stay readable.
+ */
+export const ARCHIVE_SEGMENT_SIZE = 4 * 1024 * 1024;
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ARCHIVE_ID_PATTERN = /^\d{8}T\d{9}Z-[0-9a-f]{8}-[0-9a-f]{4}$/;

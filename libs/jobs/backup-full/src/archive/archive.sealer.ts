@@ -47,9 +47,25 @@ export class ArchiveSealer {
     return this.seal('segment', `segment|${index}`, archiveId, plaintext);
   }
 
-  /** The plaintext of a stored segment; `key` names it in the error when it does not open. */
+  /**
+   * The segment sealed into `target` (at least plaintext + overhead bytes, e.g. a pooled buffer):
+   * the view of it that holds the sealed object. Without encryption, the plaintext itself.
+   */
+  sealSegmentInto(archiveId: string, index: number, plaintext: Buffer, target: Buffer): Buffer {
+    if (this.key === undefined) return plaintext;
+    const header = headerOf('segment');
+    header.copy(target, 0);
+    const ad = associatedData(header, archiveId, `segment|${index}`);
+    const length = cipher.sealInto(this.key, plaintext, ad, target, HEADER_LENGTH);
+    return target.subarray(0, HEADER_LENGTH + length);
+  }
+
+  /**
+   * The plaintext of a stored segment, decrypted in place (a view of `stored`, which is overwritten):
+   * no second buffer of the segment's size. `key` names it in the error when it does not open.
+   */
   openSegment(archiveId: string, index: number, stored: Buffer, key: string): Buffer {
-    return this.open('segment', `segment|${index}`, archiveId, stored, key);
+    return this.open('segment', `segment|${index}`, archiveId, stored, key, true);
   }
 
   sealManifest(archiveId: string, plaintext: Buffer): Buffer {
@@ -66,7 +82,14 @@ export class ArchiveSealer {
     return cipher.seal(this.key, plaintext, associatedData(header, archiveId, what), header);
   }
 
-  private open(kind: SealedKind, what: string, archiveId: string, stored: Buffer, key: string): Buffer {
+  private open(
+    kind: SealedKind,
+    what: string,
+    archiveId: string,
+    stored: Buffer,
+    key: string,
+    inPlace = false,
+  ): Buffer {
     if (this.key === undefined) return stored;
     const damaged = (reason: string): ArchiveError =>
       new ArchiveError(
@@ -85,7 +108,9 @@ export class ArchiveSealer {
     if (stored[5] !== cipher.id) throw damaged(`cipher id ${stored[5]} is not supported`);
     const header = stored.subarray(0, HEADER_LENGTH);
     try {
-      return cipher.open(this.key, stored.subarray(HEADER_LENGTH), associatedData(header, archiveId, what));
+      const ad = associatedData(header, archiveId, what);
+      const sealed = stored.subarray(HEADER_LENGTH);
+      return inPlace ? cipher.openInPlace(this.key, sealed, ad) : cipher.open(this.key, sealed, ad);
     } catch {
       throw damaged(
         'AES-256-GCM authentication failed (altered bytes, the wrong repository key, or an object moved from another archive)',

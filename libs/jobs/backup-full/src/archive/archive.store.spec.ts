@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import localRemote from '@haven/remote-local';
 import type { RemoteStore } from '@haven/remote-sdk';
-import { initRepository, openRepository, type Repository } from '@haven/repository';
+import { BufferPool, initRepository, openRepository, type Repository } from '@haven/repository';
 import { scratchDir } from '@haven/testing';
 import { ArchiveError } from './archive.errors';
 import {
@@ -22,7 +22,7 @@ import {
 } from './archive.manifest';
 import { ArchiveSealer } from './archive.sealer';
 import { cutSegments } from './archive.segmenter';
-import { ArchiveStore } from './archive.store';
+import { ArchiveStore, sha256Hex } from './archive.store';
 
 const KiB = 1024;
 const VM = '4f2c1a7e-9b1d-4c55-8e0a-2d9f6b3c7a10';
@@ -97,6 +97,39 @@ describe('full-backup archives on a remote', () => {
     expect(segments.map((s) => s.index)).toEqual([0, 1, 2]);
   });
 
+  it('cuts into pooled buffers when given a pool: each given back on release, or when the stream stops', async () => {
+    const buffers = new BufferPool(4 * KiB, 2);
+    const data = randomBytes(20 * KiB + 3);
+    const seen = new Set<ArrayBufferLike>();
+    const copies: Buffer[] = [];
+    for await (const segment of cutSegments(
+      Readable.from([data.subarray(0, 5000), data.subarray(5000)]),
+      4 * KiB,
+      buffers,
+    )) {
+      expect(buffers.inUse).toBe(1);
+      seen.add(segment.data.buffer);
+      copies.push(Buffer.from(segment.data));
+      segment.release?.();
+      segment.release?.(); // a second release of the same segment changes nothing
+    }
+    expect(Buffer.concat(copies).equals(data)).toBe(true);
+    expect(copies.map((copy) => copy.length)).toEqual([4096, 4096, 4096, 4096, 4096, 3]);
+    // Six segments through one buffer.
+    expect(seen.size).toBe(1);
+    expect(buffers.inUse).toBe(0);
+
+    // A consumer that stops after the first segment: the buffer being filled goes back too.
+    const abandoned = cutSegments(Readable.from([data]), 4 * KiB, buffers);
+    const first = await abandoned.next();
+    expect(buffers.inUse).toBe(1);
+    await abandoned.return(undefined);
+    expect(buffers.inUse).toBe(1); // the one it handed out is still lent
+    if (first.done !== true) first.value.release?.();
+    expect(buffers.inUse).toBe(0);
+    await expect(cutSegments(Readable.from([data]), 8 * KiB, buffers).next()).rejects.toThrow(RangeError);
+  });
+
   it('stores plain segments and a plain JSON manifest in an unencrypted repository, read back whole', async () => {
     const archives = ArchiveStore.forRepository(await initRepository(store, {}));
     const xva = randomBytes(9 * KiB + 5);
@@ -136,6 +169,47 @@ describe('full-backup archives on a remote', () => {
     const read = await reopened.readManifest(manifestKey);
     expect(read).toEqual(manifest);
     expect((await collect(reopened.segments(read))).equals(xva)).toBe(true);
+    expect((await collect(reopened.createReadStream(read))).equals(xva)).toBe(true);
+    // Every segment was sealed into the same buffer, given back after each put.
+    expect(archives.sealBuffersInUse).toBe(0);
+  });
+
+  it('reads archives written with 16 MiB segments by earlier versions (sealed copies, not pooled)', async () => {
+    // The reader takes each segment's size from the manifest: archives of any segment size read back.
+    const archives = ArchiveStore.forRepository(await encrypted());
+    const MiB = 1024 * KiB;
+    const xva = randomBytes(16 * MiB + 5 * KiB);
+    const location = { vmUuid: VM, archiveId: newArchiveId('task-16') };
+    const segments = [];
+    for (const [index, start] of [0, 16 * MiB].entries()) {
+      const plaintext = xva.subarray(start, start + 16 * MiB);
+      // As the writer did before: one freshly allocated sealed copy per segment.
+      const sealed = archives.sealer.sealSegment(location.archiveId, index, plaintext);
+      await store.put(segmentKey(VM, location.archiveId, index), sealed);
+      segments.push({ size: plaintext.length, storedSize: sealed.length, sha256: sha256Hex(plaintext) });
+    }
+    const old: ArchiveManifest = {
+      format: ARCHIVE_FORMAT,
+      version: ARCHIVE_FORMAT_VERSION,
+      id: location.archiveId,
+      vm: { uuid: VM, name: 'web', record: { name_label: 'web' } },
+      tenant: 'tenant-1',
+      job: { id: 'job-1', name: 'weekly' },
+      taskId: 'task-16',
+      takenAt: new Date().toISOString(),
+      createdAt: new Date().toISOString(),
+      compression: 'zstd',
+      encrypted: true,
+      segmentSize: 16 * MiB,
+      segments,
+      totalSize: xva.length,
+      storedSize: segments.reduce((sum, segment) => sum + segment.storedSize, 0),
+    };
+    const manifestKey = await archives.commit(old);
+    const read = await archives.readManifest(manifestKey);
+    expect(read.segments.map((segment) => segment.size)).toEqual([16 * MiB, 5 * KiB]);
+    expect((await collect(archives.createReadStream(read))).equals(xva)).toBe(true);
+    expect((await collect(archives.segments(read))).equals(xva)).toBe(true);
   });
 
   it('refuses another key: the manifest does not authenticate, and a wrong passphrase is WRONG_KEY', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
-import type { Repository } from '@haven/repository';
+import { BufferPool, type Repository } from '@haven/repository';
 import { ArchiveError } from './archive.errors';
 import {
   ARCHIVES_PREFIX,
@@ -39,6 +39,13 @@ export function sha256Hex(data: Buffer): string {
  * segments and manifest written, read back with every segment checked, listed and removed.
  */
 export class ArchiveStore {
+  /**
+   * Buffers segments are sealed into (encrypted repository): a writer storing one segment at a time
+   * reuses one buffer instead of allocating a sealed copy per segment, which would stay in memory
+   * until the garbage collector's next full collection.
+   */
+  private sealBuffers: BufferPool | undefined;
+
   constructor(
     readonly store: RemoteStore,
     readonly sealer: ArchiveSealer,
@@ -57,9 +64,27 @@ export class ArchiveStore {
     sha256: string,
     signal?: AbortSignal,
   ): Promise<ArchiveSegment> {
-    const stored = this.sealer.sealSegment(location.archiveId, index, plaintext);
-    await this.store.put(segmentKey(location.vmUuid, location.archiveId, index), stored, options(signal));
+    const key = segmentKey(location.vmUuid, location.archiveId, index);
+    if (!this.sealer.encrypted) {
+      await this.store.put(key, plaintext, options(signal));
+      return { size: plaintext.length, storedSize: plaintext.length, sha256 };
+    }
+    const length = plaintext.length + this.sealer.overhead;
+    // Sized by the first (largest) segment; the last, shorter one uses the start of the buffer.
+    if (this.sealBuffers === undefined || this.sealBuffers.size < length)
+      this.sealBuffers = new BufferPool(length, 1);
+    const buffers = this.sealBuffers;
+    const target = buffers.acquire();
+    const stored = this.sealer.sealSegmentInto(location.archiveId, index, plaintext, target);
+    await this.store.put(key, stored, options(signal));
+    // Only after a put that succeeded: a failed one may still be reading the buffer (kept from reuse).
+    buffers.release(target);
     return { size: plaintext.length, storedSize: stored.length, sha256 };
+  }
+
+  /** Sealed-segment buffers lent and not given back (for tests). */
+  get sealBuffersInUse(): number {
+    return this.sealBuffers?.inUse ?? 0;
   }
 
   /** Writes the manifest: the archive becomes visible. Returns its key. */
@@ -134,15 +159,26 @@ export class ArchiveStore {
     return plaintext;
   }
 
-  /** The XVA stream, segment by segment (the next one fetched while the current one is consumed). */
-  async *segments(manifest: ArchiveManifest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
-    let next: Promise<Buffer> | undefined =
-      manifest.segments.length > 0 ? this.readSegment(manifest, 0, signal) : undefined;
+  /**
+   * The XVA stream, segment by segment. With `readAhead` (the default) the next segment is fetched
+   * while the current one is consumed; without it, a segment is fetched when asked for: for a
+   * consumer that reads ahead itself (a Readable), which would otherwise hold three segments.
+   */
+  async *segments(
+    manifest: ArchiveManifest,
+    signal?: AbortSignal,
+    readAhead = true,
+  ): AsyncGenerator<Buffer, void, undefined> {
+    const count = manifest.segments.length;
+    if (!readAhead) {
+      for (let index = 0; index < count; index++) yield await this.readSegment(manifest, index, signal);
+      return;
+    }
+    let next: Promise<Buffer> | undefined = count > 0 ? this.readSegment(manifest, 0, signal) : undefined;
     try {
       for (let index = 0; next !== undefined; index++) {
         const current = await next;
-        next =
-          index + 1 < manifest.segments.length ? this.readSegment(manifest, index + 1, signal) : undefined;
+        next = index + 1 < count ? this.readSegment(manifest, index + 1, signal) : undefined;
         next?.catch(() => undefined); // observed on its turn
         yield current;
       }
@@ -151,8 +187,12 @@ export class ArchiveStore {
     }
   }
 
+  /**
+   * The XVA stream as a Readable: it fetches the next segment while the current one is written out
+   * (its own read-ahead), so at most two segments are held.
+   */
   createReadStream(manifest: ArchiveManifest, signal?: AbortSignal): Readable {
-    return Readable.from(this.segments(manifest, signal), { objectMode: false, highWaterMark: 1 });
+    return Readable.from(this.segments(manifest, signal, false), { objectMode: false, highWaterMark: 1 });
   }
 
   /** Archive folders of a VM, committed or not, oldest first. */

@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import localRemote from '@haven/remote-local';
+import type { RemoteStore } from '@haven/remote-sdk';
+import { BufferPool, initRepository } from '@haven/repository';
+import { scratchDir } from '@haven/testing';
+import { ArchiveStore, newArchiveId } from './archive';
+import { FANOUT_SEGMENTS, storeSegmentsOnAll, type SegmentDestination } from './archive.fanout';
+
+const KiB = 1024;
+const SEGMENT = 64 * KiB;
+const VM = '4f2c1a7e-9b1d-4c55-8e0a-2d9f6b3c7a10';
+
+/** A pool that remembers the most buffers it had lent at once and every buffer it handed out. */
+class CountingPool extends BufferPool {
+  peak = 0;
+  readonly handedOut = new Set<ArrayBufferLike>();
+
+  override acquire(): Buffer {
+    const buffer = super.acquire();
+    this.peak = Math.max(this.peak, this.inUse);
+    this.handedOut.add(buffer.buffer);
+    return buffer;
+  }
+}
+
+/** Lets other work run between a remote's puts: this remote is the slowest, and sets the pace. */
+function slowed(store: RemoteStore, turns: number): RemoteStore {
+  const put = store.put.bind(store);
+  store.put = async (...args: Parameters<RemoteStore['put']>) => {
+    for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
+    return put(...args);
+  };
+  return store;
+}
+
+/** Records the memory each put of a segment was given (to count the distinct sealed buffers). */
+function recorded(store: RemoteStore, seen: Set<ArrayBufferLike>): RemoteStore {
+  const put = store.put.bind(store);
+  store.put = async (key, body, options) => {
+    if (Buffer.isBuffer(body) && key.includes('/segment-')) seen.add(body.buffer);
+    return put(key, body, options);
+  };
+  return store;
+}
+
+describe('storing one export on every remote (fan-out of segments)', () => {
+  let folders: { path: string; cleanup: () => Promise<void> }[] = [];
+  let stores: RemoteStore[] = [];
+
+  async function remote(name: string): Promise<RemoteStore> {
+    const folder = await scratchDir(`haven-archive-fanout-${name}-`);
+    folders.push(folder);
+    const store = await localRemote.create({ path: folder.path }, { name });
+    stores.push(store);
+    return store;
+  }
+
+  afterEach(async () => {
+    for (const store of stores) await store.close();
+    for (const folder of folders) await folder.cleanup();
+    stores = [];
+    folders = [];
+  });
+
+  it('holds at most two plain segments and one sealed copy per encrypted remote, whatever the length', async () => {
+    const sealedSeen = new Set<ArrayBufferLike>();
+    const sealedStore = recorded(slowed(await remote('sealed'), 20), sealedSeen);
+    const plainStore = await remote('plain');
+    const sealed = ArchiveStore.forRepository(
+      await initRepository(sealedStore, { key: 'fan-out passphrase', kdf: { N: 1024, r: 8, p: 1 } }),
+    );
+    const plain = ArchiveStore.forRepository(await initRepository(plainStore, {}));
+    const destinations: SegmentDestination[] = [sealed, plain].map((archives) => ({
+      archives,
+      location: { vmUuid: VM, archiveId: newArchiveId('fan-out task') },
+      segments: [],
+    }));
+    // 40 segments and a short one, in pieces that do not line up with them.
+    const xva = randomBytes(40 * SEGMENT + 1000);
+    const pieces: Buffer[] = [];
+    for (let start = 0; start < xva.length; start += 10_000) pieces.push(xva.subarray(start, start + 10_000));
+    const buffers = new CountingPool(SEGMENT, FANOUT_SEGMENTS);
+
+    const bytes = await storeSegmentsOnAll(Readable.from(pieces), destinations, {
+      segmentSize: SEGMENT,
+      buffers,
+    });
+
+    expect(bytes).toBe(xva.length);
+    // The bound: the slowest remote's segment and the one being cut, not one per segment.
+    expect(buffers.peak).toBeLessThanOrEqual(FANOUT_SEGMENTS);
+    expect(buffers.handedOut.size).toBeLessThanOrEqual(FANOUT_SEGMENTS);
+    expect(buffers.inUse).toBe(0);
+    // One sealed buffer for the 41 segments of the encrypted remote.
+    expect(sealedSeen.size).toBe(1);
+    expect(sealed.sealBuffersInUse).toBe(0);
+    // And what was stored is the export, on both remotes.
+    for (const destination of destinations) {
+      expect(destination.segments).toHaveLength(41);
+      const manifest = {
+        id: destination.location.archiveId,
+        vm: { uuid: VM },
+        segments: destination.segments,
+      } as Parameters<ArchiveStore['readSegment']>[0];
+      const read: Buffer[] = [];
+      for (let index = 0; index < 41; index++)
+        read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
+      expect(Buffer.concat(read).equals(xva)).toBe(true);
+    }
+  });
+
+  it("fails when one remote fails, after the other stopped, without reusing the failed put's buffer", async () => {
+    const failing = await remote('failing');
+    const put = failing.put.bind(failing);
+    failing.put = async (key, body, options) => {
+      if (key.endsWith('segment-000003')) throw new Error('disk full on the failing remote');
+      return put(key, body, options);
+    };
+    const healthy = await remote('healthy');
+    const destinations: SegmentDestination[] = [];
+    for (const store of [failing, healthy])
+      destinations.push({
+        archives: ArchiveStore.forRepository(await initRepository(store, {})),
+        location: { vmUuid: VM, archiveId: newArchiveId('failing task') },
+        segments: [],
+      });
+    const buffers = new CountingPool(SEGMENT, FANOUT_SEGMENTS);
+    await expect(
+      storeSegmentsOnAll(Readable.from([randomBytes(10 * SEGMENT)]), destinations, {
+        segmentSize: SEGMENT,
+        buffers,
+      }),
+    ).rejects.toThrow('disk full on the failing remote');
+    expect(destinations[0]?.segments).toHaveLength(3);
+    // Segment 3's buffer stays lent for good (the failed put may still read it); no other is.
+    expect(buffers.inUse).toBe(1);
+    expect(buffers.peak).toBeLessThanOrEqual(FANOUT_SEGMENTS);
+  });
+});
