@@ -8,15 +8,20 @@
  * - full backup without compression to 1 plain local remote, as a ratio to the uncompressed baseline;
  * - restore of the zstd archive as a new VM (read, unseal, SHA-256 check, XVA import), as a ratio
  *   to the backup's time;
- * - peak RSS of this process (segments are held whole: memory must not grow with the VM).
+ * - peak RSS of this process, and peak memory held by Buffers above each step's start (segments are
+ *   held whole: memory must not grow with the VM).
  *
  *   node bin/run.js bench/jobs/backup-full.bench.ts          # 1 GiB disk
  *   node bin/run.js bench/jobs/backup-full.bench.ts --full   # 8 GiB disk
+ *   MALLOC_ARENA_MAX=2 node bench/repository/precompiled.runner.js bench/jobs/backup-full.bench.ts
+ *     # memory without the TypeScript compiler, with the launchers' allocator setting
  */
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { JobDefinition, JobResources, TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool, type XvaCompression } from '@haven/xapi';
 import { backupVmFull } from '@haven/job-backup-full';
@@ -31,14 +36,26 @@ const MiB = 1024 ** 2;
 const diskSize = full ? 8 * GiB : 1 * GiB;
 const PASSPHRASE = 'bench full backup passphrase';
 
-let peakRss = 0;
+/** A full garbage collection (the flag set at run time: the bench is started without --expose-gc). */
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
-/** Time of `work`, and the peak RSS of this process while it ran. */
+let peakRss = 0;
+let peakBuffers = 0;
+
+/**
+ * Time of `work`, the peak RSS of this process while it ran, and the peak of the memory held by
+ * Buffers (`arrayBuffers`, live and not yet collected) above what it was at the start: the task's
+ * working set, without what the allocator keeps from earlier steps.
+ */
 async function timed<T>(
   work: () => Promise<T>,
-): Promise<{ seconds: number; value: T; peakMiB: number; startMiB: number }> {
-  const startRss = process.memoryUsage().rss;
+): Promise<{ seconds: number; value: T; peakMiB: number; startMiB: number; buffersMiB: number }> {
+  // Each step starts from a collected heap: the Buffers of the step before do not count.
+  collectGarbage();
+  const { rss: startRss, arrayBuffers: startBuffers } = process.memoryUsage();
   peakRss = startRss;
+  peakBuffers = startBuffers;
   const start = performance.now();
   const value = await work();
   return {
@@ -46,6 +63,7 @@ async function timed<T>(
     value,
     peakMiB: peakRss / 1024 / 1024,
     startMiB: startRss / 1024 / 1024,
+    buffersMiB: (peakBuffers - startBuffers) / 1024 / 1024,
   };
 }
 
@@ -56,7 +74,11 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'haven-bench-full-'));
   const sim = await XapiSimTestServer.start({ vms: 1, diskSize: String(diskSize), seed: 'bench-full' });
   const url = sim.url;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  const sampler = setInterval(() => {
+    const { rss, arrayBuffers } = process.memoryUsage();
+    peakRss = Math.max(peakRss, rss);
+    peakBuffers = Math.max(peakBuffers, arrayBuffers);
+  }, 100);
   try {
     const pool = await XapiPool.connect({ url, username: 'root', password: 'password' });
     const vm = (await pool.listVms()).at(0);
@@ -168,6 +190,9 @@ async function main(): Promise<void> {
     );
     console.log(
       `restore of the zstd archive:  ${restored.seconds.toFixed(2)} s = ${(restored.seconds / one.seconds).toFixed(2)} x its backup`,
+    );
+    console.log(
+      `peak Buffer memory above the start: backup zstd 1 remote ${one.buffersMiB.toFixed(0)} MiB, 2 remotes ${two.buffersMiB.toFixed(0)} MiB, none ${plain.buffersMiB.toFixed(0)} MiB, restore ${restored.buffersMiB.toFixed(0)} MiB`,
     );
     console.log(
       `peak RSS (at start): backup zstd 1 remote ${one.peakMiB.toFixed(0)} (${one.startMiB.toFixed(0)}) MiB, 2 remotes ${two.peakMiB.toFixed(0)} (${two.startMiB.toFixed(0)}) MiB, none ${plain.peakMiB.toFixed(0)} (${plain.startMiB.toFixed(0)}) MiB, restore ${restored.peakMiB.toFixed(0)} (${restored.startMiB.toFixed(0)}) MiB; this process after loading ${(loadedRss / MiB).toFixed(0)} MiB`,
