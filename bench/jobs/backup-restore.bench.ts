@@ -149,10 +149,17 @@ async function main(): Promise<void> {
     };
 
     const remotes = new Map<string, string | undefined>();
+    let lastStep: string | undefined;
+    const reportStep = (progress: { step?: string }): void => {
+      if (progress.step === lastStep) return;
+      lastStep = progress.step;
+      console.log(`  ${(performance.now() / 1000).toFixed(2)} s  step ${progress.step ?? '-'}`);
+    };
     const context: TaskExecutionContext = {
       signal: new AbortController().signal,
-      reportProgress: () => undefined,
-      // --verbose: the run log, with the time since the bench started (where an incremental's time goes).
+      // --verbose: each new progress step and the run log, with the time since the bench started
+      // (where an incremental's time goes).
+      reportProgress: verbose ? reportStep : () => undefined,
       log: verbose
         ? (level, message) => console.log(`  ${(performance.now() / 1000).toFixed(2)} s  ${level} ${message}`)
         : () => undefined,

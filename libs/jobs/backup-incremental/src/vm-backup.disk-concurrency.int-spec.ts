@@ -133,6 +133,11 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
       const done = progress.map((entry) => entry.bytesDone ?? 0);
       expect(done).toEqual([...done].sort((a, b) => a - b));
       expect(progress.at(-1)).toMatchObject({ bytesDone: 32 * MiB, bytesTotal: 32 * MiB });
+      // The phases around the disks are steps of their own, in order.
+      const phases = [...new Set(progress.map((entry) => entry.step))].filter(
+        (step) => step === undefined || !/^disk /.test(step),
+      );
+      expect(phases).toEqual(['opening remotes', 'taking snapshot', 'committing', 'committed']);
       expect(await restoredHashes(result!.restorePoints[0].manifestKey)).toEqual(hashes);
       expect(
         logs

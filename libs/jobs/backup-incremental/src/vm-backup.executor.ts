@@ -136,6 +136,7 @@ async function backupOnce(
   const keep = snapshotsToKeep(task.schedule?.retention);
   const targets: BackupTarget[] = [];
   try {
+    context.reportProgress({ step: 'opening remotes' });
     for (const remoteId of task.job.remoteIds) {
       const remote = await context.resources.remote(remoteId);
       try {
@@ -152,6 +153,7 @@ async function backupOnce(
       await removeSnapshots(pool, snapshotsToRemove(previous, done.snapshot, keep), context);
       return done;
     }
+    context.reportProgress({ step: 'taking snapshot' });
     const snapshot = await pool.snapshotVm(vm, {
       name: snapshotName(settings.snapshotNameTemplate, {
         vm: vm.name,
@@ -527,6 +529,7 @@ async function writeRestorePoints(
   context.signal.throwIfAborted();
 
   const restorePoints: CommittedRestorePoint[] = [];
+  context.reportProgress({ step: 'committing', bytesDone: bytesTotal, bytesTotal });
   for (const target of targets) {
     const writer = target.writer;
     if (writer === undefined) continue;
