@@ -22,6 +22,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DATA_PATH_NODE_FLAGS } from '@haven/service-core';
 import {
   createTestDatabase,
   freeLoopbackPort,
@@ -139,7 +140,8 @@ async function main(): Promise<void> {
       dist === undefined
         ? [join(ROOT, 'bin/run.js'), join(ROOT, `apps/${role}/src/main.ts`)]
         : [join(dist, `apps/${role}/src/main.js`)];
-    const child = spawn(process.execPath, entry, {
+    // With the node flags the image and the npm start scripts give every Haven process.
+    const child = spawn(process.execPath, [...DATA_PATH_NODE_FLAGS, ...entry], {
       cwd: ROOT,
       env: {
         ...common,
@@ -245,7 +247,7 @@ async function main(): Promise<void> {
     );
     console.log(`speed-up with the second worker: ${(one.seconds / two.seconds).toFixed(2)} x`);
     const mib = (value: number): string => `${value.toFixed(0)} MiB`;
-    const nodeOptions = process.env['NODE_OPTIONS'] ? `, NODE_OPTIONS=${process.env['NODE_OPTIONS']}` : '';
+    const nodeOptions = `, node ${[...DATA_PATH_NODE_FLAGS, process.env['NODE_OPTIONS'] ?? ''].join(' ').trim()}`;
     console.log(
       `transfer worker RSS (${dist === undefined ? 'on-the-fly TypeScript' : 'production build'}, default plugins, MALLOC_ARENA_MAX=${common.MALLOC_ARENA_MAX}${nodeOptions}): ` +
         `worker 1 ${mib(atRest.now)} at rest, peak ${mib(afterOne.peak)} over the one-worker run (${mib(afterOne.now)} after it), ` +

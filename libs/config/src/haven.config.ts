@@ -24,7 +24,7 @@ export interface HavenConfig {
   workerConcurrency: number;
   /**
    * Disk streams (a disk's export or restore, a VM archive) one transfer process moves at the same
-   * time across all its tasks: what bounds its memory (~35-45 MiB each). Default: one per CPU core,
+   * time across all its tasks: what bounds its memory (~65 MiB each at peak with zstd + AES). Default: one per CPU core,
    * at least 2 and at most 8.
    */
   workerDiskStreams: number;
@@ -57,7 +57,7 @@ export const DEFAULT_PLUGINS = [
   '@haven/job-backup-full',
 ];
 
-/** One disk stream per CPU core, at least 2 and at most 8 (each holds ~35-45 MiB). */
+/** One disk stream per CPU core, at least 2 and at most 8 (each holds up to ~65 MiB). */
 export function defaultDiskStreams(cores = availableParallelism()): number {
   return Math.min(8, Math.max(2, cores));
 }
