@@ -8,6 +8,7 @@ import {
   type TaskProgress,
 } from '@haven/plugin-sdk';
 import { openRepository } from '@haven/repository';
+import type { RemoteStore } from '@haven/remote-sdk';
 import { describeIntegration, scratchDir } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
@@ -46,7 +47,12 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
     for (const folder of Object.values(folders)) await folder.cleanup();
   });
 
-  async function run(settings: Record<string, unknown>, worker: Partial<TaskExecutionContext> = {}) {
+  async function run(
+    settings: Record<string, unknown>,
+    worker: Partial<TaskExecutionContext> = {},
+    /** Failure injection over the real local remote. */
+    wrapStore: (store: RemoteStore) => RemoteStore = (store) => store,
+  ) {
     const progress: TaskProgress[] = [];
     const logs: LogLine[] = [];
     const job: JobDefinition = {
@@ -87,7 +93,7 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
           id,
           name: 'local',
           type: 'local',
-          store: await localRemote.create({ path: folders['remote'].path }, { name: 'local' }),
+          store: wrapStore(await localRemote.create({ path: folders['remote'].path }, { name: 'local' })),
         }),
       },
       ...worker,
@@ -183,6 +189,32 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
       expect(await restoredHashes(result!.restorePoints[0].manifestKey)).toEqual(hashes);
     } finally {
       sim.setFaults({ bandwidthBytesPerSecond: null });
+    }
+  }, 60_000);
+
+  it('a base check that fails while the snapshot is taken fails the backup and removes that snapshot', async () => {
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    try {
+      const snapshots = async () =>
+        (await pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': 'job-disks' } })).map((s) => s.uuid);
+      const before = await snapshots();
+      await sim.writeRandom(vmUuid, { blocks: 2, seed: 'check-fails' }, 0);
+      // The base's chunks are checked with a stat each: the remote fails those.
+      const failingChecks = (store: RemoteStore): RemoteStore =>
+        Object.create(store, {
+          exists: {
+            value: (key: string, options?: { signal?: AbortSignal }) =>
+              key.startsWith('chunks/')
+                ? Promise.reject(new Error('injected: stat failed'))
+                : store.exists(key, options),
+          },
+        }) as RemoteStore;
+      const { error, progress } = await run({}, {}, failingChecks);
+      expect(error).toMatchObject({ message: expect.stringContaining('injected: stat failed') });
+      expect(progress.map((entry) => entry.step)).toContain('taking snapshot');
+      expect(await snapshots()).toEqual(before);
+    } finally {
+      await pool.close();
     }
   }, 60_000);
 

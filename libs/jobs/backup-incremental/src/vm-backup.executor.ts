@@ -92,6 +92,11 @@ interface BackupTarget {
   access: RemoteAccess;
   repository: Repository;
   base?: { manifest: RestorePointManifest; reader?: RestorePointReader; damage: BaseDamage };
+  /**
+   * The check of the base's chunks, run while the host takes the snapshot (on a big disk both take
+   * a while): `base.damage` is final once it has resolved.
+   */
+  inspected?: Promise<void>;
   writer?: RestorePointWriter;
 }
 
@@ -150,32 +155,34 @@ async function backupOnce(
     if (done !== undefined) {
       // Redelivered after this task committed everywhere (the worker died before reporting):
       // report that backup again instead of taking another one.
+      await Promise.allSettled(inspections(targets));
       await removeSnapshots(pool, snapshotsToRemove(previous, done.snapshot, keep), context);
       return done;
     }
     context.reportProgress({ step: 'taking snapshot' });
-    const snapshot = await pool.snapshotVm(vm, {
-      name: snapshotName(settings.snapshotNameTemplate, {
-        vm: vm.name,
-        job: task.job.name,
-        date: new Date(),
-      }),
-      otherConfig: { ...tags, [SNAPSHOT_TASK_KEY]: task.taskId },
-      signal: context.signal,
-    });
+    let snapshot: SnapshotInfo;
+    try {
+      snapshot = await pool.snapshotVm(vm, {
+        name: snapshotName(settings.snapshotNameTemplate, {
+          vm: vm.name,
+          job: task.job.name,
+          date: new Date(),
+        }),
+        otherConfig: { ...tags, [SNAPSHOT_TASK_KEY]: task.taskId },
+        signal: context.signal,
+      });
+    } catch (error) {
+      await Promise.allSettled(inspections(targets));
+      throw error;
+    }
+    await baseChecked(targets, pool, snapshot, vm, context);
     let result: VmBackupResult;
     try {
       result = await writeRestorePoints(pool, vm, snapshot, previous, targets, task, context, settings);
     } catch (error) {
       for (const target of targets) await target.writer?.abort().catch(() => undefined);
       // Nothing of this attempt may stay visible: its snapshot goes, the previous one stays the base.
-      await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
-        context.log(
-          'error',
-          `removing snapshot ${snapshot.uuid} of a failed backup of VM "${vm.name}" failed; remove it by hand`,
-          { vm: vm.name, vmUuid: vm.uuid, snapshot: snapshot.uuid, error: String(cleanup) },
-        );
-      });
+      await discardSnapshot(pool, snapshot, vm, context);
       throw error;
     }
     // The new snapshot is kept (the next run's base), and the newest others up to the schedule's count.
@@ -183,6 +190,8 @@ async function backupOnce(
     if (hasRetention(task.schedule)) await retain(result, targets, task, task.schedule, vm, context);
     return result;
   } finally {
+    // No base check still reading a store that closes (a remote after it failed to open).
+    await Promise.allSettled(inspections(targets));
     for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
 }
@@ -203,6 +212,22 @@ async function enableCbt(pool: XapiPool, vm: VmInfo, context: TaskExecutionConte
       },
     );
   }
+}
+
+/** Removes the snapshot of an attempt that is not going on; a failure is logged for a person. */
+async function discardSnapshot(
+  pool: XapiPool,
+  snapshot: SnapshotInfo,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  await pool.destroySnapshot(snapshot).catch((cleanup: unknown) => {
+    context.log(
+      'error',
+      `removing snapshot ${snapshot.uuid} of a failed backup of VM "${vm.name}" failed; remove it by hand`,
+      { vm: vm.name, vmUuid: vm.uuid, snapshot: snapshot.uuid, error: String(cleanup) },
+    );
+  });
 }
 
 async function removeSnapshots(
@@ -328,9 +353,34 @@ async function openTarget(
   const own = attribute(newest.manifest, 'taskId') === task.taskId;
   const warn = (message: string): void =>
     context.log('warn', message, { vm: vm.name, vmUuid: vm.uuid, remote: access.name });
-  const damage = own ? noDamage() : await inspectBase(repository, reader, settings.verifyBase, warn, signal);
-  if (isDamaged(damage)) logDamage(context, vm, access, newest.label, damage);
-  return { access, repository, base: { manifest: newest.manifest, reader, damage } };
+  const base = { manifest: newest.manifest, reader, damage: noDamage() };
+  if (own) return { access, repository, base };
+  const inspected = inspectBase(repository, reader, settings.verifyBase, warn, signal).then((damage) => {
+    base.damage = damage;
+    if (isDamaged(damage)) logDamage(context, vm, access, newest.label, damage);
+  });
+  // Awaited before the base is used (baseChecked); never an unhandled rejection meanwhile.
+  inspected.catch(() => undefined);
+  return { access, repository, base, inspected };
+}
+
+function inspections(targets: readonly BackupTarget[]): Promise<void>[] {
+  return targets.map((target) => target.inspected ?? Promise.resolve());
+}
+
+/** Waits for every target's base check; on a failure the snapshot just taken goes again. */
+async function baseChecked(
+  targets: readonly BackupTarget[],
+  pool: XapiPool,
+  snapshot: SnapshotInfo,
+  vm: VmInfo,
+  context: TaskExecutionContext,
+): Promise<void> {
+  const settled = await Promise.allSettled(inspections(targets));
+  const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed === undefined) return;
+  await discardSnapshot(pool, snapshot, vm, context);
+  throw failed.reason;
 }
 
 function logDamage(
