@@ -106,6 +106,20 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
     return { ...outcome, progress, logs, hashes };
   }
 
+  /** Runs `check` with a lister of this job's snapshots of the VM (their uuids), over a pool connection of its own. */
+  async function withJobSnapshots(
+    check: (snapshots: () => Promise<string[]>) => Promise<void>,
+  ): Promise<void> {
+    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
+    try {
+      await check(async () =>
+        (await pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': 'job-disks' } })).map((s) => s.uuid),
+      );
+    } finally {
+      await pool.close();
+    }
+  }
+
   /** Which disk each progress report was about, in order ("0", "1"). */
   const diskSteps = (progress: TaskProgress[]) =>
     progress.map((entry) => /^disk (\d+)$/.exec(entry.step ?? '')?.[1]).filter((disk) => disk !== undefined);
@@ -193,10 +207,7 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
   }, 60_000);
 
   it('a base check that fails while the snapshot is taken fails the backup and removes that snapshot', async () => {
-    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
-    try {
-      const snapshots = async () =>
-        (await pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': 'job-disks' } })).map((s) => s.uuid);
+    await withJobSnapshots(async (snapshots) => {
       const before = await snapshots();
       await sim.writeRandom(vmUuid, { blocks: 2, seed: 'check-fails' }, 0);
       // The base's chunks are checked with a stat each: the remote fails those.
@@ -213,30 +224,30 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
       expect(error).toMatchObject({ message: expect.stringContaining('injected: stat failed') });
       expect(progress.map((entry) => entry.step)).toContain('taking snapshot');
       expect(await snapshots()).toEqual(before);
-    } finally {
-      await pool.close();
-    }
+    });
   }, 60_000);
 
   it('one disk failing stops the other; one error line names the VM and that disk; nothing is left', async () => {
-    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
-    try {
-      const snapshots = async () =>
-        (await pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': 'job-disks' } })).map((s) => s.uuid);
+    await withJobSnapshots(async (snapshots) => {
       const before = await snapshots();
-      await sim.writeRandom(vmUuid, { blocks: 4, seed: 'fail-0' }, 0);
-      await sim.writeRandom(vmUuid, { blocks: 4, seed: 'fail-1' }, 1);
-      sim.setFaults({ exportFailAfterBytes: 3 * MiB, exportFailTimes: 1, bandwidthBytesPerSecond: 16 * MiB });
-      const { error, logs } = await run({ diskConcurrency: 2 });
-      expect(error).toMatchObject({ name: 'XapiTransferError' });
-      const errors = logs.filter((line) => line.level === 'error');
-      expect(errors).toHaveLength(1);
-      expect(errors[0].fields).toMatchObject({ vm: 'sim-vm-0', disk: expect.stringMatching(/^[01]$/) });
-      expect(errors[0].message).toMatch(/backup of disk [01] of VM "sim-vm-0" failed/);
-      expect(await snapshots()).toEqual(before);
-    } finally {
-      sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null, bandwidthBytesPerSecond: null });
-      await pool.close();
-    }
+      try {
+        await sim.writeRandom(vmUuid, { blocks: 4, seed: 'fail-0' }, 0);
+        await sim.writeRandom(vmUuid, { blocks: 4, seed: 'fail-1' }, 1);
+        sim.setFaults({
+          exportFailAfterBytes: 3 * MiB,
+          exportFailTimes: 1,
+          bandwidthBytesPerSecond: 16 * MiB,
+        });
+        const { error, logs } = await run({ diskConcurrency: 2 });
+        expect(error).toMatchObject({ name: 'XapiTransferError' });
+        const errors = logs.filter((line) => line.level === 'error');
+        expect(errors).toHaveLength(1);
+        expect(errors[0].fields).toMatchObject({ vm: 'sim-vm-0', disk: expect.stringMatching(/^[01]$/) });
+        expect(errors[0].message).toMatch(/backup of disk [01] of VM "sim-vm-0" failed/);
+        expect(await snapshots()).toEqual(before);
+      } finally {
+        sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null, bandwidthBytesPerSecond: null });
+      }
+    });
   }, 60_000);
 });
