@@ -189,9 +189,11 @@ describe('openHttpDownload', () => {
         pump();
       }),
     );
-    const download = await openHttpDownload(url, { ...options, inactivityTimeoutMs: 200 });
-    // Buffers fill and the socket pauses; the consumer then stays away five timeouts long.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // A timeout of 1 s: the drain below runs the server and the client in this one process, where
+    // a loaded CI machine once left 0.2 s without data after the consumer came back.
+    const download = await openHttpDownload(url, { ...options, inactivityTimeoutMs: 1000 });
+    // Buffers fill and the socket pauses; the consumer then stays away four timeouts long.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
     expect(download.body.destroyed).toBe(false);
     let received = 0;
     for await (const part of download.body as AsyncIterable<Buffer>) received += part.length;
