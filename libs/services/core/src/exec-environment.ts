@@ -54,9 +54,9 @@ export function missingNodeFlags(
 
 /**
  * What a process that moves disk data (the `transfer` role, alone or in the all-in-one) logs at
- * boot when its launcher left out part of DATA_PATH_EXEC_ENVIRONMENT (started by hand from
- * `dist/`, a unit file of the operator's own); undefined when nothing is missing or the process
- * moves no data.
+ * boot when its launcher left out part of DATA_PATH_EXEC_ENVIRONMENT or DATA_PATH_NODE_FLAGS
+ * (started by hand from `dist/`, a unit file of the operator's own); undefined when nothing is
+ * missing or the process moves no data.
  */
 export function execEnvironmentWarning(
   roles: readonly string[],
