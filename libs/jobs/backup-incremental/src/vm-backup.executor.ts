@@ -155,26 +155,20 @@ async function backupOnce(
     if (done !== undefined) {
       // Redelivered after this task committed everywhere (the worker died before reporting):
       // report that backup again instead of taking another one.
-      await Promise.allSettled(inspections(targets));
       await removeSnapshots(pool, snapshotsToRemove(previous, done.snapshot, keep), context);
       return done;
     }
     context.reportProgress({ step: 'taking snapshot' });
-    let snapshot: SnapshotInfo;
-    try {
-      snapshot = await pool.snapshotVm(vm, {
-        name: snapshotName(settings.snapshotNameTemplate, {
-          vm: vm.name,
-          job: task.job.name,
-          date: new Date(),
-        }),
-        otherConfig: { ...tags, [SNAPSHOT_TASK_KEY]: task.taskId },
-        signal: context.signal,
-      });
-    } catch (error) {
-      await Promise.allSettled(inspections(targets));
-      throw error;
-    }
+    // A base check still running when this fails is waited for below (finally).
+    const snapshot = await pool.snapshotVm(vm, {
+      name: snapshotName(settings.snapshotNameTemplate, {
+        vm: vm.name,
+        job: task.job.name,
+        date: new Date(),
+      }),
+      otherConfig: { ...tags, [SNAPSHOT_TASK_KEY]: task.taskId },
+      signal: context.signal,
+    });
     await baseChecked(targets, pool, snapshot, vm, context);
     let result: VmBackupResult;
     try {
@@ -190,7 +184,8 @@ async function backupOnce(
     if (hasRetention(task.schedule)) await retain(result, targets, task, task.schedule, vm, context);
     return result;
   } finally {
-    // No base check still reading a store that closes (a remote after it failed to open).
+    // No base check still reading a store that closes (every way out: a remote that failed to
+    // open, a redelivery, a snapshot that failed).
     await Promise.allSettled(inspections(targets));
     for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
