@@ -90,11 +90,11 @@ interface MemorySample {
  */
 function sampleMemory(service: Service): { stop: () => MemorySample | undefined } {
   let top: MemorySample | undefined;
-  let stopped = false;
+  const stopped = new AbortController();
   const gauge = (text: string, name: string): number =>
-    Number(new RegExp(`^haven_${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN) / MiB;
+    Number(new RegExp(`^haven_${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1]) / MiB;
   void (async () => {
-    while (!stopped) {
+    while (!stopped.signal.aborted) {
       const text = await fetch(`http://127.0.0.1:${service.port}/metrics`)
         .then((response) => response.text())
         .catch(() => '');
@@ -110,7 +110,7 @@ function sampleMemory(service: Service): { stop: () => MemorySample | undefined 
   })();
   return {
     stop: () => {
-      stopped = true;
+      stopped.abort();
       return top;
     },
   };

@@ -67,10 +67,12 @@ describe('crash safety', () => {
       child.kill('SIGKILL');
       await exited;
       const ids = (word: string): string[] =>
-        [...output.matchAll(new RegExp(`^${word} (\\S+)$`, 'gm'))].map((match) => match[1] as string);
-      committed.push(...ids('committed'));
-      started.push(...ids('started'));
-      killedIn.push(...ids('started').filter((id) => !ids('committed').includes(id)));
+        [...output.matchAll(new RegExp(`^${word} (\\S+)$`, 'gm'))].map((match) => match[1]);
+      const runCommitted = ids('committed');
+      const runStarted = ids('started');
+      committed.push(...runCommitted);
+      started.push(...runStarted);
+      killedIn.push(...runStarted.filter((id) => !runCommitted.includes(id)));
     }
     expect(started.length).toBeGreaterThan(committed.length); // at least some runs died mid-write
 

@@ -1,4 +1,4 @@
-import { PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
+import { PluginRegistry, validateAgainstSchema, type RemotePlugin } from '@haven/plugin-sdk';
 import { plugin } from './azure.plugin';
 
 describe('azure remote plugin manifest', () => {
@@ -38,8 +38,9 @@ describe('azure remote plugin manifest', () => {
     expect(fields).toContain('endpoint');
   });
 
-  it('loads the Azure SDK only when the first Azure driver is made, not with the plugin', () => {
+  it('loads the Azure SDK only when the first Azure driver is made, not with the plugin', async () => {
     const loaded: string[] = [];
+    let made: ReturnType<RemotePlugin['create']> | undefined;
     jest.isolateModules(() => {
       // A spy on module loading: the real SDK is what the driver gets.
       jest.doMock('@azure/storage-blob', () => {
@@ -49,7 +50,7 @@ describe('azure remote plugin manifest', () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const fresh = (require('./index') as typeof import('./index')).plugin;
       expect(loaded).toEqual([]);
-      fresh.create(
+      made = fresh.create(
         {
           connectionString:
             'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=Yg==;BlobEndpoint=http://127.0.0.1:9/a;',
@@ -59,5 +60,7 @@ describe('azure remote plugin manifest', () => {
       );
       expect(loaded).toEqual(['@azure/storage-blob']);
     });
+    // The driver opens no connection until used; closing it is all that is left to do.
+    await (await made)?.close();
   });
 });

@@ -1,4 +1,4 @@
-import { PluginRegistry, validateAgainstSchema } from '@haven/plugin-sdk';
+import { PluginRegistry, validateAgainstSchema, type RemotePlugin } from '@haven/plugin-sdk';
 import { plugin } from './s3.plugin';
 
 const valid = {
@@ -54,8 +54,9 @@ describe('s3 remote plugin manifest', () => {
     );
   });
 
-  it('loads the AWS SDK only when the first S3 driver is made, not with the plugin', () => {
+  it('loads the AWS SDK only when the first S3 driver is made, not with the plugin', async () => {
     const loaded: string[] = [];
+    let made: ReturnType<RemotePlugin['create']> | undefined;
     jest.isolateModules(() => {
       // A spy on module loading: the real SDK is what the driver gets.
       jest.doMock('@aws-sdk/client-s3', () => {
@@ -65,8 +66,10 @@ describe('s3 remote plugin manifest', () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const fresh = (require('./index') as typeof import('./index')).plugin;
       expect(loaded).toEqual([]);
-      fresh.create({ ...valid, endpoint: 'http://127.0.0.1:9' }, { name: 'lazy' });
+      made = fresh.create({ ...valid, endpoint: 'http://127.0.0.1:9' }, { name: 'lazy' });
       expect(loaded).toEqual(['@aws-sdk/client-s3']);
     });
+    // The driver opens no connection until used; closing it is all that is left to do.
+    await (await made)?.close();
   });
 });

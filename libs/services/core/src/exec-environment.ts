@@ -37,7 +37,8 @@ export function missingExecEnvironment(env: NodeJS.ProcessEnv = process.env): Re
 
 /** The name of a flag (`--max-semi-space-size` of `--max-semi-space-size=1`). */
 function flagName(flag: string): string {
-  return flag.split('=')[0]!.replace(/_/g, '-');
+  const [name = flag] = flag.split('=');
+  return name.replace(/_/g, '-');
 }
 
 /**
