@@ -21,6 +21,17 @@ function countedUnwrap(): { unwrap: MasterKeyUnwrap; derivations: () => number }
   };
 }
 
+/**
+ * A repository made under `secret` in `path` (its key kept in a cache of its own), and an empty
+ * cache whose unwraps are counted, for the opens under test.
+ */
+async function repositoryAndCountingCache(path: string, secret: string) {
+  const store = localRemote(path);
+  await initRepository(store, { key: secret, kdf: FAST_KDF, keyCache: new MasterKeyCache() });
+  const counted = countedUnwrap();
+  return { store, counted, cache: new MasterKeyCache({ unwrap: counted.unwrap }) };
+}
+
 async function storedConfig(path: string): Promise<RepositoryConfig> {
   return JSON.parse(await readFile(join(path, 'repository.json'), 'utf8')) as RepositoryConfig;
 }
@@ -50,19 +61,13 @@ describe('MasterKeyCache', () => {
   });
 
   it('shares one derivation between opens that start together', async () => {
-    const store = localRemote(dir.path);
-    await initRepository(store, { key: 'pass', kdf: FAST_KDF, keyCache: new MasterKeyCache() });
-    const counted = countedUnwrap();
-    const cache = new MasterKeyCache({ unwrap: counted.unwrap });
+    const { store, counted, cache } = await repositoryAndCountingCache(dir.path, 'pass');
     await Promise.all([1, 2, 3].map(() => openRepository(store, { key: 'pass', keyCache: cache })));
     expect(counted.derivations()).toBe(1);
   });
 
   it('gives no key for another secret, and never keeps a wrong one', async () => {
-    const store = localRemote(dir.path);
-    await initRepository(store, { key: 'right', kdf: FAST_KDF, keyCache: new MasterKeyCache() });
-    const counted = countedUnwrap();
-    const cache = new MasterKeyCache({ unwrap: counted.unwrap });
+    const { store, counted, cache } = await repositoryAndCountingCache(dir.path, 'right');
     await openRepository(store, { key: 'right', keyCache: cache });
     await expect(openRepository(store, { key: 'wrong', keyCache: cache })).rejects.toMatchObject({
       code: 'WRONG_KEY',
@@ -76,10 +81,7 @@ describe('MasterKeyCache', () => {
   });
 
   it('misses when repository.json changed: an altered block fails the key check again', async () => {
-    const store = localRemote(dir.path);
-    await initRepository(store, { key: 'k', kdf: FAST_KDF, keyCache: new MasterKeyCache() });
-    const counted = countedUnwrap();
-    const cache = new MasterKeyCache({ unwrap: counted.unwrap });
+    const { store, counted, cache } = await repositoryAndCountingCache(dir.path, 'k');
     await openRepository(store, { key: 'k', keyCache: cache });
     const config = await storedConfig(dir.path);
     for (const alter of [
