@@ -243,6 +243,55 @@ describe('Remote base class', () => {
     );
   });
 
+  it('tells which of many keys are missing, stat-ing each key once, over several batches', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    const keys = Array.from({ length: 600 }, (_, i) => `chunks/${i}`);
+    for (const key of keys.filter((_, i) => i % 3 === 0)) driver.objects.set(key, Buffer.from('x'));
+    driver.calls = [];
+    const missing = await remote.missing([...keys, ...keys.slice(0, 10)]);
+    expect([...missing].sort()).toEqual(keys.filter((_, i) => i % 3 !== 0).sort());
+    expect(driver.calls).toHaveLength(600);
+  });
+
+  it('retries a TRANSIENT failure of missing() for the keys not answered yet only', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    const keys = Array.from({ length: 100 }, (_, i) => `k/${i}`);
+    for (const key of keys.slice(0, 50)) driver.objects.set(key, Buffer.from('x'));
+    driver.faults = [econn()];
+    const missing = await remote.missing(keys);
+    expect([...missing].sort()).toEqual(keys.slice(50).sort());
+    // The failed key once more; the others in flight with it answered and were kept.
+    expect(driver.calls).toHaveLength(101);
+  });
+
+  it('fails missing() on another error, naming the key, without a retry', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    driver.faults = [new Error('BadKey for AKIA')];
+    const error = (await remote.missing(['a', 'b']).catch((e: unknown) => e)) as RemoteError;
+    expect(error).toBeInstanceOf(RemoteError);
+    expect(error.code).toBe('AUTH_FAILED');
+    expect(['a', 'b']).toContain(error.key);
+    expect(error.message).toContain(`exists "${String(error.key)}"`);
+    expect(driver.calls).toEqual(['stat', 'stat']);
+  });
+
+  it('times out missing() as TRANSIENT when no key answers, and fails at once when aborted', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, { name: 'r1', retry: { retries: 0 }, timeoutMs: 20 });
+    driver.hang = true;
+    const error = (await remote.missing(['a', 'b']).catch((e: unknown) => e)) as RemoteError;
+    expect(error.code).toBe('TRANSIENT');
+    expect(error.message).toContain('timed out (no progress for 20 ms)');
+    const controller = new AbortController();
+    const pending = remote.missing(['a'], { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(remote.missing(['ok', '/abs'])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('renames by copy then delete when the driver has no rename', async () => {
     const driver = new FaultyMemoryDriver();
     const remote = new Remote(driver, { name: 'r1' });

@@ -42,6 +42,10 @@ export interface RemoteOptions {
 }
 
 const LIST_LIMIT_MAX = 1000;
+/** missing() stats this many keys at once (what callers checking chunks one by one ran). */
+const EXISTENCE_CHECKS_AT_ONCE = 16;
+/** missing() checks keys in batches of this many, each with its own retries after TRANSIENT failures. */
+const EXISTENCE_BATCH = 256;
 
 /** A cause that can be logged safely: the native error's name, code and scrubbed message only. */
 export interface ScrubbedCause {
@@ -231,6 +235,31 @@ export class Remote implements RemoteStore {
     }
   }
 
+  /**
+   * exists() for many keys in one go: the keys of `keys` that hold no object. They are stat'ed
+   * EXISTENCE_CHECKS_AT_ONCE at a time in batches of EXISTENCE_BATCH, each batch one operation
+   * (one abort listener, one timer that fires when no key answered for `timeoutMs`, retries of
+   * TRANSIENT failures for the keys not answered yet) instead of one of each per key.
+   */
+  async missing(keys: Iterable<string>, options: OperationOptions = {}): Promise<Set<string>> {
+    const unique = [...new Set(keys)];
+    for (const key of unique) this.checkKey('exists', key);
+    const absent = new Set<string>();
+    for (let start = 0; start < unique.length; start += EXISTENCE_BATCH) {
+      const batch = unique.slice(start, start + EXISTENCE_BATCH);
+      const answered = new Set<string>();
+      await this.run(
+        'exists',
+        undefined,
+        options.signal,
+        (context, onIdle) => this.statEach(batch, answered, absent, context, onIdle),
+        { retry: true, timeoutMs: 0 },
+        `(a batch of ${batch.length} keys)`,
+      );
+    }
+    return absent;
+  }
+
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     const problem = prefixProblem(prefix);
     if (problem !== undefined) throw this.invalid('list', prefix, problem);
@@ -329,7 +358,8 @@ export class Remote implements RemoteStore {
     operation: string,
     key: string | undefined,
     signal: AbortSignal | undefined,
-    attempt: (context: DriverContext, onIdle: () => void) => Promise<T>,
+    /** `onIdle` times the attempt out, as having made no progress for `ms` (the idle timeout by default). */
+    attempt: (context: DriverContext, onIdle: (ms?: number) => void) => Promise<T>,
     options: { retry: boolean; timeoutMs?: number },
     detail?: string,
   ): Promise<T> {
@@ -348,7 +378,7 @@ export class Remote implements RemoteStore {
       const timer = timeoutMs > 0 ? setTimeout(() => timeout(timeoutMs), timeoutMs) : undefined;
       try {
         return await abandonOnAbort(
-          attempt({ signal: controller.signal }, () => timeout(this.idleTimeoutMs)),
+          attempt({ signal: controller.signal }, (ms = this.idleTimeoutMs) => timeout(ms)),
           controller.signal,
         );
       } catch (error) {
@@ -368,6 +398,47 @@ export class Remote implements RemoteStore {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       }
+    }
+  }
+
+  /**
+   * One attempt of missing() over `keys`: stats those not `answered` by an earlier attempt, adding
+   * each answer to `answered` (and to `absent` when NOT_FOUND), and fails on the first other error.
+   */
+  private async statEach(
+    keys: readonly string[],
+    answered: Set<string>,
+    absent: Set<string>,
+    context: DriverContext,
+    onIdle: (ms?: number) => void,
+  ): Promise<void> {
+    const queue = keys.filter((key) => !answered.has(key));
+    // Every lane's driver call may listen on the attempt's signal.
+    allowConcurrentOperations(context.signal);
+    let failed = false;
+    const silence = setTimeout(() => onIdle(this.timeoutMs), this.timeoutMs);
+    const lane = async (): Promise<void> => {
+      // An attempt that failed or was abandoned (timeout, abort) stops taking keys.
+      for (let key = queue.pop(); key !== undefined; key = queue.pop()) {
+        if (failed || context.signal.aborted) return;
+        try {
+          await this.driver.stat(key, context);
+        } catch (error) {
+          const wrapped = this.wrap(error, 'exists', key, {});
+          if (wrapped.code !== 'NOT_FOUND') {
+            failed = true;
+            throw wrapped;
+          }
+          absent.add(key);
+        }
+        answered.add(key);
+        silence.refresh();
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(EXISTENCE_CHECKS_AT_ONCE, queue.length) }, lane));
+    } finally {
+      clearTimeout(silence);
     }
   }
 
@@ -565,7 +636,7 @@ function describe(error: unknown): string {
 
 export type { RemoteErrorCode };
 
-/** Operations that may be in flight at once on one caller's signal (chunks, existence checks). */
+/** Operations that may be in flight at once on one signal (chunks, existence checks). */
 const SHARED_SIGNAL_LISTENERS = 1000;
 
 /**

@@ -40,6 +40,11 @@ export interface RemoteStore {
   /** stat() that answers false instead of throwing NOT_FOUND. */
   exists(key: string, options?: OperationOptions): Promise<boolean>;
   /**
+   * exists() for many keys at once: those of `keys` that hold no object (a folder of a file-system
+   * remote is none). Cheaper than one exists() per key: the keys share timeouts and retries.
+   */
+  missing(keys: Iterable<string>, options?: OperationOptions): Promise<Set<string>>;
+  /**
    * Objects whose key starts with `prefix` (recursively), in ascending key order, one page at a
    * time; pass the returned cursor to get the next page.
    */

@@ -160,7 +160,7 @@ export class ChunkStore {
 
   /**
    * Which of `ids` (hex) have no object in chunks/. Up to `perChunkUpTo` ids are checked one by
-   * one (16 at once): a few thousand stats or HEADs, whatever the repository's size, where a
+   * one (the remote's missing(): 16 at once): a few thousand stats or HEADs, whatever the repository's size, where a
    * listing of chunks/ grows with every VM and tenant it holds. More ids (a base of more than
    * 8 GiB of data by default) are checked against one listing, cheaper then on object stores.
    */
@@ -175,14 +175,11 @@ export class ChunkStore {
       for (const hex of ids) if (!stored.has(hex)) missing.add(hex);
       return missing;
     }
-    const pending = [...ids];
-    const check = async (): Promise<void> => {
-      for (let hex = pending.pop(); hex !== undefined; hex = pending.pop()) {
-        if (!(await this.store.exists(chunkKey(hex), signal !== undefined ? { signal } : {})))
-          missing.add(hex);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(16, pending.length) }, check));
+    const absentKeys = await this.store.missing(
+      [...ids].map((hex) => chunkKey(hex)),
+      signal !== undefined ? { signal } : {},
+    );
+    for (const hex of ids) if (absentKeys.has(chunkKey(hex))) missing.add(hex);
     return missing;
   }
 

@@ -210,14 +210,16 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
     await withJobSnapshots(async (snapshots) => {
       const before = await snapshots();
       await sim.writeRandom(vmUuid, { blocks: 2, seed: 'check-fails' }, 0);
-      // The base's chunks are checked with a stat each: the remote fails those.
+      // The base's chunks are checked by one missing() call over their keys: the remote fails it.
       const failingChecks = (store: RemoteStore): RemoteStore =>
         Object.create(store, {
-          exists: {
-            value: (key: string, options?: { signal?: AbortSignal }) =>
-              key.startsWith('chunks/')
+          missing: {
+            value: (keys: Iterable<string>, options?: { signal?: AbortSignal }) => {
+              const asked = [...keys];
+              return asked.some((key) => key.startsWith('chunks/'))
                 ? Promise.reject(new Error('injected: stat failed'))
-                : store.exists(key, options),
+                : store.missing(asked, options);
+            },
           },
         }) as RemoteStore;
       const { error, progress } = await run({}, {}, failingChecks);

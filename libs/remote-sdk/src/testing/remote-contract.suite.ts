@@ -170,6 +170,20 @@ export function runRemoteContractSuite(
         expect(await store().exists(k('stat/x'))).toBe(true);
         expect(await store().exists(k('stat/absent'))).toBe(false);
       });
+
+      it('says exactly which of many keys hold no object, more than one batch of them', async () => {
+        const present = Array.from({ length: 20 }, (_, i) => k(`missing-many/sub${i % 3}/present-${i}`));
+        await mapLimit(present, 8, (key) => store().put(key, Buffer.from('x')));
+        const absent = Array.from({ length: 280 }, (_, i) => k(`missing-many/sub${i % 3}/absent-${i}`));
+        // Interleaved, some twice: the answer depends on the keys only.
+        const asked = absent.flatMap((key, i) => (i < present.length ? [key, present[i] ?? key] : [key]));
+        asked.push(...absent.slice(0, 5), ...present.slice(0, 5));
+        expect([...(await store().missing(asked))].sort()).toEqual([...absent].sort());
+        expect((await store().missing(present)).size).toBe(0);
+        expect((await store().missing([])).size).toBe(0);
+        await expectRemoteError(store().missing([k('ok'), '../escape']), 'INVALID_ARGUMENT');
+        await expectRemoteError(store().missing(present, { signal: AbortSignal.abort() }), 'ABORTED');
+      });
     });
 
     describe('atomic put', () => {
