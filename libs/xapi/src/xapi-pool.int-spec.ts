@@ -215,6 +215,26 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       await pool.destroySnapshot(other.uuid);
     });
 
+    it('replaces a tag the snapshot copied from its VM and disks with the value asked for', async () => {
+      const vm = await vmNamed('sim-vm-0');
+      await pool.setOtherConfig(vm.ref, 'VM', 'haven:job', 'stale');
+      for (const disk of vm.disks) await pool.setOtherConfig(disk.vdiRef, 'VDI', 'haven:job', 'stale');
+      try {
+        const snapshot = await pool.snapshotVm(vm, {
+          name: 'over a copied tag',
+          otherConfig: { 'haven:job': 'job-3', 'haven:vm': vm.uuid },
+        });
+        expect(snapshot.otherConfig).toMatchObject({ 'haven:job': 'job-3', 'haven:vm': vm.uuid });
+        expect(snapshot.disks).toHaveLength(vm.disks.length);
+        for (const disk of snapshot.disks)
+          expect(disk.otherConfig).toMatchObject({ 'haven:job': 'job-3', 'haven:vm': vm.uuid });
+        await pool.destroySnapshot(snapshot);
+      } finally {
+        await pool.setOtherConfig(vm.ref, 'VM', 'haven:job', null);
+        for (const disk of vm.disks) await pool.setOtherConfig(disk.vdiRef, 'VDI', 'haven:job', null);
+      }
+    });
+
     it('leaves the ignored disks out of a snapshot', async () => {
       const vm = await vmNamed('sim-vm-0');
       const snapshot = await pool.snapshotVm(vm, {
