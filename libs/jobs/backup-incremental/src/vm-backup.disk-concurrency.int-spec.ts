@@ -229,46 +229,6 @@ describeIntegration('backup.incremental.vm: disks of a VM in parallel', [], () =
     });
   }, 60_000);
 
-  it('a VM whose marker another owner holds: the remote opened meanwhile is closed once its base check ended', async () => {
-    expect((await run({})).error).toBeUndefined();
-    const pool = await XapiPool.connect({ url: sim.url, username: sim.user, password: sim.password });
-    try {
-      await withJobSnapshots(async (snapshots) => {
-        const before = await snapshots();
-        await pool.acquireVmMarker(vmUuid, 'backup', 'other-install:run-7', 10 * 60_000);
-        // The remote opens (and checks the base) while the session meets the held marker.
-        let checking = 0;
-        const closes: number[] = [];
-        const watched = (store: RemoteStore): RemoteStore =>
-          Object.create(store, {
-            missing: {
-              value: async (keys: Iterable<string>, options?: { signal?: AbortSignal }) => {
-                checking++;
-                try {
-                  return await store.missing(keys, options);
-                } finally {
-                  checking--;
-                }
-              },
-            },
-            close: {
-              value: () => {
-                closes.push(checking);
-                return store.close();
-              },
-            },
-          }) as RemoteStore;
-        const { error } = await run({}, {}, watched);
-        expect(error).toMatchObject({ message: expect.stringContaining('other-install:run-7') });
-        expect(closes).toEqual([0]);
-        expect(await snapshots()).toEqual(before);
-      });
-    } finally {
-      await pool.releaseVmMarker(vmUuid, 'backup', 'other-install:run-7');
-      await pool.close();
-    }
-  }, 60_000);
-
   it('one disk failing stops the other; one error line names the VM and that disk; nothing is left', async () => {
     await withJobSnapshots(async (snapshots) => {
       const before = await snapshots();

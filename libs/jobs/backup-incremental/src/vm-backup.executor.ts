@@ -115,35 +115,16 @@ export async function backupVmIncremental(
   context: TaskExecutionContext,
 ): Promise<VmBackupResult> {
   const settings = backupSettings(task.job.settings);
-  // The remotes open and the base's chunks are checked (reads only) while the session logs in to
-  // the pool and takes the VM's marker; the first attempt takes them, a retry opens them again.
-  const vmUuid = task.input['vm'];
-  let early: Promise<BackupTarget[]> | undefined =
-    typeof vmUuid === 'string' && vmUuid !== ''
-      ? openTargets(task, { uuid: vmUuid, name: task.subject }, settings, context)
-      : undefined;
-  early?.catch(() => undefined);
-  const takeEarly = (): Promise<BackupTarget[]> | undefined => {
-    const taken = early;
-    early = undefined;
-    return taken;
-  };
-  try {
-    return await withVmBackupSession(
-      task,
-      context,
-      {
-        retries: settings.retries,
-        label: 'backup',
-        missingVm: (message) => new BackupJobError('INVALID_SELECTION', message),
-      },
-      (pool, uuid) => backupOnce(pool, uuid, task, context, settings, takeEarly()),
-    );
-  } finally {
-    // The session failed before its first attempt (login, marker held by another owner).
-    const untaken = takeEarly();
-    if (untaken !== undefined) await closeTargets(await untaken.catch(() => []));
-  }
+  return withVmBackupSession(
+    task,
+    context,
+    {
+      retries: settings.retries,
+      label: 'backup',
+      missingVm: (message) => new BackupJobError('INVALID_SELECTION', message),
+    },
+    (pool, vmUuid) => backupOnce(pool, vmUuid, task, context, settings),
+  );
 }
 
 async function backupOnce(
@@ -152,21 +133,24 @@ async function backupOnce(
   task: TaskExecution,
   context: TaskExecutionContext,
   settings: BackupIncrementalSettings,
-  opening: Promise<BackupTarget[]> | undefined,
 ): Promise<VmBackupResult> {
+  const vm = await pool.getVm(vmUuid);
+  if (settings.useCbt) await enableCbt(pool, vm, context);
+  const tags = { [SNAPSHOT_JOB_KEY]: task.job.id, [SNAPSHOT_VM_KEY]: vm.uuid };
+  const previous = await pool.listSnapshots(vm.uuid, { otherConfig: tags });
+  const keep = snapshotsToKeep(task.schedule?.retention);
   const targets: BackupTarget[] = [];
-  // Still to be added to `targets` (closed in the finally whatever happens before).
-  let pending = opening;
   try {
-    const vm = await pool.getVm(vmUuid);
-    if (settings.useCbt) await enableCbt(pool, vm, context);
-    const tags = { [SNAPSHOT_JOB_KEY]: task.job.id, [SNAPSHOT_VM_KEY]: vm.uuid };
-    const previous = await pool.listSnapshots(vm.uuid, { otherConfig: tags });
-    const keep = snapshotsToKeep(task.schedule?.retention);
     context.reportProgress({ step: 'opening remotes' });
-    pending ??= openTargets(task, vm, settings, context);
-    targets.push(...(await pending));
-    pending = undefined;
+    for (const remoteId of task.job.remoteIds) {
+      const remote = await context.resources.remote(remoteId);
+      try {
+        targets.push(await openTarget(remote, task, vm, settings, context));
+      } catch (error) {
+        await remote.store.close().catch(() => undefined);
+        throw error;
+      }
+    }
     const done = alreadyCommitted(targets, task, vm, previous);
     if (done !== undefined) {
       // Redelivered after this task committed everywhere (the worker died before reporting):
@@ -200,43 +184,11 @@ async function backupOnce(
     if (hasRetention(task.schedule)) await retain(result, targets, task, task.schedule, vm, context);
     return result;
   } finally {
-    if (pending !== undefined) targets.push(...(await pending.catch(() => [])));
-    await closeTargets(targets);
+    // No base check still reading a store that closes (every way out: a remote that failed to
+    // open, a redelivery, a snapshot that failed).
+    await Promise.allSettled(inspections(targets));
+    for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
-}
-
-/** Opens every remote of the job (see openTarget); on a failure closes those it opened, then throws. */
-async function openTargets(
-  task: TaskExecution,
-  vm: VmLabel,
-  settings: BackupIncrementalSettings,
-  context: TaskExecutionContext,
-): Promise<BackupTarget[]> {
-  const targets: BackupTarget[] = [];
-  try {
-    for (const remoteId of task.job.remoteIds) {
-      const remote = await context.resources.remote(remoteId);
-      try {
-        targets.push(await openTarget(remote, task, vm, settings, context));
-      } catch (error) {
-        await remote.store.close().catch(() => undefined);
-        throw error;
-      }
-    }
-    return targets;
-  } catch (error) {
-    await closeTargets(targets);
-    throw error;
-  }
-}
-
-/**
- * Closes the targets' stores, after their base checks ended: no check still reads a store that
- * closes (every way out: a remote that failed to open, a redelivery, a snapshot that failed).
- */
-async function closeTargets(targets: readonly BackupTarget[]): Promise<void> {
-  await Promise.allSettled(inspections(targets));
-  for (const target of targets) await target.access.store.close().catch(() => undefined);
 }
 
 /** Turns CBT on for the VM's disks that lack it: snapshots taken from now on carry the log. */
@@ -349,13 +301,10 @@ function alreadyCommitted(
   };
 }
 
-/** The VM as the remotes' checks name it in the run log (the task's subject before its record is read). */
-type VmLabel = Pick<VmInfo, 'uuid' | 'name'>;
-
 async function openTarget(
   access: RemoteAccess,
   task: TaskExecution,
-  vm: VmLabel,
+  vm: VmInfo,
   settings: BackupIncrementalSettings,
   context: TaskExecutionContext,
 ): Promise<BackupTarget> {
@@ -431,7 +380,7 @@ async function baseChecked(
 
 function logDamage(
   context: TaskExecutionContext,
-  vm: VmLabel,
+  vm: VmInfo,
   access: RemoteAccess,
   label: string,
   damage: BaseDamage,
