@@ -91,6 +91,10 @@ export class Remote implements RemoteStore {
     return this.driver.features;
   }
 
+  get writesInFlight(): number {
+    return this.driver.writesInFlight ?? 1;
+  }
+
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
     this.checkKey('put', key);
     if (Buffer.isBuffer(body)) {

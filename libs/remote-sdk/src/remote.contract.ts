@@ -16,6 +16,12 @@ export interface RemoteStore {
    * ignores `If-None-Match`, …). Absent means every guarantee documented here holds.
    */
   readonly features?: RemoteFeatures;
+  /**
+   * Writes one stream of objects (an archive's segments) should keep in flight to hide the
+   * backend's round trip: several for an object store across a network, 1 for a file system.
+   * Absent means 1. Each write in flight holds its object in memory.
+   */
+  readonly writesInFlight?: number;
 
   /** Atomic: readers see the whole new object or nothing (also when the writer dies mid-way). Overwrites. */
   put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;

@@ -15,6 +15,8 @@ export interface DriverContext {
 export interface RemoteDriver {
   readonly type: string;
   readonly features: RemoteFeatures;
+  /** See RemoteStore.writesInFlight (absent: 1). */
+  readonly writesInFlight?: number;
 
   /**
    * Atomic write: the object appears whole or not at all. When `body` is a stream that errors,

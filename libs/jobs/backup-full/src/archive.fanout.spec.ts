@@ -44,6 +44,32 @@ function recorded(store: RemoteStore, seen: Set<ArrayBufferLike>): RemoteStore {
   return store;
 }
 
+/**
+ * A remote that asks for `inFlight` writes at once, whose segment puts end out of order (every
+ * fourth one is slow), counting the puts running at once.
+ */
+function pipelined(
+  store: RemoteStore,
+  inFlight: number,
+): RemoteStore & { running: number; peakRunning: number } {
+  const counted = Object.assign(store, { running: 0, peakRunning: 0 });
+  Object.defineProperty(counted, 'writesInFlight', { value: inFlight });
+  const put = store.put.bind(store);
+  counted.put = async (key, body, options) => {
+    if (!key.includes('/segment-')) return put(key, body, options);
+    counted.running++;
+    counted.peakRunning = Math.max(counted.peakRunning, counted.running);
+    try {
+      const turns = Number(key.slice(-6)) % 4 === 0 ? 40 : 1;
+      for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
+      return await put(key, body, options);
+    } finally {
+      counted.running--;
+    }
+  };
+  return counted;
+}
+
 describe('storing one export on every remote (fan-out of segments)', () => {
   let folders: { path: string; cleanup: () => Promise<void> }[] = [];
   let stores: RemoteStore[] = [];
@@ -108,6 +134,70 @@ describe('storing one export on every remote (fan-out of segments)', () => {
         read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
       expect(Buffer.concat(read).equals(xva)).toBe(true);
     }
+  });
+
+  it("keeps a remote's writesInFlight segment writes going and records the segments in order", async () => {
+    const objectStore = pipelined(recorded(await remote('object-store'), new Set()), 4);
+    const sealedSeen = new Set<ArrayBufferLike>();
+    recorded(objectStore, sealedSeen);
+    const sealed = ArchiveStore.forRepository(
+      await initRepository(objectStore, { key: 'pipelined passphrase', kdf: { N: 1024, r: 8, p: 1 } }),
+    );
+    // Alone: with other remotes, the slowest one sets the pace (it is the one that needs the writes in flight).
+    const destinations: SegmentDestination[] = [
+      { archives: sealed, location: { vmUuid: VM, archiveId: newArchiveId('pipelined task') }, segments: [] },
+    ];
+    const xva = randomBytes(30 * SEGMENT + 123);
+    const buffers = new CountingPool(SEGMENT, FANOUT_SEGMENTS - 1 + 4);
+
+    await storeSegmentsOnAll(Readable.from([xva]), destinations, { segmentSize: SEGMENT, buffers });
+
+    // Four at once on the object store, never more.
+    expect(objectStore.peakRunning).toBe(4);
+    expect(buffers.peak).toBeLessThanOrEqual(FANOUT_SEGMENTS - 1 + 4);
+    expect(buffers.inUse).toBe(0);
+    // One sealed buffer per write in flight, reused.
+    expect(sealedSeen.size).toBeLessThanOrEqual(4);
+    expect(sealed.sealBuffersInUse).toBe(0);
+    for (const destination of destinations) {
+      expect(destination.segments).toHaveLength(31);
+      const manifest = {
+        id: destination.location.archiveId,
+        vm: { uuid: VM },
+        segments: destination.segments,
+      } as Parameters<ArchiveStore['readSegment']>[0];
+      const read: Buffer[] = [];
+      for (let index = 0; index < 31; index++)
+        read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
+      expect(Buffer.concat(read).equals(xva)).toBe(true);
+    }
+  });
+
+  it('fails after the writes still in flight have ended when one of several fails', async () => {
+    const objectStore = pipelined(await remote('failing-object-store'), 4);
+    const put = objectStore.put.bind(objectStore);
+    let putsAfterFailure = 0;
+    let failed = false;
+    objectStore.put = async (key, body, options) => {
+      if (failed) putsAfterFailure++;
+      if (key.endsWith('segment-000005')) {
+        failed = true;
+        throw new Error('bucket quota exceeded');
+      }
+      return put(key, body, options);
+    };
+    const destination: SegmentDestination = {
+      archives: ArchiveStore.forRepository(await initRepository(objectStore, {})),
+      location: { vmUuid: VM, archiveId: newArchiveId('failing pipelined task') },
+      segments: [],
+    };
+    await expect(
+      storeSegmentsOnAll(Readable.from([randomBytes(20 * SEGMENT)]), [destination], { segmentSize: SEGMENT }),
+    ).rejects.toThrow('bucket quota exceeded');
+    // Nothing was still writing when the failure came out, and no new segment was started after it
+    // beyond those already asked for (at most the other writes in flight).
+    expect(objectStore.running).toBe(0);
+    expect(putsAfterFailure).toBeLessThanOrEqual(3);
   });
 
   it("fails when one remote fails, after the other stopped, without reusing the failed put's buffer", async () => {

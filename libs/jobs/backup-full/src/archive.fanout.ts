@@ -9,8 +9,10 @@ import {
 } from './archive';
 
 /**
- * Segments one VM's export holds at once in the fan-out: the one the slowest remote is storing and
- * the one being cut (BlockFanout reads one item ahead). Each encrypted remote adds one sealed copy.
+ * Segments one VM's export holds at once in the fan-out to remotes that store one segment at a
+ * time: the one the slowest remote is storing and the one being cut (BlockFanout reads one item
+ * ahead). A remote that keeps several writes in flight (RemoteStore.writesInFlight: object stores)
+ * holds that many; each encrypted remote adds one sealed copy per write in flight.
  */
 export const FANOUT_SEGMENTS = 2;
 
@@ -23,10 +25,14 @@ export interface SegmentDestination {
 
 /**
  * Cuts `source` into segments of `segmentSize` and stores each on every destination, reading the
- * source once (the slowest remote sets the pace). Segments are cut into FANOUT_SEGMENTS reused
- * buffers, each given back once every remote has stored it: the working set is bounded by the
- * segment size, not the VM. Settled, not raced: on a failure every remote has stopped before this
- * throws (the caller removes the folders). Returns the bytes read.
+ * source once (the slowest remote sets the pace). Each destination keeps up to its archive store's
+ * writesInFlight writes going (an object store a round trip away would otherwise wait for
+ * each one: docs/benchmarks/jobs.md, "backup.full to a remote a round trip away"); its segments
+ * are recorded in order whatever order the writes end in. Segments are cut into reused buffers,
+ * each given back once every remote has stored it: the working set is bounded by the segment size
+ * and the writes in flight, not the VM. Settled, not raced: on a failure every remote has stopped
+ * and every write in flight has ended before this throws (the caller removes the folders).
+ * Returns the bytes read.
  */
 export async function storeSegmentsOnAll(
   source: AsyncIterable<Buffer | Uint8Array | string>,
@@ -39,7 +45,8 @@ export async function storeSegmentsOnAll(
     buffers?: BufferPool;
   },
 ): Promise<number> {
-  const buffers = options.buffers ?? new BufferPool(options.segmentSize, FANOUT_SEGMENTS);
+  const inFlight = Math.max(1, ...destinations.map((destination) => destination.archives.writesInFlight));
+  const buffers = options.buffers ?? new BufferPool(options.segmentSize, FANOUT_SEGMENTS - 1 + inFlight);
   let bytes = 0;
   async function* counted(): AsyncGenerator<PlainSegment, void, undefined> {
     for await (const segment of cutSegments(source, options.segmentSize, buffers)) {
@@ -51,25 +58,48 @@ export async function storeSegmentsOnAll(
   const fanout = new BlockFanout(counted(), destinations.length);
   try {
     const settled = await Promise.allSettled(
-      destinations.map(async (destination, index) => {
-        for await (const segment of fanout.consumer(index)) {
-          destination.segments.push(
-            await destination.archives.writeSegment(
-              destination.location,
-              segment.index,
-              segment.data,
-              segment.sha256,
-              options.signal,
-            ),
-          );
-          // Not on failure: a put that failed may still be reading it (the buffer is not reused).
-          segment.release?.();
-        }
-      }),
+      destinations.map((destination, index) =>
+        storeOnOne(destination, fanout.consumer(index), destination.archives.writesInFlight, options.signal),
+      ),
     );
     for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
   } finally {
     await fanout.close();
   }
   return bytes;
+}
+
+/**
+ * One destination's side of the fan-out: up to `inFlight` segment writes at once. A failed write
+ * stops the intake; the writes still going are waited for before the failure is thrown.
+ */
+async function storeOnOne(
+  destination: SegmentDestination,
+  segments: AsyncIterable<PlainSegment>,
+  inFlight: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const first = destination.segments.length;
+  const writes = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  for await (const segment of segments) {
+    const write = destination.archives
+      .writeSegment(destination.location, segment.index, segment.data, segment.sha256, signal)
+      .then(
+        (stored) => {
+          destination.segments[first + segment.index] = stored;
+          // Not on failure: a put that failed may still be reading it (the buffer is not reused).
+          segment.release?.();
+        },
+        (error: unknown) => {
+          failure ??= { error };
+        },
+      )
+      .finally(() => writes.delete(write));
+    writes.add(write);
+    while (writes.size >= inFlight && failure === undefined) await Promise.race(writes);
+    if (failure !== undefined) break;
+  }
+  await Promise.all(writes);
+  if (failure !== undefined) throw failure.error;
 }

@@ -8,6 +8,8 @@ import { DataSource } from 'typeorm';
 import type { JobDefinition, TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
 import { JobResourceProvider } from '@haven/service-core';
 import { executeRestoreVm } from '@haven/service-transfer';
+import s3Remote from '@haven/remote-s3';
+import { startS3rver, type S3rverHandle } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import type { XapiSimulator } from '@haven/xapi-sim';
 import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
@@ -16,6 +18,14 @@ import { backupVmFull } from './vm-archive.executor';
 
 const MiB = 1024 * 1024;
 const VAULT_PASSPHRASE = 'full backup vault passphrase';
+const S3_PASSPHRASE = 'full backup s3 passphrase';
+
+const settings = (s3: S3rverHandle) => ({
+  endpoint: s3.endpoint,
+  region: s3.region,
+  accessKeyId: s3.accessKeyId,
+  secretAccessKey: s3.secretAccessKey,
+});
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
 interface ArchiveRow {
@@ -28,12 +38,14 @@ interface ArchiveRow {
 
 // The backup.full job type through the gateway of the all-in-one app against the XAPI simulator:
 // one VM, an encrypted and a plain local remote, a zstd job writing to both (one export fanned out)
-// and an uncompressed job writing to the plain one; restores compared byte for byte.
+// and an uncompressed job writing to the plain one; restores compared byte for byte. Then an
+// encrypted S3 remote (s3rver), written and read with several segments in flight.
 describe('backup.full through the gateway', () => {
   let lab: BackupLab;
   let app: INestApplication;
   let simulator: XapiSimulator;
   let xapi: XapiPool;
+  let s3: S3rverHandle | undefined;
   const folders: Record<string, string> = {};
   const ids: Record<string, string> = {};
   let vmUuid = '';
@@ -74,7 +86,12 @@ describe('backup.full through the gateway', () => {
       seed: 'backup-full',
       passphrase: 'lab passphrase unused here',
       diskSize: 32 * MiB,
-      plugins: ['@haven/remote-local', '@haven/job-backup-incremental', '@haven/job-backup-full'],
+      plugins: [
+        '@haven/remote-local',
+        '@haven/remote-s3',
+        '@haven/job-backup-incremental',
+        '@haven/job-backup-full',
+      ],
     });
     ({ app, simulator } = lab);
     xapi = await XapiPool.connect({ url: simulator.url, username: 'root', password: 'pw' });
@@ -101,6 +118,7 @@ describe('backup.full through the gateway', () => {
   afterAll(async () => {
     await (xapi as XapiPool | undefined)?.close();
     await (lab as BackupLab | undefined)?.close();
+    await s3?.stop();
   });
 
   it('refuses settings the schema rejects, naming each field', async () => {
@@ -419,6 +437,49 @@ describe('backup.full through the gateway', () => {
     expect(vms.length).toBe(vmsBefore);
     expect(vms.find((vm) => vm.uuid === result.vmUuid)?.otherConfig['haven:restored-from']).toBe(row.id);
   }, 120_000);
+
+  it('backs up to an encrypted S3 remote with several segments in flight and restores byte for byte', async () => {
+    s3 = await startS3rver({ buckets: ['full-backups'] });
+    const remote = await auth(api().post('/api/v1/remotes'))
+      .send({
+        name: 's3 vault',
+        type: 's3',
+        settings: { ...settings(s3), bucket: 'full-backups', uploadConcurrency: 3 },
+        encryption: { passphrase: S3_PASSPHRASE },
+      })
+      .expect(201);
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'raw full to s3',
+        type: 'backup.full',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [vmUuid] },
+        remoteIds: [remote.body.id],
+        settings: { compression: 'none' },
+      })
+      .expect(201);
+    const before = await hashes(vmUuid);
+    const run = await runJob(job.body.id as string);
+    expect(run).toMatchObject({ status: 'success' });
+    const [row] = await archiveRows(job.body.id as string);
+    // Uncompressed, the archive spans several 4 MiB segments (written 3 at a time), sealed.
+    const bucket = await s3Remote.create({ ...settings(s3), bucket: 'full-backups' }, { name: 's3-check' });
+    try {
+      const location = archiveOfKey(row.manifest_key)!;
+      const segments: string[] = [];
+      for await (const object of bucket.listAll(`archives/${vmUuid}/${location.archiveId}/`))
+        if (object.key.includes('/segment-')) segments.push(object.key);
+      expect(segments.length).toBeGreaterThan(3);
+      const first = await bucket.getBuffer(segmentKey(vmUuid, location.archiveId, 0));
+      expect(first.subarray(0, 4).toString()).toBe('HVAS');
+    } finally {
+      await bucket.close();
+    }
+    await simulator.writeRandom(vmUuid, { blocks: 2, seed: 'after-s3-backup' });
+    const restored = await restore(row.id, 'restored from s3');
+    expect(restored).toMatchObject({ status: 'success' });
+    const result = restored.tasks[0]?.result as { vmUuid: string };
+    expect(await hashes(result.vmUuid)).toEqual(before);
+  }, 180_000);
 
   it('fails a restore from a damaged segment naming it, leaving no VM behind', async () => {
     const [row] = await archiveRows(ids['none']);

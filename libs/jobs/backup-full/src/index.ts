@@ -1,6 +1,7 @@
 import { backupFullPlugin } from './backup-full.plugin';
 
 export * from './archive';
+export * from './archive.fanout';
 export * from './archive.retention';
 export * from './backup-full.errors';
 export * from './backup-full.settings';

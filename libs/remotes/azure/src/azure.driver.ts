@@ -82,6 +82,8 @@ export class AzureDriver implements RemoteDriver {
   private readonly root: string;
   private readonly blockBytes: number;
   private readonly concurrency: number;
+  /** Whole-object puts of one stream kept in flight: the same as an upload's parts. */
+  readonly writesInFlight: number;
 
   constructor(options: AzureDriverOptions) {
     // Retries are the Remote base class's (with jitter, on TRANSIENT only): not twice.
@@ -99,6 +101,7 @@ export class AzureDriver implements RemoteDriver {
     this.root = prefix === '' ? '' : `${prefix}/`;
     this.blockBytes = Math.max(1, options.blockSizeMiB ?? 8) * MiB;
     this.concurrency = Math.max(1, options.uploadConcurrency ?? 4);
+    this.writesInFlight = this.concurrency;
   }
 
   async put(key: string, body: Buffer | Readable, context: DriverContext & { size?: number }): Promise<void> {

@@ -106,6 +106,8 @@ export class S3Driver implements RemoteDriver {
   private readonly root: string;
   private readonly partBytes: number;
   private readonly concurrency: number;
+  /** Whole-object puts of one stream kept in flight: the same as an upload's parts. */
+  readonly writesInFlight: number;
   private readonly objectLock: S3ObjectLockSettings | undefined;
   private conditionalWrites: boolean | undefined;
   private probing: Promise<boolean> | undefined;
@@ -128,6 +130,7 @@ export class S3Driver implements RemoteDriver {
     this.root = prefix === '' ? '' : `${prefix}/`;
     this.partBytes = Math.max(5, options.partSizeMiB ?? 8) * MiB;
     this.concurrency = Math.max(1, options.uploadConcurrency ?? 4);
+    this.writesInFlight = this.concurrency;
     this.objectLock = options.objectLock;
   }
 

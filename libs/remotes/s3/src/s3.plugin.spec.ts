@@ -54,6 +54,21 @@ describe('s3 remote plugin manifest', () => {
     );
   });
 
+  it('asks for as many whole-object writes in flight as an upload has parts (uploadConcurrency)', async () => {
+    const tuned = await plugin.create(
+      { ...valid, endpoint: 'http://127.0.0.1:9', uploadConcurrency: 6 },
+      { name: 'tuned' },
+    );
+    const plain = await plugin.create({ ...valid, endpoint: 'http://127.0.0.1:9' }, { name: 'default' });
+    try {
+      expect(tuned.writesInFlight).toBe(6);
+      expect(plain.writesInFlight).toBe(4);
+    } finally {
+      await tuned.close();
+      await plain.close();
+    }
+  });
+
   it('loads the AWS SDK only when the first S3 driver is made, not with the plugin', async () => {
     const loaded: string[] = [];
     let made: ReturnType<RemotePlugin['create']> | undefined;

@@ -72,9 +72,9 @@ export async function restoreArchiveVm(
       const bytesTotal = manifest.totalSize;
       let bytesDone = 0;
       let archiveFailure: ArchiveError | undefined;
-      // No read-ahead of its own: the Readable below fetches the next segment while the import
-      // sends the current one (two segments held, not three).
-      const segments = archives.segments(manifest, context.signal, false);
+      // The Readable below holds the next segment while the import sends the current one; an object
+      // store also has its writesInFlight - 1 more fetched meanwhile (a file system none: two held).
+      const segments = archives.segments(manifest, context.signal, archives.writesInFlight - 1);
       const source = Readable.from(
         (async function* () {
           try {

@@ -284,6 +284,50 @@ describe('full-backup archives on a remote', () => {
     });
   });
 
+  it.each([
+    ['a file system (1 write in flight)', 1, 2, 1],
+    ['an object store (4 writes in flight)', 4, 5, 4],
+  ])(
+    'reads %s with as many segment fetches going as writes, in order',
+    async (_label, writesInFlight, segmentsAhead, streamAhead) => {
+      Object.defineProperty(store, 'writesInFlight', { value: writesInFlight });
+      const archives = ArchiveStore.forRepository(await initRepository(store, {}));
+      const xva = randomBytes(12 * 4 * KiB + 7);
+      const { manifest } = await writeArchive(archives, xva, 4 * KiB);
+      // Counts the segment reads running at once; every third one answers late (order must hold).
+      let running = 0;
+      let peak = 0;
+      const getBuffer = store.getBuffer.bind(store);
+      store.getBuffer = async (key, options) => {
+        running++;
+        peak = Math.max(peak, running);
+        try {
+          const late = Number(key.slice(-6)) % 3 === 0 ? 30 : 1;
+          for (let turn = 0; turn < late; turn++) await new Promise((resolve) => setImmediate(resolve));
+          return await getBuffer(key, options);
+        } finally {
+          running--;
+        }
+      };
+      // The generator alone fetches the segment consumed plus `writesInFlight` ahead.
+      const slowly = async (segments: AsyncIterable<Buffer>): Promise<Buffer> => {
+        const parts: Buffer[] = [];
+        for await (const part of segments) {
+          for (let turn = 0; turn < 40; turn++) await new Promise((resolve) => setImmediate(resolve));
+          parts.push(part);
+        }
+        return Buffer.concat(parts);
+      };
+      expect((await slowly(archives.segments(manifest))).equals(xva)).toBe(true);
+      expect(peak).toBe(segmentsAhead);
+      expect(running).toBe(0);
+      // The Readable holds one more itself: `writesInFlight` fetches going in all.
+      peak = 0;
+      expect((await slowly(archives.createReadStream(manifest))).equals(xva)).toBe(true);
+      expect(peak).toBe(streamAhead);
+    },
+  );
+
   it('parses manifest keys and names what is wrong in a damaged manifest', () => {
     const id = newArchiveId('t');
     expect(parseArchiveManifestKey(`archives/${VM}/${id}/manifest`)).toEqual({ vmUuid: VM, archiveId: id });

@@ -40,9 +40,9 @@ export function sha256Hex(data: Buffer): string {
  */
 export class ArchiveStore {
   /**
-   * Buffers segments are sealed into (encrypted repository): a writer storing one segment at a time
-   * reuses one buffer instead of allocating a sealed copy per segment, which would stay in memory
-   * until the garbage collector's next full collection.
+   * Buffers segments are sealed into (encrypted repository): a writer reuses one buffer per write
+   * in flight (the remote's writesInFlight) instead of allocating a sealed copy per segment, which
+   * would stay in memory until the garbage collector's next full collection.
    */
   private sealBuffers: BufferPool | undefined;
 
@@ -72,7 +72,7 @@ export class ArchiveStore {
     const length = plaintext.length + this.sealer.overhead;
     // Sized by the first (largest) segment; the last, shorter one uses the start of the buffer.
     if (this.sealBuffers === undefined || this.sealBuffers.size < length)
-      this.sealBuffers = new BufferPool(length, 1);
+      this.sealBuffers = new BufferPool(length, this.writesInFlight);
     const buffers = this.sealBuffers;
     const target = buffers.acquire();
     const stored = this.sealer.sealSegmentInto(location.archiveId, index, plaintext, target);
@@ -80,6 +80,11 @@ export class ArchiveStore {
     // Only after a put that succeeded: a failed one may still be reading the buffer (kept from reuse).
     buffers.release(target);
     return { size: plaintext.length, storedSize: stored.length, sha256 };
+  }
+
+  /** Segment writes to keep in flight on this remote (see RemoteStore.writesInFlight). */
+  get writesInFlight(): number {
+    return Math.max(1, Math.floor(this.store.writesInFlight ?? 1));
   }
 
   /** Sealed-segment buffers lent and not given back (for tests). */
@@ -160,39 +165,47 @@ export class ArchiveStore {
   }
 
   /**
-   * The XVA stream, segment by segment. With `readAhead` (the default) the next segment is fetched
-   * while the current one is consumed; without it, a segment is fetched when asked for: for a
-   * consumer that reads ahead itself (a Readable), which would otherwise hold three segments.
+   * The XVA stream, segment by segment, in order. `readAhead` segments after the one being consumed
+   * are fetched meanwhile (default: the remote's writesInFlight, so that an object store a round
+   * trip away streams, and a file system reads one ahead); 0 fetches a segment when asked for, for
+   * a consumer that reads ahead itself. Each segment fetched ahead is held in memory.
    */
   async *segments(
     manifest: ArchiveManifest,
     signal?: AbortSignal,
-    readAhead = true,
+    readAhead = this.writesInFlight,
   ): AsyncGenerator<Buffer, void, undefined> {
     const count = manifest.segments.length;
-    if (!readAhead) {
-      for (let index = 0; index < count; index++) yield await this.readSegment(manifest, index, signal);
-      return;
-    }
-    let next: Promise<Buffer> | undefined = count > 0 ? this.readSegment(manifest, 0, signal) : undefined;
+    const fetching: Promise<Buffer>[] = [];
+    let requested = 0;
     try {
-      for (let index = 0; next !== undefined; index++) {
-        const current = await next;
-        next = index + 1 < count ? this.readSegment(manifest, index + 1, signal) : undefined;
-        next?.catch(() => undefined); // observed on its turn
-        yield current;
+      for (let index = 0; index < count; index++) {
+        while (requested < count && requested <= index + readAhead) {
+          const fetch = this.readSegment(manifest, requested++, signal);
+          fetch.catch(() => undefined); // observed on its turn
+          fetching.push(fetch);
+        }
+        const current = fetching.shift();
+        if (current === undefined)
+          throw new Error(`segment ${index} of archive ${manifest.id} was not fetched`);
+        yield await current;
       }
     } finally {
-      await next?.catch(() => undefined);
+      // Stopped early or failed: no fetch is left running.
+      await Promise.allSettled(fetching);
     }
   }
 
   /**
-   * The XVA stream as a Readable: it fetches the next segment while the current one is written out
-   * (its own read-ahead), so at most two segments are held.
+   * The XVA stream as a Readable. The Readable itself holds the segment after the one being
+   * written out; the remote's writesInFlight - 1 more are fetched meanwhile (none on a file system:
+   * two segments held).
    */
   createReadStream(manifest: ArchiveManifest, signal?: AbortSignal): Readable {
-    return Readable.from(this.segments(manifest, signal, false), { objectMode: false, highWaterMark: 1 });
+    return Readable.from(this.segments(manifest, signal, this.writesInFlight - 1), {
+      objectMode: false,
+      highWaterMark: 1,
+    });
   }
 
   /** Archive folders of a VM, committed or not, oldest first. */
