@@ -254,6 +254,30 @@ describe('Remote base class', () => {
     expect(driver.calls).toHaveLength(600);
   });
 
+  it.each([
+    ['16 (the default)', undefined, 16],
+    ["the driver's statsInFlight (40, as an object store asks)", 40, 40],
+  ])('keeps %s existence checks in flight', async (_label, statsInFlight, expected) => {
+    const driver = Object.assign(new FaultyMemoryDriver(), { statsInFlight });
+    let running = 0;
+    let peak = 0;
+    const stat = driver.stat.bind(driver);
+    driver.stat = async (key, context) => {
+      running++;
+      peak = Math.max(peak, running);
+      try {
+        await new Promise((resolve) => setImmediate(resolve));
+        return await stat(key, context);
+      } finally {
+        running--;
+      }
+    };
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    const missing = await remote.missing(Array.from({ length: 200 }, (_, i) => `chunks/${i}`));
+    expect(missing.size).toBe(200);
+    expect(peak).toBe(expected);
+  });
+
   it('retries a TRANSIENT failure of missing() for the keys not answered yet only', async () => {
     const driver = new FaultyMemoryDriver();
     const remote = new Remote(driver, { name: 'r1', retry: fast });

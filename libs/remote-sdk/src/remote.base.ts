@@ -42,7 +42,7 @@ export interface RemoteOptions {
 }
 
 const LIST_LIMIT_MAX = 1000;
-/** missing() stats this many keys at once (what callers checking chunks one by one ran). */
+/** missing() stats this many keys at once unless the driver asks for more (RemoteDriver.statsInFlight). */
 const EXISTENCE_CHECKS_AT_ONCE = 16;
 /** missing() checks keys in batches of this many, each with its own retries after TRANSIENT failures. */
 const EXISTENCE_BATCH = 256;
@@ -241,7 +241,8 @@ export class Remote implements RemoteStore {
 
   /**
    * exists() for many keys in one go: the keys of `keys` that hold no object. They are stat'ed
-   * EXISTENCE_CHECKS_AT_ONCE at a time in batches of EXISTENCE_BATCH, each batch one operation
+   * the driver's statsInFlight (else EXISTENCE_CHECKS_AT_ONCE) at a time in batches of
+   * EXISTENCE_BATCH, each batch one operation
    * (one abort listener, one timer that fires when no key answered for `timeoutMs`, retries of
    * TRANSIENT failures for the keys not answered yet) instead of one of each per key.
    */
@@ -440,7 +441,8 @@ export class Remote implements RemoteStore {
       }
     };
     try {
-      await Promise.all(Array.from({ length: Math.min(EXISTENCE_CHECKS_AT_ONCE, queue.length) }, lane));
+      const lanes = Math.max(1, Math.floor(this.driver.statsInFlight ?? EXISTENCE_CHECKS_AT_ONCE));
+      await Promise.all(Array.from({ length: Math.min(lanes, queue.length) }, lane));
     } finally {
       clearTimeout(silence);
     }

@@ -2,6 +2,13 @@ import type { Readable } from 'node:stream';
 import type { ErrorClassification } from './remote.errors';
 import type { ListPage, ObjectStat, RemoteCapacity, RemoteFeatures } from './remote.contract';
 
+/**
+ * Existence checks an object store's driver keeps in flight (its statsInFlight): each HEAD is a
+ * round trip, so 16 at a time left an 8 GiB base's 3,072 checks at 10-13 s with 40 ms between
+ * Haven and s3rver (docs/benchmarks/remotes.md, "Existence checks a round trip away").
+ */
+export const OBJECT_STORE_STATS_IN_FLIGHT = 64;
+
 /** Every primitive gets a signal that fires on the caller's abort or on the base class's timeout. */
 export interface DriverContext {
   signal: AbortSignal;
@@ -17,6 +24,11 @@ export interface RemoteDriver {
   readonly features: RemoteFeatures;
   /** See RemoteStore.writesInFlight (absent: 1). */
   readonly writesInFlight?: number;
+  /**
+   * Existence checks (stat) RemoteStore.missing() keeps in flight: more than the default 16 for a
+   * backend whose every check is a round trip (an object store's HEAD).
+   */
+  readonly statsInFlight?: number;
 
   /**
    * Atomic write: the object appears whole or not at all. When `body` is a stream that errors,

@@ -1,4 +1,5 @@
 import { RestError } from '@azure/storage-blob';
+import { OBJECT_STORE_STATS_IN_FLIGHT } from '@haven/remote-sdk';
 import { AzureDriver } from './azure.driver';
 
 describe('Azure error classification', () => {
@@ -32,5 +33,26 @@ describe('Azure error classification', () => {
         new RestError('This request is not authorized', { code: 'AuthorizationFailure', statusCode: 403 }),
       )?.code,
     ).toBe('PERMISSION_DENIED');
+  });
+});
+
+describe('Azure requests in flight', () => {
+  it('asks for object-store parallelism: existence checks as HEADs, whole-object writes as upload parts', async () => {
+    const driver = new AzureDriver({
+      ...{
+        accountName: 'devstoreaccount1',
+        accountKey: Buffer.from('k').toString('base64'),
+        endpoint: 'http://127.0.0.1:1/devstoreaccount1',
+        container: 'c',
+      },
+      uploadConcurrency: 6,
+    });
+    try {
+      expect(driver.statsInFlight).toBe(OBJECT_STORE_STATS_IN_FLIGHT);
+      expect(driver.statsInFlight).toBeGreaterThan(16);
+      expect(driver.writesInFlight).toBe(6);
+    } finally {
+      await driver.close();
+    }
   });
 });

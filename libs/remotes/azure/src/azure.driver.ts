@@ -4,6 +4,7 @@ import type * as AzureBlob from '@azure/storage-blob';
 import type { BlockBlobClient, ContainerClient, RestError } from '@azure/storage-blob';
 import {
   DriverError,
+  OBJECT_STORE_STATS_IN_FLIGHT,
   retryTransient,
   type DriverContext,
   type ErrorClassification,
@@ -84,6 +85,8 @@ export class AzureDriver implements RemoteDriver {
   private readonly concurrency: number;
   /** Whole-object puts of one stream kept in flight: the same as an upload's parts. */
   readonly writesInFlight: number;
+  /** HEADs of an existence check kept in flight: each is a round trip (docs/benchmarks/remotes.md). */
+  readonly statsInFlight = OBJECT_STORE_STATS_IN_FLIGHT;
 
   constructor(options: AzureDriverOptions) {
     // Retries are the Remote base class's (with jitter, on TRANSIENT only): not twice.

@@ -1,4 +1,5 @@
 import { S3ServiceException } from '@aws-sdk/client-s3';
+import { OBJECT_STORE_STATS_IN_FLIGHT } from '@haven/remote-sdk';
 import { S3Driver } from './s3.driver';
 
 function serviceError(name: string, status: number): S3ServiceException {
@@ -56,5 +57,21 @@ describe('S3 error classification', () => {
       driver.classifyError(new Error('AWS SDK error wrapper for TimeoutError: socket hang up'))?.code,
     ).toBe('TRANSIENT');
     expect(driver.classifyError(new Error('something else'))).toBeUndefined();
+  });
+});
+
+describe('S3 requests in flight', () => {
+  it('asks for object-store parallelism: existence checks as HEADs, whole-object writes as upload parts', async () => {
+    const driver = new S3Driver({
+      ...{ region: 'us-east-1', bucket: 'b', accessKeyId: 'k', secretAccessKey: 's' },
+      uploadConcurrency: 6,
+    });
+    try {
+      expect(driver.statsInFlight).toBe(OBJECT_STORE_STATS_IN_FLIGHT);
+      expect(driver.statsInFlight).toBeGreaterThan(16);
+      expect(driver.writesInFlight).toBe(6);
+    } finally {
+      await driver.close();
+    }
   });
 });

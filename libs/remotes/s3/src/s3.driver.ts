@@ -4,6 +4,7 @@ import type * as AwsS3 from '@aws-sdk/client-s3';
 import type { CompletedPart, ObjectLockMode, S3Client } from '@aws-sdk/client-s3';
 import {
   DriverError,
+  OBJECT_STORE_STATS_IN_FLIGHT,
   retryTransient,
   type DriverContext,
   type ErrorClassification,
@@ -108,6 +109,8 @@ export class S3Driver implements RemoteDriver {
   private readonly concurrency: number;
   /** Whole-object puts of one stream kept in flight: the same as an upload's parts. */
   readonly writesInFlight: number;
+  /** HEADs of an existence check kept in flight: each is a round trip (docs/benchmarks/remotes.md). */
+  readonly statsInFlight = OBJECT_STORE_STATS_IN_FLIGHT;
   private readonly objectLock: S3ObjectLockSettings | undefined;
   private conditionalWrites: boolean | undefined;
   private probing: Promise<boolean> | undefined;
