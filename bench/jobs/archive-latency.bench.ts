@@ -9,7 +9,9 @@
  *   uploadConcurrency) and 1 in flight;
  * - Haven: storeSegmentsOnAll, the fan-out backup.full uses, to one plain S3 remote (its writes in
  *   flight: the remote's uploadConcurrency, `--upload-concurrency=N`, default 4), reading a
- *   generated stream of incompressible data (cut into segments and hashed as an export is).
+ *   generated stream of incompressible data (cut into segments and hashed as an export is);
+ * - then the read back: GetObject (8 and 1 in flight) against ArchiveStore.createReadStream, what a
+ *   restore and the archive download read.
  *
  *   node bin/run.js bench/jobs/archive-latency.bench.ts                # 256 MiB, 40 ms round trip
  *   node bin/run.js bench/jobs/archive-latency.bench.ts --mib=1024 --rtt-ms=80
@@ -22,27 +24,19 @@ import {
   ArchiveSealer,
   ArchiveStore,
   newArchiveId,
-  type ArchiveManifest,
-  type ArchiveSegment,
   storeSegmentsOnAll,
+  type ArchiveManifest,
+  type SegmentDestination,
 } from '@haven/job-backup-full';
 import { plugin as s3Plugin } from '@haven/remote-s3';
-import { startS3rver } from '@haven/testing';
-import { startLatencyProxy } from '../remotes/latency.proxy';
+import { numberOption, runBench, timedInFlight } from '../bench.kit';
+import { startDistantS3 } from '../remotes/distant-s3';
 
 const MiB = 1024 * 1024;
-
-function numberArgument(name: string, fallback: number): number {
-  const given = process.argv.find((argument) => argument.startsWith(`--${name}=`));
-  if (given === undefined) return fallback;
-  const value = Number(given.slice(name.length + 3));
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number ≥ 0, got ${given}`);
-  return value;
-}
-
-const totalBytes = numberArgument('mib', 256) * MiB;
-const roundTripMs = numberArgument('rtt-ms', 40);
-const uploadConcurrency = numberArgument('upload-concurrency', 4);
+const totalBytes = numberOption('mib', 256) * MiB;
+const roundTripMs = numberOption('rtt-ms', 40);
+const uploadConcurrency = numberOption('upload-concurrency', 4);
+const objects = Math.ceil(totalBytes / ARCHIVE_SEGMENT_SIZE);
 
 /**
  * `totalBytes` of incompressible data in 1 MiB pieces (as an export arrives: not segment-aligned).
@@ -58,87 +52,50 @@ async function* source(): AsyncGenerator<Buffer> {
   }
 }
 
-async function rawPuts(client: S3Client, prefix: string, inFlight: number): Promise<number> {
-  const objects = Math.ceil(totalBytes / ARCHIVE_SEGMENT_SIZE);
-  const body = randomFillSync(Buffer.allocUnsafe(ARCHIVE_SEGMENT_SIZE));
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      for (let index = next++; index < objects; index = next++) {
-        await client.send(new PutObjectCommand({ Bucket: 'bench', Key: `${prefix}/${index}`, Body: body }));
-      }
-    }),
+function line(label: string, seconds: number, baseline?: number): void {
+  const ratio = baseline === undefined ? '' : `  = ${(baseline / seconds).toFixed(2)}x the baseline`;
+  const rate = (totalBytes / 1e6 / seconds).toFixed(0);
+  process.stdout.write(
+    `${label.padEnd(44)} ${seconds.toFixed(2).padStart(7)} s ${rate.padStart(5)} MB/s${ratio}\n`,
   );
-  return (performance.now() - start) / 1000;
-}
-
-async function rawGets(client: S3Client, prefix: string, inFlight: number): Promise<number> {
-  const objects = Math.ceil(totalBytes / ARCHIVE_SEGMENT_SIZE);
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      for (let index = next++; index < objects; index = next++) {
-        const answer = await client.send(
-          new GetObjectCommand({ Bucket: 'bench', Key: `${prefix}/${index}` }),
-        );
-        await answer.Body?.transformToByteArray();
-      }
-    }),
-  );
-  return (performance.now() - start) / 1000;
 }
 
 async function main(): Promise<void> {
-  const s3 = await startS3rver({ buckets: ['bench'] });
-  const upstreamPort = Number(new URL(s3.endpoint).port);
-  const proxy = await startLatencyProxy(upstreamPort, roundTripMs / 2);
-  const client = new S3Client({
-    endpoint: proxy.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  const distant = await startDistantS3(roundTripMs, ['bench']);
+  const { s3, endpoint, credentials } = distant;
+  const client = new S3Client({ endpoint, region: s3.region, forcePathStyle: true, credentials });
   const store = await s3Plugin.create(
-    {
-      endpoint: proxy.endpoint,
-      region: s3.region,
-      bucket: 'bench',
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      forcePathStyle: true,
-      uploadConcurrency,
-    },
+    { endpoint, region: s3.region, bucket: 'bench', ...credentials, forcePathStyle: true, uploadConcurrency },
     { name: 'bench-s3-latency' },
   );
-  const mb = totalBytes / 1e6;
-  const line = (label: string, seconds: number, baseline?: number): void => {
-    const ratio = baseline === undefined ? '' : `  = ${(baseline / seconds).toFixed(2)}x the baseline`;
-    process.stdout.write(
-      `${label.padEnd(44)} ${seconds.toFixed(2).padStart(7)} s ${(mb / seconds).toFixed(0).padStart(5)} MB/s${ratio}\n`,
+  const body = randomFillSync(Buffer.allocUnsafe(ARCHIVE_SEGMENT_SIZE));
+  const puts = (prefix: string, inFlight: number): Promise<number> =>
+    timedInFlight(objects, inFlight, (index) =>
+      client.send(new PutObjectCommand({ Bucket: 'bench', Key: `${prefix}/${index}`, Body: body })),
     );
-  };
+  const gets = (prefix: string, inFlight: number): Promise<number> =>
+    timedInFlight(objects, inFlight, async (index) => {
+      const answer = await client.send(new GetObjectCommand({ Bucket: 'bench', Key: `${prefix}/${index}` }));
+      await answer.Body?.transformToByteArray();
+    });
   process.stdout.write(
     `archive upload to s3rver ${roundTripMs} ms away: ${totalBytes / MiB} MiB in ${ARCHIVE_SEGMENT_SIZE / MiB} MiB segments\n`,
   );
   try {
     // Warm the connections and s3rver's bucket folder.
-    await rawPuts(client, 'warm', 8);
-    const baseline = await rawPuts(client, 'raw-8', 8);
+    await puts('warm', 8);
+    const baseline = await puts('raw-8', 8);
     line('baseline: PutObject, 8 in flight', baseline);
-    line('PutObject, 4 in flight', await rawPuts(client, 'raw-4', 4), baseline);
-    line('PutObject, 1 in flight', await rawPuts(client, 'raw-1', 1), baseline);
+    line('PutObject, 4 in flight', await puts('raw-4', 4), baseline);
+    line('PutObject, 1 in flight', await puts('raw-1', 1), baseline);
     const archives = new ArchiveStore(store, ArchiveSealer.withKey(undefined));
-    const destination = {
+    const destination: SegmentDestination = {
       archives,
       location: { vmUuid: randomUUID(), archiveId: newArchiveId(randomUUID()) },
-      segments: [] as ArchiveSegment[],
+      segments: [],
     };
     const start = performance.now();
-    await storeSegmentsOnAll(source(), [destination], {
-      segmentSize: ARCHIVE_SEGMENT_SIZE,
-    });
+    await storeSegmentsOnAll(source(), [destination], { segmentSize: ARCHIVE_SEGMENT_SIZE });
     line(
       `Haven: storeSegmentsOnAll, ${uploadConcurrency} in flight`,
       (performance.now() - start) / 1000,
@@ -146,9 +103,9 @@ async function main(): Promise<void> {
     );
 
     process.stdout.write(`restore: reading the archive back\n`);
-    const readBaseline = await rawGets(client, 'raw-8', 8);
+    const readBaseline = await gets('raw-8', 8);
     line('baseline: GetObject, 8 in flight', readBaseline);
-    line('GetObject, 1 in flight', await rawGets(client, 'raw-8', 1), readBaseline);
+    line('GetObject, 1 in flight', await gets('raw-8', 1), readBaseline);
     // What a restore reads: the segments in order, checked against the manifest's SHA-256.
     const manifest = {
       id: destination.location.archiveId,
@@ -163,12 +120,8 @@ async function main(): Promise<void> {
   } finally {
     client.destroy();
     await store.close();
-    await proxy.close();
-    await s3.stop();
+    await distant.stop();
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+runBench(main);

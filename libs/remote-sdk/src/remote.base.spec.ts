@@ -1,4 +1,5 @@
 import { getEventListeners, getMaxListeners } from 'node:events';
+import { countInFlight } from '@haven/testing';
 import { Readable } from 'node:stream';
 import { Remote } from './remote.base';
 import type { DriverContext, RemoteDriver } from './remote.driver';
@@ -259,23 +260,12 @@ describe('Remote base class', () => {
     ["the driver's statsInFlight (40, as an object store asks)", 40, 40],
   ])('keeps %s existence checks in flight', async (_label, statsInFlight, expected) => {
     const driver = Object.assign(new FaultyMemoryDriver(), { statsInFlight });
-    let running = 0;
-    let peak = 0;
-    const stat = driver.stat.bind(driver);
-    driver.stat = async (key, context) => {
-      running++;
-      peak = Math.max(peak, running);
-      try {
-        await new Promise((resolve) => setImmediate(resolve));
-        return await stat(key, context);
-      } finally {
-        running--;
-      }
-    };
+    const stats = countInFlight(driver.stat.bind(driver));
+    driver.stat = stats.call;
     const remote = new Remote(driver, { name: 'r1', retry: fast });
     const missing = await remote.missing(Array.from({ length: 200 }, (_, i) => `chunks/${i}`));
     expect(missing.size).toBe(200);
-    expect(peak).toBe(expected);
+    expect(stats.count.peak).toBe(expected);
   });
 
   it('retries a TRANSIENT failure of missing() for the keys not answered yet only', async () => {

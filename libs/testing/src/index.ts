@@ -11,3 +11,4 @@ export * from './servers/xapi-sim.server';
 export * from './tenant-admin.fixture';
 export * from './simulator-lab.env';
 export * from './fresh-node.script';
+export * from './in-flight.counter';

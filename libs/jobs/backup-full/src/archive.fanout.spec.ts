@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import localRemote from '@haven/remote-local';
 import type { RemoteStore } from '@haven/remote-sdk';
 import { BufferPool, initRepository } from '@haven/repository';
-import { scratchDir } from '@haven/testing';
+import { countInFlight, scratchDir, type InFlightCount } from '@haven/testing';
 import { ArchiveStore, newArchiveId } from './archive';
 import { FANOUT_SEGMENTS, storeSegmentsOnAll, type SegmentDestination } from './archive.fanout';
 
@@ -48,26 +48,26 @@ function recorded(store: RemoteStore, seen: Set<ArrayBufferLike>): RemoteStore {
  * A remote that asks for `inFlight` writes at once, whose segment puts end out of order (every
  * fourth one is slow), counting the puts running at once.
  */
-function pipelined(
-  store: RemoteStore,
-  inFlight: number,
-): RemoteStore & { running: number; peakRunning: number } {
-  const counted = Object.assign(store, { running: 0, peakRunning: 0 });
-  Object.defineProperty(counted, 'writesInFlight', { value: inFlight });
+function pipelined(store: RemoteStore, inFlight: number): RemoteStore & { puts: InFlightCount } {
+  Object.defineProperty(store, 'writesInFlight', { value: inFlight });
   const put = store.put.bind(store);
-  counted.put = async (key, body, options) => {
-    if (!key.includes('/segment-')) return put(key, body, options);
-    counted.running++;
-    counted.peakRunning = Math.max(counted.peakRunning, counted.running);
-    try {
-      const turns = Number(key.slice(-6)) % 4 === 0 ? 40 : 1;
-      for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
-      return await put(key, body, options);
-    } finally {
-      counted.running--;
-    }
-  };
-  return counted;
+  const segmentPuts = countInFlight(put, (key: string) => (Number(key.slice(-6)) % 4 === 0 ? 40 : 1));
+  store.put = (key, body, options) =>
+    key.includes('/segment-') ? segmentPuts.call(key, body, options) : put(key, body, options);
+  return Object.assign(store, { puts: segmentPuts.count });
+}
+
+/** What a destination holds, read back segment by segment in the order its manifest lists them. */
+async function storedExport(destination: SegmentDestination): Promise<Buffer> {
+  const manifest = {
+    id: destination.location.archiveId,
+    vm: { uuid: VM },
+    segments: destination.segments,
+  } as Parameters<ArchiveStore['readSegment']>[0];
+  const read: Buffer[] = [];
+  for (let index = 0; index < destination.segments.length; index++)
+    read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
+  return Buffer.concat(read);
 }
 
 describe('storing one export on every remote (fan-out of segments)', () => {
@@ -124,53 +124,36 @@ describe('storing one export on every remote (fan-out of segments)', () => {
     // And what was stored is the export, on both remotes.
     for (const destination of destinations) {
       expect(destination.segments).toHaveLength(41);
-      const manifest = {
-        id: destination.location.archiveId,
-        vm: { uuid: VM },
-        segments: destination.segments,
-      } as Parameters<ArchiveStore['readSegment']>[0];
-      const read: Buffer[] = [];
-      for (let index = 0; index < 41; index++)
-        read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
-      expect(Buffer.concat(read).equals(xva)).toBe(true);
+      expect((await storedExport(destination)).equals(xva)).toBe(true);
     }
   });
 
   it("keeps a remote's writesInFlight segment writes going and records the segments in order", async () => {
-    const objectStore = pipelined(recorded(await remote('object-store'), new Set()), 4);
     const sealedSeen = new Set<ArrayBufferLike>();
-    recorded(objectStore, sealedSeen);
+    const objectStore = pipelined(recorded(await remote('object-store'), sealedSeen), 4);
     const sealed = ArchiveStore.forRepository(
       await initRepository(objectStore, { key: 'pipelined passphrase', kdf: { N: 1024, r: 8, p: 1 } }),
     );
     // Alone: with other remotes, the slowest one sets the pace (it is the one that needs the writes in flight).
-    const destinations: SegmentDestination[] = [
-      { archives: sealed, location: { vmUuid: VM, archiveId: newArchiveId('pipelined task') }, segments: [] },
-    ];
+    const destination: SegmentDestination = {
+      archives: sealed,
+      location: { vmUuid: VM, archiveId: newArchiveId('pipelined task') },
+      segments: [],
+    };
     const xva = randomBytes(30 * SEGMENT + 123);
     const buffers = new CountingPool(SEGMENT, FANOUT_SEGMENTS - 1 + 4);
 
-    await storeSegmentsOnAll(Readable.from([xva]), destinations, { segmentSize: SEGMENT, buffers });
+    await storeSegmentsOnAll(Readable.from([xva]), [destination], { segmentSize: SEGMENT, buffers });
 
     // Four at once on the object store, never more.
-    expect(objectStore.peakRunning).toBe(4);
+    expect(objectStore.puts.peak).toBe(4);
     expect(buffers.peak).toBeLessThanOrEqual(FANOUT_SEGMENTS - 1 + 4);
     expect(buffers.inUse).toBe(0);
     // One sealed buffer per write in flight, reused.
     expect(sealedSeen.size).toBeLessThanOrEqual(4);
     expect(sealed.sealBuffersInUse).toBe(0);
-    for (const destination of destinations) {
-      expect(destination.segments).toHaveLength(31);
-      const manifest = {
-        id: destination.location.archiveId,
-        vm: { uuid: VM },
-        segments: destination.segments,
-      } as Parameters<ArchiveStore['readSegment']>[0];
-      const read: Buffer[] = [];
-      for (let index = 0; index < 31; index++)
-        read.push(Buffer.from(await destination.archives.readSegment(manifest, index)));
-      expect(Buffer.concat(read).equals(xva)).toBe(true);
-    }
+    expect(destination.segments).toHaveLength(31);
+    expect((await storedExport(destination)).equals(xva)).toBe(true);
   });
 
   it('fails after the writes still in flight have ended when one of several fails', async () => {
@@ -196,7 +179,7 @@ describe('storing one export on every remote (fan-out of segments)', () => {
     ).rejects.toThrow('bucket quota exceeded');
     // Nothing was still writing when the failure came out, and no new segment was started after it
     // beyond those already asked for (at most the other writes in flight).
-    expect(objectStore.running).toBe(0);
+    expect(objectStore.puts.running).toBe(0);
     expect(putsAfterFailure).toBeLessThanOrEqual(3);
   });
 

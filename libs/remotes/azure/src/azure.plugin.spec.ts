@@ -38,23 +38,6 @@ describe('azure remote plugin manifest', () => {
     expect(fields).toContain('endpoint');
   });
 
-  it('asks for as many whole-object writes in flight as an upload has blocks (uploadConcurrency)', async () => {
-    const connectionString =
-      'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;';
-    const tuned = await plugin.create(
-      { connectionString, container: 'backups', uploadConcurrency: 6 },
-      { name: 'tuned' },
-    );
-    const plain = await plugin.create({ connectionString, container: 'backups' }, { name: 'default' });
-    try {
-      expect(tuned.writesInFlight).toBe(6);
-      expect(plain.writesInFlight).toBe(4);
-    } finally {
-      await tuned.close();
-      await plain.close();
-    }
-  });
-
   it('loads the Azure SDK only when the first Azure driver is made, not with the plugin', async () => {
     const loaded: string[] = [];
     let made: ReturnType<RemotePlugin['create']> | undefined;

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import localRemote from '@haven/remote-local';
 import type { RemoteStore } from '@haven/remote-sdk';
 import { BufferPool, initRepository, openRepository, type Repository } from '@haven/repository';
-import { scratchDir } from '@haven/testing';
+import { countInFlight, scratchDir } from '@haven/testing';
 import { ArchiveError } from './archive.errors';
 import {
   archiveManifestKey,
@@ -295,20 +295,10 @@ describe('full-backup archives on a remote', () => {
       const xva = randomBytes(12 * 4 * KiB + 7);
       const { manifest } = await writeArchive(archives, xva, 4 * KiB);
       // Counts the segment reads running at once; every third one answers late (order must hold).
-      let running = 0;
-      let peak = 0;
-      const getBuffer = store.getBuffer.bind(store);
-      store.getBuffer = async (key, options) => {
-        running++;
-        peak = Math.max(peak, running);
-        try {
-          const late = Number(key.slice(-6)) % 3 === 0 ? 30 : 1;
-          for (let turn = 0; turn < late; turn++) await new Promise((resolve) => setImmediate(resolve));
-          return await getBuffer(key, options);
-        } finally {
-          running--;
-        }
-      };
+      const reads = countInFlight(store.getBuffer.bind(store), (key: string) =>
+        Number(key.slice(-6)) % 3 === 0 ? 30 : 1,
+      );
+      store.getBuffer = reads.call;
       // The generator alone fetches the segment consumed plus `writesInFlight` ahead.
       const slowly = async (segments: AsyncIterable<Buffer>): Promise<Buffer> => {
         const parts: Buffer[] = [];
@@ -319,12 +309,12 @@ describe('full-backup archives on a remote', () => {
         return Buffer.concat(parts);
       };
       expect((await slowly(archives.segments(manifest))).equals(xva)).toBe(true);
-      expect(peak).toBe(segmentsAhead);
-      expect(running).toBe(0);
+      expect(reads.count.peak).toBe(segmentsAhead);
+      expect(reads.count.running).toBe(0);
       // The Readable holds one more itself: `writesInFlight` fetches going in all.
-      peak = 0;
+      reads.count.peak = 0;
       expect((await slowly(archives.createReadStream(manifest))).equals(xva)).toBe(true);
-      expect(peak).toBe(streamAhead);
+      expect(reads.count.peak).toBe(streamAhead);
     },
   );
 
