@@ -181,6 +181,43 @@ describe('backup.incremental through the gateway', () => {
     ids['job'] = job.body.id;
   });
 
+  it('refuses bad jobs and schedules with 400, naming each field', async () => {
+    const fields = (body: { errors?: { field: string }[] }): string[] =>
+      (body.errors ?? []).map((error) => error.field).sort();
+    const unknown = '0b9ab2f6-2f05-4c3f-9a57-6a0d4cf1e3aa';
+    const noVm = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'nothing to back up',
+        type: 'backup.incremental',
+        selection: { poolId: unknown, mode: 'explicit', vms: [] },
+        remoteIds: [ids['plain'], unknown],
+      })
+      .expect(400);
+    expect(fields(noVm.body)).toEqual(['remoteIds', 'selection.poolId', 'selection.vms']);
+    expect(JSON.stringify(noVm.body)).toContain(unknown);
+    const schedule = (body: Record<string, unknown>) =>
+      auth(api().post('/api/v1/schedules')).send({
+        jobId: ids['job'],
+        name: 'bad',
+        cron: '0 3 * * *',
+        timezone: 'Europe/Paris',
+        retention: { keep: 7 },
+        ...body,
+      });
+    const badTiming = await schedule({ cron: '61 25 * * *', timezone: 'Mars/Olympus_Mons' }).expect(400);
+    expect(fields(badTiming.body)).toEqual(['cron', 'timezone']);
+    expect(JSON.stringify(badTiming.body)).toContain('Mars/Olympus_Mons');
+    const keepNothing = await schedule({ retention: { keep: 0 } }).expect(400);
+    expect(fields(keepNothing.body)).toEqual(['retention.keep']);
+    const noBuckets = await schedule({ retention: { gfs: { daily: 0 } } }).expect(400);
+    expect(fields(noBuckets.body)).toEqual(['retention.gfs.daily']);
+    const strangerJob = await schedule({ jobId: unknown }).expect(400);
+    expect(fields(strangerJob.body)).toEqual(['jobId']);
+    // Nothing was created by the refusals.
+    const listed = await auth(api().get(`/api/v1/schedules?jobId=${ids['job']}`)).expect(200);
+    expect(listed.body.items).toEqual([]);
+  });
+
   it('first run: a full backup of every disk to both remotes', async () => {
     const run = await backupRun();
     expect(run.tasks.map((t) => [t.subject, t.status, t.error]).sort()).toEqual(
