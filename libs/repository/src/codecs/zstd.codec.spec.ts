@@ -1,3 +1,5 @@
+import * as legacyZstd from '@mongodb-js/zstd';
+import { decompress as referenceDecompress } from 'fzstd';
 import { seededBytes } from '../testing/disk-pattern.fixture';
 import { zstdCodec } from './zstd.codec';
 
@@ -33,5 +35,44 @@ describe('zstd codec', () => {
   it('reports a damaged frame as a zstd error', async () => {
     const frame = await zstdCodec.compress(plaintext, 1);
     await expect(zstdCodec.decompress(frame.subarray(0, 100), plaintext.length)).rejects.toThrow(/^zstd: /);
+  });
+});
+
+describe('zstd codec and frames of other encoders', () => {
+  const plaintext = textLike(1024 * 1024);
+
+  it('reads frames @mongodb-js/zstd wrote (repositories written before the thread pool)', async () => {
+    const legacy = await legacyZstd.compress(plaintext, 1);
+    expect((await zstdCodec.decompress(legacy, plaintext.length)).equals(plaintext)).toBe(true);
+  });
+
+  it('writes frames a reference decoder reads', async () => {
+    const frame = await zstdCodec.compress(plaintext, 1);
+    expect(Buffer.from(referenceDecompress(frame)).equals(plaintext)).toBe(true);
+    expect((await legacyZstd.decompress(frame)).equals(plaintext)).toBe(true);
+  });
+
+  it('returns owned buffers: outputs of concurrent calls stay intact', async () => {
+    const plaintexts = Array.from({ length: 10 }, (_, i) => seededBytes(`owned-${i}`, 8192).fill(0, 4096));
+    const frames = await Promise.all(plaintexts.map((chunk) => zstdCodec.compress(chunk, 1)));
+    const decoded = await Promise.all(frames.map((frame) => zstdCodec.decompress(frame, 8192)));
+    frames.forEach((frame, i) =>
+      expect(Buffer.from(referenceDecompress(frame)).equals(plaintexts[i])).toBe(true),
+    );
+    decoded.forEach((chunk, i) => expect(chunk.equals(plaintexts[i])).toBe(true));
+  });
+
+  it('lends compressWith a reused buffer: payloads copied out earlier stay intact', async () => {
+    const chunks = Array.from({ length: 6 }, (_, i) => seededBytes(`lent-${i}`, 65536).fill(i, 16384));
+    const kept: Buffer[] = [];
+    for (const chunk of chunks)
+      kept.push(await zstdCodec.compressWith(chunk, 1, (payload) => Buffer.from(payload)));
+    kept.forEach((frame, i) => expect(Buffer.from(referenceDecompress(frame)).equals(chunks[i])).toBe(true));
+  });
+
+  it('refuses a frame that decodes to more than the header announced', async () => {
+    const frame = await zstdCodec.compress(plaintext, 1);
+    await expect(zstdCodec.decompress(frame, plaintext.length - 1)).rejects.toThrow(/^zstd: /);
+    expect((await zstdCodec.decompress(frame, plaintext.length)).equals(plaintext)).toBe(true);
   });
 });

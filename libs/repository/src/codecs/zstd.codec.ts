@@ -1,28 +1,90 @@
 import type { ChunkCodec } from './chunk-codec';
 
-interface ZstdBinding {
-  compress(data: Buffer, level?: number): Promise<Buffer>;
-  decompress(data: Buffer): Promise<Buffer>;
+interface ZstdNapiBinding {
+  compressBound(length: number): number;
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
 }
 
-// @mongodb-js/zstd 1.2.2's index.js wrapper drops the level argument (every call ran at zstd's
-// default level 3, whatever the repository asked for): call the native binding it wraps. It
-// runs in libuv worker threads, so compression overlaps hashing and encryption.
+// zstd-napi's low-level binding: ZSTD_compressCCtx / ZSTD_decompressDCtx on contexts kept for the
+// process's life. Standard frames: any conforming decoder reads them, and frames that
+// @mongodb-js/zstd wrote before 2026-12-07 read the same.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const binding = require('@mongodb-js/zstd/bindings') as ZstdBinding;
+const binding = require('zstd-napi/binding') as ZstdNapiBinding;
 
-/** Native errors carry no JS stack: rethrow with one and say where they come from. */
-async function withStack(operation: Promise<Buffer>): Promise<Buffer> {
+// @mongodb-js/zstd's native binding (its index.js drops the level), for the slow levels only.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const oneShot = require('@mongodb-js/zstd/bindings') as {
+  compress(data: Buffer, level: number): Promise<Buffer>;
+};
+
+const DEFAULT_LEVEL = 1;
+/**
+ * Levels above this one take tens of ms to seconds per 2 MiB chunk: on this thread they would
+ * stall the event loop (leases, heartbeats), so they keep running in libuv's threads, one-shot.
+ */
+const MAX_LEVEL_ON_THIS_THREAD = 3;
+
+/**
+ * One compression context, one decompression context and one output buffer, reused for every
+ * chunk: after the first chunk, compressing allocates nothing. The one-shot binding used before
+ * made a context and an output buffer per chunk in libuv's threads, and malloc's free lists kept
+ * them: a worker's native memory grew job after job. The calls are synchronous, on this thread,
+ * so the reuse needs no locking; worker threads with their own contexts cost ~10 MiB each, more
+ * than they saved (docs/benchmarks/jobs.md, "zstd with reused contexts").
+ */
+const compressionContext = new binding.CCtx();
+const decompressionContext = new binding.DCtx();
+let output = Buffer.alloc(0);
+
+function compressInto<T>(plaintext: Buffer, level: number, use: (payload: Buffer) => T): T {
+  const bound = binding.compressBound(plaintext.length);
+  // Grows to the largest chunk seen (the repository's block size) and stays.
+  if (output.length < bound) output = Buffer.allocUnsafe(bound);
+  let length: number;
   try {
-    return await operation;
+    length = compressionContext.compress(output, plaintext, level);
+  } catch (error) {
+    throw new Error(`zstd: ${(error as Error).message}`);
+  }
+  return use(output.subarray(0, length));
+}
+
+function decompress(payload: Buffer, expectedLength: number): Buffer {
+  // Exactly the announced size: a frame that decodes to more is refused, not grown into.
+  const plaintext = Buffer.allocUnsafe(expectedLength);
+  try {
+    return plaintext.subarray(0, decompressionContext.decompress(plaintext, payload));
   } catch (error) {
     throw new Error(`zstd: ${(error as Error).message}`);
   }
 }
 
+// Each call starts after the caller's current step, like the asynchronous codecs, and a throw
+// becomes a rejection.
+async function compressWith<T>(
+  plaintext: Buffer,
+  level: number | undefined,
+  use: (payload: Buffer) => T,
+): Promise<T> {
+  const effective = level ?? DEFAULT_LEVEL;
+  if (effective <= MAX_LEVEL_ON_THIS_THREAD) {
+    await Promise.resolve();
+    return compressInto(plaintext, effective, use);
+  }
+  let payload: Buffer;
+  try {
+    payload = await oneShot.compress(plaintext, effective);
+  } catch (error) {
+    throw new Error(`zstd: ${(error as Error).message}`);
+  }
+  return use(payload);
+}
+
 export const zstdCodec: ChunkCodec = {
   name: 'zstd',
   id: 1,
-  compress: (plaintext, level) => withStack(binding.compress(plaintext, level ?? 1)),
-  decompress: (payload) => withStack(binding.decompress(payload)),
+  compress: (plaintext, level) => compressWith(plaintext, level, (payload) => Buffer.from(payload)),
+  compressWith,
+  decompress: (payload, expectedLength) => Promise.resolve().then(() => decompress(payload, expectedLength)),
 };

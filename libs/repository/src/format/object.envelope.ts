@@ -64,23 +64,31 @@ async function looksIncompressible(
   const middle = Math.floor(plaintext.length / 2);
   for (const start of [0, middle]) {
     const sample = plaintext.subarray(start, start + SAMPLE_LENGTH);
-    if ((await codec.compress(sample, level)).length < sample.length * 0.97) return false;
+    if (await codec.compressWith(sample, level, (payload) => payload.length < sample.length * 0.97))
+      return false;
   }
   return true;
 }
 
 export async function sealObject(options: SealOptions): Promise<Buffer> {
   const { plaintext } = options;
-  let codec = chunkCodec(options.codec);
-  let payload =
-    codec.name !== 'none' && (await looksIncompressible(codec, plaintext, options.level))
-      ? plaintext
-      : await codec.compress(plaintext, options.level);
-  // Incompressible data is stored as is: never pay the expansion.
-  if (codec.name !== 'none' && payload.length >= plaintext.length) {
-    codec = chunkCodec('none');
-    payload = plaintext;
+  const codec = chunkCodec(options.codec);
+  if (codec.name === 'none' || (await looksIncompressible(codec, plaintext, options.level))) {
+    return writeObject(options, chunkCodec('none'), plaintext);
   }
+  // The payload may be lent by the codec (a reused buffer): it is written into the object
+  // before compressWith returns.
+  return codec.compressWith(plaintext, options.level, (payload) =>
+    // Incompressible data is stored as is: never pay the expansion.
+    payload.length >= plaintext.length
+      ? writeObject(options, chunkCodec('none'), plaintext)
+      : writeObject(options, codec, payload),
+  );
+}
+
+/** Header, then the payload (encrypted, or followed by its digest) in one buffer. */
+function writeObject(options: SealOptions, codec: ChunkCodec, payload: Buffer): Buffer {
+  const { plaintext } = options;
   const withDigest = options.digest && options.cipher === undefined;
   const length =
     ENVELOPE_HEADER_LENGTH +
