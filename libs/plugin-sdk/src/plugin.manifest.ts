@@ -88,6 +88,11 @@ export interface RemoteAccess {
   type: string;
   store: RemoteStore;
   repositoryPassphrase?: string;
+  /**
+   * The catalog lists restore points on this remote: it held a repository, so a remote that now
+   * holds none must not get a new one silently (its storage is not where the backups went).
+   */
+  hasCatalogRestorePoints?: boolean;
 }
 
 /** Catalog objects of the job's tenant that planners and executors may use (tenant-scoped). */

@@ -1,4 +1,5 @@
 export * from './repository';
+export * from './repository.first-use';
 export * from './repository.errors';
 export * from './repository.keys';
 export * from './master-key.cache';

@@ -1,6 +1,7 @@
 /** Stable codes of every failure the repository reports. */
 export type RepositoryErrorCode =
   | 'NOT_INITIALIZED'
+  | 'REPOSITORY_MISSING'
   | 'ALREADY_INITIALIZED'
   | 'UNSUPPORTED_FORMAT'
   | 'CONFIG_DAMAGED'

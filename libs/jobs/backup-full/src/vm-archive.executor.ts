@@ -11,11 +11,12 @@ import {
   SNAPSHOT_JOB_KEY,
   SNAPSHOT_TASK_KEY,
   SNAPSHOT_VM_KEY,
+  repositoryExpectation,
   retainOnEveryRemote,
   snapshotName,
   withVmBackupSession,
 } from '@haven/job-backup-incremental';
-import { initRepository, isRepositoryError, openRepository, type Repository } from '@haven/repository';
+import { openOrInitRepository, type Repository } from '@haven/repository';
 import { XapiPool, type SnapshotInfo, type VmInfo } from '@haven/xapi';
 import {
   ARCHIVE_FORMAT,
@@ -90,7 +91,7 @@ async function archiveOnce(
     for (const remoteId of task.job.remoteIds) {
       const remote = await context.resources.remote(remoteId);
       try {
-        const repository = await openOrInitRepository(remote);
+        const repository = await openRemoteRepository(remote);
         targets.push({
           access: remote,
           archives: ArchiveStore.forRepository(repository),
@@ -158,21 +159,12 @@ async function archiveOnce(
   }
 }
 
-async function openOrInitRepository(access: RemoteAccess): Promise<Repository> {
+function openRemoteRepository(access: RemoteAccess): Promise<Repository> {
   const key = access.repositoryPassphrase;
-  const keyOption = key !== undefined ? { key } : {};
-  try {
-    return await openRepository(access.store, keyOption);
-  } catch (error) {
-    if (!isRepositoryError(error, 'NOT_INITIALIZED')) throw error;
-  }
-  try {
-    return await initRepository(access.store, keyOption);
-  } catch (error) {
-    // Another task initialised it meanwhile.
-    if (!isRepositoryError(error, 'ALREADY_INITIALIZED')) throw error;
-    return openRepository(access.store, keyOption);
-  }
+  return openOrInitRepository(access.store, {
+    ...(key !== undefined ? { key } : {}),
+    ...repositoryExpectation(access),
+  });
 }
 
 /** This very task's archives when every remote already holds one committed (a redelivery). */

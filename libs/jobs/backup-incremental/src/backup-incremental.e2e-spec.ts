@@ -1,10 +1,14 @@
+import { existsSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
 import { openRepository, type RestorePointManifest } from '@haven/repository';
 import { JobResourceProvider } from '@haven/service-core';
+import { ScheduleTicker } from '@haven/service-scheduler';
 import {
   createTenantAdmin,
   readSystemAdminKey,
@@ -345,6 +349,71 @@ describe('backup.incremental through the gateway', () => {
     } finally {
       await pool.close();
     }
+  }, 120_000);
+
+  it('fails a run whose pool does not answer, naming the pool, and records a scheduled one as failed', async () => {
+    const points = await committedRestorePoints();
+    const schedule = await auth(api().post('/api/v1/schedules'))
+      .send({
+        jobId: ids['job'],
+        name: 'hourly',
+        cron: '0 * * * *',
+        timezone: 'UTC',
+        retention: { keep: 50 },
+      })
+      .expect(201);
+    sim.setFaults({ unreachable: true });
+    try {
+      // By hand: the caller is told at once, and no run is left behind.
+      const manual = await auth(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(502);
+      expect(manual.body.detail).toContain(sim.url);
+      expect(manual.body.detail).toMatch(/no answer|unreachable/);
+      // On schedule: due now, fired by a tick of the scheduler; the run list shows it failed, and why.
+      await app
+        .get(DataSource)
+        .query(`UPDATE schedules SET next_fire_at = now() - interval '1 minute' WHERE id = $1`, [
+          schedule.body.id,
+        ]);
+      await app.get(ScheduleTicker).tick(new Date());
+    } finally {
+      sim.setFaults({ unreachable: false });
+      await auth(api().delete(`/api/v1/schedules/${schedule.body.id as string}`)).expect(204);
+    }
+    const runs = await auth(api().get(`/api/v1/runs?jobId=${ids['job']}&limit=5`)).expect(200);
+    const scheduled = (runs.body.items as { trigger: string; status: string; error: string | null }[]).filter(
+      (run) => run.trigger === 'schedule',
+    );
+    expect(scheduled).toHaveLength(1);
+    expect(scheduled[0]).toMatchObject({ status: 'failure' });
+    expect(scheduled[0]?.error).toContain(sim.url);
+    expect(scheduled[0]?.error).toContain('Planning job "nightly" failed');
+    expect(await committedRestorePoints()).toBe(points);
+  }, 120_000);
+
+  it('fails a run whose remote is gone, naming it, without recreating its folder or a repository there', async () => {
+    const points = await committedRestorePoints();
+    const away = `${folders['encrypted'].path}.away`;
+    await rename(folders['encrypted'].path, away);
+    let run: { status: string; tasks: TaskView[] };
+    let recreated: boolean;
+    try {
+      run = await runJob();
+    } finally {
+      recreated = existsSync(folders['encrypted'].path);
+      if (recreated) await rm(folders['encrypted'].path, { recursive: true, force: true });
+      await rename(away, folders['encrypted'].path);
+    }
+    process.stderr.write(
+      `REMOTE: ${JSON.stringify(run.tasks.map((t) => [t.status, t.attempts, t.error]))}\n`,
+    );
+    expect(recreated).toBe(false);
+    expect(run.status).toBe('failure');
+    for (const task of run.tasks) {
+      expect(task.status).toBe('failure');
+      expect(task.error).toContain('remote encrypted holds no repository');
+      expect(task.error).toContain('the catalog lists restore points on it');
+    }
+    expect(await committedRestorePoints()).toBe(points);
   }, 120_000);
 
   it('makes full backups when the full interval is reached or a disk was resized, saying why', async () => {

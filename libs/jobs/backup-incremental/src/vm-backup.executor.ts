@@ -9,10 +9,9 @@ import type {
 } from '@haven/plugin-sdk';
 import { withDiskStream } from '@haven/plugin-sdk';
 import {
-  initRepository,
   isRepositoryError,
+  openOrInitRepository,
   manifestKey,
-  openRepository,
   type Repository,
   type RestorePointManifest,
   type RestorePointReader,
@@ -301,6 +300,16 @@ function alreadyCommitted(
   };
 }
 
+/**
+ * What openOrInitRepository must know of a remote: a remote the catalog lists restore points on
+ * held a repository, so finding none there is refused rather than a new one started.
+ */
+export function repositoryExpectation(access: RemoteAccess): { expectedBecause?: string } {
+  return access.hasCatalogRestorePoints === true
+    ? { expectedBecause: 'the catalog lists restore points on it' }
+    : {};
+}
+
 async function openTarget(
   access: RemoteAccess,
   task: TaskExecution,
@@ -310,25 +319,14 @@ async function openTarget(
 ): Promise<BackupTarget> {
   const signal = context.signal;
   const key = access.repositoryPassphrase;
-  let repository: Repository;
-  try {
-    repository = await openRepository(access.store, key !== undefined ? { key } : {});
-  } catch (error) {
-    if (!isRepositoryError(error, 'NOT_INITIALIZED')) throw error;
-    try {
-      repository = await initRepository(access.store, {
-        ...(key !== undefined ? { key } : {}),
-        compression: {
-          codec: settings.compression,
-          ...(settings.compressionLevel !== undefined ? { level: settings.compressionLevel } : {}),
-        },
-      });
-    } catch (initError) {
-      // Another task initialised it meanwhile.
-      if (!isRepositoryError(initError, 'ALREADY_INITIALIZED')) throw initError;
-      repository = await openRepository(access.store, key !== undefined ? { key } : {});
-    }
-  }
+  const repository = await openOrInitRepository(access.store, {
+    ...(key !== undefined ? { key } : {}),
+    ...repositoryExpectation(access),
+    compression: {
+      codec: settings.compression,
+      ...(settings.compressionLevel !== undefined ? { level: settings.compressionLevel } : {}),
+    },
+  });
   const points = await repository.listRestorePoints({ vmUuid: vm.uuid, tenant: task.tenantId, signal });
   const ofJob = points
     .filter((point) => point.manifest.job?.id === task.job.id)

@@ -93,10 +93,13 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         }),
       );
     } catch (error) {
-      throw new RunStartError(
+      const failure = new RunStartError(
         'PLAN_FAILED',
         `Planning job "${job.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
       );
+      // A manual start answers its caller; a scheduled one has nobody to tell but the run list.
+      if (request.trigger === 'schedule') await this.recordUnplannedRun(job, runId, request, failure.message);
+      throw failure;
     } finally {
       clearTimeout(timer);
     }
@@ -186,6 +189,53 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       'RunLauncher',
     );
     return { runId, tasks: tasks.length };
+  }
+
+  /**
+   * A scheduled run whose planning failed (its pool unreachable at that time, say) is kept as a
+   * failed run with the reason, as any other failure is, so that a missed backup shows in the run
+   * list and its events instead of in a log line only.
+   */
+  private async recordUnplannedRun(
+    job: { id: string; tenantId: string; name: string },
+    runId: string,
+    request: StartRunRequest,
+    reason: string,
+  ): Promise<void> {
+    const now = new Date();
+    const progress = {
+      tasks: 0,
+      succeeded: 0,
+      failed: 0,
+      ...(request.note === undefined ? {} : { note: request.note }),
+    };
+    await this.dataSource.getRepository(RunEntity).insert({
+      id: runId,
+      tenantId: job.tenantId,
+      jobId: job.id,
+      kind: 'backup',
+      scheduleId: request.scheduleId ?? null,
+      trigger: request.trigger,
+      status: 'failure',
+      progress,
+      error: reason,
+      taskConcurrency: null,
+      startedAt: now,
+      finishedAt: now,
+    });
+    await this.bus.publish(RUN_LOGS, {
+      tenantId: job.tenantId,
+      runId,
+      lines: [{ at: now.toISOString(), level: 'error', message: reason }],
+    });
+    await this.bus.publish(RUN_PROGRESS, {
+      tenantId: job.tenantId,
+      runId,
+      status: 'failure',
+      progress,
+      message: reason,
+      at: now.toISOString(),
+    });
   }
 
   /** A run none of whose tasks could start (every VM is being backed up by another run) ends here. */
