@@ -183,6 +183,25 @@ describe('storing one export on every remote (fan-out of segments)', () => {
     expect(putsAfterFailure).toBeLessThanOrEqual(3);
   });
 
+  it('waits for the writes in flight before an export that breaks off comes out as a failure', async () => {
+    const objectStore = pipelined(await remote('cut-object-store'), 4);
+    const destination: SegmentDestination = {
+      archives: ArchiveStore.forRepository(await initRepository(objectStore, {})),
+      location: { vmUuid: VM, archiveId: newArchiveId('cut export task') },
+      segments: [],
+    };
+    async function* cutShort(): AsyncGenerator<Buffer> {
+      for (let piece = 0; piece < 6; piece++) yield randomBytes(SEGMENT);
+      await Promise.resolve();
+      throw new Error('export cut after 6 segments');
+    }
+    const failed = storeSegmentsOnAll(cutShort(), [destination], { segmentSize: SEGMENT });
+    await expect(failed).rejects.toThrow('export cut after 6 segments');
+    // Four were still being written when the export broke off: they ended first.
+    expect(objectStore.puts.peak).toBe(4);
+    expect(objectStore.puts.running).toBe(0);
+  });
+
   it("fails when one remote fails, after the other stopped, without reusing the failed put's buffer", async () => {
     const failing = await remote('failing');
     const put = failing.put.bind(failing);

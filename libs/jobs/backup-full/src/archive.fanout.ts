@@ -71,7 +71,8 @@ export async function storeSegmentsOnAll(
 
 /**
  * One destination's side of the fan-out: up to `inFlight` segment writes at once. A failed write
- * stops the intake; the writes still going are waited for before the failure is thrown.
+ * stops the intake; the writes still going are waited for before any failure (a write's, or the
+ * source's) is thrown.
  */
 async function storeOnOne(
   destination: SegmentDestination,
@@ -82,24 +83,28 @@ async function storeOnOne(
   const first = destination.segments.length;
   const writes = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
-  for await (const segment of segments) {
-    const write = destination.archives
-      .writeSegment(destination.location, segment.index, segment.data, segment.sha256, signal)
-      .then(
-        (stored) => {
-          destination.segments[first + segment.index] = stored;
-          // Not on failure: a put that failed may still be reading it (the buffer is not reused).
-          segment.release?.();
-        },
-        (error: unknown) => {
-          failure ??= { error };
-        },
-      )
-      .finally(() => writes.delete(write));
-    writes.add(write);
-    while (writes.size >= inFlight && failure === undefined) await Promise.race(writes);
-    if (failure !== undefined) break;
+  try {
+    for await (const segment of segments) {
+      const write = destination.archives
+        .writeSegment(destination.location, segment.index, segment.data, segment.sha256, signal)
+        .then(
+          (stored) => {
+            destination.segments[first + segment.index] = stored;
+            // Not on failure: a put that failed may still be reading it (the buffer is not reused).
+            segment.release?.();
+          },
+          (error: unknown) => {
+            failure ??= { error };
+          },
+        )
+        .finally(() => writes.delete(write));
+      writes.add(write);
+      while (writes.size >= inFlight && failure === undefined) await Promise.race(writes);
+      if (failure !== undefined) break;
+    }
+  } finally {
+    // Also when the source failed: no write may land after the caller has cleaned up.
+    await Promise.all(writes);
   }
-  await Promise.all(writes);
   if (failure !== undefined) throw failure.error;
 }
