@@ -403,9 +403,6 @@ describe('backup.incremental through the gateway', () => {
       if (recreated) await rm(folders['encrypted'].path, { recursive: true, force: true });
       await rename(away, folders['encrypted'].path);
     }
-    process.stderr.write(
-      `REMOTE: ${JSON.stringify(run.tasks.map((t) => [t.status, t.attempts, t.error]))}\n`,
-    );
     expect(recreated).toBe(false);
     expect(run.status).toBe('failure');
     for (const task of run.tasks) {
