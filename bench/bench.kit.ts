@@ -1,12 +1,18 @@
 import { performance } from 'node:perf_hooks';
 
-/** `--name=N` on the command line as a number ≥ 0, or `fallback`; anything else is refused by name. */
-export function numberOption(name: string, fallback: number): number {
-  const given = process.argv.find((argument) => argument.startsWith(`--${name}=`));
-  if (given === undefined) return fallback;
-  const value = Number(given.slice(name.length + 3));
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number ≥ 0, got ${given}`);
+/** `--name N` on the command line as a number, or `fallback`; a value that is no number is refused by name. */
+export function arg(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  if (at < 0) return fallback;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isFinite(value))
+    throw new Error(`--${name} must be followed by a number, got ${process.argv[at + 1]}`);
   return value;
+}
+
+/** `--name` is on the command line. */
+export function flag(name: string): boolean {
+  return process.argv.includes(`--${name}`);
 }
 
 /** Runs a bench's main: a failure prints its stack and exits 1. */

@@ -8,13 +8,13 @@
  *   8 requests in flight (what a tuned uploader does); then 4 (the S3 remote's default
  *   uploadConcurrency) and 1 in flight;
  * - Haven: storeSegmentsOnAll, the fan-out backup.full uses, to one plain S3 remote (its writes in
- *   flight: the remote's uploadConcurrency, `--upload-concurrency=N`, default 4), reading a
+ *   flight: the remote's uploadConcurrency, `--upload-concurrency N`, default 4), reading a
  *   generated stream of incompressible data (cut into segments and hashed as an export is);
  * - then the read back: GetObject (8 and 1 in flight) against ArchiveStore.createReadStream, what a
  *   restore and the archive download read.
  *
  *   node bin/run.js bench/jobs/archive-latency.bench.ts                # 256 MiB, 40 ms round trip
- *   node bin/run.js bench/jobs/archive-latency.bench.ts --mib=1024 --rtt-ms=80
+ *   node bin/run.js bench/jobs/archive-latency.bench.ts --mib 1024 --rtt-ms 80
  */
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -29,13 +29,13 @@ import {
   type SegmentDestination,
 } from '@haven/job-backup-full';
 import { plugin as s3Plugin } from '@haven/remote-s3';
-import { numberOption, runBench, timedInFlight } from '../bench.kit';
+import { arg, runBench, timedInFlight } from '../bench.kit';
 import { startDistantS3 } from '../remotes/distant-s3';
 
 const MiB = 1024 * 1024;
-const totalBytes = numberOption('mib', 256) * MiB;
-const roundTripMs = numberOption('rtt-ms', 40);
-const uploadConcurrency = numberOption('upload-concurrency', 4);
+const totalBytes = arg('mib', 256) * MiB;
+const roundTripMs = arg('rtt-ms', 40);
+const uploadConcurrency = arg('upload-concurrency', 4);
 const objects = Math.ceil(totalBytes / ARCHIVE_SEGMENT_SIZE);
 
 /**

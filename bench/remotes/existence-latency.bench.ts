@@ -5,17 +5,17 @@
  * round trip each way; the keys are named as chunks are, 3,072 of them (an 8 GiB base of 2 MiB
  * chunks) unless said.
  *
- *   node bin/run.js bench/remotes/existence-latency.bench.ts [--keys=3072] [--rtt-ms=40]
+ *   node bin/run.js bench/remotes/existence-latency.bench.ts [--keys 3072] [--rtt-ms 40]
  */
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OBJECT_STORE_STATS_IN_FLIGHT } from '@haven/remote-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
-import { numberOption, runBench, timedInFlight } from '../bench.kit';
+import { arg, runBench, timedInFlight } from '../bench.kit';
 import { startDistantS3 } from './distant-s3';
 
-const keyCount = numberOption('keys', 3072);
-const roundTripMs = numberOption('rtt-ms', 40);
+const keyCount = arg('keys', 3072);
+const roundTripMs = arg('rtt-ms', 40);
 
 function line(label: string, seconds: number, baseline?: number): void {
   const ratio = baseline === undefined ? '' : `  = ${(seconds / baseline).toFixed(2)}x the baseline's time`;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import localRemote from '@haven/remote-local';
 import { initRepository, type Repository } from '@haven/repository';
-import { arg } from './typical-disk.source';
+import { arg } from '../bench.kit';
 
 const CHUNK = 4096;
 

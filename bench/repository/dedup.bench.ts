@@ -9,16 +9,8 @@ import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
 import { LocalDriver } from '@haven/remote-local';
 import { initRepository, type DiskBlock, type Repository } from '@haven/repository';
-import {
-  BLOCK,
-  MiB,
-  arg,
-  fileBlocks,
-  flag,
-  mbps,
-  typicalBlock,
-  writeTypicalDisk,
-} from './typical-disk.source';
+import { arg, flag } from '../bench.kit';
+import { BLOCK, MiB, fileBlocks, mbps, typicalBlock, writeTypicalDisk } from './typical-disk.source';
 
 const CHANGED = 0.02;
 

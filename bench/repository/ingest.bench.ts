@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
 import { LocalDriver } from '@haven/remote-local';
 import { initRepository } from '@haven/repository';
-import { BLOCK, MiB, arg, fileBlocks, flag, mbps, writeTypicalDisk } from './typical-disk.source';
+import { arg, flag } from '../bench.kit';
+import { BLOCK, MiB, fileBlocks, mbps, writeTypicalDisk } from './typical-disk.source';
 
 async function main(): Promise<void> {
   if (!flag('all-cores') && process.env['HAVEN_BENCH_PINNED'] === undefined) {

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
 import { LocalDriver } from '@haven/remote-local';
 import { initRepository, type DiskBlock } from '@haven/repository';
-import { BLOCK, MiB, arg, flag, mbps, typicalBlockInto } from './typical-disk.source';
+import { arg, flag } from '../bench.kit';
+import { BLOCK, MiB, mbps, typicalBlockInto } from './typical-disk.source';
 
 async function main(): Promise<void> {
   const sizeGiB = flag('big') ? 50 : arg('size-gib', 4);

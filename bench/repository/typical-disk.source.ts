@@ -106,15 +106,6 @@ export async function* fileBlocks(path: string, fresh = false): AsyncGenerator<D
   }
 }
 
-export function arg(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-export function flag(name: string): boolean {
-  return process.argv.includes(`--${name}`);
-}
-
 export function mbps(bytes: number, ms: number): string {
   return `${(bytes / MiB / (ms / 1000)).toFixed(0)} MiB/s`;
 }
