@@ -141,12 +141,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
       }
       await tx.getRepository(RunEntity).insert({
-        id: runId,
-        tenantId: job.tenantId,
-        jobId: job.id,
-        kind: 'backup',
-        scheduleId: request.scheduleId ?? null,
-        trigger: request.trigger,
+        ...backupRunOf(job, runId, request),
         status: 'running',
         progress: { tasks: tasks.length, ...(request.note === undefined ? {} : { note: request.note }) },
         error: null,
@@ -210,12 +205,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       ...(request.note === undefined ? {} : { note: request.note }),
     };
     await this.dataSource.getRepository(RunEntity).insert({
-      id: runId,
-      tenantId: job.tenantId,
-      jobId: job.id,
-      kind: 'backup',
-      scheduleId: request.scheduleId ?? null,
-      trigger: request.trigger,
+      ...backupRunOf(job, runId, request),
       status: 'failure',
       progress,
       error: reason,
@@ -280,6 +270,18 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     );
     return rows.at(0)?.enabled === true;
   }
+}
+
+/** What a backup run's catalog row says of where it comes from: its job and what started it. */
+function backupRunOf(job: { id: string; tenantId: string }, runId: string, request: StartRunRequest) {
+  return {
+    id: runId,
+    tenantId: job.tenantId,
+    jobId: job.id,
+    kind: 'backup' as const,
+    scheduleId: request.scheduleId ?? null,
+    trigger: request.trigger,
+  };
 }
 
 interface LockHolder {
