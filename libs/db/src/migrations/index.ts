@@ -2,6 +2,7 @@ import { InitialCatalog1764140000000 } from './1764140000000-initial-catalog.mig
 import { RestoreRuns1764150000000 } from './1764150000000-restore-runs.migration';
 import { RunExecution1764160000000 } from './1764160000000-run-execution.migration';
 import { TaskLocks1764170000000 } from './1764170000000-task-locks.migration';
+import { RestorePointsByRemote1764180000000 } from './1764180000000-restore-points-by-remote.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
 export const CATALOG_MIGRATIONS = [
@@ -9,4 +10,5 @@ export const CATALOG_MIGRATIONS = [
   RestoreRuns1764150000000,
   RunExecution1764160000000,
   TaskLocks1764170000000,
+  RestorePointsByRemote1764180000000,
 ];
