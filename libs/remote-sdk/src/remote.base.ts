@@ -92,7 +92,7 @@ export class Remote implements RemoteStore {
   }
 
   get writesInFlight(): number {
-    return this.driver.writesInFlight ?? 1;
+    return Math.max(1, Math.floor(this.driver.writesInFlight ?? 1));
   }
 
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {

@@ -84,7 +84,7 @@ export class ArchiveStore {
 
   /** Segment writes to keep in flight on this remote (see RemoteStore.writesInFlight). */
   get writesInFlight(): number {
-    return Math.max(1, Math.floor(this.store.writesInFlight ?? 1));
+    return this.store.writesInFlight ?? 1;
   }
 
   /** Sealed-segment buffers lent and not given back (for tests). */
