@@ -41,7 +41,7 @@ describe('zstd codec', () => {
 describe('zstd codec and frames of other encoders', () => {
   const plaintext = textLike(1024 * 1024);
 
-  it('reads frames @mongodb-js/zstd wrote (repositories written before the thread pool)', async () => {
+  it('reads frames @mongodb-js/zstd wrote (repositories written before the reused contexts)', async () => {
     const legacy = await legacyZstd.compress(plaintext, 1);
     expect((await zstdCodec.decompress(legacy, plaintext.length)).equals(plaintext)).toBe(true);
   });
