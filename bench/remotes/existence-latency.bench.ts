@@ -1,16 +1,19 @@
 /**
- * The existence check of an incremental's base (RemoteStore.missing) on an S3 remote a round trip
- * away, against the AWS SDK's own HeadObject of the same keys and one listing of them, in the same
- * run. s3rver stands in for the object store, behind a proxy that delays every byte by half the
+ * The existence check of an incremental's base on an S3 remote a round trip away: RemoteStore.missing
+ * (a HEAD per chunk) and missingChunks (what the base check runs: here, a listing per chunk
+ * folder), against the AWS SDK's own HeadObject of the same keys and one listing of them, in the
+ * same run. s3rver stands in for the object store, behind a proxy that delays every byte by half the
  * round trip each way; the keys are named as chunks are, 3,072 of them (an 8 GiB base of 2 MiB
  * chunks) unless said.
  *
  *   node bin/run.js bench/remotes/existence-latency.bench.ts [--keys 3072] [--rtt-ms 40]
  */
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OBJECT_STORE_STATS_IN_FLIGHT } from '@haven/remote-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
+import { chunkKey, missingChunks } from '@haven/repository';
 import { arg, runBench, timedInFlight } from '../bench.kit';
 import { startDistantS3 } from './distant-s3';
 
@@ -32,11 +35,8 @@ async function main(): Promise<void> {
     { endpoint, region, bucket: 'bench', ...credentials, forcePathStyle: true },
     { name: 'bench-existence' },
   );
-  const keys = Array.from(
-    { length: keyCount },
-    (_, index) =>
-      `chunks/${(index % 256).toString(16).padStart(2, '0')}/${index.toString(16).padStart(64, '0')}`,
-  );
+  const ids = new Set(Array.from({ length: keyCount }, () => randomBytes(32).toString('hex')));
+  const keys = [...ids].map((id) => chunkKey(id));
   const heads = (inFlight: number): Promise<number> =>
     timedInFlight(keyCount, inFlight, (index) =>
       far.send(new HeadObjectCommand({ Bucket: 'bench', Key: keys[index] })),
@@ -60,6 +60,10 @@ async function main(): Promise<void> {
       for await (const object of store.listAll('chunks/')) if (object.size > 0) listed++;
       if (listed !== keyCount) throw new Error(`the listing has ${listed} keys, not ${keyCount}`);
       line('one listing of chunks/ (1,000 keys a page)', (performance.now() - start) / 1000, baseline);
+      start = performance.now();
+      const absent = await missingChunks(store, ids);
+      if (absent.size !== 0) throw new Error(`${absent.size} of the chunks were reported missing`);
+      line('Haven: missingChunks (auto: listings per folder)', (performance.now() - start) / 1000, baseline);
     }
   } finally {
     direct.destroy();

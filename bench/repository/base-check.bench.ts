@@ -52,8 +52,8 @@ async function main(): Promise<void> {
     // Alternating, twice each: the page cache helps whichever runs second.
     const rounds: { perChunk: number; listing: number }[] = [];
     for (let round = 0; round < 2; round++) {
-      const perChunk = await timed(() => repository.chunks.missingAmong(base, { perChunkUpTo: Infinity }));
-      const listing = await timed(() => repository.chunks.missingAmong(base, { perChunkUpTo: 0 }));
+      const perChunk = await timed(() => repository.chunks.missingAmong(base, { method: 'per-chunk' }));
+      const listing = await timed(() => repository.chunks.missingAmong(base, { method: 'listing' }));
       if (perChunk.value.size !== 0 || listing.value.size !== 0)
         throw new Error('a chunk of the base was reported missing');
       rounds.push({ perChunk: perChunk.seconds, listing: listing.seconds });

@@ -81,6 +81,12 @@ export interface RemoteFeatures {
   atomicRename: boolean;
   /** capacity() reports real figures. */
   capacity: boolean;
+  /**
+   * list() walks a flat key space, as object stores do: one request returns a page of a prefix's
+   * keys however deep they are nested, so a listing costs a round trip per 1,000 keys. Absent or
+   * false where a listing walks folders one by one (file systems), each folder a request of its own.
+   */
+  flatListing?: boolean;
 }
 
 export interface OperationOptions {

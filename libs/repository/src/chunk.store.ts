@@ -1,5 +1,6 @@
 import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import { type ChunkExistenceMethod, missingChunks } from './chunk.existence';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import type { ChunkCipher } from './ciphers/chunk-cipher';
 import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
@@ -158,29 +159,12 @@ export class ChunkStore {
     return undefined;
   }
 
-  /**
-   * Which of `ids` (hex) have no object in chunks/. Up to `perChunkUpTo` ids are checked one by
-   * one (the remote's missing(): 16 at once): a few thousand stats or HEADs, whatever the repository's size, where a
-   * listing of chunks/ grows with every VM and tenant it holds. More ids (a base of more than
-   * 8 GiB of data by default) are checked against one listing, cheaper then on object stores.
-   */
+  /** Which of `ids` (hex) have no object in chunks/: see missingChunks for how it is asked. */
   async missingAmong(
     ids: ReadonlySet<string>,
-    options: { signal?: AbortSignal; perChunkUpTo?: number } = {},
+    options: { signal?: AbortSignal; method?: ChunkExistenceMethod } = {},
   ): Promise<Set<string>> {
-    const signal = options.signal;
-    const missing = new Set<string>();
-    if (ids.size > (options.perChunkUpTo ?? PER_CHUNK_EXISTENCE_LIMIT)) {
-      const stored = await this.list(signal);
-      for (const hex of ids) if (!stored.has(hex)) missing.add(hex);
-      return missing;
-    }
-    const absentKeys = await this.store.missing(
-      [...ids].map((hex) => chunkKey(hex)),
-      signal !== undefined ? { signal } : {},
-    );
-    for (const hex of ids) if (absentKeys.has(chunkKey(hex))) missing.add(hex);
-    return missing;
+    return missingChunks(this.store, ids, options);
   }
 
   /** Every chunk in chunks/ with its object size and time, by hex id. */
@@ -193,9 +177,6 @@ export class ChunkStore {
     return chunks;
   }
 }
-
-/** missingAmong checks up to this many chunks one by one (4096 chunks: 8 GiB of data). */
-export const PER_CHUNK_EXISTENCE_LIMIT = 4096;
 
 /** Bytes a chunk object may add to its block: envelope header, and nonce + tag or a digest. */
 export const CHUNK_OBJECT_OVERHEAD = ENVELOPE_HEADER_LENGTH + 32;

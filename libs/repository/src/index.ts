@@ -9,6 +9,7 @@ export * from './repository.verifier';
 export * from './damage.record';
 export * from './repository.statistics';
 export * from './writer.session';
+export * from './chunk.existence';
 export * from './chunk.store';
 export * from './buffer.pool';
 export * from './gc/garbage.collector';

@@ -66,7 +66,9 @@ describe('checking a base restore point before a delta', () => {
   it('existence through one listing of chunks/ (a base past the per-chunk limit) finds the same', async () => {
     const chunk = chunkOf('0', 0);
     await rm(join(dir.path, chunkKey(chunk)));
-    const damage = await inspectBase(repository, reader, 'existence', warn, undefined, { perChunkUpTo: 0 });
+    const damage = await inspectBase(repository, reader, 'existence', warn, undefined, {
+      existenceMethod: 'listing',
+    });
     expect([...(damage.disks as Set<string>)]).toEqual(['0']);
     expect([...damage.chunks]).toEqual([chunk]);
   });

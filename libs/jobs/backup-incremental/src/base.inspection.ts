@@ -1,4 +1,5 @@
 import {
+  type ChunkExistenceMethod,
   isRepositoryError,
   readDamageRecord,
   verifyRepository,
@@ -28,8 +29,8 @@ export function isDamaged(damage: BaseDamage): boolean {
 /**
  * Checks the base restore point before a delta is built on it: the damage a verify of the
  * repository recorded, then (`existence`) that every chunk its indexes reference is stored (a
- * stat each, or one listing of chunks/ for bases of more than PER_CHUNK_EXISTENCE_LIMIT chunks;
- * a lookup in GC trash for the few absent), or (`full`) also that
+ * stat or HEAD each, or listings of the chunk folders, whichever costs fewer requests: see
+ * missingChunks; a lookup in GC trash for the few absent), or (`full`) also that
  * each re-reads and re-hashes to its id (the repository verifier on that restore point alone).
  */
 export async function inspectBase(
@@ -38,7 +39,7 @@ export async function inspectBase(
   verification: BaseVerification,
   warn: (message: string) => void,
   signal?: AbortSignal,
-  options: { perChunkUpTo?: number } = {},
+  options: { existenceMethod?: ChunkExistenceMethod } = {},
 ): Promise<BaseDamage> {
   const damage = noDamage();
   const id = reader.manifest.id;
@@ -95,7 +96,7 @@ export async function inspectBase(
   for (const chunks of chunksOfDisk.values()) for (const hex of chunks) referenced.add(hex);
   const absent = await repository.chunks.missingAmong(referenced, {
     ...(signal ? { signal } : {}),
-    ...(options.perChunkUpTo !== undefined ? { perChunkUpTo: options.perChunkUpTo } : {}),
+    ...(options.existenceMethod !== undefined ? { method: options.existenceMethod } : {}),
   });
   for (const hex of absent) {
     // Moved to GC trash while a backup relied on it: still readable.

@@ -78,7 +78,12 @@ function sdk(): typeof AzureBlob {
  */
 export class AzureDriver implements RemoteDriver {
   readonly type = 'azure';
-  readonly features: RemoteFeatures = { atomicPutIfAbsent: true, atomicRename: false, capacity: false };
+  readonly features: RemoteFeatures = {
+    atomicPutIfAbsent: true,
+    atomicRename: false,
+    capacity: false,
+    flatListing: true,
+  };
   private readonly container: ContainerClient;
   private readonly root: string;
   private readonly blockBytes: number;

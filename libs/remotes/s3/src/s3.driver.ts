@@ -138,7 +138,12 @@ export class S3Driver implements RemoteDriver {
   }
 
   get features(): RemoteFeatures {
-    return { atomicPutIfAbsent: this.conditionalWrites !== false, atomicRename: false, capacity: false };
+    return {
+      atomicPutIfAbsent: this.conditionalWrites !== false,
+      atomicRename: false,
+      capacity: false,
+      flatListing: true,
+    };
   }
 
   async put(key: string, body: Buffer | Readable, context: DriverContext & { size?: number }): Promise<void> {
