@@ -3,6 +3,7 @@ import type { CipherName } from './ciphers/chunk-cipher';
 import { aes256GcmCipher } from './ciphers/aead.cipher';
 import type { RepositoryConfig, RepositoryEncryption, ScryptParameters } from './format/repository.config';
 import { RepositoryError } from './repository.errors';
+import { SerialQueue } from './serial.queue';
 
 /** The secret an operator gives: a passphrase (string) or raw secret bytes; both go through scrypt. */
 export type RepositorySecret = string | Buffer;
@@ -19,20 +20,33 @@ export interface RepositoryKeys {
 
 export const DEFAULT_SCRYPT: Omit<ScryptParameters, 'salt'> = { name: 'scrypt', N: 2 ** 15, r: 8, p: 1 };
 
+/**
+ * The process's scrypt derivations, one at a time. Each holds 128·N·r bytes (32 MiB at the
+ * defaults) for its ~0.1-0.3 s. Tasks that start together on one worker all derive at once (on a
+ * new repository, each tries to create it, and the losers then open it): a transfer worker's RSS
+ * jumped by 64 MiB at the start of a job, on top of what its previous job left in malloc's free
+ * lists, which set its peak. One at a time, a task waits at most a few tenths of a second more
+ * (docs/benchmarks/jobs.md, "Worker memory: one scrypt at a time").
+ */
+export const keyDerivations = new SerialQueue();
+
 function scryptAsync(
   secret: BinaryLike,
   salt: Buffer,
   params: Omit<ScryptParameters, 'salt'>,
 ): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(
-      secret,
-      salt,
-      32,
-      { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 16 * 1024 * 1024 },
-      (error, key) => (error ? reject(error) : resolve(key)),
-    );
-  });
+  return keyDerivations.run(
+    () =>
+      new Promise((resolve, reject) => {
+        scrypt(
+          secret,
+          salt,
+          32,
+          { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 16 * 1024 * 1024 },
+          (error, key) => (error ? reject(error) : resolve(key)),
+        );
+      }),
+  );
 }
 
 function keyCheckOf(
