@@ -7,6 +7,10 @@ import { mapConcurrent } from './concurrency';
 import { chunkKey } from './format/repository.layout';
 import { localRemote } from './testing/disk-pattern.fixture';
 
+function folderName(index: number): string {
+  return index.toString(16).padStart(2, '0');
+}
+
 /** A chunk id whose first byte is `folder` (two hex digits). */
 function idIn(folder: string): string {
   return folder + randomBytes(31).toString('hex');
@@ -66,12 +70,10 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
     );
   }
 
-  it('a base of many chunks in a small repository: one listing per chunk folder, no HEAD, every absent chunk found', async () => {
+  it('a base of many chunks in a small repository: the busiest folder, then one listing of chunks/; no HEAD', async () => {
     const store = await freshStore();
     expect(store.features?.flatListing).toBe(true);
-    const ids = new Set(
-      Array.from({ length: 300 }, (_, index) => idIn((index % 100).toString(16).padStart(2, '0'))),
-    );
+    const ids = new Set(Array.from({ length: 300 }, (_, index) => idIn(folderName(index % 100))));
     const absent = [...ids].filter((_, index) => index % 97 === 0);
     await putChunks(
       store,
@@ -80,7 +82,7 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
     // Another VM's chunks in the same folders.
     await putChunks(
       store,
-      Array.from({ length: 50 }, (_, index) => idIn((index % 100).toString(16).padStart(2, '0'))),
+      Array.from({ length: 50 }, (_, index) => idIn(folderName(index % 100))),
     );
 
     for (const method of METHODS)
@@ -89,13 +91,41 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
     const watched = counted(store);
     await missingChunks(watched.store, ids);
     expect(watched.statted).toEqual([]);
-    expect(new Set(watched.listed).size).toBe(100);
-    expect(watched.listed.length).toBe(100);
+    expect(watched.listed).toHaveLength(2);
+    expect(watched.listed[1]).toBe('chunks/');
+  }, 60_000);
+
+  it('a larger repository: a listing of each folder the base falls in, side by side; no HEAD', async () => {
+    const store = await freshStore();
+    // The busiest folder holds 20 other chunks: ~5,000 chunks in the repository by its count,
+    // more pages one after another than 199 folders 64 at a time.
+    const ids = new Set([
+      idIn('00'),
+      idIn('00'),
+      idIn('00'),
+      ...Array.from({ length: 199 }, (_, index) => idIn(folderName(index + 1))),
+    ]);
+    const absent = [...ids].filter((_, index) => index % 50 === 1);
+    await putChunks(
+      store,
+      [...ids].filter((id) => !absent.includes(id)),
+    );
+    await putChunks(
+      store,
+      Array.from({ length: 20 }, () => idIn('00')),
+    );
+
+    const watched = counted(store);
+    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual([...absent].sort());
+    expect(watched.statted).toEqual([]);
+    expect(watched.listed[0]).toBe('chunks/00/');
+    expect(new Set(watched.listed).size).toBe(200);
+    expect(watched.listed).toHaveLength(200);
   }, 60_000);
 
   it('a few chunks, one per folder: a HEAD each, no listing', async () => {
     const store = await freshStore();
-    const ids = new Set(Array.from({ length: 20 }, (_, index) => idIn(index.toString(16).padStart(2, '0'))));
+    const ids = new Set(Array.from({ length: 20 }, (_, index) => idIn(folderName(index))));
     const absent = [...ids][3];
     await putChunks(
       store,
@@ -119,16 +149,12 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
       Array.from({ length: 1001 }, () => idIn('00')),
     );
     const watched = counted(store);
-    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual(
-      [inBusy[1], other].sort(),
-    );
+    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual([inBusy[1], other].sort());
     expect(watched.listed).toEqual(['chunks/00/']);
     expect(watched.statted.length).toBeGreaterThanOrEqual(2);
     expect(watched.statted.length).toBeLessThanOrEqual(3);
     for (const method of METHODS)
-      expect([...(await missingChunks(store, ids, { method }))].sort()).toEqual(
-        [inBusy[1], other].sort(),
-      );
+      expect([...(await missingChunks(store, ids, { method }))].sort()).toEqual([inBusy[1], other].sort());
   }, 120_000);
 });
 
@@ -140,9 +166,7 @@ describe('missingChunks on a file system (local: listings walk folders)', () => 
   it('auto stats each chunk of a base of a few thousand chunks, listing only when asked; both agree', async () => {
     const store = localRemote(dir.path);
     expect(store.features.flatListing ?? false).toBe(false);
-    const ids = new Set(
-      Array.from({ length: 300 }, (_, index) => idIn((index % 100).toString(16).padStart(2, '0'))),
-    );
+    const ids = new Set(Array.from({ length: 300 }, (_, index) => idIn(folderName(index % 100))));
     const absent = [...ids].filter((_, index) => index % 101 === 5);
     await putChunks(
       store,

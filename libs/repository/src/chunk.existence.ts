@@ -15,8 +15,14 @@ export type ChunkExistenceMethod = 'auto' | 'per-chunk' | 'listing';
  */
 export const PER_CHUNK_EXISTENCE_LIMIT = 4096;
 
-/** Listings of first-level chunk folders (chunks/ab/) kept in flight. */
-const LISTINGS_IN_FLIGHT = 32;
+/**
+ * Listings of first-level chunk folders (chunks/ab/) kept in flight: as many as an object store's
+ * HEADs (OBJECT_STORE_STATS_IN_FLIGHT), so that 256 folders take four round trips.
+ */
+const LISTINGS_IN_FLIGHT = 64;
+
+/** First-level chunk folders: chunk ids are hashes, spread evenly over chunks/00/ … chunks/ff/. */
+const CHUNK_FOLDERS = 256;
 
 /** What one list request returns at most (RemoteStore.list's page size). */
 const LIST_PAGE = 1000;
@@ -24,17 +30,20 @@ const LIST_PAGE = 1000;
 /**
  * Which of `ids` (hex chunk ids) have no object in chunks/.
  *
- * On an object store (`features.flatListing`) every request is a round trip, and a listing of
- * chunks/ab/ returns up to 1,000 keys per request however deep they are nested; so `auto` lists
- * the first-level folders the ids fall in when that takes fewer requests than one HEAD per id.
- * How many pages a folder takes is not known beforehand (it grows with everything the repository
- * holds, every VM and tenant): `auto` first lists the folder holding the most ids, page by page,
- * and gives up on listings as soon as they would cost as many requests as the HEADs. For the
- * 3,072 chunks of an 8 GiB base, that is 256 one-page listings instead of 3,072 HEADs in a
- * repository of up to 256,000 chunks (500 GiB of 2 MiB blocks), and listings still win up to 12
- * pages per folder (about 3 million chunks); see docs/benchmarks/remotes.md, "Existence checks a
- * round trip away". File systems list folder by folder, so there `auto` lists only past
- * PER_CHUNK_EXISTENCE_LIMIT ids.
+ * On an object store (`features.flatListing`) every request is a round trip, HEADs and listings
+ * alike, and a listing of a prefix returns up to 1,000 keys however deep they are nested. `auto`
+ * first lists the folder (chunks/ab/) that holds the most ids: how many keys it has tells how
+ * large the repository is (every VM and tenant it holds), since ids are hashes spread evenly.
+ * Then, in round trips:
+ * - a HEAD per id, 64 in flight, when a listing of every folder would need more requests than
+ *   that (a dense repository: the probe stops as soon as it knows);
+ * - else one listing of chunks/, page after page, when the repository is that small (the pages
+ *   one after another cost no more round trips than the folders side by side);
+ * - else a listing of each folder the ids fall in, 64 in flight.
+ * For the 3,072 chunks of an 8 GiB base that is a handful of pages in a small repository, 256
+ * listings in flight up to about 3 million chunks, HEADs beyond (docs/benchmarks/remotes.md,
+ * "Existence checks a round trip away"). File systems list folder by folder, so there `auto`
+ * lists only past PER_CHUNK_EXISTENCE_LIMIT ids.
  *
  * A listing is a snapshot like a HEAD: chunks written meanwhile may or may not be seen.
  */
@@ -64,16 +73,22 @@ export async function missingChunks(
   // Listings win while a folder takes at most this many pages (a request each).
   const pagesWorthListing = Math.floor(ids.size / byFolder.size);
   const probe = await listWithin(store, probed, new Set(byFolder.get(probed)), pagesWorthListing, operation);
-  if (probe.complete) {
-    const rest = new Map(folders.slice(1).map((folder) => [folder, byFolder.get(folder) ?? []]));
-    const missing = await missingByListing(store, rest, operation);
-    for (const id of byFolder.get(probed) ?? []) if (!probe.seen.has(id)) missing.add(id);
-    return missing;
+  if (!probe.complete) {
+    // Dense repository: HEADs for what the probe's pages did not show present.
+    const unseen = new Set<string>();
+    for (const id of ids) if (!probe.seen.has(id)) unseen.add(id);
+    return missingOneByOne(store, unseen, operation);
   }
-  // Dense repository: HEADs for what the probe's pages did not show present.
-  const unseen = new Set<string>();
-  for (const id of ids) if (!probe.seen.has(id)) unseen.add(id);
-  return missingOneByOne(store, unseen, operation);
+  const wholeListingPages = Math.ceil((probe.listed * CHUNK_FOLDERS) / LIST_PAGE);
+  const folderListingRounds = Math.ceil((folders.length - 1) / LISTINGS_IN_FLIGHT) * probe.pages;
+  if (wholeListingPages <= folderListingRounds) {
+    const { seen } = await listWithin(store, CHUNKS_PREFIX, ids, Infinity, operation);
+    return new Set([...ids].filter((id) => !seen.has(id)));
+  }
+  const rest = new Map(folders.slice(1).map((folder) => [folder, byFolder.get(folder) ?? []]));
+  const missing = await missingByListing(store, rest, operation);
+  for (const id of byFolder.get(probed) ?? []) if (!probe.seen.has(id)) missing.add(id);
+  return missing;
 }
 
 /** 'chunks/ab/' → the ids in it. */
@@ -117,8 +132,8 @@ async function missingByListing(
 
 /**
  * Which of `wanted` are listed under `folder`, page by page, stopping (incomplete) once
- * `maxPages` pages were read and more remain. Only the wanted ids are kept: a folder of a large
- * repository lists thousands of other chunks.
+ * `maxPages` pages were read and more remain; with the pages read and the keys they held. Only
+ * the wanted ids are kept: a folder of a large repository lists thousands of other chunks.
  */
 async function listWithin(
   store: RemoteStore,
@@ -126,23 +141,25 @@ async function listWithin(
   wanted: ReadonlySet<string>,
   maxPages: number,
   operation: OperationOptions,
-): Promise<{ seen: Set<string>; complete: boolean }> {
+): Promise<{ seen: Set<string>; complete: boolean; pages: number; listed: number }> {
   const seen = new Set<string>();
   let cursor: string | undefined;
   let pages = 0;
+  let listed = 0;
   do {
-    if (pages >= maxPages) return { seen, complete: false };
+    if (pages >= maxPages) return { seen, complete: false, pages, listed };
     const page = await store.list(folder, {
       ...operation,
       limit: LIST_PAGE,
       ...(cursor !== undefined ? { cursor } : {}),
     });
     pages++;
+    listed += page.objects.length;
     for (const object of page.objects) {
       const id = chunkIdOfKey(object.key);
       if (id !== undefined && wanted.has(id)) seen.add(id);
     }
     cursor = page.cursor;
   } while (cursor !== undefined);
-  return { seen, complete: true };
+  return { seen, complete: true, pages, listed };
 }
