@@ -577,6 +577,24 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
       expect((await pool.listVms()).length).toBe(3);
     });
 
+    // A task's end is learnt from the client's event loop, which pauses after a failed event.from
+    // (the client's default: a minute). Jest's 30 s limit is the check: the snapshot would wait
+    // out that minute.
+    it('follows tasks again soon after a blip that failed its event stream', async () => {
+      const vm = await vmNamed('sim-vm-0');
+      sim.setFaults({ unreachable: true });
+      try {
+        // An event answers the pending event.from; the client's next one meets the outage.
+        sim.pool.store.setField('VM', vm.ref, 'name_description', 'blip');
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      } finally {
+        sim.setFaults({ unreachable: false });
+      }
+      const snapshot = await pool.snapshotVm(vm, { name: 'after the blip' });
+      expect(snapshot.snapshotOf).toBe(vm.uuid);
+      await pool.destroySnapshot(snapshot);
+    }, 30_000);
+
     it('cancels a task that outlives the task timeout, and an aborted one', async () => {
       const impatient = await XapiPool.connect({
         url: sim.url,

@@ -57,6 +57,14 @@ export interface XapiPoolOptions {
  */
 export const DEFAULT_EVENT_DEBOUNCE_MS = 50;
 
+/**
+ * Haven's wait after a failed `event.from` before the client asks again (the client's own default
+ * is a minute). Tasks end only through that loop, so after a blip of the pool's connection (one
+ * dropped request) every snapshot, export and destroy in flight waited up to a minute more; a
+ * pool that stays down is asked every 5 s, one small call.
+ */
+export const EVENT_RETRY_DELAY_MS = 5_000;
+
 export type XvaCompression = 'none' | 'gzip' | 'zstd';
 
 /** One way to read a VDI over NBD (a record of `VDI.get_nbd_info`). */
@@ -172,6 +180,7 @@ export class XapiPool {
       syncStackTraces: false,
       transport: options.transport ?? 'auto',
       debounce: options.eventDebounceMs ?? DEFAULT_EVENT_DEBOUNCE_MS,
+      eventPollDelay: EVENT_RETRY_DELAY_MS,
     });
     const context = { poolUrl: url, operation: 'login', object: `user "${options.username}"` };
     try {

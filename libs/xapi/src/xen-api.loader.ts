@@ -47,6 +47,8 @@ export interface XenApiClientOptions {
   transport: 'auto' | 'json-rpc' | 'xml-rpc';
   /** Milliseconds the event loop sleeps between two `event.from` calls (the client's default: 200). */
   debounce?: number;
+  /** Milliseconds the event loop waits after a failed `event.from` before it asks again (the client's default: 60 s). */
+  eventPollDelay?: number;
 }
 
 /** promise-toolbox's CancelToken, which the client's cancelable methods take as first argument. */

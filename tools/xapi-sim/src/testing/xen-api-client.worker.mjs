@@ -33,7 +33,16 @@ async function settle(promise) {
 
 const operations = {
   async connect({ url, user, password, transport = 'auto' }) {
-    xapi = createClient({ url, auth: { user, password }, allowUnauthorized: true, transport, debounce: 20 });
+    // eventPollDelay: the client's pause after a failed event.from (60 s by default). A fault test
+    // that makes the pool unreachable fails one; later tests would wait that long for their tasks.
+    xapi = createClient({
+      url,
+      auth: { user, password },
+      allowUnauthorized: true,
+      transport,
+      debounce: 20,
+      eventPollDelay: 200,
+    });
     xapi.on('eventFetchingError', () => {});
     await xapi.connect();
     await xapi.objectsFetched;
