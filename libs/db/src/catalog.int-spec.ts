@@ -3,7 +3,8 @@ import type { DataSource } from 'typeorm';
 import { createTestDatabase, describeIntegration, scratchDir } from '@haven/testing';
 import { apiKeyId, bootstrapCatalog, hashApiKey } from './catalog.bootstrap';
 import { type CatalogDatabase, openCatalog } from './catalog.data-source';
-import { ApiKeyEntity, TenantEntity } from './entities';
+import { ApiKeyEntity, RemoteEntity, TenantEntity } from './entities';
+import { recordRemoteRepository } from './remote.records';
 import { MasterKeyMismatchError, SecretBox } from './secret.box';
 
 function catalogBehaviour(
@@ -72,6 +73,44 @@ function catalogBehaviour(
         [tenant.id],
       ),
     ).rejects.toThrow(/check constraint/);
+  });
+
+  it('gives remotes made before it no repository id, then records the first one each remote opens', async () => {
+    const migrated = async (): Promise<boolean> => {
+      const found: unknown[] = await dataSource.query(
+        `SELECT 1 FROM haven_migrations WHERE name = 'RemoteRepositoryId1764190000000'`,
+      );
+      return found.length > 0;
+    };
+    // Back to the catalog as it was before the column (later migrations undone too), then forward.
+    while (await migrated()) await dataSource.undoLastMigration({ transaction: 'each' });
+    const tenants: { id: string }[] = await dataSource.query(
+      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'remote-ids') RETURNING id`,
+    );
+    const tenantId = tenants[0].id;
+    const remotes: { id: string }[] = await dataSource.query(
+      `INSERT INTO remotes (id, tenant_id, name, type, settings) VALUES (gen_random_uuid(), $1, 'nas', 'local', '{}'), (gen_random_uuid(), $1, 'bucket', 's3', '{}') RETURNING id`,
+      [tenantId],
+    );
+    const nas = remotes[0].id;
+    const bucket = remotes[1].id;
+    await dataSource.runMigrations({ transaction: 'each' });
+    expect(await dataSource.showMigrations()).toBe(false);
+    const rows = dataSource.getRepository(RemoteEntity);
+    expect((await rows.findOneByOrFail({ id: nas })).repositoryId).toBeNull();
+
+    const manager = dataSource.manager;
+    expect(await recordRemoteRepository(manager, tenantId, nas, 'repository-a')).toBe('repository-a');
+    // A concurrent or later first use that found another repository changes nothing: it is told the recorded one.
+    expect(await recordRemoteRepository(manager, tenantId, nas, 'repository-b')).toBe('repository-a');
+    expect((await rows.findOneByOrFail({ id: nas })).repositoryId).toBe('repository-a');
+    expect((await rows.findOneByOrFail({ id: bucket })).repositoryId).toBeNull();
+    // Another tenant's remote is neither written nor answered.
+    const other: { id: string }[] = await dataSource.query(
+      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'other') RETURNING id`,
+    );
+    expect(await recordRemoteRepository(manager, other[0].id, bucket, 'repository-c')).toBeUndefined();
+    expect((await rows.findOneByOrFail({ id: bucket })).repositoryId).toBeNull();
   });
 }
 

@@ -89,10 +89,23 @@ export interface RemoteAccess {
   store: RemoteStore;
   repositoryPassphrase?: string;
   /**
+   * Id of the repository the catalog recorded for this remote at its first use (absent before):
+   * its storage must hold that repository, neither none (REPOSITORY_MISSING) nor another
+   * (REPOSITORY_REPLACED).
+   */
+  repositoryId?: string;
+  /**
    * The catalog lists restore points on this remote: it held a repository, so a remote that now
-   * holds none must not get a new one silently (its storage is not where the backups went).
+   * holds none must not get a new one silently (its storage is not where the backups went). The
+   * guard for remotes whose repository id is not recorded yet.
    */
   hasCatalogRestorePoints?: boolean;
+  /**
+   * Records the id of the repository a task opened or initialised on this remote, when none is
+   * recorded yet (concurrent first uses: the first one wins); resolves with the id the catalog
+   * holds now, which the caller compares with its own. Absent where nothing records (tools).
+   */
+  recordRepositoryId?(repositoryId: string): Promise<string | undefined>;
 }
 
 /** Catalog objects of the job's tenant that planners and executors may use (tenant-scoped). */

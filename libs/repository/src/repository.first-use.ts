@@ -2,34 +2,54 @@ import type { RemoteStore } from '@haven/remote-sdk';
 import { initRepository, openRepository, type InitRepositoryOptions, type Repository } from './repository';
 import { isRepositoryError, RepositoryError } from './repository.errors';
 
-export interface FirstUseOptions extends InitRepositoryOptions {
+/**
+ * What is known of the repository a remote held before. A remote that held one must not get a new
+ * one silently: its storage is then not where the backups went (an unmounted share's empty folder,
+ * another bucket), and a new repository there would leave the older backups unreachable.
+ */
+export interface RepositoryExpectation {
   /**
-   * Why the remote must already hold a repository, when something says it did (the catalog lists
-   * restore points on it): then a missing repository.json is refused instead of starting a new
-   * repository, which would put backups on whatever the remote's storage now is (an unmounted
-   * share's empty folder, another bucket) and leave the older ones unreachable.
+   * The id recorded for the remote's repository at its first use: that repository must be there,
+   * and no other (REPOSITORY_MISSING, REPOSITORY_REPLACED).
    */
-  expectedBecause?: string;
+  repositoryId?: string;
+  /**
+   * Why a repository must be there although no id was recorded (the catalog lists restore points
+   * on the remote): a missing repository.json is refused (REPOSITORY_MISSING).
+   */
+  because?: string;
+}
+
+export interface FirstUseOptions extends InitRepositoryOptions {
+  expected?: RepositoryExpectation;
 }
 
 /**
  * Opens the repository on `store`, or initialises one on a remote's first use. Concurrent first
- * uses settle on one repository (the loser opens the winner's).
+ * uses settle on one repository (the loser opens the winner's). Where a repository is expected,
+ * nothing is written to the store when it is missing or another one is there.
  */
 export async function openOrInitRepository(
   store: RemoteStore,
   options: FirstUseOptions = {},
 ): Promise<Repository> {
-  const { expectedBecause, ...init } = options;
-  const open = init.key !== undefined ? { key: init.key } : {};
+  const { expected, ...init } = options;
+  const open = {
+    ...(init.key !== undefined ? { key: init.key } : {}),
+    ...(expected?.repositoryId !== undefined ? { repositoryId: expected.repositoryId } : {}),
+  };
   try {
     return await openRepository(store, open);
   } catch (error) {
     if (!isRepositoryError(error, 'NOT_INITIALIZED')) throw error;
-    if (expectedBecause !== undefined)
+    const because =
+      expected?.repositoryId !== undefined
+        ? `it held repository ${expected.repositoryId} when Haven last used it`
+        : expected?.because;
+    if (because !== undefined)
       throw new RepositoryError(
         'REPOSITORY_MISSING',
-        `remote ${store.name} holds no repository (no repository.json) although ${expectedBecause}: its storage is not where the backups went (an unmounted share, another bucket or prefix, an emptied folder?). Haven does not start a new repository there; make the remote's storage available again, or, if that repository is lost for good, add the storage as a new remote`,
+        `remote ${store.name} holds no repository (no repository.json) although ${because}: its storage is not where the backups went (an unmounted share, another bucket or prefix, an emptied folder?). Haven does not start a new repository there; make the remote's storage available again, or, if that repository is lost for good, add the storage as a new remote`,
         { remote: store.name, key: 'repository.json' },
         { cause: error },
       );

@@ -64,6 +64,12 @@ export interface InitRepositoryOptions {
 export interface OpenRepositoryOptions {
   key?: RepositorySecret;
   /**
+   * The id Haven recorded for the repository on this remote: a repository with another id is
+   * refused (REPOSITORY_REPLACED) before its key is checked, so restore points of two
+   * repositories are never mixed under one remote.
+   */
+  repositoryId?: string;
+  /**
    * Master keys already unwrapped in this process (default: the process's), so scrypt runs once
    * per repository and secret rather than at every open (master-key.cache.ts).
    */
@@ -132,6 +138,12 @@ export async function openRepository(
     throw error;
   }
   const config = parseRepositoryConfig(store.name, body);
+  if (options.repositoryId !== undefined && config.repositoryId !== options.repositoryId)
+    throw new RepositoryError(
+      'REPOSITORY_REPLACED',
+      `remote ${store.name} holds repository ${config.repositoryId}, not repository ${options.repositoryId} that Haven recorded for it: its storage is not where the backups went (another bucket or prefix, another share or folder with a repository of its own?). Haven does not write there nor read from it; make the remote's own storage available again, or, to use this repository, add its storage as a new remote (and sync it to list its restore points)`,
+      { remote: store.name, key: CONFIG_KEY },
+    );
   if (config.encryption === null) {
     if (options.key !== undefined) {
       throw new RepositoryError(

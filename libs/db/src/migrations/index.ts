@@ -3,6 +3,7 @@ import { RestoreRuns1764150000000 } from './1764150000000-restore-runs.migration
 import { RunExecution1764160000000 } from './1764160000000-run-execution.migration';
 import { TaskLocks1764170000000 } from './1764170000000-task-locks.migration';
 import { RestorePointsByRemote1764180000000 } from './1764180000000-restore-points-by-remote.migration';
+import { RemoteRepositoryId1764190000000 } from './1764190000000-remote-repository-id.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
 export const CATALOG_MIGRATIONS = [
@@ -11,4 +12,5 @@ export const CATALOG_MIGRATIONS = [
   RunExecution1764160000000,
   TaskLocks1764170000000,
   RestorePointsByRemote1764180000000,
+  RemoteRepositoryId1764190000000,
 ];

@@ -11,12 +11,11 @@ import {
   SNAPSHOT_JOB_KEY,
   SNAPSHOT_TASK_KEY,
   SNAPSHOT_VM_KEY,
-  repositoryExpectation,
+  openOrInitRemoteRepository,
   retainOnEveryRemote,
   snapshotName,
   withVmBackupSession,
 } from '@haven/job-backup-incremental';
-import { openOrInitRepository, type Repository } from '@haven/repository';
 import { XapiPool, type SnapshotInfo, type VmInfo } from '@haven/xapi';
 import {
   ARCHIVE_FORMAT,
@@ -91,7 +90,7 @@ async function archiveOnce(
     for (const remoteId of task.job.remoteIds) {
       const remote = await context.resources.remote(remoteId);
       try {
-        const repository = await openRemoteRepository(remote);
+        const repository = await openOrInitRemoteRepository(remote);
         targets.push({
           access: remote,
           archives: ArchiveStore.forRepository(repository),
@@ -157,14 +156,6 @@ async function archiveOnce(
   } finally {
     for (const target of targets) await target.access.store.close().catch(() => undefined);
   }
-}
-
-function openRemoteRepository(access: RemoteAccess): Promise<Repository> {
-  const key = access.repositoryPassphrase;
-  return openOrInitRepository(access.store, {
-    ...(key !== undefined ? { key } : {}),
-    ...repositoryExpectation(access),
-  });
 }
 
 /** This very task's archives when every remote already holds one committed (a redelivery). */

@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
-import { openRepository, type RestorePointManifest } from '@haven/repository';
+import { initRepository, openRepository, type RestorePointManifest } from '@haven/repository';
 import { JobResourceProvider } from '@haven/service-core';
 import { ScheduleTicker } from '@haven/service-scheduler';
 import {
@@ -416,7 +417,8 @@ describe('backup.incremental through the gateway', () => {
     for (const task of run.tasks) {
       expect(task.status).toBe('failure');
       expect(task.error).toContain('remote encrypted holds no repository');
-      expect(task.error).toContain('the catalog lists restore points on it');
+      // Its repository id was recorded at the first run.
+      expect(task.error).toContain('although it held repository');
     }
     expect(await committedRestorePoints()).toBe(points);
   }, 120_000);
@@ -502,4 +504,96 @@ describe('backup.incremental through the gateway', () => {
     const listed = await auth(api().get(`/api/v1/restore-points?jobId=${ids['job']}&limit=100`)).expect(200);
     expect(listed.body.items).toHaveLength(committed);
   }, 120_000);
+
+  // The last tests: they take the plain remote's restore points out of the catalog.
+  describe('a remote remembers the repository it holds', () => {
+    const repositoryIdIn = async (folder: string): Promise<string> =>
+      (JSON.parse(await readFile(join(folder, 'repository.json'), 'utf8')) as { repositoryId: string })
+        .repositoryId;
+
+    /** Runs the job with `replacement` (an empty folder, or one given a repository) in the plain remote's place. */
+    async function runWithPlainReplaced(
+      replacement?: (folder: string) => Promise<void>,
+    ): Promise<{ run: { status: string; tasks: TaskView[] }; left: string[] }> {
+      const folder = folders['plain'].path;
+      const away = `${folder}.away`;
+      await rename(folder, away);
+      try {
+        // What an unmounted share leaves: its empty mount point.
+        await mkdir(folder);
+        await replacement?.(folder);
+        const before = await readdir(folder, { recursive: true });
+        const run = await runJob();
+        const left = await readdir(folder, { recursive: true });
+        expect(left.sort()).toEqual(before.sort());
+        return { run, left };
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+        await rename(away, folder);
+      }
+    }
+
+    it('records the repository id of each remote at its first use', async () => {
+      for (const name of ['plain', 'encrypted']) {
+        const remote = await auth(api().get(`/api/v1/remotes/${ids[name]}`)).expect(200);
+        expect(remote.body.repositoryId).toBe(await repositoryIdIn(folders[name].path));
+      }
+    });
+
+    it('fails a run whose remote lost its repository after every restore point on it was pruned, naming it, writing nothing', async () => {
+      const recorded = await repositoryIdIn(folders['plain'].path);
+      const points = await committedRestorePoints();
+      // As retention leaves it once it expired them all: the catalog lists none on the remote.
+      await app.get(DataSource).query('DELETE FROM restore_points WHERE remote_id = $1', [ids['plain']]);
+      const { run, left } = await runWithPlainReplaced();
+      expect(left).toEqual([]);
+      expect(run.status).toBe('failure');
+      for (const task of run.tasks) {
+        expect(task.status).toBe('failure');
+        expect(task.error).toContain('remote plain holds no repository');
+        expect(task.error).toContain(`it held repository ${recorded}`);
+        expect(task.error).toContain("make the remote's storage available again");
+      }
+      expect(await committedRestorePoints()).toBe(points);
+    }, 120_000);
+
+    it('fails a run whose remote now holds another repository (REPOSITORY_REPLACED), writing nothing', async () => {
+      const recorded = await repositoryIdIn(folders['plain'].path);
+      const points = await committedRestorePoints();
+      let other = '';
+      let synced: request.Response | undefined;
+      const { run, left } = await runWithPlainReplaced(async (folder) => {
+        const store = await localRemote.create({ path: folder }, { name: 'another' });
+        try {
+          other = (await initRepository(store)).id;
+        } finally {
+          await store.close();
+        }
+        // Nor does a sync adopt it.
+        synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`));
+      });
+      expect(left).toEqual(['repository.json']);
+      expect(run.status).toBe('failure');
+      for (const task of run.tasks) {
+        expect(task.status).toBe('failure');
+        expect(task.error).toContain(`remote plain holds repository ${other}, not repository ${recorded}`);
+        expect(task.error).toContain('add its storage as a new remote');
+      }
+      expect(synced?.status).toBe(422);
+      expect(synced?.body.detail).toContain(`holds repository ${other}, not repository ${recorded}`);
+      expect(await committedRestorePoints()).toBe(points);
+    }, 120_000);
+
+    it('a sync records the id of the repository it read, for a remote that had none recorded', async () => {
+      const dataSource = app.get(DataSource);
+      // A remote from before ids were recorded.
+      await dataSource.query('UPDATE remotes SET repository_id = NULL WHERE id = $1', [ids['plain']]);
+      const synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`)).expect(200);
+      const recorded = await repositoryIdIn(folders['plain'].path);
+      expect(synced.body).toMatchObject({ remote: 'plain', repositoryId: recorded });
+      expect(synced.body.added).toBeGreaterThan(0);
+      const remote = await auth(api().get(`/api/v1/remotes/${ids['plain']}`)).expect(200);
+      expect(remote.body.repositoryId).toBe(recorded);
+    });
+  });
 });

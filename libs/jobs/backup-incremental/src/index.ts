@@ -9,6 +9,7 @@ export * from './vm-backup.session';
 export { retainOnEveryRemote, type RetentionOutcome, type RetentionReport } from './restore-point.retention';
 export * from './block.fanout';
 export * from './vm-backup.executor';
+export * from './remote-repository';
 
 export const plugin = backupIncrementalPlugin;
 export default backupIncrementalPlugin;

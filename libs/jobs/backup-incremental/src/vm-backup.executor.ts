@@ -10,7 +10,6 @@ import type {
 import { withDiskStream } from '@haven/plugin-sdk';
 import {
   isRepositoryError,
-  openOrInitRepository,
   manifestKey,
   type Repository,
   type RestorePointManifest,
@@ -28,6 +27,7 @@ import {
   type VmInfo,
 } from '@haven/xapi';
 import { BackupJobError } from './backup-incremental.errors';
+import { openOrInitRemoteRepository } from './remote-repository';
 import { backupSettings, snapshotName, type BackupIncrementalSettings } from './backup-incremental.settings';
 import { inspectBase, isDamaged, noDamage, type BaseDamage } from './base.inspection';
 import { changedBlocksOfBitmap } from './cbt.blocks';
@@ -300,16 +300,6 @@ function alreadyCommitted(
   };
 }
 
-/**
- * What openOrInitRepository must know of a remote: a remote the catalog lists restore points on
- * held a repository, so finding none there is refused rather than a new one started.
- */
-export function repositoryExpectation(access: RemoteAccess): { expectedBecause?: string } {
-  return access.hasCatalogRestorePoints === true
-    ? { expectedBecause: 'the catalog lists restore points on it' }
-    : {};
-}
-
 async function openTarget(
   access: RemoteAccess,
   task: TaskExecution,
@@ -318,10 +308,7 @@ async function openTarget(
   context: TaskExecutionContext,
 ): Promise<BackupTarget> {
   const signal = context.signal;
-  const key = access.repositoryPassphrase;
-  const repository = await openOrInitRepository(access.store, {
-    ...(key !== undefined ? { key } : {}),
-    ...repositoryExpectation(access),
+  const repository = await openOrInitRemoteRepository(access, {
     compression: {
       codec: settings.compression,
       ...(settings.compressionLevel !== undefined ? { level: settings.compressionLevel } : {}),

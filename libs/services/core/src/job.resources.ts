@@ -1,7 +1,13 @@
 import { Injectable, Inject, Optional } from '@nestjs/common';
 import type { HavenConfig } from '@haven/config';
 import { DataSource } from 'typeorm';
-import { PoolEntity, RemoteEntity, RestorePointEntity, type SecretBox } from '@haven/db';
+import {
+  PoolEntity,
+  recordRemoteRepository,
+  RemoteEntity,
+  RestorePointEntity,
+  type SecretBox,
+} from '@haven/db';
 import type { JobResources, PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
 import { HAVEN_CONFIG, HAVEN_SECRETS } from './core.tokens';
 import { RemoteOpener } from './remote.opener';
@@ -48,14 +54,22 @@ export class JobResourceProvider {
           .getRepository(RemoteEntity)
           .findOneBy({ id: remoteId, tenantId });
         if (!remote) throw new JobResourceMissingError('remote', remoteId);
-        const hasCatalogRestorePoints = await this.dataSource
-          .getRepository(RestorePointEntity)
-          .existsBy({ remoteId: remote.id, tenantId });
+        // The restore points only guard a remote whose repository id is not recorded yet.
+        const expectation =
+          remote.repositoryId !== null
+            ? { repositoryId: remote.repositoryId }
+            : {
+                hasCatalogRestorePoints: await this.dataSource
+                  .getRepository(RestorePointEntity)
+                  .existsBy({ remoteId: remote.id, tenantId }),
+              };
         return {
           id: remote.id,
           name: remote.name,
           type: remote.type,
-          hasCatalogRestorePoints,
+          ...expectation,
+          recordRepositoryId: (repositoryId: string) =>
+            recordRemoteRepository(this.dataSource.manager, tenantId, remote.id, repositoryId),
           store: await this.opener.open(remote),
           ...(remote.repositoryKeySealed === null
             ? {}

@@ -10,7 +10,10 @@ export interface OpenedRepository {
   close(): Promise<void>;
 }
 
-/** Opens the backup repository on a catalog remote, with its passphrase unsealed in memory only. */
+/**
+ * Opens the backup repository on a catalog remote, with its passphrase unsealed in memory only,
+ * refusing another repository than the one recorded for the remote.
+ */
 @Injectable()
 export class RepositoryOpener {
   constructor(
@@ -25,7 +28,11 @@ export class RepositoryOpener {
         remote.repositoryKeySealed === null
           ? undefined
           : this.secrets.open(remote.repositoryKeySealed, `remote:${remote.id}:repository-key`);
-      const repository = await openRepository(store, key === undefined ? {} : { key });
+      // Only the repository recorded for the remote: another one there is REPOSITORY_REPLACED.
+      const repository = await openRepository(store, {
+        ...(key !== undefined ? { key } : {}),
+        ...(remote.repositoryId !== null ? { repositoryId: remote.repositoryId } : {}),
+      });
       return { repository, close: () => store.close() };
     } catch (error) {
       await store.close();

@@ -3,11 +3,11 @@ import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import {
   collectGarbage,
   manifestKey,
-  openRepository,
   recordDamage,
   type Repository,
   verifyRepository,
 } from '@haven/repository';
+import { openCatalogRepository } from './catalog.repository';
 
 /** A maintenance task whose input cannot be used: retrying it cannot help. */
 export class MaintenanceInputError extends Error {
@@ -52,8 +52,7 @@ async function withRepository<T>(
 ): Promise<T> {
   const remote = await context.resources.remote(remoteId);
   try {
-    const key = remote.repositoryPassphrase;
-    const repository = await openRepository(remote.store, key === undefined ? {} : { key });
+    const repository = await openCatalogRepository(remote);
     return await work(repository, remote.name);
   } finally {
     await remote.store.close().catch(() => undefined);

@@ -6,7 +6,6 @@ import {
   type ArchiveManifest,
   type ArchiveVif,
 } from '@haven/job-backup-full/archive';
-import { openRepository } from '@haven/repository';
 import { XapiPool, type VmInfo } from '@haven/xapi';
 import {
   chooseSr,
@@ -16,6 +15,7 @@ import {
   type RestoreVmInput,
   type RestoreVmResult,
 } from './restore-vm.executor';
+import { openCatalogRepository } from './catalog.repository';
 
 /** Keys of the backed-up VM (its backup marker, the job's snapshot tags) that the restored VM must not carry. */
 const HAVEN_KEY_PREFIX = 'haven:';
@@ -50,8 +50,7 @@ export async function restoreArchiveVm(
 ): Promise<RestoreVmResult> {
   const remote = await context.resources.remote(input.remoteId);
   try {
-    const key = remote.repositoryPassphrase;
-    const repository = await openRepository(remote.store, key === undefined ? {} : { key });
+    const repository = await openCatalogRepository(remote);
     const archives = ArchiveStore.forRepository(repository);
     const manifest = await archives.readManifest(input.manifestKey, context.signal);
     const access = await context.resources.pool(input.poolId);

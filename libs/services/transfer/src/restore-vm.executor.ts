@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { type TaskExecutionContext, withDiskStream } from '@haven/plugin-sdk';
 import { isArchiveManifestKey } from '@haven/job-backup-full/archive';
-import { ChunkIntegrityError, openRepository, restorePointIdOfKey, type DiskReader } from '@haven/repository';
+import { ChunkIntegrityError, restorePointIdOfKey, type DiskReader } from '@haven/repository';
 import {
   createVhdStream,
   VHD_BLOCK_SIZE,
@@ -19,6 +19,7 @@ import {
 } from '@haven/xapi';
 import { restoreArchiveVm } from './restore-archive';
 import { planRestoredVifs, type NetworkMatch } from './restored-vif.plan';
+import { openCatalogRepository } from './catalog.repository';
 
 /** Task type of restore runs (queued by the scheduler's RestoreLauncher). */
 export const RESTORE_VM_TASK = 'restore.vm';
@@ -299,8 +300,7 @@ export async function executeRestoreVm(
     );
   const remote = await context.resources.remote(input.remoteId);
   try {
-    const key = remote.repositoryPassphrase;
-    const repository = await openRepository(remote.store, key === undefined ? {} : { key });
+    const repository = await openCatalogRepository(remote);
     const point = await repository.openRestorePoint(pointId, context.signal);
     const access = await context.resources.pool(input.poolId);
     const pool = await XapiPool.connect(access, context.signal);

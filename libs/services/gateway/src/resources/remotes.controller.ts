@@ -13,7 +13,7 @@ import {
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { insertRestorePoint, RemoteEntity, type SecretBox } from '@haven/db';
+import { insertRestorePoint, recordRemoteRepository, RemoteEntity, type SecretBox } from '@haven/db';
 import { ArchiveStore } from '@haven/job-backup-full/archive';
 import { manifestKey } from '@haven/repository';
 import {
@@ -224,7 +224,8 @@ export class RemotesController {
   /**
    * Rebuilds the catalog's list of this remote's restore points from the manifests on the remote
    * (restore points and full-backup archives; after losing the database, or to adopt a
-   * repository): missing ones are added, none removed.
+   * repository on a remote added for it): missing ones are added, none removed. The repository
+   * read becomes the remote's recorded one; another than the one recorded is refused.
    */
   @Post(':id/sync')
   @RequireRole('admin')
@@ -244,6 +245,20 @@ export class RemotesController {
     let found = 0;
     let added = 0;
     try {
+      // The repository synced from is the remote's from now on (backups refuse another there).
+      if (remote.repositoryId === null) {
+        const recorded = await recordRemoteRepository(
+          this.dataSource.manager,
+          principal.tenantId,
+          remote.id,
+          opened.repository.id,
+        );
+        if (recorded === undefined) throw notFound('Remote', id);
+        if (recorded !== opened.repository.id)
+          throw conflict(
+            `Remote "${remote.name}" holds repository ${opened.repository.id}, but a backup recorded repository ${recorded} for it meanwhile: its storage is not the same for every Haven process (a share mounted on one machine and not on another?); make it so, then sync again`,
+          );
+      }
       for (const { manifest } of await opened.repository.listRestorePoints()) {
         found++;
         const inserted = await insertRestorePoint(this.dataSource.manager, {
@@ -294,7 +309,7 @@ export class RemotesController {
       { found, added },
       principal.keyId,
     );
-    return { remote: remote.name, found, added };
+    return { remote: remote.name, repositoryId: opened.repository.id, found, added };
   }
 
   @Delete(':id')
@@ -341,6 +356,8 @@ export class RemotesController {
       secretFields: plugin?.secretFields ?? [],
       hasSecrets: r.secretsSealed !== null,
       encrypted: r.repositoryKeySealed !== null,
+      // The repository the remote holds, recorded at its first use (null before): another one or none there is refused.
+      repositoryId: r.repositoryId,
       enabled: r.enabled,
       lastTest: r.lastTest,
       createdAt: r.createdAt,

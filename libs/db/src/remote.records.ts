@@ -1,0 +1,24 @@
+import type { EntityManager } from 'typeorm';
+
+/**
+ * Records `repositoryId` as the repository a remote of the tenant holds, unless one is recorded
+ * already (concurrent first uses: the first write wins, the others change nothing). Answers the id
+ * recorded now, which differs from `repositoryId` when another was recorded first; undefined when
+ * the remote is gone or belongs to another tenant.
+ */
+export async function recordRemoteRepository(
+  manager: EntityManager,
+  tenantId: string,
+  remoteId: string,
+  repositoryId: string,
+): Promise<string | undefined> {
+  await manager.query(
+    `UPDATE remotes SET repository_id = $3 WHERE id = $1 AND tenant_id = $2 AND repository_id IS NULL`,
+    [remoteId, tenantId, repositoryId],
+  );
+  const rows: { repository_id: string | null }[] = await manager.query(
+    `SELECT repository_id FROM remotes WHERE id = $1 AND tenant_id = $2`,
+    [remoteId, tenantId],
+  );
+  return rows[0]?.repository_id ?? undefined;
+}
