@@ -48,6 +48,8 @@ export interface BackupLabOptions {
   passphrase: string;
   /** Size of each disk of the VM (default 24 MiB). */
   diskSize?: number;
+  /** VMs on the simulator (default 1); the lab's own job backs up the first. */
+  vms?: number;
   /** Plugins the app loads (default: the local remote and the incremental job). */
   plugins?: readonly string[];
 }
@@ -60,7 +62,7 @@ export async function startBackupLab(options: BackupLabOptions): Promise<BackupL
   ]);
   const simulator = await startXapiSimulator({
     stateDir: dirs[2].path,
-    vms: 1,
+    vms: options.vms ?? 1,
     diskSize: options.diskSize ?? 24 * MiB,
     seed: options.seed,
     user: 'root',

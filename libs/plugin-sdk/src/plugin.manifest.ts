@@ -1,4 +1,5 @@
 import type { RemoteStore } from '@haven/remote-sdk';
+import type { FieldError } from './config-validation';
 
 /** A JSON Schema (draft 2020-12 subset understood by Ajv) describing a plugin's settings object. */
 export type JsonSchemaObject = {
@@ -243,6 +244,12 @@ export interface JobPlugin extends PluginManifestBase {
    * scheduler queues that many and the next one each time one ends.
    */
   taskConcurrency?(settings: Record<string, unknown>): number | undefined;
+  /**
+   * Checks of the settings a JSON Schema cannot state (e.g. the placeholders of a name template),
+   * run on settings the schema accepted, defaults filled; each problem names its field
+   * (`settings.…`) and is answered with the schema's problems as one 400.
+   */
+  checkSettings?(settings: Record<string, unknown>): FieldError[];
 }
 
 export type HavenPlugin = RemotePlugin | JobPlugin;

@@ -1,5 +1,5 @@
 import type { JobPlanContext, JobPlugin, PlannedTask } from '@haven/plugin-sdk';
-import { planVmTasks } from '@haven/job-backup-incremental';
+import { checkSnapshotNameTemplate, planVmTasks } from '@haven/job-backup-incremental';
 import { BACKUP_FULL_SETTINGS_SCHEMA, backupFullSettings } from './backup-full.settings';
 import { backupVmFull } from './vm-archive.executor';
 
@@ -22,5 +22,6 @@ export const backupFullPlugin: JobPlugin = {
   taskTypes: [BACKUP_FULL_TASK],
   plan: planBackupFull,
   executors: { [BACKUP_FULL_TASK]: backupVmFull },
+  checkSettings: checkSnapshotNameTemplate,
   taskConcurrency: (settings) => backupFullSettings(settings).vmConcurrency,
 };

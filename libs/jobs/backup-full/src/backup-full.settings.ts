@@ -1,4 +1,5 @@
 import type { JsonSchemaObject } from '@haven/plugin-sdk';
+import { VM_TIMEOUT_SECONDS_SCHEMA, vmTimeoutSeconds } from '@haven/job-backup-incremental';
 import type { XvaCompression } from '@haven/xapi';
 
 /** A `backup.full` job's settings after validation (the registry validates with Ajv and fills defaults). */
@@ -9,6 +10,8 @@ export interface BackupFullSettings {
   retries: number;
   /** `{vm}`, `{job}` and `{date}` are replaced. */
   snapshotNameTemplate: string;
+  /** A VM's backup still going after this many seconds is stopped and fails; absent = no limit. */
+  vmTimeoutSeconds?: number;
   /** VMs of one run backed up at once (read by the scheduler). */
   vmConcurrency: number;
 }
@@ -27,7 +30,9 @@ export const BACKUP_FULL_SETTINGS_SCHEMA: JsonSchemaObject = {
       minLength: 1,
       maxLength: 200,
       default: '[Haven full] {vm} {date}',
+      description: 'Name of the snapshots the job takes; {vm}, {job} and {date} are replaced',
     },
+    vmTimeoutSeconds: VM_TIMEOUT_SECONDS_SCHEMA,
     vmConcurrency: {
       type: 'integer',
       minimum: 1,
@@ -47,11 +52,13 @@ export function backupFullSettings(raw: Record<string, unknown>): BackupFullSett
   };
   const compression = raw['compression'];
   const template = raw['snapshotNameTemplate'];
+  const timeout = vmTimeoutSeconds(raw);
   return {
     compression: compression === 'none' || compression === 'gzip' ? compression : 'zstd',
     retries: integer('retries', 0),
     snapshotNameTemplate:
       typeof template === 'string' && template !== '' ? template : '[Haven full] {vm} {date}',
+    ...(timeout !== undefined ? { vmTimeoutSeconds: timeout } : {}),
     vmConcurrency: integer('vmConcurrency', 2),
   };
 }

@@ -72,8 +72,9 @@ export async function backupVmFull(
       retries: settings.retries,
       label: 'full backup',
       missingVm: (message) => new BackupFullError('INVALID_SELECTION', message),
+      ...(settings.vmTimeoutSeconds !== undefined ? { timeoutSeconds: settings.vmTimeoutSeconds } : {}),
     },
-    (pool, vmUuid) => archiveOnce(pool, vmUuid, task, context, settings),
+    (pool, vmUuid, timed) => archiveOnce(pool, vmUuid, task, timed, settings),
   );
 }
 

@@ -1,5 +1,9 @@
 import type { JobPlanContext, JobPlugin, PlannedTask } from '@haven/plugin-sdk';
-import { BACKUP_INCREMENTAL_SETTINGS_SCHEMA, backupSettings } from './backup-incremental.settings';
+import {
+  BACKUP_INCREMENTAL_SETTINGS_SCHEMA,
+  backupSettings,
+  checkSnapshotNameTemplate,
+} from './backup-incremental.settings';
 import { planVmTasks } from './vm-tasks.planner';
 import { backupVmIncremental } from './vm-backup.executor';
 
@@ -22,5 +26,6 @@ export const backupIncrementalPlugin: JobPlugin = {
   taskTypes: [BACKUP_INCREMENTAL_TASK],
   plan: planBackupIncremental,
   executors: { [BACKUP_INCREMENTAL_TASK]: backupVmIncremental },
+  checkSettings: checkSnapshotNameTemplate,
   taskConcurrency: (settings) => backupSettings(settings).vmConcurrency,
 };

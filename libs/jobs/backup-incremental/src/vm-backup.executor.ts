@@ -121,8 +121,9 @@ export async function backupVmIncremental(
       retries: settings.retries,
       label: 'backup',
       missingVm: (message) => new BackupJobError('INVALID_SELECTION', message),
+      ...(settings.vmTimeoutSeconds !== undefined ? { timeoutSeconds: settings.vmTimeoutSeconds } : {}),
     },
-    (pool, vmUuid) => backupOnce(pool, vmUuid, task, context, settings),
+    (pool, vmUuid, timed) => backupOnce(pool, vmUuid, task, timed, settings),
   );
 }
 

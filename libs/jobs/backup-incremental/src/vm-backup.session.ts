@@ -1,5 +1,6 @@
-import type { TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
+import type { PoolAccess, TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
 import { withPoolConnection, XapiTransferError, XapiUnreachableError, type XapiPool } from '@haven/xapi';
+import { VmBackupTimeoutError } from './backup-incremental.errors';
 import { parseSelection } from './vm.selection';
 
 /** The VM marker key (other_config `haven:backup`) every VM backup job type holds. */
@@ -13,6 +14,8 @@ export interface VmBackupSessionOptions {
   label: string;
   /** The job type's error for a task naming no VM. */
   missingVm: (message: string) => Error;
+  /** The job's `vmTimeoutSeconds`: the whole backup of the VM, retries included, is stopped past it. */
+  timeoutSeconds?: number;
 }
 
 /**
@@ -21,18 +24,53 @@ export interface VmBackupSessionOptions {
  * second run or Haven installation is refused by it), retry `attempt` after transient transfer
  * failures up to `retries` times, then release the marker and disconnect (or hand the connection
  * back to the worker's cache).
+ * With `timeoutSeconds`, `attempt` gets a context whose signal also aborts when the time is up: the
+ * attempt cleans up as on any failure (its snapshot goes) and the task fails with VmBackupTimeoutError.
  */
 export async function withVmBackupSession<T>(
   task: TaskExecution,
   context: TaskExecutionContext,
   options: VmBackupSessionOptions,
-  attempt: (pool: XapiPool, vmUuid: string) => Promise<T>,
+  attempt: (pool: XapiPool, vmUuid: string, context: TaskExecutionContext) => Promise<T>,
 ): Promise<T> {
   const vmUuid = task.input['vm'];
   if (typeof vmUuid !== 'string' || vmUuid === '')
     throw options.missingVm(`task ${task.taskId} names no VM (input.vm); re-run the job`);
   const { poolId } = parseSelection(task.job.selection);
   const access = await context.resources.pool(poolId);
+  const deadline = new AbortController();
+  const seconds = options.timeoutSeconds;
+  const timer =
+    seconds === undefined
+      ? undefined
+      : setTimeout(
+          () => deadline.abort(new VmBackupTimeoutError(`${options.label} of VM ${task.subject}`, seconds)),
+          seconds * 1000,
+        );
+  const timed: TaskExecutionContext = {
+    ...context,
+    signal: AbortSignal.any([context.signal, deadline.signal]),
+  };
+  try {
+    return await inSession(task, context, timed, access, vmUuid, options, attempt);
+  } catch (error) {
+    // Whatever the stopped work threw (an AbortError, a closed stream…), the reason is the timeout.
+    if (deadline.signal.aborted && !context.signal.aborted) throw deadline.signal.reason as Error;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function inSession<T>(
+  task: TaskExecution,
+  context: TaskExecutionContext,
+  timed: TaskExecutionContext,
+  access: PoolAccess,
+  vmUuid: string,
+  options: VmBackupSessionOptions,
+  attempt: (pool: XapiPool, vmUuid: string, context: TaskExecutionContext) => Promise<T>,
+): Promise<T> {
   // The worker's connection to the pool when it shares one (XapiPoolCache), else our own.
   return withPoolConnection(access, context.signal, async (pool) => {
     const owner = `${task.job.id}:${task.taskId}`;
@@ -45,10 +83,11 @@ export async function withVmBackupSession<T>(
     try {
       for (let tries = 0; ; tries++) {
         try {
-          return await attempt(pool, vmUuid);
+          return await attempt(pool, vmUuid, timed);
         } catch (error) {
           const transient = error instanceof XapiTransferError || error instanceof XapiUnreachableError;
-          if (!transient || tries >= options.retries || context.signal.aborted) throw error;
+          // A timeout is not retried (nor is it in Xen Orchestra): the time is up for the whole VM.
+          if (!transient || tries >= options.retries || timed.signal.aborted) throw error;
           context.log('warn', `${options.label} of VM ${task.subject} failed, retrying`, {
             attempt: tries + 1,
             error: error.message,

@@ -283,7 +283,9 @@ export class JobsController {
         message: `is not an installed job type (installed: ${known.join(', ')})`,
       });
     } else {
-      errors.push(...validateAgainstSchema(this.plugins.job(type).configSchema, settings, 'settings'));
+      const plugin = this.plugins.job(type);
+      const invalid = validateAgainstSchema(plugin.configSchema, settings, 'settings');
+      errors.push(...invalid, ...(invalid.length === 0 ? (plugin.checkSettings?.(settings) ?? []) : []));
     }
     if (selection.mode === 'explicit' && (selection.vms ?? []).length === 0)
       errors.push({ field: 'selection.vms', message: 'must list at least one VM in explicit mode' });
