@@ -27,6 +27,7 @@ const settings = (s3: S3rverHandle) => ({
   secretAccessKey: s3.secretAccessKey,
 });
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 
 interface ArchiveRow {
   id: string;
@@ -226,6 +227,34 @@ describe('backup.full through the gateway', () => {
     expect(segment.subarray(0, 4).equals(ZSTD_MAGIC)).toBe(false);
     await simulator.writeRandom(vmUuid, { blocks: 2, seed: 'after-raw-backup' });
     const restored = await restore(row.id, 'restored raw');
+    expect(restored).toMatchObject({ status: 'success' });
+    const result = restored.tasks[0]?.result as { vmUuid: string };
+    expect(await hashes(result.vmUuid)).toEqual(before);
+  }, 120_000);
+
+  it('backs up with gzip by the host and restores it byte for byte', async () => {
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'gzip full',
+        type: 'backup.full',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [vmUuid] },
+        remoteIds: [ids['plain']],
+        settings: { compression: 'gzip' },
+      })
+      .expect(201);
+    const before = await hashes(vmUuid);
+    const run = await runJob(job.body.id as string);
+    expect(run).toMatchObject({ status: 'success' });
+    expect((run.tasks[0]?.result as { compression: string }).compression).toBe('gzip');
+    const [row] = await archiveRows(job.body.id as string);
+    // The plain remote holds the XVA as the host compressed it: a gzip stream, and says so.
+    const manifest = JSON.parse(await readFile(join(folders['plain'], row.manifest_key), 'utf8'));
+    expect(manifest).toMatchObject({ compression: 'gzip', encrypted: false });
+    const location = archiveOfKey(row.manifest_key)!;
+    const segment = await readFile(join(folders['plain'], segmentKey(vmUuid, location.archiveId, 0)));
+    expect(segment.subarray(0, 2).equals(GZIP_MAGIC)).toBe(true);
+    await simulator.writeRandom(vmUuid, { blocks: 2, seed: 'after-gzip-backup' });
+    const restored = await restore(row.id, 'restored gzip');
     expect(restored).toMatchObject({ status: 'success' });
     const result = restored.tasks[0]?.result as { vmUuid: string };
     expect(await hashes(result.vmUuid)).toEqual(before);
