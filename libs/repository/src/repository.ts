@@ -40,6 +40,7 @@ import {
 import { RepositoryError } from './repository.errors';
 import { processMasterKeys, type MasterKeyCache } from './master-key.cache';
 import { RestorePointReader } from './restore-point.reader';
+import { processRestorePointOwners, type RestorePointOwners } from './restore-point.owners';
 import { RestorePointWriter, type RestorePointWriterOptions } from './restore-point.writer';
 import {
   collectGarbage,
@@ -183,6 +184,7 @@ export class Repository {
     private config: RepositoryConfig,
     private readonly masterKey: Buffer | undefined,
     private readonly keyCache: MasterKeyCache = processMasterKeys,
+    private readonly owners: RestorePointOwners = processRestorePointOwners,
   ) {
     this.keys = masterKey !== undefined ? deriveRepositoryKeys(masterKey, config.repositoryId) : undefined;
     const cipher = config.encryption !== null ? chunkCipher(config.encryption.cipher) : undefined;
@@ -232,11 +234,34 @@ export class Repository {
     filter: { vmUuid?: string; tenant?: string; signal?: AbortSignal } = {},
   ): Promise<RestorePointSummary[]> {
     const ids = await this.listRestorePointIds(filter.signal);
-    const manifests = await mapConcurrent(ids, 8, (id) => this.readManifest(id, filter.signal));
-    return manifests
-      .filter((manifest) => filter.vmUuid === undefined || manifest.vm.uuid === filter.vmUuid)
-      .filter((manifest) => filter.tenant === undefined || manifest.tenant === filter.tenant)
-      .map((manifest) => ({ id: manifest.id, label: restorePointLabel(manifest), manifest }));
+    const owners = this.owners.known(this.id, ids);
+    // Manifests whose owner is not known yet are read first (and kept for the answer).
+    const read = new Map<string, RestorePointManifest>();
+    await mapConcurrent(
+      ids.filter((id) => !owners.has(id)),
+      8,
+      async (id) => {
+        const manifest = await this.readManifest(id, filter.signal);
+        this.owners.remember(this.id, manifest);
+        read.set(id, manifest);
+      },
+    );
+    const wanted = ids.filter((id) => {
+      const manifest = read.get(id);
+      const owner =
+        manifest !== undefined ? { vmUuid: manifest.vm.uuid, tenant: manifest.tenant } : owners.get(id);
+      return (
+        owner !== undefined &&
+        (filter.vmUuid === undefined || owner.vmUuid === filter.vmUuid) &&
+        (filter.tenant === undefined || owner.tenant === filter.tenant)
+      );
+    });
+    const manifests = await mapConcurrent(
+      wanted,
+      8,
+      async (id) => read.get(id) ?? this.readManifest(id, filter.signal),
+    );
+    return manifests.map((manifest) => ({ id: manifest.id, label: restorePointLabel(manifest), manifest }));
   }
 
   /** Ids of committed restore points (a manifest exists), oldest first. */
