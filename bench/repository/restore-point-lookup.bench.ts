@@ -3,7 +3,8 @@
  * VMs share: `listRestorePoints({ vmUuid })` (called to pick the base, and again by retention),
  * against the baseline of the one listing of restore-points/ any lookup needs, in the same run.
  * On a local remote, and on s3rver behind a proxy that adds a round trip to every request. Each
- * lookup runs twice in a row (a transfer worker looks up again at every task).
+ * lookup runs twice in a row: the first reads every manifest (what every lookup did before the
+ * process remembered restore points' owners), the next only the VM's own.
  *
  *   node bin/run.js bench/repository/restore-point-lookup.bench.ts [--points 2000] [--vms 100] [--rtt-ms 40]
  */
@@ -55,8 +56,9 @@ async function measure(label: string, store: RemoteStore): Promise<void> {
       if (points.length !== Math.ceil((pointCount - 7) / vmCount))
         throw new Error(`found ${points.length} restore points of vm-7`);
     });
+    const when = round === 1 ? 'first lookup (every manifest read)' : 'next lookup (owners remembered)';
     process.stdout.write(
-      `${label} round ${round}: listing of restore-points/ (baseline) ${baseline.toFixed(2)} s, ` +
+      `${label}, ${when}: listing of restore-points/ (baseline) ${baseline.toFixed(2)} s, ` +
         `one VM's restore points ${lookup.toFixed(2)} s = ${(lookup / baseline).toFixed(1)}x\n`,
     );
   }
