@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import type { INestApplication } from '@nestjs/common';
 import type request from 'supertest';
 import { DataSource } from 'typeorm';
@@ -28,6 +30,8 @@ const settings = (s3: S3rverHandle) => ({
 });
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const runTool = promisify(execFile);
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 interface ArchiveRow {
   id: string;
@@ -53,6 +57,8 @@ describe('backup.full through the gateway', () => {
   let diskCount = 0;
   /** Disk position -> content hash at the time of the zstd job's backup. */
   let hashesAtBackup: string[] = [];
+  /** The same at the time of the uncompressed job's backup. */
+  let hashesAtRawBackup: string[] = [];
   const api = () => lab.api();
   const auth = (req: request.Test, key?: string) => lab.auth(req, key);
 
@@ -80,6 +86,15 @@ describe('backup.full through the gateway', () => {
       .expect(202);
     return lab.waitForRun(started.body.runId as string);
   };
+  /** A GET whose body is collected as bytes, whatever its content type. */
+  const download = (path: string) =>
+    auth(api().get(path))
+      .buffer(true)
+      .parse((response, callback) => {
+        const parts: Buffer[] = [];
+        response.on('data', (part: Buffer) => parts.push(part));
+        response.on('end', () => callback(null, Buffer.concat(parts)));
+      });
   const jobSnapshots = (jobId: string) => xapi.listSnapshots(vmUuid, { otherConfig: { 'haven:job': jobId } });
 
   beforeAll(async () => {
@@ -219,6 +234,7 @@ describe('backup.full through the gateway', () => {
 
   it('backs up uncompressed to the plain remote and restores it byte for byte', async () => {
     const before = await hashes(vmUuid);
+    hashesAtRawBackup = before;
     const run = await runJob(ids['none']);
     expect(run).toMatchObject({ status: 'success' });
     const [row] = await archiveRows(ids['none']);
@@ -260,10 +276,8 @@ describe('backup.full through the gateway', () => {
     expect(await hashes(result.vmUuid)).toEqual(before);
   }, 120_000);
 
-  it('serves the archive as an XVA download, and says so on the disk download', async () => {
+  it('serves the archive as an XVA download', async () => {
     const [row] = await archiveRows(ids['none']);
-    const conflict = await auth(api().get(`/api/v1/restore-points/${row.id}/disks`)).expect(409);
-    expect(JSON.stringify(conflict.body)).toContain(`/api/v1/restore-points/${row.id}/archive`);
     const download = await auth(api().get(`/api/v1/restore-points/${row.id}/archive`))
       .buffer(true)
       .parse((response, callback) => {
@@ -286,6 +300,61 @@ describe('backup.full through the gateway', () => {
     // An uncompressed XVA is a tar whose first member is ova.xml.
     expect(body.subarray(0, 7).toString()).toBe('ova.xml');
   }, 60_000);
+
+  it('downloads each disk of an archive (uncompressed, and zstd sealed) as raw, by ranges, and as a VHD qemu-img reads', async () => {
+    const scratch = await lab.scratch('haven-full-disks-');
+    const noneRow = (await archiveRows(ids['none']))[0];
+    const zstdRow = (await archiveRows(ids['zstd'])).find((row) => row.remote_id === ids['vault'])!;
+    const disks = lab.vm.disks.filter((disk) => disk.virtualSize > 0);
+    for (const [row, expected] of [
+      [noneRow, hashesAtRawBackup],
+      [zstdRow, hashesAtBackup],
+    ] as const) {
+      const listed = await auth(api().get(`/api/v1/restore-points/${row.id}/disks`)).expect(200);
+      const items = listed.body.items as {
+        key: string;
+        uuid: string;
+        folder: string;
+        virtualSize: number;
+        download: { raw: string; vhd: string };
+      }[];
+      // Keyed by VBD position, as incremental restore points key their disks.
+      expect(items.map((item) => item.key)).toEqual(disks.map((disk) => disk.userdevice));
+      expect(items.every((item) => /^Ref:\d+$/.test(item.folder))).toBe(true);
+      for (const [position, item] of items.entries()) {
+        const size = disks[position].virtualSize;
+        expect(item.virtualSize).toBe(size);
+        const raw = await download(item.download.raw).expect(200);
+        expect(raw.headers['accept-ranges']).toBe('bytes');
+        expect(raw.headers['content-length']).toBe(String(size));
+        const disk = raw.body as Buffer;
+        expect(sha256(disk)).toBe(expected[position]);
+
+        const from = 3 * MiB - 100;
+        const to = 5 * MiB + 99;
+        const middle = await download(item.download.raw).set('range', `bytes=${from}-${to}`).expect(206);
+        expect(middle.headers['content-range']).toBe(`bytes ${from}-${to}/${size}`);
+        expect((middle.body as Buffer).equals(disk.subarray(from, to + 1))).toBe(true);
+        const tail = await download(item.download.raw).set('range', 'bytes=-10').expect(206);
+        expect((tail.body as Buffer).equals(disk.subarray(size - 10))).toBe(true);
+        const refused = await download(item.download.raw).set('range', `bytes=${size}-`).expect(416);
+        expect(refused.headers['content-range']).toBe(`bytes */${size}`);
+
+        const vhd = await download(item.download.vhd).expect(200);
+        const vhdPath = join(scratch, `${row.id}-${item.key}.vhd`);
+        const rawPath = join(scratch, `${row.id}-${item.key}.raw`);
+        await writeFile(vhdPath, vhd.body as Buffer);
+        await runTool('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', vhdPath, rawPath]);
+        expect(sha256(await readFile(rawPath))).toBe(expected[position]);
+        // Only the blocks holding data: smaller than the disk (the simulator's disks are partly empty).
+        expect((vhd.body as Buffer).length).toBeLessThan(size);
+      }
+      const missing = await auth(api().get(`/api/v1/restore-points/${row.id}/disks/9?format=raw`)).expect(
+        404,
+      );
+      expect(JSON.stringify(missing.body)).toContain(`9 of restore point ${row.id}`);
+    }
+  }, 180_000);
 
   it('does not take a second backup when a task is redelivered after its commit, and cleans a crashed attempt', async () => {
     const dataSource = app.get(DataSource);
@@ -489,6 +558,7 @@ describe('backup.full through the gateway', () => {
     const before = await hashes(vmUuid);
     const run = await runJob(job.body.id as string);
     expect(run).toMatchObject({ status: 'success' });
+    ids['s3'] = job.body.id as string;
     const [row] = await archiveRows(job.body.id as string);
     // Uncompressed, the archive spans several 4 MiB segments (written 3 at a time), sealed.
     const bucket = await s3Remote.create({ ...settings(s3), bucket: 'full-backups' }, { name: 's3-check' });
@@ -509,6 +579,35 @@ describe('backup.full through the gateway', () => {
     const result = restored.tasks[0]?.result as { vmUuid: string };
     expect(await hashes(result.vmUuid)).toEqual(before);
   }, 180_000);
+
+  it('cuts a disk download when the archive turns out damaged mid-stream, never ending it short', async () => {
+    const [row] = await archiveRows(ids['s3']);
+    const listed = await auth(api().get(`/api/v1/restore-points/${row.id}/disks`)).expect(200);
+    const last = (listed.body.items as { key: string; download: { raw: string; vhd: string } }[]).at(-1)!;
+    // A flipped byte in the next to last segment: the last disk's data runs to the end of the archive.
+    const bucket = await s3Remote.create({ ...settings(s3!), bucket: 'full-backups' }, { name: 's3-damage' });
+    const location = archiveOfKey(row.manifest_key)!;
+    let segmentCount = 0;
+    for await (const object of bucket.listAll(`archives/${vmUuid}/${location.archiveId}/`))
+      if (object.key.includes('/segment-')) segmentCount++;
+    const damaged = segmentKey(vmUuid, location.archiveId, segmentCount - 2);
+    try {
+      const bytes = await bucket.getBuffer(damaged);
+      bytes[bytes.length - 100] ^= 0x01;
+      await bucket.put(damaged, bytes);
+    } finally {
+      await bucket.close();
+    }
+    const response = await fetch(`${lab.baseUrl}${last.download.raw}`, {
+      headers: { authorization: `Bearer ${lab.admin}` },
+    });
+    // The headers went out before the damage was reached: the body is cut, the client sees an error.
+    expect(response.status).toBe(200);
+    await expect(response.arrayBuffer()).rejects.toThrow();
+    // A VHD reads the archive once before sending anything: the damage is a 422 naming the segment.
+    const refused = await auth(api().get(last.download.vhd)).expect(422);
+    expect(refused.body.detail).toContain(damaged);
+  }, 120_000);
 
   it('fails a restore from a damaged segment naming it, leaving no VM behind', async () => {
     const [row] = await archiveRows(ids['none']);

@@ -3,6 +3,8 @@ export type ArchiveErrorCode =
   | 'MANIFEST_DAMAGED'
   | 'SEGMENT_DAMAGED'
   | 'SEGMENT_MISSING'
+  | 'ARCHIVE_DAMAGED'
+  | 'ARCHIVE_DISK_NOT_FOUND'
   | 'INVALID_ARGUMENT';
 
 /** A full-backup archive that cannot be read or written; `key` names the object at fault. */

@@ -1,3 +1,4 @@
+export * from './archive-disk.reader';
 export * from './archive.errors';
 export * from './archive.layout';
 export * from './archive.manifest';
