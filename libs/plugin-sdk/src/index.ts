@@ -2,3 +2,4 @@ export * from './plugin.manifest';
 export * from './config-validation';
 export * from './plugin.registry';
 export * from './disk-stream.slots';
+export * from './transfer.rate';

@@ -152,11 +152,34 @@ export interface TaskExecution {
   schedule?: ScheduleDefinition;
 }
 
-/** What a task reports while it runs: bytes done and total, current step, … */
-export type TaskProgress = { step?: string; bytesDone?: number; bytesTotal?: number } & Record<
-  string,
-  unknown
->;
+/** One disk of a task's VM: what has moved of it so far (docs/run-progress.md). */
+export interface DiskProgress {
+  /** The disk's key in the restore point (its VBD position, such as `xvda`). */
+  key: string;
+  /** The VDI's name label, for people. */
+  name?: string;
+  bytesDone: number;
+  bytesTotal?: number;
+  /** Set by the worker (TaskProgressRates), never by an executor. */
+  bytesPerSecond?: number;
+  etaSeconds?: number;
+}
+
+/**
+ * What a task reports while it runs: current step, bytes done and total for the task (a backup
+ * task: its VM) and, where the task moves disks, each disk's bytes. The worker adds the rate and
+ * ETA (`bytesPerSecond`, `etaSeconds`, over a recent window) to the task and each disk as it
+ * publishes: executors leave those out.
+ */
+export type TaskProgress = {
+  step?: string;
+  bytesDone?: number;
+  bytesTotal?: number;
+  bytesPerSecond?: number;
+  etaSeconds?: number;
+  vm?: { uuid: string; name: string };
+  disks?: DiskProgress[];
+} & Record<string, unknown>;
 
 /**
  * The worker's cap on disk streams moved at once across all its tasks (HAVEN_WORKER_DISK_STREAMS):

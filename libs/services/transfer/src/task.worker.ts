@@ -19,6 +19,7 @@ import {
   type PluginRegistry,
   type TaskExecutionContext,
   type TaskProgress,
+  TaskProgressRates,
 } from '@haven/plugin-sdk';
 import {
   HAVEN_BUS,
@@ -286,10 +287,12 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     let last = 0;
     let pending: TaskProgress | undefined;
     let timer: NodeJS.Timeout | undefined;
+    // Rates are sampled as progress goes out (at most every PROGRESS_INTERVAL_MS): a few numbers per disk.
+    const rates = new TaskProgressRates();
     const flush = () => {
       timer = undefined;
       if (!pending) return;
-      const progress = pending;
+      const progress = rates.decorate(pending, Date.now());
       pending = undefined;
       last = Date.now();
       this.publish({ ...base, status: 'running', progress }).catch(() => undefined);
@@ -306,7 +309,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       stop: () => {
         if (timer) clearTimeout(timer);
         timer = undefined;
-        return pending;
+        return pending === undefined ? undefined : rates.decorate(pending, Date.now());
       },
     };
   }
