@@ -11,6 +11,8 @@ export interface DiskInfo {
   vdiUuid: string;
   name: string;
   virtualSize: number;
+  /** Bytes the VDI takes on its SR (XAPI's physical_utilisation): about what an export carries. */
+  physicalUtilisation: number;
   srUuid: string;
   cbtEnabled: boolean;
   /** VBD userdevice: the disk's position on the VM (0 boots first). */

@@ -1345,6 +1345,7 @@ class RecordLookup {
         vdiUuid: stringField(vdi, 'uuid'),
         name: stringField(vdi, 'name_label'),
         virtualSize: numberField(vdi, 'virtual_size'),
+        physicalUtilisation: numberField(vdi, 'physical_utilisation'),
         srUuid: stringField(this.srs[stringField(vdi, 'SR')] ?? {}, 'uuid'),
         cbtEnabled: vdi['cbt_enabled'] === true,
         position: positionOf(stringField(vbd, 'userdevice')),

@@ -250,6 +250,19 @@ function restorePointOf(remoteId: string, vm: VmInfo, manifest: ArchiveManifest)
   };
 }
 
+/**
+ * What the XVA export should come to, for progress: the snapshot's disks' physical utilisation (the
+ * data XAPI writes into the XVA; empty blocks are left out), or their virtual size where the SR
+ * reports none. Host compression makes the export smaller than this, so a compressed export ends
+ * below its total (its ETA errs long); the committed step then reports the real size.
+ */
+export function expectedExportBytes(snapshot: Pick<SnapshotInfo, 'disks'>): number {
+  return snapshot.disks.reduce(
+    (sum, disk) => sum + (disk.physicalUtilisation > 0 ? disk.physicalUtilisation : disk.virtualSize),
+    0,
+  );
+}
+
 async function writeArchives(
   pool: XapiPool,
   vm: VmInfo,
@@ -263,6 +276,7 @@ async function writeArchives(
     compression: settings.compression,
     signal: context.signal,
   });
+  const bytesTotal = expectedExportBytes(snapshot);
   let bytes: number;
   try {
     bytes = await storeSegmentsOnAll(
@@ -275,7 +289,13 @@ async function writeArchives(
       {
         segmentSize: ARCHIVE_SEGMENT_SIZE,
         signal: context.signal,
-        onProgress: (done) => context.reportProgress({ step: 'exporting', bytesDone: done }),
+        onProgress: (done) =>
+          context.reportProgress({
+            step: 'exporting',
+            vm: { uuid: vm.uuid, name: vm.name },
+            bytesDone: done,
+            bytesTotal: Math.max(bytesTotal, done),
+          }),
       },
     );
   } finally {
@@ -321,7 +341,12 @@ async function writeArchives(
     await target.archives.commit(manifest, context.signal);
     restorePoints.push(restorePointOf(target.access.id, vm, manifest));
   }
-  context.reportProgress({ step: 'committed', bytesDone: bytes, bytesTotal: bytes });
+  context.reportProgress({
+    step: 'committed',
+    vm: { uuid: vm.uuid, name: vm.name },
+    bytesDone: bytes,
+    bytesTotal: bytes,
+  });
   return {
     restorePoints,
     bytes,

@@ -13,6 +13,7 @@ function disk(position: number, virtualSize = 64 * MiB, cbtEnabled = false): Dis
     vdiUuid: `uuid-${position}`,
     name: `disk ${position}`,
     virtualSize,
+    physicalUtilisation: virtualSize,
     srUuid: 'sr',
     cbtEnabled,
     position,

@@ -508,11 +508,19 @@ async function writeRestorePoints(
   }
 
   const progress = new Map<string, number>();
+  // The VM's bytes are its disks' summed: each disk goes from 0 to its virtual size.
   const report = (step: string): void =>
     context.reportProgress({
       step,
+      vm: { uuid: vm.uuid, name: vm.name },
       bytesDone: [...progress.values()].reduce((sum, bytes) => sum + bytes, 0),
       bytesTotal,
+      disks: plans.map((plan) => ({
+        key: plan.key,
+        name: plan.disk.name,
+        bytesDone: progress.get(plan.key) ?? 0,
+        bytesTotal: plan.disk.virtualSize,
+      })),
     });
   // Disks in parallel: a failure stops the others at once, the first error is thrown.
   const transfers = new AbortController();
@@ -560,7 +568,8 @@ async function writeRestorePoints(
   context.signal.throwIfAborted();
 
   const restorePoints: CommittedRestorePoint[] = [];
-  context.reportProgress({ step: 'committing', bytesDone: bytesTotal, bytesTotal });
+  for (const plan of plans) progress.set(plan.key, plan.disk.virtualSize);
+  report('committing');
   for (const target of targets) {
     const writer = target.writer;
     if (writer === undefined) continue;
@@ -576,7 +585,7 @@ async function writeRestorePoints(
       takenAt: snapshot.takenAt.toISOString(),
     });
   }
-  context.reportProgress({ step: 'committed', bytesDone: bytesTotal, bytesTotal });
+  report('committed');
   const disks = plans
     .map((plan) => results.get(plan.key))
     .filter((r): r is DiskBackupResult => r !== undefined);
