@@ -19,6 +19,7 @@ import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { MAX_PAGE, readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
 import { failIfAny, isUuid } from '../http/request-body';
 import { validId } from './tenants.controller';
+import { runTransferOf, type TaskProgressState } from './run-transfer.summary';
 
 const TERMINAL = new Set(['success', 'partial', 'failure', 'cancelled']);
 
@@ -146,7 +147,7 @@ export class RunsController implements OnModuleDestroy {
       where: { tenantId: principal.tenantId, runId: run.id },
       order: { createdAt: 'ASC', id: 'ASC' },
     });
-    return { ...presentRun(run), tasks: tasks.map(presentTask) };
+    return { ...presentRun(run), transfer: runTransferOf(tasks), tasks: tasks.map(presentTask) };
   }
 
   /**
@@ -245,9 +246,19 @@ export class RunsController implements OnModuleDestroy {
       if (state.backlog) state.backlog.push(text);
       else write(text);
     };
+    // Each task's latest state, as the catalog keeps it (an empty progress keeps the one before),
+    // for the run's summed bytes, rate and ETA sent as a `transfer` event after each task's event.
+    const latest = new Map<string, TaskProgressState>();
+    const sendTransfer = () => send('transfer', { runId: run.id, ...runTransferOf(latest.values()) });
     const subscription = this.bus.subscribe(RUN_PROGRESS, (event: RunProgressEvent) => {
       if (event.runId !== run.id || event.tenantId !== principal.tenantId) return;
       send('progress', event);
+      if (event.taskId !== undefined) {
+        const progress =
+          Object.keys(event.progress).length > 0 ? event.progress : latest.get(event.taskId)?.progress;
+        latest.set(event.taskId, { status: event.status, progress: progress ?? {} });
+        sendTransfer();
+      }
       if (event.taskId === undefined && TERMINAL.has(event.status)) finish();
     });
     const logs = this.bus.subscribe(RUN_LOGS, (batch: RunLogBatch) => {
@@ -320,7 +331,13 @@ export class RunsController implements OnModuleDestroy {
         at: (task.finishedAt ?? task.startedAt ?? task.createdAt).toISOString(),
       };
       write(`event: progress\ndata: ${JSON.stringify(current)}\n\n`);
+      // Events held meanwhile are newer than what was read.
+      if (!latest.has(task.id)) latest.set(task.id, { status: task.status, progress: task.progress });
     }
+    if (tasks.length > 0)
+      write(
+        `event: transfer\ndata: ${JSON.stringify({ runId: run.id, ...runTransferOf(latest.values()) })}\n\n`,
+      );
     for (const text of held) write(text);
     if (state.endAfterBacklog || TERMINAL.has(run.status)) finish();
   }
