@@ -7,7 +7,15 @@ import {
   loadCredentials,
   saveCredentials,
 } from './gateway.client';
-import { formatTable, progressBar } from './table.format';
+import {
+  PlainRunProgress,
+  type ProgressTerminal,
+  type RunProgressDisplay,
+  type RunTransferEvent,
+  type TaskProgressEvent,
+  TerminalRunProgress,
+} from './run-progress.view';
+import { formatTable } from './table.format';
 
 interface Resource {
   command: string;
@@ -67,8 +75,28 @@ function readBody(options: { data?: string; file?: string }): unknown {
   }
 }
 
-/** Builds the `haven` command line; `out` receives what would be printed (tests capture it). */
-export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = process.env): Command {
+/** Where a command prints: lines, and how `--follow` shows a run's progress. */
+interface CliOutput {
+  line: (text: string) => void;
+  followDisplay: (subjectOf: (taskId: string) => string) => RunProgressDisplay;
+}
+
+/**
+ * Builds the `haven` command line; `out` receives what would be printed (tests capture it). With a
+ * `terminal`, `--follow` redraws its progress bars in place; without, it prints plain lines.
+ */
+export function buildCli(
+  out: (text: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  terminal?: ProgressTerminal,
+): Command {
+  const output: CliOutput = {
+    line: out,
+    followDisplay: (subjectOf) =>
+      terminal === undefined
+        ? new PlainRunProgress(out, subjectOf)
+        : new TerminalRunProgress(terminal, subjectOf),
+  };
   const program = new Command('haven')
     .description('Haven: backup and replication for Xen / XCP-ng')
     .showHelpAfterError();
@@ -97,7 +125,7 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
     .description('Alias of `haven jobs run`')
     .argument('<job-id>')
     .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
-    .action((jobId: string, options: { follow?: boolean }) => runJob(client(), jobId, options, out));
+    .action((jobId: string, options: { follow?: boolean }) => runJob(client(), jobId, options, output));
 
   for (const resource of RESOURCES) {
     const group = program
@@ -138,7 +166,7 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
         .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
         .option('--json', 'print events as JSON lines')
         .action((id: string, options: { follow?: boolean; json?: boolean }) =>
-          runJob(client(), id, options, out),
+          runJob(client(), id, options, output),
         );
     if (resource.command === 'remotes')
       group
@@ -185,7 +213,7 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
                 `/api/v1/remotes/${encodeURIComponent(id)}/${kind}`,
                 body,
                 options,
-                out,
+                output,
               );
             },
           );
@@ -243,7 +271,7 @@ export function buildCli(out: (text: string) => void, env: NodeJS.ProcessEnv = p
                 ...(options.keepMacs === true ? { keepMacs: true } : {}),
               },
               options,
-              out,
+              output,
             ),
         );
     if (resource.command === 'restore-points')
@@ -363,7 +391,7 @@ async function printRunLogs(
 interface ProgressEvent {
   taskId?: string;
   status: string;
-  progress: { step?: string; bytesDone?: number; bytesTotal?: number };
+  progress: Record<string, unknown>;
   message?: string;
 }
 
@@ -372,9 +400,9 @@ function runJob(
   client: GatewayClient,
   jobId: string,
   options: { follow?: boolean; json?: boolean },
-  out: (text: string) => void,
+  output: CliOutput,
 ): Promise<void> {
-  return startRun(client, `/api/v1/jobs/${encodeURIComponent(jobId)}/run`, undefined, options, out);
+  return startRun(client, `/api/v1/jobs/${encodeURIComponent(jobId)}/run`, undefined, options, output);
 }
 
 /** POSTs to an endpoint that starts a run (job run, restore) and, with --follow, follows it. */
@@ -383,8 +411,9 @@ async function startRun(
   path: string,
   body: unknown,
   options: { follow?: boolean; json?: boolean },
-  out: (text: string) => void,
+  output: CliOutput,
 ): Promise<void> {
+  const out = output.line;
   const started = await client.call<{ runId: string; tasks: number }>('POST', path, body);
   out(options.json ? JSON.stringify(started) : `Run ${started.runId} started with ${started.tasks} task(s)`);
   if (!options.follow) return;
@@ -393,34 +422,37 @@ async function startRun(
     `/api/v1/runs/${started.runId}`,
   );
   const subjects = new Map(run.tasks.map((t) => [t.id, t.subject]));
+  const display = options.json ? undefined : output.followDisplay((taskId) => subjects.get(taskId) ?? taskId);
   let final: ProgressEvent | undefined;
-  for await (const { event, data } of client.events(`/api/v1/runs/${started.runId}/events`)) {
-    if (options.json) out(JSON.stringify({ event, data }));
-    // Warnings and errors of the run's log go under the progress lines.
-    if (event === 'log') {
-      const line = data as LogLine;
-      if (!options.json && (line.level === 'warn' || line.level === 'error'))
-        out(`  ${formatLogLine(line, subjects)}`);
-      continue;
+  try {
+    for await (const { event, data } of client.events(`/api/v1/runs/${started.runId}/events`)) {
+      if (options.json) out(JSON.stringify({ event, data }));
+      // Warnings and errors of the run's log go under the progress lines.
+      if (event === 'log') {
+        const line = data as LogLine;
+        if (line.level === 'warn' || line.level === 'error')
+          display?.logLine(`  ${formatLogLine(line, subjects)}`);
+        continue;
+      }
+      if (event === 'transfer') {
+        display?.transfer(data as RunTransferEvent);
+        continue;
+      }
+      const update = data as ProgressEvent;
+      // The run's state (first event, or the server's poll seeing the end) says why in `error`.
+      if (event === 'run' && TERMINAL.includes(update.status)) {
+        const error = (data as { error?: string | null }).error;
+        final = { ...update, ...(error ? { message: error } : {}) };
+      }
+      if (event !== 'progress') continue;
+      if (update.taskId === undefined) {
+        if (TERMINAL.includes(update.status)) final = update;
+        continue;
+      }
+      display?.progress(update as TaskProgressEvent);
     }
-    const update = data as ProgressEvent;
-    // The run's state (first event, or the server's poll seeing the end) says why in `error`.
-    if (event === 'run' && TERMINAL.includes(update.status)) {
-      const error = (data as { error?: string | null }).error;
-      final = { ...update, ...(error ? { message: error } : {}) };
-    }
-    if (event !== 'progress') continue;
-    if (update.taskId === undefined) {
-      if (TERMINAL.includes(update.status)) final = update;
-      continue;
-    }
-    if (options.json) continue;
-    const subject = subjects.get(update.taskId) ?? update.taskId;
-    const { bytesDone = 0, bytesTotal = 0, step = '' } = update.progress;
-    const bar = bytesTotal > 0 ? progressBar(bytesDone, bytesTotal) : '';
-    out(
-      `${subject.padEnd(24)} ${update.status.padEnd(8)} ${bar} ${step}${update.message ? `  ${update.message}` : ''}`.trimEnd(),
-    );
+  } finally {
+    display?.close();
   }
   if (!final) throw new CliError(`The progress stream of run ${started.runId} ended before the run did`);
   if (!options.json)
@@ -430,7 +462,11 @@ async function startRun(
 }
 
 export async function runCli(argv: string[]): Promise<number> {
-  const program = buildCli((text) => process.stdout.write(`${text}\n`));
+  const stdout = process.stdout;
+  const terminal: ProgressTerminal | undefined = stdout.isTTY
+    ? { write: (text) => stdout.write(text), rows: () => stdout.rows, columns: () => stdout.columns }
+    : undefined;
+  const program = buildCli((text) => stdout.write(`${text}\n`), process.env, terminal);
   try {
     await program.parseAsync(argv);
     return 0;
