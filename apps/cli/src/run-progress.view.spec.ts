@@ -102,6 +102,32 @@ describe('PlainRunProgress (not a terminal)', () => {
     ]);
   });
 
+  it('prints a line at once when a total, a speed or an ETA becomes known', () => {
+    const lines: string[] = [];
+    let now = 0;
+    const display = new PlainRunProgress(
+      lines.push.bind(lines),
+      (id) => id,
+      () => now,
+      3_000,
+    );
+    display.progress({ taskId: 't1', status: 'running', progress: { step: 'starting' } });
+    now = 100;
+    display.progress({ taskId: 't1', status: 'running', progress: { bytesDone: 0, bytesTotal: 10 * MiB } });
+    now = 200;
+    display.progress({ taskId: 't1', status: 'running', progress: { bytesDone: MiB, bytesTotal: 10 * MiB } });
+    now = 600;
+    const rated = { bytesDone: 2 * MiB, bytesTotal: 10 * MiB, bytesPerSecond: 2 * MiB, etaSeconds: 4 };
+    display.progress({ taskId: 't1', status: 'running', progress: rated });
+    now = 700;
+    display.progress({ taskId: 't1', status: 'running', progress: { ...rated, bytesDone: 3 * MiB } });
+    expect(lines.map((line) => line.replace(/ +/g, ' '))).toEqual([
+      't1 running starting',
+      't1 running [..............................] 0% 0 B of 10.0 MiB',
+      't1 running [######........................] 20% 2.0 MiB of 10.0 MiB 2.0 MiB/s ETA 0:04',
+    ]);
+  });
+
   it("prints the run's total over several tasks, as rarely", () => {
     const lines: string[] = [];
     let now = 0;

@@ -79,12 +79,20 @@ function transferText(figures: {
   return parts.join('  ');
 }
 
+/** Which of the total, rate and ETA a progress carries, as a short key. */
+function figuresKnown(progress: TaskProgressView): string {
+  return [progress.bytesTotal, progress.bytesPerSecond, progress.etaSeconds]
+    .map((value) => (value === undefined ? '-' : '+'))
+    .join('');
+}
+
 /** One task (a backup task: one VM): `subject  status  [bar] pct  done of total  MiB/s  ETA  step`. */
 export function formatTaskLine(subject: string, event: TaskProgressEvent): string {
   const { step = '' } = event.progress;
   return [subject.padEnd(24), event.status.padEnd(8), transferText(event.progress), step, event.message ?? '']
     .filter((part) => part.trim() !== '')
-    .join('  ');
+    .join('  ')
+    .trimEnd();
 }
 
 /** The task's disks, one line each, indented under it. */
@@ -114,7 +122,7 @@ export interface RunProgressDisplay {
  * and otherwise at most one per task every `intervalMs`, and the run's total as often.
  */
 export class PlainRunProgress implements RunProgressDisplay {
-  private readonly printed = new Map<string, { atMs: number; status: string }>();
+  private readonly printed = new Map<string, { atMs: number; status: string; figures: string }>();
   private runPrintedAtMs: number | undefined;
 
   constructor(
@@ -127,8 +135,16 @@ export class PlainRunProgress implements RunProgressDisplay {
   progress(event: TaskProgressEvent): void {
     const atMs = this.now();
     const last = this.printed.get(event.taskId);
-    if (last !== undefined && last.status === event.status && atMs - last.atMs < this.intervalMs) return;
-    this.printed.set(event.taskId, { atMs, status: event.status });
+    // A figure known for the first time (a total, a speed, an ETA) is worth a line at once too.
+    const figures = figuresKnown(event.progress);
+    if (
+      last !== undefined &&
+      last.status === event.status &&
+      last.figures === figures &&
+      atMs - last.atMs < this.intervalMs
+    )
+      return;
+    this.printed.set(event.taskId, { atMs, status: event.status, figures });
     this.out(formatTaskLine(this.subjectOf(event.taskId), event));
   }
 

@@ -289,10 +289,12 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     let timer: NodeJS.Timeout | undefined;
     // Rates are sampled as progress goes out (at most every PROGRESS_INTERVAL_MS): a few numbers per disk.
     const rates = new TaskProgressRates();
+    let published: TaskProgress | undefined;
     const flush = () => {
       timer = undefined;
       if (!pending) return;
       const progress = rates.decorate(pending, Date.now());
+      published = progress;
       pending = undefined;
       last = Date.now();
       this.publish({ ...base, status: 'running', progress }).catch(() => undefined);
@@ -309,7 +311,8 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       stop: () => {
         if (timer) clearTimeout(timer);
         timer = undefined;
-        return pending === undefined ? undefined : rates.decorate(pending, Date.now());
+        // The task's last figures go with its end, so every follower sees where it finished.
+        return pending === undefined ? published : rates.decorate(pending, Date.now());
       },
     };
   }
