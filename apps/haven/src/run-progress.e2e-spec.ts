@@ -50,6 +50,7 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
       seed: 'run-progress',
       passphrase: 'progress passphrase',
       diskSize: 32 * MiB,
+      plugins: ['@haven/remote-local', '@haven/job-backup-incremental', '@haven/job-backup-full'],
     });
     // Slow enough that several progress events go out while each disk moves (the worker sends at
     // most two a second): the figures are what is checked, never how long anything took.
@@ -87,8 +88,8 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
 
     // The API: while running, the VM's task carries each disk, and the disks' bytes only grow.
     const running = polled
-      .filter((run) => run.tasks[0]?.status === 'running')
-      .map((run) => run.tasks[0]!.progress);
+      .filter((run) => run.tasks.at(0)?.status === 'running')
+      .map((run) => run.tasks[0].progress);
     const moving = running.filter((progress) => (progress.disks ?? []).length > 0);
     expect(moving.length).toBeGreaterThan(1);
     expect(moving[0]?.vm).toEqual({ uuid: lab.vm.uuid, name: lab.vm.name });
@@ -158,5 +159,42 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
       vmLines.some((line) => /running +\[[#.]+\] +\d+%.* of .*\d+\.\d MiB\/s +ETA \d+:\d\d/.test(line)),
     ).toBe(true);
     expect(vmLines.at(-1)).toMatch(/success +\[#+\] 100%/);
+  }, 180_000);
+
+  it('backup.full reports a total while it exports, so its VM gets a bar, a rate and an ETA', async () => {
+    const job = await lab
+      .auth(lab.api().post('/api/v1/jobs'))
+      .send({
+        name: 'archived',
+        type: 'backup.full',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
+        remoteIds: [lab.remoteId],
+        settings: { compression: 'none' },
+      })
+      .expect(201);
+    const started = await lab
+      .auth(lab.api().post(`/api/v1/jobs/${job.body.id}/run`))
+      .send({})
+      .expect(202);
+    const exporting: TaskFigures[] = [];
+    for (;;) {
+      const run = (await lab.auth(lab.api().get(`/api/v1/runs/${started.body.runId}`)).expect(200))
+        .body as RunView;
+      const task = run.tasks.at(0);
+      if (task?.status === 'running' && (task.progress as { step?: string }).step === 'exporting')
+        exporting.push(task.progress);
+      if (run.status !== 'running' && run.status !== 'pending') {
+        expect(run.status).toBe('success');
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(exporting.length).toBeGreaterThan(0);
+    expect(exporting[0]?.vm).toEqual({ uuid: lab.vm.uuid, name: lab.vm.name });
+    for (const progress of exporting) {
+      expect(progress.bytesTotal).toBeGreaterThan(0);
+      expect(progress.bytesDone).toBeLessThanOrEqual(progress.bytesTotal!);
+    }
+    expect(exporting.some((p) => (p.bytesPerSecond ?? 0) > 0 && p.etaSeconds !== undefined)).toBe(true);
   }, 180_000);
 });

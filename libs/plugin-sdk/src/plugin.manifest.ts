@@ -154,7 +154,7 @@ export interface TaskExecution {
 
 /** One disk of a task's VM: what has moved of it so far (docs/run-progress.md). */
 export interface DiskProgress {
-  /** The disk's key in the restore point (its VBD position, such as `xvda`). */
+  /** The disk's key in the restore point (backup.incremental: its VBD position, such as `0`). */
   key: string;
   /** The VDI's name label, for people. */
   name?: string;

@@ -1,5 +1,5 @@
 import { Controller, Get, Inject, type OnModuleDestroy, Param, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Brackets, DataSource, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
 import type { Bus } from '@haven/bus';
@@ -141,6 +141,14 @@ export class RunsController implements OnModuleDestroy {
   }
 
   @Get(':id')
+  @ApiOperation({
+    summary: 'A run with its tasks and how far it is',
+    description:
+      "`progress`: task counts. `transfer`: the run's bytes summed over its tasks' latest progress " +
+      '(`tasksCounted`, `bytesDone`, and when known `bytesTotal`, `bytesPerSecond`, `etaSeconds`). ' +
+      "Each task's `progress`: `step`, `vm`, `bytesDone`, `bytesTotal`, `bytesPerSecond` and `etaSeconds` " +
+      '(over the last 10 s), and `disks` (`key`, `name`, the same figures per disk). See docs/run-progress.md.',
+  })
   async show(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     const run = await this.find(principal, id);
     const tasks = await this.dataSource.getRepository(TaskEntity).find({
@@ -220,10 +228,18 @@ export class RunsController implements OnModuleDestroy {
    * Server-Sent Events: the run's state now, then every progress event until it ends. The bus
    * subscription starts before the state is read, so an end between the two is never missed; a
    * slow poll of the catalog covers events lost in transit. After the run's state, each started
-   * task's current state comes as a `progress` event. Log lines come as `log` events (the stored
-   * log is GET /runs/:id/logs).
+   * task's current state comes as a `progress` event, then the run's summed bytes, rate and ETA as
+   * a `transfer` event, sent again after each task's `progress`. Log lines come as `log` events
+   * (the stored log is GET /runs/:id/logs).
    */
   @Get(':id/events')
+  @ApiOperation({
+    summary: "Server-Sent Events of a run's progress until it ends",
+    description:
+      "Events: `run` (the run, as GET /runs/:id without tasks), `progress` (a task's status and progress, " +
+      "with bytes, rate, ETA and disks; without `taskId` for the run's end), `transfer` (the run's " +
+      "summed bytes, rate and ETA, after each task's progress) and `log` (a run log line).",
+  })
   async events(
     @CurrentPrincipal() principal: Principal,
     @Param('id') id: string,
