@@ -63,7 +63,7 @@ async function main(): Promise<void> {
       start = performance.now();
       const absent = await missingChunks(store, ids);
       if (absent.size !== 0) throw new Error(`${absent.size} of the chunks were reported missing`);
-      line('Haven: missingChunks (auto: listings per folder)', (performance.now() - start) / 1000, baseline);
+      line('Haven: missingChunks (auto)', (performance.now() - start) / 1000, baseline);
     }
   } finally {
     direct.destroy();
