@@ -167,6 +167,8 @@ async function main(): Promise<void> {
         pool: simPool(url, eventDebounceMs),
         remote: async (id) => {
           const passphrase = remotes.get(id);
+          // A local remote's folder must exist (Haven never creates it).
+          await mkdir(join(root, id), { recursive: true });
           return {
             id,
             name: id,

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import localRemote from '@haven/remote-local';
 import type { PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
@@ -26,6 +27,8 @@ export function localRemotes(
 ): (id: string) => Promise<RemoteAccess> {
   return async (id) => {
     const key = passphrase(id);
+    // A local remote's folder must exist (Haven never creates it).
+    await mkdir(join(root, id), { recursive: true });
     return {
       id,
       name: id,

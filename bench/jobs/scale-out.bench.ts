@@ -18,7 +18,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -191,6 +191,7 @@ async function main(): Promise<void> {
     if (vms.length !== 4) throw new Error(`expected 4 VMs, the simulator has ${vms.length}`);
 
     const backup = async (label: string): Promise<{ seconds: number; run: Record<string, unknown> }> => {
+      await mkdir(join(remotes.path, label));
       const remote = await api('POST', '/api/v1/remotes', {
         name: label,
         type: 'local',

@@ -3,7 +3,7 @@
 // --big uses the 4 GiB template of the target (10 VMs x 4 GiB, 2% own changes each).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
@@ -52,6 +52,8 @@ async function main(): Promise<void> {
   const size = blocks * BLOCK;
   const work = await mkdtemp(join(process.env['HAVEN_BENCH_DIR'] ?? tmpdir(), 'haven-dedup-'));
   try {
+    // The remotes' folders (Haven never creates a local remote's own folder).
+    for (const name of ['clones', 'single', 'haven']) await mkdir(join(work, name));
     // 1. Ten clones into one repository.
     const store = new Remote(new LocalDriver({ path: join(work, 'clones') }), { name: 'bench-clones' });
     const repo = await initRepository(store, { key: 'bench', compression: { codec: 'zstd', level: 1 } });

@@ -6,7 +6,7 @@
 // dd's one buffer; --fresh-buffers allocates 2 MiB per block instead (today's VHD stream parser).
 //   node bin/run.js bench/repository/ingest.bench.ts [--size-mib 1024] [--big] [--all-cores] [--fresh-buffers]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Remote } from '@haven/remote-sdk';
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       await rm(ddOut);
 
       const repoPath = join(work, `repo-${fsync}`);
+      await mkdir(repoPath);
       const store = new Remote(new LocalDriver({ path: repoPath, fsync }), { name: 'bench-local' });
       const repo = await initRepository(store, {
         key: 'bench passphrase',

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { loadConfig } from '@haven/config';
 import { exitOnBootFailure, sizeThreadPoolForDataPath } from '@haven/service-core';
 import { startXapiSimulator } from '@haven/xapi-sim';
@@ -67,6 +67,8 @@ async function demo(): Promise<void> {
   // The tour: a local remote (an encrypted repository), an incremental job over the simulator's
   // VMs, a first (full) backup, a write into one VM's disk, a second (incremental) backup.
   const remoteFolder = join(config.dataDir, 'remote');
+  // A local remote's folder must exist (Haven never creates it: docs/remotes.md).
+  mkdirSync(remoteFolder, { recursive: true });
   const remotes = await call<{ items: { id: string; name: string }[] }>('GET', '/api/v1/remotes', key.key);
   const remote =
     remotes.items.find((r) => r.name === 'local') ??

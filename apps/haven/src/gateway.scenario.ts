@@ -1,4 +1,4 @@
-import { statSync, readFileSync } from 'node:fs';
+import { existsSync, statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { createTenantAdmin } from '@haven/testing';
@@ -225,6 +225,16 @@ export function gatewayScenario(
     });
     expect(unreachable.status).toBe(422);
     expect(unreachable.body.detail).toContain('Remote "r"');
+    // A folder that does not exist yet is refused, not created (it may be a share not mounted).
+    const notYet = join(context().remoteFolder, 'not-yet', 'haven');
+    const absent = await acme(api().post('/api/v1/remotes')).send({
+      name: 'r',
+      type: 'local',
+      settings: { path: notYet },
+    });
+    expect(absent.status).toBe(422);
+    expect(absent.body.detail).toContain(`the remote's folder ${notYet} does not exist`);
+    expect(existsSync(join(context().remoteFolder, 'not-yet'))).toBe(false);
     await acme(api().post('/api/v1/pools'))
       .set('content-type', 'application/json')
       .send('{"name":')

@@ -67,7 +67,8 @@ export const REMOTE_ERROR_ADVICE: Record<RemoteErrorCode, string> = {
   NO_SPACE: 'Free space on the remote or enlarge it.',
   TRANSIENT: 'Check that the remote is reachable; Haven retries such failures by itself.',
   LOCKED: 'Another process holds the lease; wait for it to finish or for the lease to expire.',
-  INVALID_ARGUMENT: 'This is a bug in the caller or an invalid setting; report it with this message.',
+  INVALID_ARGUMENT:
+    "Fix the remote's settings if they are what is named; otherwise this is a bug in the caller: report it with this message.",
   ABORTED: 'The operation was cancelled.',
   UNKNOWN: 'See the cause in the logs; report it if it persists.',
 };

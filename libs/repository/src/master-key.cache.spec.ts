@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scratchDir } from '@haven/testing';
 import type { RepositoryConfig } from './format/repository.config';
@@ -117,6 +117,7 @@ describe('MasterKeyCache', () => {
   });
 
   it('drops a key after its idle time and the least recently used beyond its capacity', async () => {
+    for (const name of ['a', 'b', 'c']) await mkdir(join(dir.path, name));
     const stores = ['a', 'b', 'c'].map((name) => localRemote(join(dir.path, name)));
     const configs: RepositoryConfig[] = [];
     for (const [rank, store] of stores.entries()) {

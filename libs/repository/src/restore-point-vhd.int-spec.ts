@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -18,10 +18,9 @@ describeIntegration('restore point as VHD, checked by qemu-img', ['qemu-img'], (
   it.each([{ key: undefined }, { key: 'vhd-secret' }])(
     'a dynamic VHD export converts to the original raw disk (key: $key)',
     async ({ key }) => {
-      const repo = await initRepository(
-        localRemote(join(dir.path, `repo-${key ?? 'plain'}`)),
-        key ? { key, kdf: { N: 1024 } } : {},
-      );
+      const path = join(dir.path, `repo-${key ?? 'plain'}`);
+      await mkdir(path);
+      const repo = await initRepository(localRemote(path), key ? { key, kdf: { N: 1024 } } : {});
       const disk = patternedDisk(`qemu-${key ?? 'plain'}`, 20, 512 * 9);
       const writer = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
       await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));

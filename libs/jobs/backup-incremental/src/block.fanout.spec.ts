@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import localRemote from '@haven/remote-local';
 import { initRepository, type DiskBlock } from '@haven/repository';
@@ -145,6 +146,7 @@ describe('BlockFanout with released buffers', () => {
     try {
       const stores: RemoteStore[] = [];
       for (const name of ['fast', 'slow']) {
+        await mkdir(join(folder.path, name));
         stores.push(await localRemote.create({ path: join(folder.path, name) }, { name }));
       }
       const repositories = await Promise.all(

@@ -3,7 +3,6 @@ import { constants, createReadStream } from 'node:fs';
 import {
   copyFile,
   link,
-  mkdir,
   open,
   readdir,
   rename,
@@ -27,6 +26,7 @@ import {
   type RemoteFeatures,
 } from '@haven/remote-sdk';
 import { syncFolder, writeAll } from './local.file-io';
+import { makeFolderBelow } from './local.folders';
 import { LocalStagingArea } from './local.staging';
 
 export interface LocalDriverOptions {
@@ -307,7 +307,8 @@ export class LocalDriver implements RemoteDriver {
 
   /**
    * Runs `action`; when `target`'s folder is missing (first object in it, or a concurrent delete
-   * pruned it), creates it and runs it again: no mkdir call for folders that exist.
+   * pruned it), creates it and runs it again: no mkdir call for folders that exist. The remote's
+   * own folder is never created (makeFolderBelow): gone, it fails the write naming it.
    */
   private async withFolder(target: string, action: () => Promise<void>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
@@ -319,7 +320,7 @@ export class LocalDriver implements RemoteDriver {
         // ENOTDIR: a parent is a file; mkdir then fails naming that (INVALID_ARGUMENT).
         if ((code !== 'ENOENT' && code !== 'ENOTDIR') || attempt > FOLDER_RACE_RETRIES) throw error;
       }
-      await mkdir(dirname(target), { recursive: true });
+      await makeFolderBelow(this.root, dirname(target));
     }
   }
 

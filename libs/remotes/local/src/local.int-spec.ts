@@ -9,7 +9,9 @@ import { plugin } from './local.plugin';
 
 runRemoteContractSuite('local', async () => {
   const folder = await scratchDir('haven-remote-local-');
-  const store = await plugin.create({ path: join(folder.path, 'remote') }, { name: 'local-contract' });
+  const path = join(folder.path, 'remote');
+  await mkdir(path);
+  const store = await plugin.create({ path }, { name: 'local-contract' });
   return { store, cleanup: folder.cleanup };
 });
 
@@ -129,6 +131,47 @@ describe('local remote', () => {
     await expect(store.stat('just-a-folder')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(store.getBuffer('just-a-folder')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await rm(join(folder.path, 'just-a-folder'), { recursive: true });
+  });
+
+  it("never creates the remote's own folder: writes fail naming it; folders inside it are created", async () => {
+    const root = join(folder.path, 'share-mount-point', 'haven');
+    const gone = await plugin.create({ path: root }, { name: 'unmounted' });
+    const staged = new Remote(new LocalDriver({ path: root, fsync: false }), { name: 'unmounted' });
+    try {
+      const attempts: [string, Promise<unknown>][] = [
+        ['put', gone.put('repository.json', Buffer.from('{}'))],
+        ['put', gone.put('chunks/ab/cd', Buffer.from('x'))],
+        ['putIfAbsent', gone.putIfAbsent('repository.json', Buffer.from('{}'))],
+        ['stageIfAbsent', staged.stageIfAbsent('chunks/ab/ef', Buffer.from('y')).then(() => staged.flush())],
+      ];
+      for (const [operation, attempt] of attempts) {
+        const error = await attempt.then(
+          () => new Error(`${operation} succeeded`),
+          (failure: unknown) => failure,
+        );
+        expect([operation, isRemoteError(error, 'INVALID_ARGUMENT')]).toEqual([operation, true]);
+        expect((error as Error).message).toContain(`the remote's folder ${root} does not exist`);
+        expect((error as Error).message).toContain('is the share that holds it mounted?');
+      }
+      expect(await readdir(folder.path)).not.toContain('share-mount-point');
+      // A self-test (what adding the remote runs) says so too.
+      const result = await testRemote(gone, { largeObjects: 0, smallObjects: 1 });
+      expect(result.ok).toBe(false);
+      expect(result.problems.join(' ')).toContain(`${root} does not exist`);
+      // Once the folder is there (empty), everything below it is created as needed.
+      await mkdir(root, { recursive: true });
+      await gone.put('chunks/ab/cd', Buffer.from('x'));
+      await staged.stageIfAbsent('chunks/ab/ef', Buffer.from('y'));
+      await staged.flush();
+      expect((await gone.list('chunks/')).objects.map((object) => object.key)).toEqual([
+        'chunks/ab/cd',
+        'chunks/ab/ef',
+      ]);
+    } finally {
+      await gone.close();
+      await staged.close();
+      await rm(join(folder.path, 'share-mount-point'), { recursive: true, force: true });
+    }
   });
 
   it('refuses writes into a read-only folder with PERMISSION_DENIED', async () => {

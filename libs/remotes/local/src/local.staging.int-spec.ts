@@ -26,6 +26,7 @@ describe('local remote: staged writes', () => {
   beforeEach(async () => {
     folder = await scratchDir('haven-remote-local-staging-');
     root = join(folder.path, 'remote');
+    await mkdir(root);
     store = await plugin.create({ path: root }, { name: 'local-staging' });
   });
   afterEach(async () => {

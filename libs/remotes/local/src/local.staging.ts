@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { DriverError } from '@haven/remote-sdk';
 import { syncFile, syncFolder, writeAll } from './local.file-io';
+import { makeFolderBelow } from './local.folders';
 
 /** Staged objects a flush starts on its own (in the background) so that a long run stays bounded. */
 export const STAGED_FLUSH_AT = 256;
@@ -161,7 +162,7 @@ export class LocalStagingArea {
   }
 
   private async makeFolder(folder: string): Promise<void> {
-    const first = await mkdir(folder, { recursive: true });
+    const first = await makeFolderBelow(this.root, folder);
     if (first !== undefined) {
       // Every folder from `first` down to `folder` is new: each parent gained a name.
       for (let current = folder; current.length >= first.length; current = dirname(current))
@@ -178,7 +179,7 @@ export class LocalStagingArea {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       // The staging folder was removed (stale-folder clean-up of another process): again.
-      await mkdir(dirname(file), { recursive: true });
+      await makeFolderBelow(this.root, dirname(file));
       return open(file, flags, 0o644);
     }
   }
@@ -187,7 +188,7 @@ export class LocalStagingArea {
     if (this.folder !== undefined) return this.folder;
     const prefix = `${this.reservedPrefix}-staging-`;
     const folder = join(this.root, `${prefix}${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`);
-    await mkdir(folder, { recursive: true });
+    await makeFolderBelow(this.root, folder);
     this.folder = folder;
     await removeStaleStagingFolders(this.root, prefix, folder);
     return folder;
@@ -210,6 +211,8 @@ async function removeStaleStagingFolders(root: string, prefix: string, own: stri
 
 /** A flush failure that names the object it could not place (the errno is kept for its class). */
 function placingFailed(key: string, error: unknown): Error {
+  // Classified already (the remote's folder is gone): its words are the ones to show.
+  if (error instanceof DriverError) return error;
   const cause = error as NodeJS.ErrnoException;
   if (typeof cause.code !== 'string') return cause instanceof Error ? cause : new Error(String(error));
   const named: NodeJS.ErrnoException = new Error(`placing staged object "${key}": ${cause.message}`, {

@@ -31,13 +31,15 @@ export class NfsMountDriver implements RemoteDriver {
   private readonly local: RemoteDriver;
   private mounting: Promise<void> | null = null;
   private mountedHere = false;
+  /** The remote's folder inside the export (the mount point itself without `path`). */
+  private readonly inside: string;
 
   constructor(input: NfsMountCommandInput & { path?: string }) {
     this.command = buildNfsMountCommand(input);
-    const inside = input.path
+    this.inside = input.path
       ? `${this.command.mountPoint}/${input.path.replace(/^\/+/, '')}`
       : this.command.mountPoint;
-    this.local = new LocalDriver({ path: inside });
+    this.local = new LocalDriver({ path: this.inside });
   }
 
   get mountPoint(): string {
@@ -117,7 +119,13 @@ export class NfsMountDriver implements RemoteDriver {
   }
 
   private async mount(): Promise<void> {
-    if (await isMountPoint(this.command.mountPoint)) return;
+    if (!(await isMountPoint(this.command.mountPoint))) await this.mountExport();
+    // `path` inside the export is created as the userspace driver does: the export is mounted
+    // (the local driver never creates its own folder, which is meant for shares mounted by others).
+    await mkdir(this.inside, { recursive: true });
+  }
+
+  private async mountExport(): Promise<void> {
     await mkdir(this.command.mountPoint, { recursive: true });
     try {
       await run(this.command.mount.file, this.command.mount.args, { timeout: 60_000 });
