@@ -5,10 +5,20 @@ import { exitOnBootFailure, sizeThreadPoolForDataPath } from '@haven/service-cor
 import { startXapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from './haven.app';
 
+/** A step of the tour that did not do what it shows (a failed run, a restore that differs). */
+class DemoTourFailure extends Error {
+  override readonly name = 'DemoTourFailure';
+}
+
+/** Set once the app and simulator run: a failed tour closes them before exiting. */
+let stopDemo: (() => Promise<void>) | undefined;
+
 /**
  * `npm run demo`: Haven on embedded defaults (PGlite catalog, in-process bus) next to the XAPI
  * simulator; creates a tenant with its admin key and a pool pointing at the simulator, prints where
- * everything is, and serves until Ctrl-C (`--exit` stops after the tour).
+ * everything is, and serves until Ctrl-C (`--exit` stops after the tour). A tour step that fails
+ * (a backup or restore run that does not succeed, a restored disk that differs) stops the demo
+ * with exit code 1 and says which. HAVEN_DEMO_DISK_MIB sizes the simulated disks (default 256).
  */
 async function demo(): Promise<void> {
   const exitAfterTour = process.argv.includes('--exit');
@@ -23,12 +33,20 @@ async function demo(): Promise<void> {
     host: '127.0.0.1',
     stateDir: join(config.dataDir, 'xapi-sim'),
     vms: 2,
-    diskSize: 256 * 1024 * 1024,
+    diskSize: demoDiskMiB() * 1024 * 1024,
     seed: 'haven-demo',
     user: 'root',
     password: simulatorPassword,
   });
-  const app = await startAllInOne(config);
+  const app = await startAllInOne(config).catch(async (error: unknown) => {
+    await simulator.close();
+    throw error;
+  });
+  const stop = async () => {
+    await app.close();
+    await simulator.close();
+  };
+  stopDemo = stop;
   const url = (await app.getUrl()).replace('[::1]', 'localhost');
   const adminKey = readFileSync(join(config.dataDir, 'admin-key'), 'utf8').trim();
 
@@ -125,6 +143,17 @@ async function demo(): Promise<void> {
         `  ${task.subject}: ${task.status}${task.error ? ` - ${task.error}` : ''}${disks ? ` - ${disks}` : ''}\n`,
       );
     }
+    if (run.status !== 'success')
+      throw new DemoTourFailure(
+        `${label} ended ${run.status}: ${
+          run.tasks
+            .filter((task) => task.status !== 'success')
+            .map((task) => `${task.subject}: ${task.error ?? task.status}`)
+            .join('; ') ||
+          run.error ||
+          'no reason given'
+        }`,
+      );
     return run;
   };
 
@@ -164,44 +193,44 @@ async function demo(): Promise<void> {
 
   // Restore the newest restore point of the first VM as a new VM, then compare every disk.
   const latest = points.items.find((p) => p.vmUuid === vms[0]?.uuid);
-  if (latest && vms[0]) {
-    const restore = await call<{ runId: string }>(
-      'POST',
-      `/api/v1/restore-points/${latest.id}/restore`,
-      key.key,
-      {
-        poolId: pool.id,
-        name: `${vms[0].name} (demo restore)`,
-      },
-    );
-    let run: {
-      status: string;
-      error: string | null;
-      tasks: { result: { vmUuid?: string } | null; error: string | null }[];
-    };
-    for (;;) {
-      run = await call('GET', `/api/v1/runs/${restore.runId}`, key.key);
-      if (['success', 'partial', 'failure', 'cancelled'].includes(run.status)) break;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    const restoredUuid = run.tasks[0]?.result?.vmUuid;
-    if (run.status !== 'success' || restoredUuid === undefined) {
-      process.stdout.write(
-        `\nRestore: run ${restore.runId} ${run.status} (${run.tasks[0]?.error ?? run.error ?? 'no result'})\n`,
-      );
-    } else {
-      const restored = await Promise.all(
-        expected.map(
-          async (_hash, position) => (await simulator.diskHash(restoredUuid, {}, position)).sha256,
-        ),
-      );
-      const identical =
-        restored.length === expected.length && restored.every((hash, i) => hash === expected[i]);
-      process.stdout.write(
-        `\nRestore: ${vms[0].name} restored as "${vms[0].name} (demo restore)" (${restoredUuid}); its ${restored.length} disk(s) ${identical ? 'are byte-identical to' : 'DIFFER from'} the VM at the second backup\n`,
-      );
-    }
+  if (!latest || !vms[0])
+    throw new DemoTourFailure('the second backup left no restore point of the first VM');
+  const restore = await call<{ runId: string }>(
+    'POST',
+    `/api/v1/restore-points/${latest.id}/restore`,
+    key.key,
+    {
+      poolId: pool.id,
+      name: `${vms[0].name} (demo restore)`,
+    },
+  );
+  let run: {
+    status: string;
+    error: string | null;
+    tasks: { result: { vmUuid?: string } | null; error: string | null }[];
+  };
+  for (;;) {
+    run = await call('GET', `/api/v1/runs/${restore.runId}`, key.key);
+    if (['success', 'partial', 'failure', 'cancelled'].includes(run.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
+  const restoredUuid = run.tasks[0]?.result?.vmUuid;
+  if (run.status !== 'success' || restoredUuid === undefined) {
+    throw new DemoTourFailure(
+      `the restore (run ${restore.runId}) ended ${run.status}: ${run.tasks[0]?.error ?? run.error ?? 'no result'}`,
+    );
+  }
+  const restored = await Promise.all(
+    expected.map(async (_hash, position) => (await simulator.diskHash(restoredUuid, {}, position)).sha256),
+  );
+  const identical = restored.length === expected.length && restored.every((hash, i) => hash === expected[i]);
+  process.stdout.write(
+    `\nRestore: ${vms[0].name} restored as "${vms[0].name} (demo restore)" (${restoredUuid}); its ${restored.length} disk(s) ${identical ? 'are byte-identical to' : 'DIFFER from'} the VM at the second backup\n`,
+  );
+  if (!identical)
+    throw new DemoTourFailure(
+      `the restored VM ${restoredUuid} differs from ${vms[0].name} at the second backup`,
+    );
 
   process.stdout.write(
     [
@@ -219,10 +248,6 @@ async function demo(): Promise<void> {
       '',
     ].join('\n'),
   );
-  const stop = async () => {
-    await app.close();
-    await simulator.close();
-  };
   if (exitAfterTour) {
     await stop();
     return;
@@ -230,6 +255,20 @@ async function demo(): Promise<void> {
   process.once('SIGINT', () => void stop().then(() => process.exit(0)));
 }
 
+function demoDiskMiB(): number {
+  const raw = process.env['HAVEN_DEMO_DISK_MIB'] ?? '256';
+  const mib = Number(raw);
+  if (!Number.isSafeInteger(mib) || mib < 8 || mib > 65536)
+    throw new Error(`HAVEN_DEMO_DISK_MIB=${raw} must be a whole number of MiB from 8 to 65536`);
+  return mib;
+}
+
 // The tour backs up and restores in this process: size libuv's pool before any asynchronous call.
 sizeThreadPoolForDataPath();
-demo().catch(exitOnBootFailure);
+demo().catch(async (error: unknown) => {
+  if (!(error instanceof DemoTourFailure) && stopDemo === undefined) exitOnBootFailure(error);
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`\nDemo tour FAILED: ${message}\n`);
+  await stopDemo?.().catch(() => undefined);
+  process.exit(1);
+});
