@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool } from '@haven/xapi';
-import { backupVmIncremental, type VmBackupResult } from '@haven/job-backup-incremental';
+import type { VmBackupResult } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
-import { simPool, localRemotes } from './bench.resources';
+import { backupOneVm, benchJob, simPool, localRemotes } from './bench.resources';
 import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const full = process.argv.includes('--full');
@@ -54,27 +54,14 @@ async function main(): Promise<void> {
         },
       };
       const start = performance.now();
-      const result = await backupVmIncremental(
-        {
-          taskId,
-          runId: taskId,
-          tenantId: 'bench',
-          type: 'backup.incremental.vm',
-          subject: vm.name,
-          input: { vm: vm.uuid },
-          attempt: 1,
-          job: {
-            id: jobId,
-            tenantId: 'bench',
-            name: jobId,
-            type: 'backup.incremental',
-            selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
-            remoteIds: [jobId],
-            settings: { compression: 'zstd', concurrency: 4, ...settings },
-          },
-        },
-        context,
+      const job = benchJob(
+        jobId,
+        vm.uuid,
+        [jobId],
+        { compression: 'zstd', concurrency: 4, ...settings },
+        jobId,
       );
+      const result = await backupOneVm(job, vm, taskId, context);
       return { seconds: (performance.now() - start) / 1000, result };
     };
     const changeOnePercent = async (seed: string): Promise<number> => {

@@ -13,12 +13,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { JobDefinition, TaskExecutionContext } from '@haven/plugin-sdk';
+import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { parseVhdStream } from '@haven/vhd';
 import { XapiPool } from '@haven/xapi';
-import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
-import { simPool, localRemotes } from './bench.resources';
+import { backupOneVm, benchJob, simPool, localRemotes } from './bench.resources';
 import { tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const full = process.argv.includes('--full');
@@ -54,15 +53,10 @@ async function main(): Promise<void> {
     });
 
     const backup = async (remotes: string[], taskId: string) => {
-      const job: JobDefinition = {
-        id: `bench-${remotes.length}`,
-        tenantId: 'bench',
-        name: 'bench',
-        type: 'backup.incremental',
-        selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
-        remoteIds: remotes,
-        settings: { compression: 'zstd', concurrency: 4 },
-      };
+      const job = benchJob(`bench-${remotes.length}`, vm.uuid, remotes, {
+        compression: 'zstd',
+        concurrency: 4,
+      });
       const context: TaskExecutionContext = {
         signal: new AbortController().signal,
         reportProgress: () => undefined,
@@ -72,21 +66,7 @@ async function main(): Promise<void> {
           remote: localRemotes(root),
         },
       };
-      return timed(() =>
-        backupVmIncremental(
-          {
-            taskId,
-            runId: taskId,
-            tenantId: 'bench',
-            type: 'backup.incremental.vm',
-            subject: vm.name,
-            input: { vm: vm.uuid },
-            attempt: 1,
-            job,
-          },
-          context,
-        ),
-      );
+      return timed(() => backupOneVm(job, vm, taskId, context));
     };
     const { mkdir } = await import('node:fs/promises');
     for (const name of ['r1', 'r2a', 'r2b']) await mkdir(join(root, name));

@@ -25,12 +25,11 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import localRemote, { LocalDriver } from '@haven/remote-local';
 import { Remote } from '@haven/remote-sdk';
-import type { JobDefinition, TaskExecutionContext } from '@haven/plugin-sdk';
+import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool } from '@haven/xapi';
-import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
-import { simPool } from './bench.resources';
+import { backupOneVm, benchJob, simPool } from './bench.resources';
 import {
   missingExecEnvironment,
   missingNodeFlags,
@@ -182,30 +181,8 @@ async function main(): Promise<void> {
       },
     };
     const backup = async (remote: string, compression: 'none' | 'zstd', taskId: string) => {
-      const job: JobDefinition = {
-        id: `bench-${remote}`,
-        tenantId: 'bench',
-        name: 'bench',
-        type: 'backup.incremental',
-        selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
-        remoteIds: [remote],
-        settings: { compression, concurrency },
-      };
-      return measured(simPid, () =>
-        backupVmIncremental(
-          {
-            taskId,
-            runId: taskId,
-            tenantId: 'bench',
-            type: 'backup.incremental.vm',
-            subject: vm.name,
-            input: { vm: vm.uuid },
-            attempt: 1,
-            job,
-          },
-          context,
-        ),
-      );
+      const job = benchJob(`bench-${remote}`, vm.uuid, [remote], { compression, concurrency });
+      return measured(simPid, () => backupOneVm(job, vm, taskId, context));
     };
     for (const [name, passphrase] of [
       ['plain', undefined],

@@ -1,7 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import localRemote from '@haven/remote-local';
-import type { PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
+import { backupVmIncremental, type VmBackupResult } from '@haven/job-backup-incremental';
+import type { JobDefinition, PoolAccess, RemoteAccess, TaskExecutionContext } from '@haven/plugin-sdk';
 
 /**
  * The simulator's pool as a job resource (its default root credentials). `eventDebounceMs` as
@@ -37,4 +38,45 @@ export function localRemotes(
       ...(key === undefined ? {} : { repositoryPassphrase: key }),
     };
   };
+}
+
+/** A backup.incremental job of one VM of the simulator's pool ('sim'), tenant 'bench'. */
+export function benchJob(
+  id: string,
+  vmUuid: string,
+  remoteIds: string[],
+  settings: Record<string, unknown>,
+  name = 'bench',
+): JobDefinition {
+  return {
+    id,
+    tenantId: 'bench',
+    name,
+    type: 'backup.incremental',
+    selection: { poolId: 'sim', mode: 'explicit', vms: [vmUuid] },
+    remoteIds,
+    settings,
+  };
+}
+
+/** One VM task of `job`, run in this process as a transfer worker runs it. */
+export function backupOneVm(
+  job: JobDefinition,
+  vm: { uuid: string; name: string },
+  taskId: string,
+  context: TaskExecutionContext,
+): Promise<VmBackupResult> {
+  return backupVmIncremental(
+    {
+      taskId,
+      runId: taskId,
+      tenantId: job.tenantId,
+      type: 'backup.incremental.vm',
+      subject: vm.name,
+      input: { vm: vm.uuid },
+      attempt: 1,
+      job,
+    },
+    context,
+  );
 }

@@ -16,14 +16,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { JobDefinition, RemoteAccess, TaskExecutionContext } from '@haven/plugin-sdk';
+import type { RemoteAccess, TaskExecutionContext } from '@haven/plugin-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
 import { XapiPool } from '@haven/xapi';
-import { backupVmIncremental } from '@haven/job-backup-incremental';
 import { XapiSimTestServer } from '@haven/testing';
 import { arg, runBench } from '../bench.kit';
 import { startDistantS3 } from '../remotes/distant-s3';
-import { localRemotes, simPool } from './bench.resources';
+import { backupOneVm, benchJob, localRemotes, simPool } from './bench.resources';
 
 const GiB = 1024 ** 3;
 const diskSize = arg('gib', 1) * GiB;
@@ -66,36 +65,14 @@ async function main(): Promise<void> {
     const remote = (id: string): Promise<RemoteAccess> => (id.startsWith('s3') ? s3Remote(id) : local(id));
 
     const backup = (remoteId: string, taskId: string) => {
-      const job: JobDefinition = {
-        id: `bench-${remoteId}`,
-        tenantId: 'bench',
-        name: 'bench',
-        type: 'backup.incremental',
-        selection: { poolId: 'sim', mode: 'explicit', vms: [vm.uuid] },
-        remoteIds: [remoteId],
-        settings: { compression: 'none' },
-      };
+      const job = benchJob(`bench-${remoteId}`, vm.uuid, [remoteId], { compression: 'none' });
       const context: TaskExecutionContext = {
         signal: new AbortController().signal,
         reportProgress: () => undefined,
         log: () => undefined,
         resources: { pool: simPool(url), remote },
       };
-      return timed(() =>
-        backupVmIncremental(
-          {
-            taskId,
-            runId: taskId,
-            tenantId: 'bench',
-            type: 'backup.incremental.vm',
-            subject: vm.name,
-            input: { vm: vm.uuid },
-            attempt: 1,
-            job,
-          },
-          context,
-        ),
-      );
+      return timed(() => backupOneVm(job, vm, taskId, context));
     };
     const changeOnePercent = async (seed: string): Promise<number> => {
       const blocks = Math.max(1, Math.round((diskSize / BLOCK) * 0.01));
