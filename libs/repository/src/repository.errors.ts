@@ -36,7 +36,25 @@ export class RepositoryError extends Error {
   ) {
     super(message, options);
   }
+
+  /**
+   * Another attempt of the task cannot help (the worker records the failure at once): the remote's
+   * storage holds no repository or another one than the catalog's, or the key does not fit. The
+   * operator must act; the next scheduled run tries again.
+   */
+  get permanent(): boolean {
+    return PERMANENT_CODES.has(this.code);
+  }
 }
+
+const PERMANENT_CODES = new Set<RepositoryErrorCode>([
+  'REPOSITORY_MISSING',
+  'REPOSITORY_REPLACED',
+  'UNSUPPORTED_FORMAT',
+  'KEY_REQUIRED',
+  'KEY_NOT_EXPECTED',
+  'WRONG_KEY',
+]);
 
 export interface RepositoryErrorContext {
   remote?: string;

@@ -47,7 +47,7 @@ describe('a repository at its remote’s first use', () => {
     const store = localRemote(dir.path, 'nas');
     const recorded = '0f5b1c9e-3f1a-4c52-9d3e-5a7e2b8c4d10';
     const error = await refusal(openOrInitRepository(store, { expected: { repositoryId: recorded } }));
-    expect(error).toMatchObject({ code: 'REPOSITORY_MISSING', context: { remote: 'nas' } });
+    expect(error).toMatchObject({ code: 'REPOSITORY_MISSING', context: { remote: 'nas' }, permanent: true });
     expect(error.message).toContain('remote nas holds no repository');
     expect(error.message).toContain(`it held repository ${recorded}`);
     expect(error.message).toContain("make the remote's storage available again");
@@ -63,7 +63,8 @@ describe('a repository at its remote’s first use', () => {
     const error = await refusal(
       openOrInitRepository(store, { key: 'the remote’s passphrase', expected: { repositoryId: recorded } }),
     );
-    expect(error).toMatchObject({ code: 'REPOSITORY_REPLACED', context: { remote: 'nas' } });
+    // Permanent: the worker fails the task at once instead of retrying it.
+    expect(error).toMatchObject({ code: 'REPOSITORY_REPLACED', context: { remote: 'nas' }, permanent: true });
     expect(error.message).toContain(`remote nas holds repository ${other.id}, not repository ${recorded}`);
     expect(error.message).toContain('add its storage as a new remote');
     expect(await readdir(dir.path)).toEqual(before);
