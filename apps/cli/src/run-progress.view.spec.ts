@@ -170,12 +170,13 @@ describe('TerminalRunProgress', () => {
     display.transfer({ tasksCounted: 2, bytesDone: 48 * MiB, bytesTotal: 96 * MiB });
     display.progress(copying);
     display.progress({ ...copying, taskId: 't2' });
+    const wide = { subjectWidth: 6, barWidth: 30 };
     expect(display.lines()).toEqual([
-      expect.stringMatching(/^run +\[#{15}\.{15}\]  50%  48\.0 MiB of 96\.0 MiB$/),
-      formatTaskLine('web-01', copying),
-      ...formatDiskLines(copying),
-      formatTaskLine('web-01', copying),
-      ...formatDiskLines(copying),
+      'run     [###############...............]  50%  48.0 MiB of 96.0 MiB',
+      formatTaskLine('web-01', copying, wide),
+      ...formatDiskLines(copying, wide),
+      formatTaskLine('web-01', copying, wide),
+      ...formatDiskLines(copying, wide),
     ]);
     display.close();
     display.logLine('  warning: slow remote');
@@ -189,7 +190,20 @@ describe('TerminalRunProgress', () => {
     const display = new TerminalRunProgress(screen, () => 'web-01', 60_000);
     display.progress(copying);
     display.progress({ ...copying, taskId: 't2' });
-    expect(display.lines()).toEqual([formatTaskLine('web-01', copying), formatTaskLine('web-01', copying)]);
+    expect(display.lines()).toEqual([
+      formatTaskLine('web-01', copying, { subjectWidth: 6, barWidth: 30 }),
+      formatTaskLine('web-01', copying, { subjectWidth: 6, barWidth: 30 }),
+    ]);
+    display.close();
+  });
+
+  it('narrows its bars on an 80-column screen so the speed and ETA stay in view', () => {
+    const screen = { write: () => undefined, rows: () => 24, columns: () => 80 };
+    const display = new TerminalRunProgress(screen, () => 'web-01', 60_000);
+    display.progress(copying);
+    expect(display.lines()[0]).toBe(
+      'web-01  running   [#####.....]  50%  48.0 MiB of 96.0 MiB  12.5 MiB/s  ETA 1:15',
+    );
     display.close();
   });
 });

@@ -61,17 +61,28 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
 }
 
+/** How wide the columns are: the defaults suit plain lines; a terminal narrows them to fit. */
+export interface LineLayout {
+  subjectWidth: number;
+  barWidth: number;
+}
+
+const PLAIN_LAYOUT: LineLayout = { subjectWidth: 24, barWidth: 30 };
+
 /** Bar, bytes done of total, speed and ETA; each part only when known. */
-function transferText(figures: {
-  bytesDone?: number;
-  bytesTotal?: number;
-  bytesPerSecond?: number;
-  etaSeconds?: number;
-}): string {
+function transferText(
+  figures: {
+    bytesDone?: number;
+    bytesTotal?: number;
+    bytesPerSecond?: number;
+    etaSeconds?: number;
+  },
+  barWidth: number,
+): string {
   const { bytesDone, bytesTotal, bytesPerSecond, etaSeconds } = figures;
   const parts: string[] = [];
   if (bytesTotal !== undefined && bytesTotal > 0) {
-    parts.push(progressBar(bytesDone ?? 0, bytesTotal));
+    parts.push(progressBar(bytesDone ?? 0, bytesTotal, barWidth));
     parts.push(`${formatBytes(bytesDone ?? 0)} of ${formatBytes(bytesTotal)}`);
   } else if (bytesDone !== undefined) parts.push(formatBytes(bytesDone));
   if (bytesPerSecond !== undefined) parts.push(`${(bytesPerSecond / MiB).toFixed(1)} MiB/s`);
@@ -87,23 +98,35 @@ function figuresKnown(progress: TaskProgressView): string {
 }
 
 /** One task (a backup task: one VM): `subject  status  [bar] pct  done of total  MiB/s  ETA  step`. */
-export function formatTaskLine(subject: string, event: TaskProgressEvent): string {
+export function formatTaskLine(
+  subject: string,
+  event: TaskProgressEvent,
+  layout: LineLayout = PLAIN_LAYOUT,
+): string {
   const { step = '' } = event.progress;
-  return [subject.padEnd(24), event.status.padEnd(8), transferText(event.progress), step, event.message ?? '']
+  return [
+    subject.padEnd(layout.subjectWidth),
+    event.status.padEnd(8),
+    transferText(event.progress, layout.barWidth),
+    step,
+    event.message ?? '',
+  ]
     .filter((part) => part.trim() !== '')
     .join('  ')
     .trimEnd();
 }
 
 /** The task's disks, one line each, indented under it. */
-export function formatDiskLines(event: TaskProgressEvent): string[] {
+export function formatDiskLines(event: TaskProgressEvent, layout: LineLayout = PLAIN_LAYOUT): string[] {
   const disks = event.progress.disks ?? [];
   const width = Math.max(0, ...disks.map((disk) => disk.key.length));
-  return disks.map((disk) => `    disk ${disk.key.padEnd(width)}  ${transferText(disk)}`.trimEnd());
+  return disks.map((disk) =>
+    `    disk ${disk.key.padEnd(width)}  ${transferText(disk, layout.barWidth)}`.trimEnd(),
+  );
 }
 
-export function formatRunLine(transfer: RunTransferEvent): string {
-  return `${'run'.padEnd(24)} ${transferText(transfer)}`.trimEnd();
+export function formatRunLine(transfer: RunTransferEvent, layout: LineLayout = PLAIN_LAYOUT): string {
+  return `${'run'.padEnd(layout.subjectWidth)}  ${transferText(transfer, layout.barWidth)}`.trimEnd();
 }
 
 /**
@@ -211,15 +234,26 @@ export class TerminalRunProgress implements RunProgressDisplay {
     this.draw();
   }
 
-  /** The block's lines: disks included only when all of them fit on the screen. */
+  /**
+   * The block's lines: disks included only when all of them fit on the screen; names padded to the
+   * longest and bars narrowed on a narrow screen, so the speed and ETA stay in view.
+   */
   lines(): string[] {
-    const head = this.run !== undefined && this.run.tasksCounted > 1 ? [formatRunLine(this.run)] : [];
     const tasks = [...this.tasks.values()];
-    const taskLines = tasks.map((event) => formatTaskLine(this.subjectOf(event.taskId), event));
-    const withDisks = tasks.flatMap((event, index) => [taskLines[index] ?? '', ...formatDiskLines(event)]);
+    const columns = this.terminal.columns();
+    const layout: LineLayout = {
+      subjectWidth: Math.min(24, Math.max(3, ...tasks.map((event) => this.subjectOf(event.taskId).length))),
+      barWidth: columns >= 130 ? 30 : columns >= 100 ? 20 : 10,
+    };
+    const head = this.run !== undefined && this.run.tasksCounted > 1 ? [formatRunLine(this.run, layout)] : [];
+    const taskLines = tasks.map((event) => formatTaskLine(this.subjectOf(event.taskId), event, layout));
+    const withDisks = tasks.flatMap((event, index) => [
+      taskLines[index] ?? '',
+      ...formatDiskLines(event, layout),
+    ]);
     const room = Math.max(1, this.terminal.rows() - 2);
     const body = head.length + withDisks.length <= room ? withDisks : taskLines;
-    return [...head, ...body].map((line) => line.slice(0, Math.max(20, this.terminal.columns() - 1)));
+    return [...head, ...body].map((line) => line.slice(0, Math.max(20, columns - 1)));
   }
 
   private schedule(): void {
