@@ -356,7 +356,7 @@ export function gatewayScenario(
       /ended with status partial/,
     );
     expect(lines[0]).toMatch(/^Run \S+ started with 2 task\(s\)$/);
-    expect(lines.some((l) => /^vm-1\s+running\s+\[#+\.*\]\s+\d+% step \d\/4$/.test(l))).toBe(true);
+    expect(lines.some((l) => /^vm-1\s+running\s+\[#+\.*\]\s+\d+%.*\sstep \d\/4$/.test(l))).toBe(true);
     expect(
       lines.some((l) => l.includes('attempt 1 of 3 failed: echo refused VM vm-2 (failVm); retrying')),
     ).toBe(true);
