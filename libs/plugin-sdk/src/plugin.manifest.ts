@@ -64,6 +64,13 @@ export interface PlannedTask {
    * once, naming the run that holds it.
    */
   lockKey?: string;
+  /**
+   * The planner already knows this task cannot run (its pool did not answer, its VM is in no
+   * pool): the run records it failed with this message instead of queuing it. `transient` says
+   * whether planning again later may succeed (a silent pool), which the scheduler retries per the
+   * job's settings before it keeps the failure.
+   */
+  failure?: { message: string; transient: boolean };
 }
 
 /** A pool's XAPI credentials, unsealed in memory for the time of a task. */
@@ -116,13 +123,37 @@ export interface JobResources {
   remote(remoteId: string): Promise<RemoteAccess>;
 }
 
+/** A pool of the tenant as planners list them, to pick the pools a selection names by pattern. */
+export interface PoolSummary {
+  id: string;
+  name: string;
+}
+
+/** What planners may use: the tenant's pools and remotes, and the list of its pools. */
+export interface JobPlanResources extends JobResources {
+  /** Every pool of the job's tenant, by name. */
+  pools(): Promise<PoolSummary[]>;
+}
+
 export interface JobPlanContext {
   job: JobDefinition;
   runId: string;
   trigger: 'manual' | 'schedule';
   scheduleId?: string;
   signal: AbortSignal;
-  resources: JobResources;
+  resources: JobPlanResources;
+}
+
+/**
+ * Planning could not reach what it needs (every pool of the selection was silent): planning again
+ * later may succeed, so the scheduler retries it per the job's settings before failing the run.
+ */
+export class PlanUnavailableError extends Error {
+  readonly code = 'PLAN_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PlanUnavailableError';
+  }
 }
 
 /** The schedule a run was started for: its retention applies to the restore points it makes. */
@@ -273,6 +304,12 @@ export interface JobPlugin extends PluginManifestBase {
    * (`settings.…`) and is answered with the schema's problems as one 400.
    */
   checkSettings?(settings: Record<string, unknown>): FieldError[];
+  /**
+   * Extra planning attempts after a transient failure (`PlanUnavailableError`, or planned tasks
+   * whose failure is transient), from the job's settings; undefined = none. The scheduler waits
+   * between attempts with a growing backoff, within the run's planning time.
+   */
+  planRetries?(settings: Record<string, unknown>): number | undefined;
 }
 
 export type HavenPlugin = RemotePlugin | JobPlugin;

@@ -24,4 +24,6 @@ export const backupFullPlugin: JobPlugin = {
   executors: { [BACKUP_FULL_TASK]: backupVmFull },
   checkSettings: checkSnapshotNameTemplate,
   taskConcurrency: (settings) => backupFullSettings(settings).vmConcurrency,
+  // The same `retries` as a VM's transfer: a silent pool at planning is retried as at transfer.
+  planRetries: (settings) => backupFullSettings(settings).retries,
 };

@@ -24,7 +24,14 @@ export const BACKUP_FULL_SETTINGS_SCHEMA: JsonSchemaObject = {
       default: 'zstd',
       description: 'Compression of the XVA export, done by the host',
     },
-    retries: { type: 'integer', minimum: 0, maximum: 10, default: 0 },
+    retries: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 10,
+      default: 0,
+      description:
+        'Extra attempts after a transient failure: of a VM transfer, and of planning a run when a pool does not answer',
+    },
     snapshotNameTemplate: {
       type: 'string',
       minLength: 1,

@@ -1,5 +1,7 @@
 export type BackupJobErrorCode =
   | 'INVALID_SELECTION'
+  | 'NO_POOL'
+  | 'POOLS_FAILED'
   | 'VM_NOT_FOUND'
   | 'NO_DISKS'
   | 'DISK_MISMATCH'

@@ -28,4 +28,6 @@ export const backupIncrementalPlugin: JobPlugin = {
   executors: { [BACKUP_INCREMENTAL_TASK]: backupVmIncremental },
   checkSettings: checkSnapshotNameTemplate,
   taskConcurrency: (settings) => backupSettings(settings).vmConcurrency,
+  // The same `retries` as a VM's transfer: a silent pool at planning is retried as at transfer.
+  planRetries: (settings) => backupSettings(settings).retries,
 };

@@ -52,7 +52,14 @@ export const BACKUP_INCREMENTAL_SETTINGS_SCHEMA: JsonSchemaObject = {
       description: 'zstd 1..19, gzip 1..9; used when a repository is initialised',
     },
     concurrency: { type: 'integer', minimum: 1, maximum: 32, default: 4 },
-    retries: { type: 'integer', minimum: 0, maximum: 10, default: 0 },
+    retries: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 10,
+      default: 0,
+      description:
+        'Extra attempts after a transient failure: of a VM transfer, and of planning a run when a pool does not answer',
+    },
     snapshotNameTemplate: {
       type: 'string',
       minLength: 1,

@@ -1,6 +1,6 @@
 import type { PoolAccess, TaskExecution, TaskExecutionContext } from '@haven/plugin-sdk';
 import { withPoolConnection, XapiTransferError, XapiUnreachableError, type XapiPool } from '@haven/xapi';
-import { VmBackupTimeoutError } from './backup-incremental.errors';
+import { BackupJobError, VmBackupTimeoutError } from './backup-incremental.errors';
 import { parseSelection } from './vm.selection';
 
 /** The VM marker key (other_config `haven:backup`) every VM backup job type holds. */
@@ -19,7 +19,23 @@ export interface VmBackupSessionOptions {
 }
 
 /**
- * What every VM backup task does around its work: connect to the job's pool, hold the VM's backup
+ * The pool of the task's VM: planned tasks name it; a task queued before jobs could span pools
+ * has the job's single `poolId`.
+ */
+export function taskPoolId(task: Pick<TaskExecution, 'input' | 'job' | 'subject'>): string {
+  const planned = task.input['poolId'];
+  if (typeof planned === 'string' && planned !== '') return planned;
+  const { pools } = parseSelection(task.job.selection);
+  const ids = 'ids' in pools ? pools.ids : [];
+  if (ids.length === 1) return ids.join('');
+  throw new BackupJobError(
+    'INVALID_SELECTION',
+    `task of ${task.subject} names no pool (input.poolId); re-run the job so that it is planned again`,
+  );
+}
+
+/**
+ * What every VM backup task does around its work: connect to the VM's pool, hold the VM's backup
  * marker (renewed by the same owner while the work runs, so a long export never loses the VM; a
  * second run or Haven installation is refused by it), retry `attempt` after transient transfer
  * failures up to `retries` times, then release the marker and disconnect (or hand the connection
@@ -36,8 +52,7 @@ export async function withVmBackupSession<T>(
   const vmUuid = task.input['vm'];
   if (typeof vmUuid !== 'string' || vmUuid === '')
     throw options.missingVm(`task ${task.taskId} names no VM (input.vm); re-run the job`);
-  const { poolId } = parseSelection(task.job.selection);
-  const access = await context.resources.pool(poolId);
+  const access = await context.resources.pool(taskPoolId(task));
   const deadline = new AbortController();
   const seconds = options.timeoutSeconds;
   const timer =

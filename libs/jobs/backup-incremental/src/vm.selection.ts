@@ -1,4 +1,5 @@
 import { HAVEN_MANAGED_KEY, type VmInfo } from '@haven/xapi';
+import { globMatcher } from '@haven/plugin-sdk';
 import { BackupJobError } from './backup-incremental.errors';
 
 /** The tag an operator sets on a VM that must never be backed up, whatever the job says. */
@@ -11,17 +12,7 @@ export interface SmartSelection {
   namePattern?: string;
 }
 
-/** A glob over VM names: `*` any run of characters, `?` one character, everything else literal. */
-export function globMatcher(pattern: string): (name: string) => boolean {
-  let source = '';
-  for (const char of pattern) {
-    if (char === '*') source += '.*';
-    else if (char === '?') source += '.';
-    else source += char.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
-  }
-  const regex = new RegExp(`^${source}$`, 'u');
-  return (name) => regex.test(name);
-}
+export { globMatcher } from '@haven/plugin-sdk';
 
 /** VMs Haven must never back up: tagged no-backup, or created by Haven (replicas, health checks). */
 export function isExcludedAlways(vm: VmInfo): boolean {
@@ -56,21 +47,59 @@ function stringList(value: unknown, field: string): string[] | undefined {
   return value;
 }
 
-/** Reads a job's stored selection (validated by the gateway) into typed form. */
-export function parseSelection(selection: Record<string, unknown>): {
-  poolId: string;
+/**
+ * The pools a job selects from: a list of pool ids, or a glob over the tenant's pool names (`*` =
+ * every pool of the tenant, at each run).
+ */
+export type PoolSelection = { ids: string[] } | { namePattern: string };
+
+export interface ParsedSelection {
+  pools: PoolSelection;
   mode: 'explicit' | 'smart';
   vms: string[];
   smart: SmartSelection;
-} {
+}
+
+/**
+ * Reads the pools of a selection: `pools` (a list of ids, or a pattern over names), else the
+ * `poolId` of jobs made before a job could span pools; explicit mode without either looks for its
+ * VMs in every pool of the tenant (VM uuids are unique across pools).
+ */
+function parsePools(selection: Record<string, unknown>, mode: 'explicit' | 'smart'): PoolSelection {
+  const pools = selection['pools'];
   const poolId = selection['poolId'];
-  const mode = selection['mode'];
-  if (typeof poolId !== 'string' || poolId === '') {
+  if (pools !== undefined && poolId !== undefined)
     throw new BackupJobError(
       'INVALID_SELECTION',
-      'job selection has no "poolId"; edit the job and choose a pool',
+      'job selection has both "pools" and "poolId"; keep "pools" only',
     );
+  if (typeof pools === 'string') {
+    if (pools.trim() === '')
+      throw new BackupJobError('INVALID_SELECTION', 'job selection "pools" is an empty pattern');
+    return { namePattern: pools };
   }
+  if (pools !== undefined) {
+    const ids = stringList(pools, 'pools') ?? [];
+    if (ids.length === 0 || ids.some((id) => id === ''))
+      throw new BackupJobError(
+        'INVALID_SELECTION',
+        'job selection "pools" must list at least one pool id, or be a pattern over pool names ("*" for all)',
+      );
+    return { ids: [...new Set(ids)] };
+  }
+  if (typeof poolId === 'string' && poolId !== '') return { ids: [poolId] };
+  if (poolId !== undefined)
+    throw new BackupJobError('INVALID_SELECTION', 'job selection "poolId" must be a pool id');
+  if (mode === 'explicit') return { namePattern: '*' };
+  throw new BackupJobError(
+    'INVALID_SELECTION',
+    'smart job selection names no pool; edit the job and set "pools" (pool ids, or a pattern over pool names such as "*")',
+  );
+}
+
+/** Reads a job's stored selection (validated by the gateway) into typed form. */
+export function parseSelection(selection: Record<string, unknown>): ParsedSelection {
+  const mode = selection['mode'];
   if (mode !== 'explicit' && mode !== 'smart') {
     throw new BackupJobError('INVALID_SELECTION', 'job selection "mode" must be "explicit" or "smart"');
   }
@@ -79,7 +108,7 @@ export function parseSelection(selection: Record<string, unknown>): {
   const tags = stringList(selection['tags'], 'tags');
   const excludeTags = stringList(selection['excludeTags'], 'excludeTags');
   return {
-    poolId,
+    pools: parsePools(selection, mode),
     mode,
     vms: stringList(selection['vms'], 'vms') ?? [],
     smart: {

@@ -8,7 +8,7 @@ import {
   RestorePointEntity,
   type SecretBox,
 } from '@haven/db';
-import type { JobResources, PoolAccess, RemoteAccess } from '@haven/plugin-sdk';
+import type { JobPlanResources, PoolAccess, PoolSummary, RemoteAccess } from '@haven/plugin-sdk';
 import { HAVEN_CONFIG, HAVEN_SECRETS } from './core.tokens';
 import { RemoteOpener } from './remote.opener';
 
@@ -32,8 +32,13 @@ export class JobResourceProvider {
     @Optional() @Inject(HAVEN_CONFIG) private readonly config?: Pick<HavenConfig, 'xapiEventDebounceMs'>,
   ) {}
 
-  forTenant(tenantId: string): JobResources {
+  forTenant(tenantId: string): JobPlanResources {
     return {
+      pools: async (): Promise<PoolSummary[]> =>
+        this.dataSource
+          .getRepository(PoolEntity)
+          .find({ select: { id: true, name: true }, where: { tenantId }, order: { name: 'ASC', id: 'ASC' } })
+          .then((pools) => pools.map((pool) => ({ id: pool.id, name: pool.name }))),
       pool: async (poolId: string): Promise<PoolAccess> => {
         const pool = await this.dataSource.getRepository(PoolEntity).findOneBy({ id: poolId, tenantId });
         if (!pool) throw new JobResourceMissingError('pool', poolId);

@@ -11,6 +11,7 @@ import { startHavenProcess } from '@haven/service-core';
 import { GatewayModule, mountOpenApi } from '@haven/service-gateway';
 import { TransferModule } from '@haven/service-transfer';
 import { createTestDatabase, describeIntegration, scratchDir, uniqueName } from '@haven/testing';
+import { RunLauncher } from './run.launcher';
 import { SchedulerModule } from './scheduler.module';
 import { gates } from './testing/gated-job.plugin';
 
@@ -352,5 +353,101 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
       "vm-s has a disk bigger than its SR's free space",
       expect.stringMatching(/^task finished in/),
     ]);
+  });
+
+  describe('planning failures', () => {
+    type RunRow = {
+      id: string;
+      trigger: string;
+      status: string;
+      error: string | null;
+      progress: Record<string, unknown>;
+    };
+    const runsOf = async (jobId: string): Promise<RunRow[]> =>
+      (await auth(api().get(`/api/v1/runs?jobId=${jobId}&limit=20`)).expect(200)).body.items as RunRow[];
+    const logsOf = async (
+      runId: string,
+    ): Promise<{ level: string; message: string; taskId: string | null }[]> =>
+      (await auth(api().get(`/api/v1/runs/${runId}/logs?limit=100`)).expect(200)).body.items;
+
+    it("plans again, per the job's retries, when the pool does not answer, and logs each failed attempt", async () => {
+      gates.open('vm-p1');
+      const jobId = await createJob(['vm-p1'], { silentPlans: 2, retries: 2 });
+      const runId = await startRun(jobId);
+      expect(gates.plans.get(jobId)).toBe(3);
+      await until('the run ends', async () => (await run(runId)).status === 'success');
+      await until('the attempts logged', async () => (await logsOf(runId)).length >= 3);
+      expect((await logsOf(runId)).slice(0, 3).map((line) => [line.level, line.message])).toEqual([
+        ['warn', 'planning attempt 1 failed, retrying: pool "gated-pool" did not answer (plan 1)'],
+        ['warn', 'planning attempt 2 failed, retrying: pool "gated-pool" did not answer (plan 2)'],
+        ['info', expect.stringMatching(/^run of job "job_\S+" started \(manual\)/)],
+      ]);
+    });
+
+    it('fails a manual start after its retries, answering 502 naming the pool, and lists the failed run with every attempt', async () => {
+      const jobId = await createJob(['vm-p2'], { silentPlans: 5, retries: 1 });
+      const refused = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+        .send({})
+        .expect(502);
+      expect(gates.plans.get(jobId)).toBe(2);
+      expect(refused.body.detail).toContain('pool "gated-pool" did not answer (plan 2)');
+      const runs = await runsOf(jobId);
+      expect(runs).toHaveLength(1);
+      expect(runs[0]).toMatchObject({ trigger: 'manual', status: 'failure' });
+      expect(runs[0]?.error).toContain('pool "gated-pool" did not answer (plan 2) (after 2 attempts)');
+      expect(refused.body.detail).toContain(`run ${runs[0]?.id ?? ''} records it`);
+      await until('the attempts logged', async () => (await logsOf(runs[0]?.id ?? '')).length === 2);
+      expect((await logsOf(runs[0]?.id ?? '')).map((line) => [line.level, line.message])).toEqual([
+        ['warn', 'planning attempt 1 failed, retrying: pool "gated-pool" did not answer (plan 1)'],
+        ['error', expect.stringContaining('did not answer (plan 2) (after 2 attempts)')],
+      ]);
+      expect(
+        await db.query(
+          'SELECT count(*)::int AS n FROM tasks t JOIN runs r ON r.id = t.run_id WHERE r.job_id = $1',
+          [jobId],
+        ),
+      ).toEqual([{ n: 0 }]);
+    });
+
+    it('records a task the planner failed, runs the others, and ends a run whose every task failed at planning', async () => {
+      gates.open('vm-p3');
+      const mixed = await startRun(await createJob(['vm-p3', 'vm-p4'], { failedAtPlan: ['vm-p4'] }));
+      await until('the run ends', async () => (await run(mixed)).status !== 'running');
+      const state = await run(mixed);
+      expect(state.status).toBe('partial');
+      expect(state.tasks.map((task) => [task.subject, task.status]).sort()).toEqual([
+        ['vm-p3', 'success'],
+        ['vm-p4', 'failure'],
+      ]);
+      expect(gates.started).toEqual(['vm-p3']);
+      const none = await startRun(await createJob(['vm-p5'], { failedAtPlan: ['vm-p5'] }));
+      await until('the run ends', async () => (await run(none)).status !== 'running');
+      const ended = (await auth(api().get(`/api/v1/runs/${none}`)).expect(200)).body as RunRow;
+      expect(ended).toMatchObject({ status: 'failure', error: 'pool "gated-pool" of vm-p5 did not answer' });
+    });
+
+    it('lists a scheduled run whose selection matches no VM, as a success warning that it selects none', async () => {
+      const jobId = await createJob([], {});
+      await expect(app.get(RunLauncher).start({ tenantId, jobId, trigger: 'schedule' })).rejects.toThrow(
+        'selects no VM right now',
+      );
+      const runs = await runsOf(jobId);
+      expect(runs).toHaveLength(1);
+      expect(runs[0]).toMatchObject({ trigger: 'schedule', status: 'success', error: null });
+      expect(runs[0]?.progress).toMatchObject({
+        tasks: 0,
+        warning: expect.stringContaining('selects no VM'),
+      });
+      await until('the warning logged', async () => (await logsOf(runs[0]?.id ?? '')).length === 1);
+      expect((await logsOf(runs[0]?.id ?? ''))[0]).toMatchObject({
+        level: 'warn',
+        message: expect.stringContaining('selects no VM right now; nothing was backed up'),
+      });
+      // By hand, the caller is told instead; no run is listed.
+      await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+        .send({})
+        .expect(409);
+      expect(await runsOf(jobId)).toHaveLength(1);
+    });
   });
 });

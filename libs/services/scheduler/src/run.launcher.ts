@@ -12,7 +12,7 @@ import {
 } from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
-import type { PluginRegistry } from '@haven/plugin-sdk';
+import type { PlannedTask, PluginRegistry } from '@haven/plugin-sdk';
 import {
   HAVEN_BUS,
   HAVEN_LOGGER,
@@ -23,6 +23,10 @@ import {
 import { dispatchWaitingTasksNow } from '@haven/service-catalog';
 import { XapiPoolCache } from '@haven/xapi';
 import { pendingTaskRow } from './pending-task.row';
+import { type PlanAttemptFailure, PlanAttemptsError, planWithRetries } from './plan.attempts';
+
+/** How long planning a run may take, retries included (a manual start's caller waits for it). */
+const PLANNING_TIME_MS = 60_000;
 
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
@@ -78,33 +82,55 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       );
     const runId = randomUUID();
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 60_000);
-    let planned;
+    const deadline = Date.now() + PLANNING_TIME_MS;
+    const timer = setTimeout(() => controller.abort(), PLANNING_TIME_MS);
+    const plugin = this.plugins.job(job.type);
+    let planned: PlannedTask[];
+    let attemptLines: RunLogLine[];
     try {
-      const plugin = this.plugins.job(job.type);
-      planned = await this.pools.scope(() =>
-        plugin.plan({
-          job,
-          runId,
-          trigger: request.trigger,
-          scheduleId: request.scheduleId,
-          signal: controller.signal,
-          resources: this.resources.forTenant(job.tenantId),
-        }),
+      const outcome = await planWithRetries(
+        () =>
+          this.pools.scope(() =>
+            plugin.plan({
+              job,
+              runId,
+              trigger: request.trigger,
+              scheduleId: request.scheduleId,
+              signal: controller.signal,
+              resources: this.resources.forTenant(job.tenantId),
+            }),
+          ),
+        { retries: this.planRetries(job.type, job.settings), deadline, signal: controller.signal },
       );
+      planned = outcome.tasks;
+      attemptLines = outcome.failures.map(attemptLine);
     } catch (error) {
-      const failure = new RunStartError(
-        'PLAN_FAILED',
-        `Planning job "${job.name}" failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      // A manual start answers its caller; a scheduled one has nobody to tell but the run list.
-      if (request.trigger === 'schedule') await this.recordUnplannedRun(job, runId, request, failure.message);
-      throw failure;
+      const attempts = error instanceof PlanAttemptsError ? error.attempts : [];
+      const reason = `Planning job "${job.name}" failed: ${error instanceof Error ? error.message : String(error)}`;
+      // Both triggers keep the failed run with every attempt's reason; a manual start is told too.
+      await this.recordRunWithoutTasks(job, runId, request, {
+        status: 'failure',
+        reason,
+        lines: [...attempts.filter((failure) => failure.retried).map(attemptLine), errorLine(reason)],
+      });
+      throw new RunStartError('PLAN_FAILED', `${reason}; run ${runId} records it`);
     } finally {
       clearTimeout(timer);
     }
-    if (planned.length === 0)
-      throw new RunStartError('NOTHING_SELECTED', `Job "${job.name}" selects no VM right now`);
+    if (planned.length === 0) {
+      const reason = `Job "${job.name}" selects no VM right now`;
+      // Nobody waits for a scheduled run: the run list shows it ran and found nothing to back up.
+      if (request.trigger === 'schedule')
+        await this.recordRunWithoutTasks(job, runId, request, {
+          status: 'success',
+          reason,
+          lines: [
+            ...attemptLines,
+            { at: new Date().toISOString(), level: 'warn', message: `${reason}; nothing was backed up` },
+          ],
+        });
+      throw new RunStartError('NOTHING_SELECTED', reason);
+    }
 
     const taskConcurrency = this.taskConcurrency(job.type, job.settings);
     const now = new Date();
@@ -115,10 +141,21 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         type: task.type,
         subject: task.subject,
         input: task.input,
-        ...(task.lockKey !== undefined ? { lockKey: task.lockKey } : {}),
+        ...(task.lockKey !== undefined && task.failure === undefined ? { lockKey: task.lockKey } : {}),
       }),
     );
+    // Tasks the planner knew could not run (a pool that did not answer, a VM in no pool) are
+    // recorded failed at once, with its reason, and never queued.
     const refused: RunLogLine[] = [];
+    planned.forEach((plannedTask, index) => {
+      const task = tasks[index];
+      if (plannedTask.failure === undefined) return;
+      task.status = 'failure';
+      task.error = plannedTask.failure.message;
+      task.queuedAt = now;
+      task.finishedAt = now;
+      refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
+    });
     await this.dataSource.transaction(async (tx) => {
       // A task whose lock another running run's open task holds fails here, before it is queued.
       const holders = await lockHolders(
@@ -126,6 +163,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         tasks.flatMap((task) => (task.lockKey === null ? [] : [task.lockKey])),
       );
       for (const task of tasks) {
+        if (task.status === 'failure') continue;
         const holder = task.lockKey === null ? undefined : holders.get(task.lockKey);
         if (holder === undefined) continue;
         task.status = 'failure';
@@ -171,7 +209,11 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       }`,
       ...(request.note === undefined ? {} : { fields: { note: request.note } }),
     };
-    await this.bus.publish(RUN_LOGS, { tenantId: job.tenantId, runId, lines: [startLine, ...refused] });
+    await this.bus.publish(RUN_LOGS, {
+      tenantId: job.tenantId,
+      runId,
+      lines: [...attemptLines, startLine, ...refused],
+    });
     this.logger.log(
       {
         msg: 'run started',
@@ -187,48 +229,45 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /**
-   * A scheduled run whose planning failed (its pool unreachable at that time, say) is kept as a
-   * failed run with the reason, as any other failure is, so that a missed backup shows in the run
-   * list and its events instead of in a log line only.
+   * A run that has no task to queue is still kept, so the run list and its events show every run:
+   * one whose planning failed (its pool unreachable, say) as failed with the reason, one scheduled
+   * while its selection matched no VM as a success with a warning.
    */
-  private async recordUnplannedRun(
+  private async recordRunWithoutTasks(
     job: { id: string; tenantId: string; name: string },
     runId: string,
     request: StartRunRequest,
-    reason: string,
+    outcome: { status: 'failure' | 'success'; reason: string; lines: readonly RunLogLine[] },
   ): Promise<void> {
     const now = new Date();
     const progress = {
       tasks: 0,
       succeeded: 0,
       failed: 0,
+      ...(outcome.status === 'success' ? { warning: outcome.reason } : {}),
       ...(request.note === undefined ? {} : { note: request.note }),
     };
     await this.dataSource.getRepository(RunEntity).insert({
       ...backupRunOf(job, runId, request),
-      status: 'failure',
+      status: outcome.status,
       progress,
-      error: reason,
+      error: outcome.status === 'failure' ? outcome.reason : null,
       taskConcurrency: null,
       startedAt: now,
       finishedAt: now,
     });
-    await this.bus.publish(RUN_LOGS, {
-      tenantId: job.tenantId,
-      runId,
-      lines: [{ at: now.toISOString(), level: 'error', message: reason }],
-    });
+    await this.bus.publish(RUN_LOGS, { tenantId: job.tenantId, runId, lines: [...outcome.lines] });
     await this.bus.publish(RUN_PROGRESS, {
       tenantId: job.tenantId,
       runId,
-      status: 'failure',
+      status: outcome.status,
       progress,
-      message: reason,
+      message: outcome.reason,
       at: now.toISOString(),
     });
   }
 
-  /** A run none of whose tasks could start (every VM is being backed up by another run) ends here. */
+  /** A run none of whose tasks could start (each VM being backed up by another run, or failed at planning) ends here. */
   private async endRefusedRun(
     tenantId: string,
     runId: string,
@@ -237,7 +276,10 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     const error =
       refused.length === 1
         ? (refused[0]?.message ?? 'its task was refused')
-        : `${refused.length} of ${refused.length} tasks failed: every VM is being backed up by another run`;
+        : `${refused.length} of ${refused.length} tasks failed before they started: ${refused
+            .slice(0, 3)
+            .map((line) => line.message)
+            .join('; ')}${refused.length > 3 ? '; …' : ''}`;
     const rows: { progress: Record<string, unknown> }[] = await this.dataSource.query(
       `WITH ended AS (UPDATE runs SET status = 'failure', finished_at = now(), error = $3,
          progress = progress || jsonb_build_object('succeeded', 0, 'failed', $4::integer)
@@ -257,6 +299,12 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     });
   }
 
+  /** The job type's extra planning attempts after a transient failure; a bad answer means none. */
+  private planRetries(type: string, settings: Record<string, unknown>): number {
+    const retries = this.plugins.job(type).planRetries?.(settings);
+    return retries !== undefined && Number.isInteger(retries) && retries >= 0 ? retries : 0;
+  }
+
   /** The job type's cap on this run's tasks in flight; a bad answer from a plugin means no cap. */
   private taskConcurrency(type: string, settings: Record<string, unknown>): number | undefined {
     const cap = this.plugins.job(type).taskConcurrency?.(settings);
@@ -270,6 +318,19 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     );
     return rows.at(0)?.enabled === true;
   }
+}
+
+/** A failed planning attempt as a run log line. */
+function attemptLine(failure: PlanAttemptFailure): RunLogLine {
+  return {
+    at: new Date().toISOString(),
+    level: failure.retried ? 'warn' : 'error',
+    message: `planning attempt ${failure.attempt} failed${failure.retried ? ', retrying' : ''}: ${failure.message}`,
+  };
+}
+
+function errorLine(message: string): RunLogLine {
+  return { at: new Date().toISOString(), level: 'error', message };
 }
 
 /** What a backup run's catalog row says of where it comes from: its job and what started it. */

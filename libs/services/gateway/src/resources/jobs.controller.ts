@@ -19,19 +19,31 @@ import { START_RUN } from '@haven/contracts';
 import { conflict, HAVEN_BUS, HAVEN_PLUGINS, notFound, ProblemException } from '@haven/service-core';
 import {
   type FieldError,
+  globMatcher,
   type JsonSchemaObject,
   type PluginRegistry,
   validateAgainstSchema,
 } from '@haven/plugin-sdk';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
-import { failIfAny, parseBody } from '../http/request-body';
+import { failIfAny, isUuid, parseBody } from '../http/request-body';
 import { AuditTrail } from './audit.trail';
 import { validId } from './tenants.controller';
 
 const SELECTION = {
   type: 'object',
   properties: {
-    poolId: { type: 'string', format: 'uuid' },
+    pools: {
+      type: ['array', 'string'],
+      description:
+        'The pools to select from: a list of pool ids, or a glob over pool names ("*" every pool of the ' +
+        'tenant, "prod-?"), resolved at each run. Required in smart mode; in explicit mode it defaults ' +
+        'to every pool, where each listed VM is looked up',
+    },
+    poolId: {
+      type: 'string',
+      format: 'uuid',
+      description: 'One pool: the form of jobs made before `pools` (same as `pools: [poolId]`)',
+    },
     mode: {
       enum: ['explicit', 'smart'],
       description: 'explicit: the listed VMs; smart: VMs matching patterns at each run',
@@ -55,9 +67,11 @@ const SELECTION = {
     powerState: { enum: ['running', 'halted', 'any'] },
     namePattern: { type: 'string', minLength: 1, description: 'Smart mode: glob over VM names' },
   },
-  required: ['poolId', 'mode'],
+  required: ['mode'],
   additionalProperties: false,
 };
+/** A pool-name pattern longer than this is a mistake, not a pattern. */
+const POOL_PATTERN_MAX = 200;
 const JOB_FIELDS = {
   name: { type: 'string', minLength: 1, maxLength: 100 },
   type: { type: 'string', description: 'A job plugin type: backup.full, backup.incremental, …' },
@@ -91,7 +105,8 @@ const UPDATE_JOB: JsonSchemaObject = {
 };
 
 export interface JobSelection {
-  poolId: string;
+  pools?: string[] | string;
+  poolId?: string;
   mode: 'explicit' | 'smart';
   vms?: string[];
   tags?: string[];
@@ -264,7 +279,7 @@ export class JobsController {
     await this.audit.record(principal.tenantId, 'job.delete', 'job', job.id, {}, principal.keyId);
   }
 
-  /** Every problem at once: unknown type, bad settings, no VM, unknown pool or remotes. */
+  /** Every problem at once: unknown type, bad settings, no VM, unknown pools or remotes, a bad pool pattern. */
   private async check(
     principal: Principal,
     type: string,
@@ -294,15 +309,7 @@ export class JobsController {
         field: 'selection.vms',
         message: 'is for explicit mode; smart mode selects by tags, name pattern and power state',
       });
-    if (
-      !(await this.dataSource
-        .getRepository(PoolEntity)
-        .existsBy({ id: selection.poolId, tenantId: principal.tenantId }))
-    )
-      errors.push({
-        field: 'selection.poolId',
-        message: `is not a pool of this tenant (${selection.poolId})`,
-      });
+    errors.push(...(await this.checkPools(principal, selection)));
     const remotes = await this.dataSource
       .getRepository(RemoteEntity)
       .findBy({ id: In(remoteIds), tenantId: principal.tenantId });
@@ -310,6 +317,62 @@ export class JobsController {
     if (missing.length > 0)
       errors.push({ field: 'remoteIds', message: `names unknown remotes: ${missing.join(', ')}` });
     failIfAny(errors);
+  }
+
+  /** The pools a selection names: known ids of this tenant, or a pattern that matches some pool. */
+  private async checkPools(principal: Principal, selection: JobSelection): Promise<FieldError[]> {
+    const { pools, poolId } = selection;
+    if (pools !== undefined && poolId !== undefined)
+      return [
+        { field: 'selection.pools', message: 'cannot be given with selection.poolId; keep pools only' },
+      ];
+    if (pools === undefined && poolId === undefined)
+      return selection.mode === 'smart'
+        ? [
+            {
+              field: 'selection.pools',
+              message:
+                'is required in smart mode: a list of pool ids, or a pattern over pool names ("*" for every pool)',
+            },
+          ]
+        : [];
+    const tenantPools = await this.dataSource
+      .getRepository(PoolEntity)
+      .find({ select: { id: true, name: true }, where: { tenantId: principal.tenantId } });
+    if (typeof pools === 'string') {
+      const problem =
+        pools.trim() === ''
+          ? 'is an empty pattern; give pool ids, or a pattern such as "*"'
+          : pools.length > POOL_PATTERN_MAX
+            ? `is a pattern longer than ${POOL_PATTERN_MAX} characters`
+            : /\p{Cc}/u.test(pools)
+              ? 'is a pattern with control characters'
+              : tenantPools.some((pool) => globMatcher(pools)(pool.name))
+                ? undefined
+                : `"${pools}" matches no pool of this tenant (${
+                    tenantPools.length === 0
+                      ? 'it has none: add a pool first'
+                      : `its pools: ${tenantPools
+                          .map((pool) => pool.name)
+                          .sort()
+                          .join(', ')}`
+                  })`;
+      return problem === undefined ? [] : [{ field: 'selection.pools', message: problem }];
+    }
+    const field = pools === undefined ? 'selection.poolId' : 'selection.pools';
+    const ids = pools ?? [poolId ?? ''];
+    if (ids.length === 0) return [{ field, message: 'must list at least one pool id' }];
+    const notIds = ids.filter((id) => typeof id !== 'string' || !isUuid(id));
+    if (notIds.length > 0)
+      return [{ field, message: `must hold pool ids (UUIDs); not one: ${notIds.map(String).join(', ')}` }];
+    if (new Set(ids).size !== ids.length) return [{ field, message: 'lists a pool twice' }];
+    const unknown = ids.filter((id) => !tenantPools.some((pool) => pool.id === id));
+    if (unknown.length === 0) return [];
+    return [
+      pools === undefined
+        ? { field, message: `is not a pool of this tenant (${unknown.join(', ')})` }
+        : { field, message: `names pools that are not pools of this tenant: ${unknown.join(', ')}` },
+    ];
   }
 
   private async find(principal: Principal, id: string): Promise<JobEntity> {

@@ -1,4 +1,4 @@
-import type { JobPlugin } from '@haven/plugin-sdk';
+import { type JobPlugin, PlanUnavailableError } from '@haven/plugin-sdk';
 
 /**
  * A job type for execution tests: one task per listed VM, each of which runs until the test opens
@@ -11,7 +11,10 @@ export const gates = {
   maxRunning: 0,
   opened: new Set<string>(),
   waiting: new Map<string, () => void>(),
+  /** Plans made per job id, failed ones included. */
+  plans: new Map<string, number>(),
   reset(): void {
+    this.plans.clear();
     this.running.clear();
     this.started.length = 0;
     this.maxRunning = 0;
@@ -37,13 +40,30 @@ export const plugin: JobPlugin = {
       parallel: { type: 'integer', minimum: 1 },
       chatter: { type: 'integer', minimum: 0, description: 'extra info lines each task logs' },
       lock: { type: 'boolean', description: 'tasks hold the catalog lock `vm:<name>`' },
+      silentPlans: {
+        type: 'integer',
+        minimum: 0,
+        description: 'the first plans of the job fail as when its pool does not answer',
+      },
+      retries: { type: 'integer', minimum: 0, description: 'extra planning attempts' },
+      failedAtPlan: {
+        type: 'array',
+        items: { type: 'string' },
+        description: 'VMs the planner says cannot run (a pool that did not answer)',
+      },
     },
     additionalProperties: false,
   },
   taskConcurrency: (settings) =>
     typeof settings['parallel'] === 'number' ? settings['parallel'] : undefined,
+  planRetries: (settings) => (typeof settings['retries'] === 'number' ? settings['retries'] : undefined),
   plan({ job }) {
+    const plans = (gates.plans.get(job.id) ?? 0) + 1;
+    gates.plans.set(job.id, plans);
+    if (plans <= Number(job.settings['silentPlans'] ?? 0))
+      return Promise.reject(new PlanUnavailableError(`pool "gated-pool" did not answer (plan ${plans})`));
     const vms = Array.isArray(job.selection['vms']) ? (job.selection['vms'] as string[]) : [];
+    const failed = (job.settings['failedAtPlan'] as string[] | undefined) ?? [];
     const lock = job.settings['lock'] === true;
     return Promise.resolve(
       vms.map((vm) => ({
@@ -51,6 +71,9 @@ export const plugin: JobPlugin = {
         subject: vm,
         input: { vm },
         ...(lock ? { lockKey: `vm:${vm}` } : {}),
+        ...(failed.includes(vm)
+          ? { failure: { message: `pool "gated-pool" of ${vm} did not answer`, transient: false } }
+          : {}),
       })),
     );
   },
