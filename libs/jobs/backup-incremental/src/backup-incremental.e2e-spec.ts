@@ -352,7 +352,7 @@ describe('backup.incremental through the gateway', () => {
     }
   }, 120_000);
 
-  it('fails a run whose pool does not answer, naming the pool, and records a scheduled one as failed', async () => {
+  it('fails a run whose pool does not answer, naming the pool, and records it as failed, manual or scheduled', async () => {
     const points = await committedRestorePoints();
     const schedule = await auth(api().post('/api/v1/schedules'))
       .send({
@@ -363,18 +363,25 @@ describe('backup.incremental through the gateway', () => {
         retention: { keep: 50 },
       })
       .expect(201);
-    type RunRow = { trigger: string; status: string; error: string | null };
-    const scheduledRuns = async (): Promise<RunRow[]> => {
+    type RunRow = { id: string; trigger: string; status: string; error: string | null };
+    const runsOf = async (trigger: string): Promise<RunRow[]> => {
       const runs = await auth(api().get(`/api/v1/runs?jobId=${ids['job']}&limit=5`)).expect(200);
-      return (runs.body.items as RunRow[]).filter((run) => run.trigger === 'schedule');
+      return (runs.body.items as RunRow[]).filter((run) => run.trigger === trigger);
     };
+    const scheduledRuns = () => runsOf('schedule');
     sim.setFaults({ unreachable: true });
     let scheduled: RunRow[] = [];
     try {
-      // By hand: the caller is told at once, and no run is left behind.
+      // By hand: the caller is told at once (502: the pool, upstream of Haven, did not answer),
+      // and the failed run is listed, as a scheduled one is.
       const manual = await auth(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(502);
+      expect(manual.body.detail).toContain('pool "sim" did not answer');
       expect(manual.body.detail).toContain(sim.url);
       expect(manual.body.detail).toMatch(/no answer|unreachable/);
+      const latest = (await runsOf('manual')).at(0);
+      expect(latest).toMatchObject({ status: 'failure' });
+      expect(latest?.error).toContain('pool "sim" did not answer');
+      expect(manual.body.detail).toContain(`run ${latest?.id ?? '?'} records it`);
       // On schedule: due now, fired by a tick of the scheduler (this one, or the app's own if it
       // claims the schedule first); the run list shows it failed, and why.
       await app

@@ -11,7 +11,7 @@ import {
   Patch,
   Post,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { DataSource, In } from 'typeorm';
 import { JobEntity, PoolEntity, RemoteEntity, ScheduleEntity } from '@haven/db';
 import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
@@ -235,6 +235,15 @@ export class JobsController {
   /** Starts a run now; follow it with GET /runs/:id or the SSE stream /runs/:id/events. */
   @Post(':id/run')
   @HttpCode(202)
+  @ApiOperation({
+    summary: 'Start a run of the job now',
+    description:
+      "202 with the run id once its tasks are queued. 502 when planning failed, after the job's `retries`, " +
+      'because a pool did not answer: the detail names the pool and the run that records the failure. ' +
+      '409 when the selection matches no VM right now (no run is listed) or no installed plugin runs its type; ' +
+      '503 / 504 when no scheduler answers. A pool of several that does not answer does not stop the ' +
+      'run: it becomes a failed task naming it (docs/jobs.md).',
+  })
   @ApiBody({ schema: RUN_JOB, required: false })
   async run(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Body() body: unknown) {
     const job = await this.find(principal, id);
