@@ -8,6 +8,7 @@ import { exportVm } from './http/export-vm.handler';
 import { importVm } from './http/import-vm.handler';
 import { SlaveHostServer } from './http/slave-host.server';
 import { createXapiHttpServer } from './http/xapi-http.server';
+import type { VdiExportRecord } from './model/export.log';
 import { SimulatedPool, type PoolFaults } from './model/simulated-pool';
 import { VdiNbdServer, type VdiNbdStatus } from './nbd/vdi-nbd.server';
 import type { ClockState } from './model/simulator.clock';
@@ -85,6 +86,11 @@ export interface XapiSimulator {
   ): Promise<{ vdi: string; bytes: number }>;
   diskHash(target: string, options?: { blocks?: boolean }, position?: number): Promise<DiskHash>;
   setFaults(faults: Partial<PoolFaults>): PoolFaults;
+  /**
+   * Disk exports served after sequence number `since` (default: every one kept), oldest first;
+   * `exports().at(-1)?.sequence` marks where a test starts counting. Also `GET /_sim/exports`.
+   */
+  exports(since?: number): VdiExportRecord[];
   setSrSize(sr: string, bytes: number): void;
   /** Sets the pool's time (snapshot times) to run on from `at`; null: back to the real time. */
   setClock(at: Date | null): ClockState;
@@ -224,6 +230,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     overwriteDisk: (target, image, position) => workload.overwrite(target, image, position),
     diskHash: (target, hashOptions, position) => workload.hash(target, hashOptions, position),
     setFaults: (faults) => workload.setFaults(faults),
+    exports: (since) => pool.exports.since(since),
     setSrSize: (sr, bytes) => workload.setSrSize(sr, bytes),
     setClock: (at) => pool.clock.set(at),
     setNbdEnabled: (enabled) => {

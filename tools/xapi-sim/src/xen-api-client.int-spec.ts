@@ -4,8 +4,9 @@ import { createReadStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { VhdChain, VhdImage, createRawStream, openFileSource } from '@haven/vhd';
+import { VhdChain, VhdImage, createRawStream, openFileSource, sectorBitmapOf } from '@haven/vhd';
 import { describeIntegration } from '@haven/testing';
+import { ABSENT_SECTOR_FILL } from './http/export-raw-vdi.handler';
 import { XenApiClientDriver, type XapiObject } from './testing/xen-api-client.driver';
 import type { XapiSimulator } from './xapi-simulator';
 import { startSimulatorClientLab, type SimulatorClientLab } from './testing/simulator-client.lab';
@@ -331,6 +332,75 @@ describeIntegration('xapi-sim driven by the real xen-api client', [], () => {
 
       const raw = await client.getResource('/export_raw_vdi/', { vdi: topVdi, format: 'raw' });
       expect(raw.sha256).toBe((await sim.diskHash(topVdi)).sha256);
+    });
+
+    it('a delta marks only the sectors written since the base in a partly written block, the others filler', async () => {
+      const vm = byName(await client.objects('VM'), 'sim-vm-2');
+      const disk = sim.listVms().find((summary) => summary.ref === vm.$ref)?.disks[0];
+      if (disk === undefined) throw new Error('sim-vm-2 has no disk');
+      const zeroHash = createHash('sha256')
+        .update(Buffer.alloc(2 * MiB))
+        .digest('hex');
+      const blockHashes = (await sim.diskHash(disk.vdi, { blocks: true })).blocks ?? [];
+      const dataBlock = blockHashes.findIndex((hash) => hash !== zeroHash);
+      const emptyBlock = blockHashes.findIndex((hash) => hash === zeroHash);
+      expect([dataBlock, emptyBlock].every((block) => block >= 0)).toBe(true);
+      const base = await client.callAsync<string>('VM.snapshot', vm.$ref, 'partial-base');
+      const baseDisk = sim.listVms().find((summary) => summary.ref === base)?.disks[0];
+      if (baseDisk === undefined) throw new Error('the base snapshot has no disk');
+      // Bytes 1000-1699 of a block with data (sectors 1-3), 10 bytes in sector 9 of an empty one.
+      await sim.writeRandom(disk.vdi, { bytes: 700, offset: dataBlock * 2 * MiB + 1000, seed: 'p1' });
+      await sim.writeRandom(disk.vdi, { bytes: 10, offset: emptyBlock * 2 * MiB + 512 * 9, seed: 'p2' });
+      const top = await client.callAsync<string>('VM.snapshot', vm.$ref, 'partial-top');
+      const topVdi = sim.listVms().find((summary) => summary.ref === top)?.disks[0]?.vdi ?? '';
+      const mark = sim.exports().at(-1)?.sequence ?? 0;
+
+      const basePath = join(dir.path, 'partial-base.vhd');
+      await client.getResource('/export_raw_vdi/', { vdi: baseDisk.vdi, format: 'vhd' }, basePath);
+      const deltaPath = join(dir.path, 'partial-delta.vhd');
+      const delta = await client.getResource(
+        '/export_raw_vdi/',
+        { vdi: topVdi, format: 'vhd', base: baseDisk.vdi },
+        deltaPath,
+      );
+      expect(delta.task.ok).toBe(true);
+      expect(sim.exports(mark)).toMatchObject([
+        { format: 'vhd', uuid: baseDisk.uuid, snapshotOf: disk.uuid, base: null, partialBlocks: 0 },
+        { format: 'vhd', snapshotOf: disk.uuid, base: baseDisk.uuid, blocks: 2, partialBlocks: 2 },
+      ]);
+      const baseSource = await openFileSource(basePath);
+      const deltaSource = await openFileSource(deltaPath);
+      try {
+        const deltaImage = await VhdImage.open(deltaSource);
+        expect(deltaImage.allocatedBlocks).toEqual([dataBlock, emptyBlock].sort((a, b) => a - b));
+        const written = await deltaImage.readBlock(dataBlock);
+        expect(written?.bitmap.equals(sectorBitmapOf([1, 2, 3]))).toBe(true);
+        // Sectors left to the parent carry filler, not the disk's bytes.
+        expect(written?.data.subarray(0, 512).equals(Buffer.alloc(512, ABSENT_SECTOR_FILL))).toBe(true);
+        expect(written?.data.subarray(512, 4 * 512)).toEqual(
+          await sim.pool.disks.get(topVdi).read(dataBlock * 2 * MiB + 512, 3 * 512),
+        );
+        expect((await deltaImage.readBlock(emptyBlock))?.bitmap.equals(sectorBitmapOf([9]))).toBe(true);
+        const chain = new VhdChain([await VhdImage.open(baseSource), deltaImage]);
+        expect(await sha256OfStream(createRawStream(chain))).toBe((await sim.diskHash(topVdi)).sha256);
+      } finally {
+        await baseSource.close();
+        await deltaSource.close();
+      }
+      // qemu 7.2 reads a differencing VHD as a standalone disk (no parent, no bitmap): the delta's
+      // blocks as sent, written sectors and filler.
+      const deltaRaw = join(dir.path, 'partial-delta.raw');
+      await run('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', deltaPath, deltaRaw]);
+      const qemuView = await readFile(deltaRaw);
+      const sector = (block: number, index: number) =>
+        qemuView.subarray(block * 2 * MiB + index * 512, block * 2 * MiB + (index + 1) * 512);
+      expect(sector(dataBlock, 0).equals(Buffer.alloc(512, ABSENT_SECTOR_FILL))).toBe(true);
+      expect(sector(dataBlock, 2)).toEqual(
+        await sim.pool.disks.get(topVdi).read(dataBlock * 2 * MiB + 1024, 512),
+      );
+      expect(sector(emptyBlock, 9)).toEqual(
+        await sim.pool.disks.get(topVdi).read(emptyBlock * 2 * MiB + 512 * 9, 512),
+      );
     });
 
     it('imports a raw image of unknown length and a VHD through putResource', async () => {

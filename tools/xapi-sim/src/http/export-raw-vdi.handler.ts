@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { createVhdStream, vhdStreamLength } from '@haven/vhd';
 import type { SimulatedPool } from '../model/simulated-pool';
 import { BLOCK_SIZE, blockCount } from '../storage/block.constants';
+import { SECTOR_SIZE, SECTORS_PER_BLOCK } from '../storage/slot.lineage';
 import type { VirtualDisk } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
 import type { HttpTransfer } from './http-transfer';
@@ -85,7 +86,11 @@ export function parseBlockList(text: string, count: number): number[] {
 }
 
 /** The listed blocks of the disk, concatenated (the disk's last block cut to its end). */
-function rawBlocksStream(disk: VirtualDisk, blocks: readonly number[], signal: AbortSignal): VdiExport {
+function rawBlocksStream(
+  disk: VirtualDisk,
+  blocks: readonly number[],
+  signal: AbortSignal,
+): { stream: Readable; length: number } {
   const size = disk.virtualSize;
   const lengthOf = (block: number): number => Math.min(BLOCK_SIZE, size - block * BLOCK_SIZE);
   const allocated = blocks.filter((block) => disk.slotOf(block) !== undefined);
@@ -107,11 +112,32 @@ export interface VdiExport {
   stream: Readable;
   /** Exact byte length of the stream. */
   length: number;
+  /** Blocks sent (VHD) or read (raw). */
+  blocks: number;
+  /** Blocks of a differencing VHD sent with a partial sector bitmap. */
+  partialBlocks: number;
+}
+
+/**
+ * What a block's sectors absent from its bitmap hold in an export: not meaningful (a VHD reader
+ * takes them from the parent). The simulator fills them with this byte, so that a backup trusting
+ * them restores a corrupted disk.
+ */
+export const ABSENT_SECTOR_FILL = 0xa5;
+
+/** Overwrites the sectors of `data` whose bit in `bitmap` is clear with ABSENT_SECTOR_FILL. */
+function fillAbsentSectors(data: Buffer, bitmap: Buffer): void {
+  for (let sector = 0; sector < SECTORS_PER_BLOCK; sector++) {
+    if (((bitmap[sector >> 3] ?? 0) & (0x80 >> (sector & 7))) === 0)
+      data.fill(ABSENT_SECTOR_FILL, sector * SECTOR_SIZE, (sector + 1) * SECTOR_SIZE);
+  }
 }
 
 /**
  * The body of an export: the raw disk, a dynamic VHD, or with `base` a differencing VHD holding the
  * blocks whose content may differ from the base's (copy-on-write makes that a slot comparison).
+ * As a VHD chain would, a differencing export marks in a block's sector bitmap only the sectors
+ * written since the base when the block was partly written: the others are left to the parent.
  */
 export function createVdiExportStream(
   pool: SimulatedPool,
@@ -126,9 +152,16 @@ export function createVdiExportStream(
   if (options.format === 'raw') {
     if (options.base !== undefined)
       throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
-    if (options.blocks !== undefined)
-      return rawBlocksStream(disk, parseBlockList(options.blocks, blockCount(disk.virtualSize)), signal);
-    return { stream: rawStream(disk, signal), length: disk.virtualSize };
+    if (options.blocks !== undefined) {
+      const listed = parseBlockList(options.blocks, blockCount(disk.virtualSize));
+      return { ...rawBlocksStream(disk, listed, signal), blocks: listed.length, partialBlocks: 0 };
+    }
+    return {
+      stream: rawStream(disk, signal),
+      length: disk.virtualSize,
+      blocks: disk.blockCount,
+      partialBlocks: 0,
+    };
   }
   if (options.blocks !== undefined)
     throw new XapiFailure('FIELD_TYPE_ERROR', ['blocks (only raw exports read a block list)']);
@@ -140,16 +173,36 @@ export function createVdiExportStream(
     base = { disk: pool.disks.get(options.base), uuid: fieldText(baseRecord, 'uuid') };
   }
   const allocatedBlocks = base === undefined ? disk.allocatedBlocks() : changedBlocks(disk, base.disk);
+  // Decided now, with the block list: the sectors of each partly written block.
+  const partial = new Map<number, Buffer>();
+  if (base !== undefined) {
+    for (const block of allocatedBlocks) {
+      const bitmap = disk.sectorsWrittenSince(base.disk, block);
+      if (bitmap !== undefined) partial.set(block, bitmap);
+    }
+  }
+  const read = blockReader(disk, allocatedBlocks);
   const stream = createVhdStream({
     virtualSize: disk.virtualSize,
     allocatedBlocks,
-    readBlock: blockReader(disk, allocatedBlocks),
+    readBlock: async (index) => {
+      const data = await read(index);
+      const bitmap = partial.get(index);
+      if (bitmap !== undefined) fillAbsentSectors(data, bitmap);
+      return data;
+    },
+    sectorBitmap: (index) => partial.get(index),
     type: base === undefined ? 'dynamic' : 'differencing',
     uuid: fieldText(record, 'uuid'),
     ...(base === undefined ? {} : { parentUuid: base.uuid, parentUnicodeName: `${base.uuid}.vhd` }),
     signal,
   });
-  return { stream, length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks }) };
+  return {
+    stream,
+    length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks }),
+    blocks: allocatedBlocks.length,
+    partialBlocks: partial.size,
+  };
 }
 
 /**
@@ -165,11 +218,27 @@ export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
   if (format !== 'raw' && format !== 'vhd') throw new XapiFailure('FIELD_TYPE_ERROR', [`format=${format}`]);
   const baseParam = transfer.query('base');
   const blocksParam = transfer.query('blocks');
-  const { stream: body, length } = createVdiExportStream(pool, vdi, {
+  const base = baseParam === undefined ? undefined : pool.store.resolve('VDI', baseParam);
+  const exported = createVdiExportStream(pool, vdi, {
     format,
-    ...(baseParam === undefined ? {} : { base: pool.store.resolve('VDI', baseParam) }),
+    ...(base === undefined ? {} : { base }),
     ...(blocksParam === undefined ? {} : { blocks: blocksParam }),
     signal: transfer.signal,
+  });
+  const { stream: body, length } = exported;
+  const record = pool.store.get('VDI', vdi);
+  const snapshotOf = fieldText(record, 'snapshot_of');
+  pool.exports.record({
+    vdi,
+    uuid: fieldText(record, 'uuid'),
+    snapshotOf:
+      record['is_a_snapshot'] === true && pool.store.find(snapshotOf) !== undefined
+        ? fieldText(pool.store.get('VDI', snapshotOf), 'uuid')
+        : null,
+    format,
+    base: base === undefined ? null : fieldText(pool.store.get('VDI', base), 'uuid'),
+    blocks: exported.blocks,
+    partialBlocks: exported.partialBlocks,
   });
   let sent = 0;
   body.on('data', (chunk: Buffer) => {

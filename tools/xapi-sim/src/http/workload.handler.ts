@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ExportLog } from '../model/export.log';
 import type { PoolFaults } from '../model/simulated-pool';
 import type { SimulatorClock } from '../model/simulator.clock';
 import type { DiskWorkload, RandomWrite } from '../workload/disk.workload';
@@ -42,6 +43,9 @@ async function jsonBody<T>(request: IncomingMessage): Promise<T> {
  *                                               answers {enabled, port, tls, connections, reads, bytesRead…}
  *   GET  /_sim/slave                            the slave host (with `slaveAddress`): {url, masterAddress,
  *                                               requests: [{method, path, rpc?}], requestCount}
+ *   GET  /_sim/exports?since=N                  disk exports served after sequence N (default 0):
+ *                                               {last, exports: [{sequence, vdi, uuid, snapshotOf, format,
+ *                                               base, blocks, partialBlocks}]}
  */
 export async function handleWorkload(
   sim: {
@@ -49,6 +53,7 @@ export async function handleWorkload(
     flush: () => Promise<void>;
     clock: SimulatorClock;
     nbd: VdiNbdServer;
+    exports: ExportLog;
     slave?: (() => SlaveHostStatus | undefined) | undefined;
   },
   request: IncomingMessage,
@@ -80,6 +85,12 @@ export async function handleWorkload(
       return sendJson(response, 200, clock.set(now === null ? null : new Date(now)));
     }
     if (resource === 'nbd' && method === 'GET') return sendJson(response, 200, nbd.status());
+    if (resource === 'exports' && method === 'GET') {
+      const since = Number(url.searchParams.get('since') ?? '0');
+      if (!Number.isSafeInteger(since) || since < 0)
+        throw new SimulatorError('SIM_BAD_REQUEST', 'since must be an export sequence number (0 or more)');
+      return sendJson(response, 200, { last: sim.exports.last, exports: sim.exports.since(since) });
+    }
     if (resource === 'nbd' && method === 'POST') {
       const { enabled } = await jsonBody<{ enabled?: unknown }>(request);
       if (typeof enabled !== 'boolean')

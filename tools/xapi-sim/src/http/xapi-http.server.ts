@@ -42,7 +42,14 @@ export function createXapiHttpServer(routes: XapiHttpRoutes): { server: Server; 
     const method = request.method ?? 'GET';
     if (url.pathname.startsWith('/_sim/')) {
       await handleWorkload(
-        { workload, flush: () => pool.flush(), clock: pool.clock, nbd, slave: routes.slave },
+        {
+          workload,
+          flush: () => pool.flush(),
+          clock: pool.clock,
+          nbd,
+          exports: pool.exports,
+          slave: routes.slave,
+        },
         request,
         response,
         url,

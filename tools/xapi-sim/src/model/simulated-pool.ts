@@ -5,6 +5,7 @@ import { BlockStore } from '../storage/block.store';
 import { DiskRegistry } from '../storage/disk.registry';
 import type { VirtualDisk } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
+import { ExportLog } from './export.log';
 import { ObjectStore } from './object.store';
 import { SimulatorClock } from './simulator.clock';
 import { vbdRecord, vdiRecord, vifRecord, vmRecord } from './record.defaults';
@@ -75,6 +76,8 @@ export class SimulatedPool {
   readonly store = new ObjectStore();
   readonly tasks: TaskRegistry;
   readonly disks: DiskRegistry;
+  /** Disk exports served, for tests counting how often a disk was read. */
+  readonly exports = new ExportLog();
   /** The time snapshots record; settable by tests through the workload API. */
   readonly clock = new SimulatorClock();
   readonly faults: PoolFaults = {

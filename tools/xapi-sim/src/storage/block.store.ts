@@ -55,6 +55,11 @@ export class BlockStore {
     if (count <= 0) this.free.push(slot);
   }
 
+  /** Whether some VDI still references the slot. */
+  isInUse(slot: number): boolean {
+    return (this.refs[slot] ?? 0) > 0;
+  }
+
   isShared(slot: number): boolean {
     return (this.refs[slot] ?? 0) > 1;
   }

@@ -1,6 +1,7 @@
 import { XapiFailure } from '../xapi.failure';
 import { BLOCK_SIZE, CBT_CHUNKS_PER_BLOCK } from './block.constants';
 import type { BlockStore } from './block.store';
+import type { SlotLineage } from './slot.lineage';
 import { VirtualDisk, type CbtLog, type DiskHost } from './virtual-disk';
 
 export interface PersistedCbt {
@@ -32,6 +33,8 @@ export class DiskRegistry implements DiskHost {
   /** Per SR: slot -> number of VDIs of that SR referencing it (the SR's unique allocated blocks). */
   private readonly srSlots = new Map<string, Map<number, number>>();
   private cbtSequence = 1;
+  /** Per slot, how its content came to be (not persisted: unknown after a restart). */
+  private readonly lineages = new Map<number, SlotLineage>();
 
   constructor(
     readonly blocks: BlockStore,
@@ -87,6 +90,7 @@ export class DiskRegistry implements DiskHost {
     if (used + BLOCK_SIZE > capacity)
       throw new XapiFailure('SR_FULL', [String(used + BLOCK_SIZE), String(capacity)]);
     const slot = this.blocks.allocate();
+    this.lineages.delete(slot);
     this.countSrSlot(disk.sr, slot, 1);
     return slot;
   }
@@ -94,6 +98,16 @@ export class DiskRegistry implements DiskHost {
   releaseSlot(disk: VirtualDisk, slot: number): void {
     this.blocks.release(slot);
     this.countSrSlot(disk.sr, slot, -1);
+    if (!this.blocks.isInUse(slot)) this.lineages.delete(slot);
+  }
+
+  lineageOf(slot: number): SlotLineage | undefined {
+    return this.lineages.get(slot);
+  }
+
+  setLineage(slot: number, lineage: SlotLineage | undefined): void {
+    if (lineage === undefined) this.lineages.delete(slot);
+    else this.lineages.set(slot, lineage);
   }
 
   nextCbtSequence(): number {

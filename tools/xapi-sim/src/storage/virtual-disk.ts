@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { XapiFailure } from '../xapi.failure';
 import { BLOCK_SIZE, CBT_CHUNK_SIZE, CBT_CHUNKS_PER_BLOCK, blockCount, isZero } from './block.constants';
 import type { BlockStore } from './block.store';
+import { SlotLineage, sectorsChangedSince } from './slot.lineage';
 
 /**
  * Changed Block Tracking of one VDI: for each 64 KiB chunk ever written since CBT was enabled, the
@@ -14,11 +15,16 @@ export interface CbtLog {
   chunks: Map<number, Uint32Array>;
 }
 
-/** What a disk needs from its registry: slot allocation with per-SR accounting, CBT sequence. */
+/**
+ * What a disk needs from its registry: slot allocation with per-SR accounting, the lineage of each
+ * slot's content, CBT sequence.
+ */
 export interface DiskHost {
   readonly blocks: BlockStore;
   allocateSlot(disk: VirtualDisk): number;
   releaseSlot(disk: VirtualDisk, slot: number): void;
+  lineageOf(slot: number): SlotLineage | undefined;
+  setLineage(slot: number, lineage: SlotLineage | undefined): void;
   nextCbtSequence(): number;
   diskChanged(disk: VirtualDisk): void;
 }
@@ -51,6 +57,20 @@ export class VirtualDisk {
 
   slotOf(block: number): number | undefined {
     return this.blockMap.get(block);
+  }
+
+  /**
+   * The sectors of `block` written since `base` held it, as a VHD sector bitmap; undefined when the
+   * whole block must be sent (wholly rewritten, zeroed, or its history unknown).
+   */
+  sectorsWrittenSince(base: VirtualDisk, block: number): Buffer | undefined {
+    const slot = this.blockMap.get(block);
+    if (slot === undefined) return undefined;
+    const baseSlot = base.blockMap.get(block);
+    return sectorsChangedSince(
+      this.host.lineageOf(slot),
+      baseSlot === undefined ? null : this.host.lineageOf(baseSlot),
+    );
   }
 
   /** Reads a whole block into `target` (2 MiB); false (and zeros) when it is not allocated. */
@@ -182,6 +202,7 @@ export class VirtualDisk {
       if (isZero(piece)) return;
       const fresh = this.host.allocateSlot(this);
       this.blockMap.set(block, fresh);
+      this.host.setLineage(fresh, SlotLineage.fresh(inBlock, piece.length));
       if (whole) {
         await this.host.blocks.write(fresh, piece);
       } else {
@@ -193,6 +214,11 @@ export class VirtualDisk {
       return;
     }
     if (!this.host.blocks.isShared(slot)) {
+      const lineage = this.host.lineageOf(slot);
+      if (lineage?.frozen === true)
+        this.host.setLineage(slot, SlotLineage.copyOf(lineage, inBlock, piece.length));
+      else if (lineage !== undefined) lineage.recordWrite(inBlock, piece.length);
+      else if (whole) this.host.setLineage(slot, SlotLineage.copyOf(undefined, inBlock, piece.length));
       await this.host.blocks.write(slot, piece, inBlock);
       return;
     }
@@ -205,6 +231,7 @@ export class VirtualDisk {
     }
     const fresh = this.host.allocateSlot(this);
     this.blockMap.set(block, fresh);
+    this.host.setLineage(fresh, SlotLineage.copyOf(this.host.lineageOf(slot), inBlock, piece.length));
     this.host.releaseSlot(this, slot);
     await this.host.blocks.write(fresh, full);
   }
