@@ -251,11 +251,21 @@ describe('backup.incremental through the gateway', () => {
 
   it('second run after guest writes: incremental, only changed blocks read and uploaded', async () => {
     const [first, second] = vms;
-    // whole blocks on one VM, a few bytes (a partial block: partial sector bitmap) on the other
+    // Whole blocks on one VM; on the other a few bytes inside a block, which the differencing
+    // export sends with a partial sector bitmap (filler in the other sectors): the backup completes
+    // that block from the previous restore point (checked when every restore point is read back).
     await sim.writeRandom(first.uuid, { blocks: 3, seed: 'w1' }, 0);
     await sim.writeRandom(second.uuid, { bytes: 1000, offset: 5 * MiB + 300, seed: 'w2' });
+    const exportsBefore = sim.exports().at(-1)?.sequence ?? 0;
     const run = await backupRun();
     expect(run.status).toBe('success');
+    const secondDisk = sim.listVms().find((vm) => vm.uuid === second.uuid)!.disks[0].uuid;
+    expect(
+      sim
+        .exports(exportsBefore)
+        .filter((read) => read.snapshotOf === secondDisk)
+        .map((read) => [read.format, read.blocks, read.partialBlocks]),
+    ).toEqual([['vhd', 1, 1]]);
     for (const task of run.tasks) {
       const disks = task.result!.disks;
       expect(disks.every((d) => d.mode === 'delta' && d.reason === 'base-available')).toBe(true);

@@ -247,6 +247,60 @@ describe('backup.incremental smart mode through the gateway', () => {
     ]);
   }, 120_000);
 
+  it('a run failing mid-export leaves no snapshot of its own; the next run is a delta against the last good base', async () => {
+    const jobSnapshots = async () =>
+      (
+        await withPool((pool) => pool.listSnapshots(vm.uuid, { otherConfig: { 'haven:job': ids['job'] } }))
+      ).map((snapshot) => snapshot.uuid);
+    const lastGood = backups.at(-1)!.task.result!.snapshot;
+    expect(await jobSnapshots()).toEqual([lastGood]);
+    const baseDisks = sim.listVms().find((candidate) => candidate.uuid === lastGood)!.disks;
+    // A few bytes inside a block of disk 0: that block travels with a partial sector bitmap.
+    await sim.writeRandom(vm.uuid, { bytes: 3000, offset: 9 * MiB + 100, seed: 'after-failure' }, 0);
+    const beforeFailure = sim.exports().at(-1)?.sequence ?? 0;
+    sim.setFaults({ exportFailAfterBytes: 1000, exportFailTimes: null });
+    let failed: RunView;
+    try {
+      const started = await auth(api().post(`/api/v1/jobs/${ids['job']}/run`)).expect(202);
+      failed = await waitForRun(started.body.runId);
+    } finally {
+      sim.setFaults({ exportFailAfterBytes: null, exportFailTimes: null });
+    }
+    expect([failed.status, failed.tasks.map((t) => t.status)]).toEqual(['failure', ['failure']]);
+    expect(failed.tasks[0].error).toMatch(/VDI_IO_ERROR|export/i);
+    // It had snapshotted the VM and started reading: those snapshots and their disks are gone.
+    const tried = sim.exports(beforeFailure);
+    expect(tried.length).toBeGreaterThan(0);
+    expect(tried.every((read) => read.base !== null)).toBe(true);
+    expect(await jobSnapshots()).toEqual([lastGood]);
+    const leftVdis = new Set<unknown>(sim.pool.store.all('VDI').map((object) => object.record['uuid']));
+    expect(tried.filter((read) => leftVdis.has(read.uuid))).toEqual([]);
+
+    const beforeNext = sim.exports().at(-1)?.sequence ?? 0;
+    const task = await backup();
+    expect(decisions(task)).toEqual([
+      ['0', 'delta', 'base-available'],
+      ['1', 'delta', 'base-available'],
+    ]);
+    // Against the last good run's snapshot, each disk read once.
+    const reads = sim.exports(beforeNext);
+    expect(reads.map((read) => [read.format, read.base]).sort()).toEqual(
+      baseDisks.map((disk) => ['vhd', disk.uuid]).sort(),
+    );
+    expect(reads.map((read) => read.partialBlocks).sort()).toEqual([0, 1]);
+    const logs = await logsOf(task.runId, 2);
+    expect(
+      logs
+        .filter((line) => typeof line.fields['bytesRead'] === 'number')
+        .map((line) => [line.fields['disk'], line.fields['mode'], line.fields['reason']])
+        .sort(),
+    ).toEqual([
+      ['0', 'delta', 'base-available'],
+      ['1', 'delta', 'base-available'],
+    ]);
+    // Restores as the disks were: checked with every restore point at the end.
+  }, 120_000);
+
   it('base snapshot deleted on the host: full backup with no-base-snapshot, logged as a warning', async () => {
     await withPool(async (pool) => {
       for (const snapshot of await pool.listSnapshots(vm.uuid, { otherConfig: { 'haven:job': ids['job'] } }))
@@ -471,6 +525,6 @@ describe('backup.incremental smart mode through the gateway', () => {
       }
       expect((await repository.verify({ record: false })).ok).toBe(true);
     });
-    expect(backups).toHaveLength(17);
+    expect(backups).toHaveLength(18);
   }, 180_000);
 });

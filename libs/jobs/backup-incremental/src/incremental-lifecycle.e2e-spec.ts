@@ -135,6 +135,7 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
     // XAPI's snapshot times are to the second and a run against the simulator may take less: each
     // backup gets its own minute on the simulator's clock, so retention knows which is newest.
     lab.simulator.setClock(new Date(clockStart + backups.length * 60_000));
+    const exportsBefore = lab.simulator.exports().at(-1)?.sequence ?? 0;
     const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
       .send({ scheduleId })
       .expect(202);
@@ -143,6 +144,13 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
       .finally(() => lab.simulator.setClock(null));
     expect([run.status, run.tasks[0]?.error ?? null]).toEqual(['success', null]);
     const task = run.tasks[0] as unknown as BackupTask;
+    // Read once whatever the number of remotes: one export of each disk's snapshot, fanned out.
+    expect(
+      lab.simulator
+        .exports(exportsBefore)
+        .map((read) => read.snapshotOf)
+        .sort(),
+    ).toEqual(lab.vm.disks.map((disk) => disk.uuid).sort());
     backups.push({
       runId: run.id,
       hashes,
@@ -201,6 +209,14 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
       expect(next.result.restorePoints.map((p) => [p.remoteId, p.kind])).toEqual(
         remoteIds().map((id) => [id, 'incremental']),
       );
+      // The few bytes written inside a block came with a partial sector bitmap, which the backup
+      // completed from the previous restore point (every restore point is checked below).
+      expect(
+        lab.simulator
+          .exports()
+          .slice(-lab.vm.disks.length)
+          .reduce((sum, read) => sum + read.partialBlocks, 0),
+      ).toBeGreaterThan(0);
     }
     // Each backup changed what the disks hold.
     expect(new Set(backups.map((b) => JSON.stringify(b.hashes))).size).toBe(6);
