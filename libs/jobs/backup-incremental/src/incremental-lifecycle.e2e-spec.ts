@@ -200,6 +200,7 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
     expect(task.result.restorePoints.map((p) => [p.remoteId, p.kind])).toEqual(
       remoteIds().map((id) => [id, 'full']),
     );
+    let partialBlocks = 0;
     for (let round = 1; round <= 5; round++) {
       await guestWrites(round);
       const { task: next } = await backup();
@@ -209,15 +210,15 @@ describe('incremental job on a local and an S3 remote: backups, prune, gc, resto
       expect(next.result.restorePoints.map((p) => [p.remoteId, p.kind])).toEqual(
         remoteIds().map((id) => [id, 'incremental']),
       );
-      // The few bytes written inside a block came with a partial sector bitmap, which the backup
-      // completed from the previous restore point (every restore point is checked below).
-      expect(
-        lab.simulator
-          .exports()
-          .slice(-lab.vm.disks.length)
-          .reduce((sum, read) => sum + read.partialBlocks, 0),
-      ).toBeGreaterThan(0);
+      partialBlocks += lab.simulator
+        .exports()
+        .slice(-lab.vm.disks.length)
+        .reduce((sum, read) => sum + read.partialBlocks, 0);
     }
+    // The few bytes written inside a block came with a partial sector bitmap (unless that round's
+    // whole-block writes hit the same block), which the backup completed from the previous restore
+    // point: every restore point is checked below.
+    expect(partialBlocks).toBeGreaterThan(0);
     // Each backup changed what the disks hold.
     expect(new Set(backups.map((b) => JSON.stringify(b.hashes))).size).toBe(6);
     expect(await catalogPoints()).toHaveLength(12);

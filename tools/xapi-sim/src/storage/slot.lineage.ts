@@ -5,7 +5,7 @@ export const SECTOR_SIZE = 512;
 export const SECTORS_PER_BLOCK = BLOCK_SIZE / SECTOR_SIZE;
 /** Bytes of a VHD sector bitmap: one bit per sector, most significant bit first. */
 export const SECTOR_BITMAP_SIZE = SECTORS_PER_BLOCK / 8;
-/** Copies of copies kept track of; past this a block's history is dropped (it is then sent whole). */
+/** Copies of copies kept track of; past this a slot's history starts again (ofUnknownHistory). */
 const MAX_LINEAGE_DEPTH = 64;
 
 /**
@@ -37,14 +37,23 @@ export class SlotLineage {
   }
 
   /**
-   * A copy of `source`'s content (copy-on-write), written at `inBlock`; freezes `source`.
-   * Undefined (history unknown) past MAX_LINEAGE_DEPTH copies, unless the whole block was written.
+   * The content a slot holds when its history is unknown (lost across a restart, or too long):
+   * a copy made from it can still be told apart from it, not from anything older.
    */
-  static copyOf(source: SlotLineage | undefined, inBlock: number, length: number): SlotLineage | undefined {
+  static ofUnknownHistory(): SlotLineage {
+    return new SlotLineage(null, null);
+  }
+
+  /** Whether copies of this lineage may still be tracked (MAX_LINEAGE_DEPTH). */
+  get copyable(): boolean {
+    return this.depth < MAX_LINEAGE_DEPTH;
+  }
+
+  /** A copy of `source`'s content (copy-on-write), written at `inBlock`; freezes `source`. */
+  static copyOf(source: SlotLineage, inBlock: number, length: number): SlotLineage {
     const bits = SlotLineage.bitsFor(inBlock, length);
     // A whole block written owes nothing to what it was copied from.
     if (bits === null) return new SlotLineage(null, null);
-    if (source === undefined || source.depth >= MAX_LINEAGE_DEPTH) return undefined;
     source.frozen = true;
     return new SlotLineage(source, bits);
   }
@@ -83,7 +92,7 @@ export class SlotLineage {
 /**
  * The sectors of a block that may differ between a disk and its base, as a VHD sector bitmap; or
  * undefined when the whole block must be sent: it was wholly rewritten, or its history does not
- * lead back to the base's content (a lineage lost across a restart, or zeroed and written again).
+ * lead back to the base's content (zeroed and written again, or a history that started again).
  *
  * `base` is the base's lineage for the block, or null when the base does not hold the block
  * (zeros), in which case a history starting from zeros leads back to it.

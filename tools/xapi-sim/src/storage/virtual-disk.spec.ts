@@ -114,6 +114,16 @@ describe('VirtualDisk over the block store', () => {
       expect(disk.sectorsWrittenSince(later, 2)).toBeUndefined();
     });
 
+    it('after a restart (histories unknown), tracks writes made after it against a base sharing the block', async () => {
+      const disk = registry.create('OpaqueRef:a', 'OpaqueRef:sr', BLOCK_SIZE);
+      await disk.write(0, Buffer.alloc(BLOCK_SIZE, 1));
+      const base = snapshot(disk);
+      const shared = disk.slotOf(0);
+      if (shared !== undefined) registry.setLineage(shared, undefined);
+      await disk.write(512 * 3, Buffer.alloc(512, 2));
+      expect(sectorsOf(disk.sectorsWrittenSince(base, 0))).toEqual([3]);
+    });
+
     it('does not trust a base whose shared block was since written in place by its last user', async () => {
       const disk = registry.create('OpaqueRef:a', 'OpaqueRef:sr', BLOCK_SIZE);
       await disk.write(0, Buffer.alloc(BLOCK_SIZE, 1));

@@ -215,10 +215,10 @@ export class VirtualDisk {
     }
     if (!this.host.blocks.isShared(slot)) {
       const lineage = this.host.lineageOf(slot);
-      if (lineage?.frozen === true)
-        this.host.setLineage(slot, SlotLineage.copyOf(lineage, inBlock, piece.length));
-      else if (lineage !== undefined) lineage.recordWrite(inBlock, piece.length);
-      else if (whole) this.host.setLineage(slot, SlotLineage.copyOf(undefined, inBlock, piece.length));
+      // A frozen lineage is another's origin: this slot's new content starts a lineage of its own.
+      if (lineage === undefined || lineage.frozen)
+        this.host.setLineage(slot, SlotLineage.copyOf(this.originOf(slot), inBlock, piece.length));
+      else lineage.recordWrite(inBlock, piece.length);
       await this.host.blocks.write(slot, piece, inBlock);
       return;
     }
@@ -231,9 +231,21 @@ export class VirtualDisk {
     }
     const fresh = this.host.allocateSlot(this);
     this.blockMap.set(block, fresh);
-    this.host.setLineage(fresh, SlotLineage.copyOf(this.host.lineageOf(slot), inBlock, piece.length));
+    this.host.setLineage(fresh, SlotLineage.copyOf(this.originOf(slot), inBlock, piece.length));
     this.host.releaseSlot(this, slot);
     await this.host.blocks.write(fresh, full);
+  }
+
+  /**
+   * The lineage of `slot`'s current content, for a copy of it: one of unknown history when none is
+   * known (after a restart) or it is too long, set on the slot so that a base sharing it matches.
+   */
+  private originOf(slot: number): SlotLineage {
+    const known = this.host.lineageOf(slot);
+    if (known?.copyable === true) return known;
+    const origin = SlotLineage.ofUnknownHistory();
+    this.host.setLineage(slot, origin);
+    return origin;
   }
 
   private trackCbt(block: number, inBlock: number, length: number): void {
