@@ -58,10 +58,6 @@ export class SlotLineage {
     return new SlotLineage(source, bits);
   }
 
-  get wholeBlockWritten(): boolean {
-    return this.written === null;
-  }
-
   /** Records a write into this (unfrozen) lineage's slot. */
   recordWrite(inBlock: number, length: number): void {
     if (this.written === null) return;
