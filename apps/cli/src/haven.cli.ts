@@ -125,7 +125,10 @@ export function buildCli(
     .description('Alias of `haven jobs run`')
     .argument('<job-id>')
     .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
-    .action((jobId: string, options: { follow?: boolean }) => runJob(client(), jobId, options, output));
+    .option('--schedule <schedule-id>', SCHEDULE_OPTION_HELP)
+    .action((jobId: string, options: { follow?: boolean; schedule?: string }) =>
+      runJob(client(), jobId, options, output),
+    );
 
   for (const resource of RESOURCES) {
     const group = program
@@ -165,7 +168,8 @@ export function buildCli(
         .description('Run a job now')
         .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
         .option('--json', 'print events as JSON lines')
-        .action((id: string, options: { follow?: boolean; json?: boolean }) =>
+        .option('--schedule <schedule-id>', SCHEDULE_OPTION_HELP)
+        .action((id: string, options: { follow?: boolean; json?: boolean; schedule?: string }) =>
           runJob(client(), id, options, output),
         );
     if (resource.command === 'remotes')
@@ -399,11 +403,15 @@ interface ProgressEvent {
 function runJob(
   client: GatewayClient,
   jobId: string,
-  options: { follow?: boolean; json?: boolean },
+  options: { follow?: boolean; json?: boolean; schedule?: string },
   output: CliOutput,
 ): Promise<void> {
-  return startRun(client, `/api/v1/jobs/${encodeURIComponent(jobId)}/run`, undefined, options, output);
+  const body = options.schedule === undefined ? undefined : { scheduleId: options.schedule };
+  return startRun(client, `/api/v1/jobs/${encodeURIComponent(jobId)}/run`, body, options, output);
 }
+
+const SCHEDULE_OPTION_HELP =
+  'run as this schedule of the job: its retention applies to the new restore points (a run without one keeps them until they are deleted)';
 
 /** POSTs to an endpoint that starts a run (job run, restore) and, with --follow, follows it. */
 async function startRun(

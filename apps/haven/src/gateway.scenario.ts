@@ -352,6 +352,10 @@ export function gatewayScenario(
       HAVEN_URL: context().baseUrl,
       HAVEN_KEY: keys['acme'],
     }).exitOverride();
+    // --schedule names the schedule whose retention the run applies; the gateway checks it is the job's.
+    await expect(
+      cli.parseAsync(['node', 'haven', 'jobs', 'run', ids['job'], '--schedule', ids['job']]),
+    ).rejects.toThrow(/400 Invalid request.*scheduleId: is not a schedule of job/s);
     await expect(cli.parseAsync(['node', 'haven', 'jobs', 'run', ids['job'], '--follow'])).rejects.toThrow(
       /ended with status partial/,
     );
