@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { loadConfig } from '@haven/config';
-import { scratchDir, SIMULATOR_LAB_ENV } from '@haven/testing';
+import { scratchDir, simulatorLabAppEnv } from '@haven/testing';
 import { startXapiSimulator, type VmSummary, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from './haven.app';
 
@@ -69,14 +69,12 @@ export async function startBackupLab(options: BackupLabOptions): Promise<BackupL
     password: 'pw',
   });
   const app = await startAllInOne(
-    loadConfig({
-      ...SIMULATOR_LAB_ENV,
-      HAVEN_PORT: '0',
-      HAVEN_HOST: '127.0.0.1',
-      HAVEN_DATA: dirs[0].path,
-      LOG_LEVEL: 'error',
-      HAVEN_PLUGINS: (options.plugins ?? ['@haven/remote-local', '@haven/job-backup-incremental']).join(','),
-    }),
+    loadConfig(
+      simulatorLabAppEnv(
+        dirs[0].path,
+        options.plugins ?? ['@haven/remote-local', '@haven/job-backup-incremental'],
+      ),
+    ),
   );
   const baseUrl = await app.getUrl();
   const admin = readFileSync(join(dirs[0].path, 'admin-key'), 'utf8').trim();

@@ -10,3 +10,18 @@ export const SIMULATOR_EVENT_DEBOUNCE_MS = 10;
 export const SIMULATOR_LAB_ENV: Readonly<Record<string, string>> = {
   HAVEN_XAPI_EVENT_DEBOUNCE_MS: String(SIMULATOR_EVENT_DEBOUNCE_MS),
 };
+
+/**
+ * The environment of an all-in-one Haven on embedded defaults in `dataFolder`, against the
+ * simulator, on a free loopback port, with these plugins.
+ */
+export function simulatorLabAppEnv(dataFolder: string, plugins: readonly string[]): Record<string, string> {
+  return {
+    ...SIMULATOR_LAB_ENV,
+    HAVEN_PORT: '0',
+    HAVEN_HOST: '127.0.0.1',
+    HAVEN_DATA: dataFolder,
+    LOG_LEVEL: 'error',
+    HAVEN_PLUGINS: plugins.join(','),
+  };
+}

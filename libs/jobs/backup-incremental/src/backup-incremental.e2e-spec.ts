@@ -15,7 +15,7 @@ import {
   readSystemAdminKey,
   scratchDir,
   SIMULATOR_EVENT_DEBOUNCE_MS,
-  SIMULATOR_LAB_ENV,
+  simulatorLabAppEnv,
 } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
@@ -74,14 +74,9 @@ describe('backup.incremental through the gateway', () => {
         disks: vm.disks.filter((d) => d.virtualSize > 0).length,
       }));
     app = await startAllInOne(
-      loadConfig({
-        ...SIMULATOR_LAB_ENV,
-        HAVEN_PORT: '0',
-        HAVEN_HOST: '127.0.0.1',
-        HAVEN_DATA: folders['data'].path,
-        LOG_LEVEL: 'error',
-        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
-      }),
+      loadConfig(
+        simulatorLabAppEnv(folders['data'].path, ['@haven/remote-local', '@haven/job-backup-incremental']),
+      ),
     );
     baseUrl = await app.getUrl();
     ({ key, tenantId } = await createTenantAdmin(

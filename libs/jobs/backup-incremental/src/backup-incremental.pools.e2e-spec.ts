@@ -1,7 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { loadConfig } from '@haven/config';
-import { createTenantAdmin, readSystemAdminKey, scratchDir, SIMULATOR_LAB_ENV } from '@haven/testing';
+import { createTenantAdmin, readSystemAdminKey, scratchDir, simulatorLabAppEnv } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from '../../../../apps/haven/src/haven.app';
@@ -65,14 +65,9 @@ describe('backup.incremental over several pools through the gateway', () => {
       }
     }
     app = await startAllInOne(
-      loadConfig({
-        ...SIMULATOR_LAB_ENV,
-        HAVEN_PORT: '0',
-        HAVEN_HOST: '127.0.0.1',
-        HAVEN_DATA: folders['data'].path,
-        LOG_LEVEL: 'error',
-        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
-      }),
+      loadConfig(
+        simulatorLabAppEnv(folders['data'].path, ['@haven/remote-local', '@haven/job-backup-incremental']),
+      ),
     );
     baseUrl = await app.getUrl();
     ({ key } = await createTenantAdmin(baseUrl, await readSystemAdminKey(folders['data'].path), 'acme'));

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { loadConfig } from '@haven/config';
 import localRemote from '@haven/remote-local';
 import { chunkKey, openRepository, type Repository } from '@haven/repository';
-import { createTenantAdmin, readSystemAdminKey, scratchDir, SIMULATOR_LAB_ENV } from '@haven/testing';
+import { createTenantAdmin, readSystemAdminKey, scratchDir, simulatorLabAppEnv } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
 import { startAllInOne } from '../../../../apps/haven/src/haven.app';
@@ -73,14 +73,9 @@ describe('backup.incremental smart mode through the gateway', () => {
     vm = { uuid: first.uuid, name: first.name };
     expect(first.disks.filter((disk) => disk.virtualSize > 0)).toHaveLength(2);
     app = await startAllInOne(
-      loadConfig({
-        ...SIMULATOR_LAB_ENV,
-        HAVEN_PORT: '0',
-        HAVEN_HOST: '127.0.0.1',
-        HAVEN_DATA: folders['data'].path,
-        LOG_LEVEL: 'error',
-        HAVEN_PLUGINS: '@haven/remote-local,@haven/job-backup-incremental',
-      }),
+      loadConfig(
+        simulatorLabAppEnv(folders['data'].path, ['@haven/remote-local', '@haven/job-backup-incremental']),
+      ),
     );
     baseUrl = await app.getUrl();
     ({ key } = await createTenantAdmin(baseUrl, await readSystemAdminKey(folders['data'].path), 'smart'));
