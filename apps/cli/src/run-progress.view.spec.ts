@@ -197,6 +197,18 @@ describe('TerminalRunProgress', () => {
     display.close();
   });
 
+  it('keeps the block within the screen when there are more tasks than rows: running ones first, then a count', () => {
+    const screen = terminal(5);
+    const display = new TerminalRunProgress(screen, (taskId) => taskId, 60_000);
+    for (const taskId of ['a', 'b', 'c', 'd', 'e'])
+      display.progress({ ...copying, taskId, status: taskId === 'd' ? 'running' : 'pending' });
+    const lines = display.lines();
+    expect(lines).toHaveLength(3);
+    expect(lines[0]?.startsWith('d ')).toBe(true);
+    expect(lines[2]).toBe('… 3 more tasks');
+    display.close();
+  });
+
   it('narrows its bars on an 80-column screen so the speed and ETA stay in view', () => {
     const screen = { write: () => undefined, rows: () => 24, columns: () => 80 };
     const display = new TerminalRunProgress(screen, () => 'web-01', 60_000);

@@ -251,8 +251,17 @@ export class TerminalRunProgress implements RunProgressDisplay {
       taskLines[index] ?? '',
       ...formatDiskLines(event, layout),
     ]);
-    const room = Math.max(1, this.terminal.rows() - 2);
-    const body = head.length + withDisks.length <= room ? withDisks : taskLines;
+    const room = Math.max(2, this.terminal.rows() - 2);
+    let body = head.length + withDisks.length <= room ? withDisks : taskLines;
+    // More tasks than rows: the block could not be redrawn in place (the cursor cannot climb above
+    // the screen); running tasks first, then a count of the rest.
+    if (head.length + body.length > room) {
+      const order = tasks
+        .map((event, index) => ({ running: event.status === 'running', line: taskLines[index] ?? '' }))
+        .sort((a, b) => Number(b.running) - Number(a.running));
+      const shown = Math.max(1, room - head.length - 1);
+      body = [...order.slice(0, shown).map((entry) => entry.line), `… ${order.length - shown} more tasks`];
+    }
     return [...head, ...body].map((line) => line.slice(0, Math.max(20, columns - 1)));
   }
 

@@ -251,16 +251,14 @@ function restorePointOf(remoteId: string, vm: VmInfo, manifest: ArchiveManifest)
 }
 
 /**
- * What the XVA export should come to, for progress: the snapshot's disks' physical utilisation (the
- * data XAPI writes into the XVA; empty blocks are left out), or their virtual size where the SR
- * reports none. Host compression makes the export smaller than this, so a compressed export ends
- * below its total (its ETA errs long); the committed step then reports the real size.
+ * What the XVA export may come to, for progress: the snapshot's disks' virtual sizes, an upper
+ * bound (empty blocks are left out of the XVA, and host compression shrinks it further), so the
+ * bar never claims the end early and the ETA errs long; the committed step reports the real size.
+ * Not the VDIs' physical utilisation: on a VHD chain a fresh snapshot's own layer holds almost
+ * nothing, while its export reads the whole chain.
  */
 export function expectedExportBytes(snapshot: Pick<SnapshotInfo, 'disks'>): number {
-  return snapshot.disks.reduce(
-    (sum, disk) => sum + (disk.physicalUtilisation > 0 ? disk.physicalUtilisation : disk.virtualSize),
-    0,
-  );
+  return snapshot.disks.reduce((sum, disk) => sum + disk.virtualSize, 0);
 }
 
 async function writeArchives(

@@ -50,6 +50,8 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
   private subscription?: BusSubscription;
   /** Pool connections planners reuse from run to run (a login per pool, not per run). */
   private readonly pools = new XapiPoolCache();
+  /** Plannings under way, aborted when the module stops. */
+  private readonly plannings = new Set<AbortController>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -66,6 +68,8 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
+    // Plannings under way (a retry's pause among them) stop now rather than hold the shutdown.
+    for (const planning of this.plannings) planning.abort(new Error('the scheduler is stopping'));
     await this.subscription?.unsubscribe();
     await this.pools.close();
   }
@@ -82,6 +86,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       );
     const runId = randomUUID();
     const controller = new AbortController();
+    this.plannings.add(controller);
     const deadline = Date.now() + PLANNING_TIME_MS;
     const timer = setTimeout(() => controller.abort(), PLANNING_TIME_MS);
     const plugin = this.plugins.job(job.type);
@@ -116,6 +121,7 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       throw new RunStartError('PLAN_FAILED', `${reason}; run ${runId} records it`);
     } finally {
       clearTimeout(timer);
+      this.plannings.delete(controller);
     }
     if (planned.length === 0) {
       const reason = `Job "${job.name}" selects no VM right now`;

@@ -32,6 +32,7 @@ import { CurrentPrincipal, type Principal, RequireRole } from '../auth/principal
 import { failIfAny, parseBody } from '../http/request-body';
 import { AuditTrail } from './audit.trail';
 import { validId } from './tenants.controller';
+import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 
 const REMOTE_FIELDS = {
   name: { type: 'string', minLength: 1, maxLength: 100 },
@@ -166,7 +167,14 @@ export class RemotesController {
       changes.settings = visible;
       changes.secretsSealed = this.opener.sealSecrets(remote.id, secret);
     }
-    await repository.save(repository.merge(remote, changes));
+    // Only the changed columns: a save of the row loaded before the self-test (seconds) would write
+    // back the repository id as it was then, erasing one a backup recorded meanwhile.
+    if (Object.keys(changes).length > 0)
+      await repository.update(
+        { id: remote.id, tenantId: principal.tenantId },
+        // A jsonb column's Record type is wider than TypeORM's partial-entity type says.
+        changes as QueryDeepPartialEntity<RemoteEntity>,
+      );
     await this.audit.record(
       principal.tenantId,
       'remote.update',
