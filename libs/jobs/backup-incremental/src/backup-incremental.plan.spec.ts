@@ -220,6 +220,18 @@ describe('backup.incremental planning', () => {
       ).rejects.toThrow('both "pools" and "poolId"');
     });
 
+    it('a pool removed from Haven among the ids fails its own share; alone, it fails the plan', async () => {
+      const tasks = await planBackupIncremental(
+        contextOver({ mode: 'smart', pools: ['pool-1', 'pool-gone'], tags: ['gold'] }),
+      );
+      expect(tasks.map((task) => task.subject)).toEqual(['sim-vm-3', 'sim-vm-4', 'pool pool-gone']);
+      expect(tasks[2]?.failure).toMatchObject({ transient: false });
+      expect(tasks[2]?.failure?.message).toContain('unknown pool pool-gone');
+      await expect(
+        planBackupIncremental(contextOver({ mode: 'smart', pools: ['pool-gone'] })),
+      ).rejects.toThrow('unknown pool pool-gone');
+    });
+
     it('a pool that does not answer: the others are planned, and its failure is a failed task naming it', async () => {
       simB.setFaults({ unreachable: true });
       try {

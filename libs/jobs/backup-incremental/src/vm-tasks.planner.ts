@@ -33,8 +33,13 @@ async function selectedPools(context: JobPlanContext, pools: PoolSelection): Pro
   if ('ids' in pools)
     return Promise.all(
       pools.ids.map(async (id) => {
-        const access = await context.resources.pool(id);
-        return { id: access.id, name: access.name };
+        try {
+          const access = await context.resources.pool(id);
+          return { id: access.id, name: access.name };
+        } catch {
+          // A pool deleted since the job was saved fails its own share (inventoryOf says why), not the run.
+          return { id, name: id };
+        }
       }),
     );
   const all = await context.resources.pools();

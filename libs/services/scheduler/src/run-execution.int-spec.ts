@@ -409,6 +409,17 @@ describeIntegration('run execution over NATS JetStream and Postgres', ['postgres
       ).toEqual([{ n: 0 }]);
     });
 
+    it("answers 409 for a plan the job's own configuration fails (no pool involved), listing the failed run", async () => {
+      const jobId = await createJob(['vm-p6'], {
+        refusedPlan: 'job selection pools "prod-*" matches no pool',
+      });
+      const refused = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+        .send({})
+        .expect(409);
+      expect(refused.body.detail).toContain('matches no pool');
+      expect(await runsOf(jobId)).toMatchObject([{ trigger: 'manual', status: 'failure' }]);
+    });
+
     it('records a task the planner failed, runs the others, and ends a run whose every task failed at planning', async () => {
       gates.open('vm-p3');
       const mixed = await startRun(await createJob(['vm-p3', 'vm-p4'], { failedAtPlan: ['vm-p4'] }));

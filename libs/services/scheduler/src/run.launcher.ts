@@ -21,9 +21,14 @@ import {
   loadJobDefinition,
 } from '@haven/service-core';
 import { dispatchWaitingTasksNow } from '@haven/service-catalog';
-import { XapiPoolCache } from '@haven/xapi';
+import { XapiError, XapiPoolCache } from '@haven/xapi';
 import { pendingTaskRow } from './pending-task.row';
-import { type PlanAttemptFailure, PlanAttemptsError, planWithRetries } from './plan.attempts';
+import {
+  isTransientPlanError,
+  type PlanAttemptFailure,
+  PlanAttemptsError,
+  planWithRetries,
+} from './plan.attempts';
 
 /** How long planning a run may take, retries included (a manual start's caller waits for it). */
 const PLANNING_TIME_MS = 60_000;
@@ -31,7 +36,13 @@ const PLANNING_TIME_MS = 60_000;
 /** A run that cannot start: the requester gets this code and message. */
 export class RunStartError extends Error {
   constructor(
-    readonly code: 'JOB_NOT_FOUND' | 'JOB_DISABLED' | 'JOB_TYPE_MISSING' | 'NOTHING_SELECTED' | 'PLAN_FAILED',
+    readonly code:
+      | 'JOB_NOT_FOUND'
+      | 'JOB_DISABLED'
+      | 'JOB_TYPE_MISSING'
+      | 'NOTHING_SELECTED'
+      | 'PLAN_FAILED'
+      | 'PLAN_REFUSED',
     message: string,
   ) {
     super(message);
@@ -118,7 +129,12 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
         reason,
         lines: [...attempts.filter((failure) => failure.retried).map(attemptLine), errorLine(reason)],
       });
-      throw new RunStartError('PLAN_FAILED', `${reason}; run ${runId} records it`);
+      // A pool's failure (PLAN_FAILED) is upstream of Haven; anything else is the job's own
+      // configuration no longer fitting the tenant (a pool pattern matching nothing, say).
+      throw new RunStartError(
+        involvesAPool(error) ? 'PLAN_FAILED' : 'PLAN_REFUSED',
+        `${reason}; run ${runId} records it`,
+      );
     } finally {
       clearTimeout(timer);
       this.plannings.delete(controller);
@@ -324,6 +340,16 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     );
     return rows.at(0)?.enabled === true;
   }
+}
+
+/** Whether a pool's answer (or its silence) is behind a planning failure, anywhere in its causes. */
+function involvesAPool(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && depth < 8; depth++) {
+    if (current instanceof PlanAttemptsError) current = current.last;
+    if (current instanceof XapiError || isTransientPlanError(current)) return true;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return false;
 }
 
 /** A failed planning attempt as a run log line. */

@@ -240,7 +240,9 @@ export class JobsController {
     description:
       "202 with the run id once its tasks are queued. 502 when planning failed, after the job's `retries`, " +
       'because a pool did not answer: the detail names the pool and the run that records the failure. ' +
-      '409 when the selection matches no VM right now (no run is listed) or no installed plugin runs its type; ' +
+      "409 when planning failed for the job's own configuration (a pool pattern matching no pool, a pool " +
+      'removed from Haven: the failed run is listed too), when the selection matches no VM right now (no run ' +
+      'is listed) or no installed plugin runs its type; ' +
       '503 / 504 when no scheduler answers. A pool of several that does not answer does not stop the ' +
       'run: it becomes a failed task naming it (docs/jobs.md).',
   })

@@ -46,6 +46,10 @@ export const plugin: JobPlugin = {
         description: 'the first plans of the job fail as when its pool does not answer',
       },
       retries: { type: 'integer', minimum: 0, description: 'extra planning attempts' },
+      refusedPlan: {
+        type: 'string',
+        description: "every plan fails with this reason, the job's own configuration (no pool involved)",
+      },
       failedAtPlan: {
         type: 'array',
         items: { type: 'string' },
@@ -60,6 +64,8 @@ export const plugin: JobPlugin = {
   plan({ job }) {
     const plans = (gates.plans.get(job.id) ?? 0) + 1;
     gates.plans.set(job.id, plans);
+    const refused = job.settings['refusedPlan'];
+    if (typeof refused === 'string') return Promise.reject(new Error(refused));
     if (plans <= Number(job.settings['silentPlans'] ?? 0))
       return Promise.reject(new PlanUnavailableError(`pool "gated-pool" did not answer (plan ${plans})`));
     const vms = Array.isArray(job.selection['vms']) ? (job.selection['vms'] as string[]) : [];
