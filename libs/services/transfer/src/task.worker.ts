@@ -19,7 +19,6 @@ import {
   type PluginRegistry,
   type TaskExecutionContext,
   type TaskProgress,
-  TaskProgressRates,
 } from '@haven/plugin-sdk';
 import {
   HAVEN_BUS,
@@ -36,6 +35,7 @@ import { XapiPoolCache } from '@haven/xapi';
 import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
 import { executeRepositoryGc, executeRepositoryVerify } from './repository-maintenance.executor';
 import { RunLogWriter } from './run-log.writer';
+import { createTaskProgressReporter, type TaskProgressReporter } from './task-progress.reporter';
 
 /** Built-in executors of runs that belong to no job, by run kind and task type. */
 type BuiltInExecutor = (
@@ -49,8 +49,6 @@ const BUILT_IN: Record<string, { type: string; execute: BuiltInExecutor } | unde
 };
 
 const TERMINAL = new Set(['success', 'failure', 'cancelled']);
-/** Progress events per task at most this often; the last one always goes out. */
-const PROGRESS_INTERVAL_MS = 500;
 
 /**
  * Takes job tasks from the durable queue and runs them through their job type's executor. A task
@@ -205,7 +203,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
     base: { tenantId: string; runId: string; taskId: string; attempt: number },
     item: WorkItem<TaskWorkItem>,
     log: RunLogWriter,
-    run: (reporter: ReturnType<TaskWorker['progressReporter']>) => Promise<Record<string, unknown>>,
+    run: (reporter: TaskProgressReporter) => Promise<Record<string, unknown>>,
   ): Promise<void> {
     // Disk data is about to flow through this process (after boot, whose garbage the default
     // collector has dealt with: docs/benchmarks/jobs.md, "Garbage collector").
@@ -220,7 +218,10 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       },
     );
     const started = Date.now();
-    const reporter = this.progressReporter(base, item);
+    const reporter = createTaskProgressReporter(
+      (progress) => void this.publish({ ...base, status: 'running', progress }).catch(() => undefined),
+      () => item.working(),
+    );
     // Signs of life several times per ack wait, even through long silent steps (snapshot, GC).
     const heartbeat = setInterval(
       () => item.working(),
@@ -278,42 +279,5 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
       worker: this.config.instanceName,
       at: new Date().toISOString(),
     });
-  }
-
-  private progressReporter(
-    base: { tenantId: string; runId: string; taskId: string; attempt: number },
-    item: WorkItem<TaskWorkItem>,
-  ) {
-    let last = 0;
-    let pending: TaskProgress | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    // Rates are sampled as progress goes out (at most every PROGRESS_INTERVAL_MS): a few numbers per disk.
-    const rates = new TaskProgressRates();
-    let published: TaskProgress | undefined;
-    const flush = () => {
-      timer = undefined;
-      if (!pending) return;
-      const progress = rates.decorate(pending, Date.now());
-      published = progress;
-      pending = undefined;
-      last = Date.now();
-      this.publish({ ...base, status: 'running', progress }).catch(() => undefined);
-    };
-    return {
-      report: (progress: TaskProgress) => {
-        item.working();
-        pending = progress;
-        if (timer) return;
-        const wait = PROGRESS_INTERVAL_MS - (Date.now() - last);
-        if (wait <= 0) flush();
-        else timer = setTimeout(flush, wait);
-      },
-      stop: () => {
-        if (timer) clearTimeout(timer);
-        timer = undefined;
-        // The task's last figures go with its end, so every follower sees where it finished.
-        return pending === undefined ? published : rates.decorate(pending, Date.now());
-      },
-    };
   }
 }
