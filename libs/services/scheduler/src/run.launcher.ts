@@ -212,17 +212,8 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       const taskRows = tx.getRepository(TaskEntity);
       await taskRows.save(taskRows.create(tasks), { reload: false });
     });
-    // Rows first, then the queue: a worker taking a task must find it. A crash in between leaves
-    // the tasks waiting, and the catalog's sweep queues them.
-    await dispatchWaitingTasksNow(this.dataSource, this.bus, job.tenantId, runId);
-    await this.bus.publish(RUN_PROGRESS, {
-      tenantId: job.tenantId,
-      runId,
-      status: 'running',
-      progress: { tasks: tasks.length },
-      at: now.toISOString(),
-    });
-    if (refused.length === tasks.length) await this.endRefusedRun(job.tenantId, runId, refused);
+    // The run's own lines (planning attempts, its start, refused tasks) go out before any task is
+    // queued, so they come before the lines of the tasks in the run's log.
     const startLine: RunLogLine = {
       at: now.toISOString(),
       level: 'info',
@@ -236,6 +227,17 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       runId,
       lines: [...attemptLines, startLine, ...refused],
     });
+    // Rows first, then the queue: a worker taking a task must find it. A crash in between leaves
+    // the tasks waiting, and the catalog's sweep queues them.
+    await dispatchWaitingTasksNow(this.dataSource, this.bus, job.tenantId, runId);
+    await this.bus.publish(RUN_PROGRESS, {
+      tenantId: job.tenantId,
+      runId,
+      status: 'running',
+      progress: { tasks: tasks.length },
+      at: now.toISOString(),
+    });
+    if (refused.length === tasks.length) await this.endRefusedRun(job.tenantId, runId, refused);
     this.logger.log(
       {
         msg: 'run started',
