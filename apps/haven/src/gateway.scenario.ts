@@ -131,6 +131,28 @@ export function gatewayScenario(
       expect(everything).not.toContain(secret);
   });
 
+  it('updates a remote: the fields given change, the rest (encryption, repository id) stays', async () => {
+    const acme = (req: request.Test) => req.set('authorization', `Bearer ${keys['acme']}`);
+    const before = await acme(api().get(`/api/v1/remotes/${ids['remote']}`)).expect(200);
+    const renamed = await acme(api().patch(`/api/v1/remotes/${ids['remote']}`))
+      .send({ name: 'nas-renamed', settings: { path: context().remoteFolder } })
+      .expect(200);
+    expect(renamed.body).toMatchObject({
+      name: 'nas-renamed',
+      encrypted: true,
+      enabled: true,
+      settings: { path: context().remoteFolder },
+      repositoryId: before.body.repositoryId,
+    });
+    const disabled = await acme(api().patch(`/api/v1/remotes/${ids['remote']}`))
+      .send({ enabled: false, name: 'nas' })
+      .expect(200);
+    expect(disabled.body).toMatchObject({ name: 'nas', enabled: false, encrypted: true });
+    await acme(api().patch(`/api/v1/remotes/${ids['remote']}`))
+      .send({ enabled: true })
+      .expect(200);
+  });
+
   it('hides one tenant from another: 404, never 403', async () => {
     const globex = (req: request.Test) => req.set('authorization', `Bearer ${keys['globex']}`);
     for (const path of [
