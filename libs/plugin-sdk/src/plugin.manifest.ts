@@ -109,6 +109,13 @@ export interface RemoteAccess {
    */
   hasCatalogRestorePoints?: boolean;
   /**
+   * The remote key (manifest or archive manifest) of the newest restore point the catalog lists on
+   * this remote, given with hasCatalogRestorePoints: the repository a task finds there must hold it
+   * before its id is recorded, else the storage holds another repository than the backups went to.
+   * The newest, because retention never expires a job's last restore point.
+   */
+  catalogRestorePointKey?: string;
+  /**
    * Records the id of the repository a task opened or initialised on this remote, when none is
    * recorded yet (concurrent first uses: the first one wins); resolves with the id the catalog
    * holds now, which the caller compares with its own. Absent where nothing records (tools).

@@ -552,6 +552,39 @@ describe('backup.incremental through the gateway', () => {
       }
     });
 
+    it('a remote from before ids were recorded adopts no repository that lacks its newest restore point', async () => {
+      const recorded = await repositoryIdIn(folders['plain'].path);
+      const dataSource = app.get(DataSource);
+      // As the migration left remotes used before it: no id, restore points in the catalog.
+      await dataSource.query('UPDATE remotes SET repository_id = NULL WHERE id = $1', [ids['plain']]);
+      try {
+        let other = '';
+        const { run } = await runWithPlainReplaced(async (folder) => {
+          const store = await localRemote.create({ path: folder }, { name: 'another' });
+          try {
+            other = (await initRepository(store)).id;
+          } finally {
+            await store.close();
+          }
+        });
+        expect(run.status).toBe('failure');
+        for (const task of run.tasks) {
+          expect(task.error).toContain(`remote plain holds repository ${other}, which does not hold`);
+          expect(task.error).toContain('the newest restore point the catalog lists on this remote');
+        }
+        const rows = await dataSource.query<{ repository_id: string | null }[]>(
+          'SELECT repository_id FROM remotes WHERE id = $1',
+          [ids['plain']],
+        );
+        expect(rows).toEqual([{ repository_id: null }]);
+      } finally {
+        await dataSource.query('UPDATE remotes SET repository_id = $2 WHERE id = $1', [
+          ids['plain'],
+          recorded,
+        ]);
+      }
+    }, 120_000);
+
     it('fails a run whose remote lost its repository after every restore point on it was pruned, naming it, writing nothing', async () => {
       const recorded = await repositoryIdIn(folders['plain'].path);
       const points = await committedRestorePoints();

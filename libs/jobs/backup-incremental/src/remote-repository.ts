@@ -32,6 +32,15 @@ export async function openOrInitRemoteRepository(
     expected: repositoryExpectation(access),
   });
   if (access.repositoryId === undefined && access.recordRepositoryId !== undefined) {
+    // A remote from before ids were recorded: the repository found must be the one its backups
+    // went to (it holds the catalog's newest restore point there) before it is recorded for good.
+    const witness = access.catalogRestorePointKey;
+    if (witness !== undefined && !(await repository.store.exists(witness)))
+      throw new RepositoryError(
+        'REPOSITORY_REPLACED',
+        `remote ${access.name} holds repository ${repository.id}, which does not hold ${witness}, the newest restore point the catalog lists on this remote: its storage is not where the backups went (another bucket, prefix or folder?). Make the remote's storage available again; if that repository is lost for good, add the storage as a new remote`,
+        { remote: access.name, key: witness },
+      );
     const recorded = await access.recordRepositoryId(repository.id);
     // Another task's first use recorded another repository meanwhile: two storages answer for
     // one remote (a share mounted on one worker and not on another?).

@@ -60,13 +60,20 @@ export class JobResourceProvider {
           .findOneBy({ id: remoteId, tenantId });
         if (!remote) throw new JobResourceMissingError('remote', remoteId);
         // The restore points only guard a remote whose repository id is not recorded yet.
+        const newest =
+          remote.repositoryId !== null
+            ? null
+            : await this.dataSource.getRepository(RestorePointEntity).findOne({
+                where: { remoteId: remote.id, tenantId },
+                order: { takenAt: 'DESC' },
+                select: { id: true, manifestKey: true },
+              });
         const expectation =
           remote.repositoryId !== null
             ? { repositoryId: remote.repositoryId }
             : {
-                hasCatalogRestorePoints: await this.dataSource
-                  .getRepository(RestorePointEntity)
-                  .existsBy({ remoteId: remote.id, tenantId }),
+                hasCatalogRestorePoints: newest !== null,
+                ...(newest === null ? {} : { catalogRestorePointKey: newest.manifestKey }),
               };
         return {
           id: remote.id,
