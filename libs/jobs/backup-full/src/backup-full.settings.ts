@@ -1,5 +1,5 @@
 import type { JsonSchemaObject } from '@haven/plugin-sdk';
-import { VM_TIMEOUT_SECONDS_SCHEMA, vmTimeoutSeconds } from '@haven/job-backup-incremental';
+import { RETRIES_SCHEMA, VM_TIMEOUT_SECONDS_SCHEMA, vmTimeoutSeconds } from '@haven/job-backup-incremental';
 import type { XvaCompression } from '@haven/xapi';
 
 /** A `backup.full` job's settings after validation (the registry validates with Ajv and fills defaults). */
@@ -24,14 +24,7 @@ export const BACKUP_FULL_SETTINGS_SCHEMA: JsonSchemaObject = {
       default: 'zstd',
       description: 'Compression of the XVA export, done by the host',
     },
-    retries: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 10,
-      default: 0,
-      description:
-        'Extra attempts after a transient failure: of a VM transfer, and of planning a run when a pool does not answer',
-    },
+    retries: RETRIES_SCHEMA,
     snapshotNameTemplate: {
       type: 'string',
       minLength: 1,

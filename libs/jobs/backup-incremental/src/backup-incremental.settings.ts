@@ -41,6 +41,16 @@ export const VM_TIMEOUT_SECONDS_SCHEMA = {
     'nothing is committed and the task fails (not retried); absent = no limit',
 } as const;
 
+/** Shared by every VM backup job type. */
+export const RETRIES_SCHEMA = {
+  type: 'integer',
+  minimum: 0,
+  maximum: 10,
+  default: 0,
+  description:
+    'Extra attempts after a transient failure: of a VM transfer, and of planning a run when a pool does not answer',
+} as const;
+
 export const BACKUP_INCREMENTAL_SETTINGS_SCHEMA: JsonSchemaObject = {
   type: 'object',
   properties: {
@@ -52,14 +62,7 @@ export const BACKUP_INCREMENTAL_SETTINGS_SCHEMA: JsonSchemaObject = {
       description: 'zstd 1..19, gzip 1..9; used when a repository is initialised',
     },
     concurrency: { type: 'integer', minimum: 1, maximum: 32, default: 4 },
-    retries: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 10,
-      default: 0,
-      description:
-        'Extra attempts after a transient failure: of a VM transfer, and of planning a run when a pool does not answer',
-    },
+    retries: RETRIES_SCHEMA,
     snapshotNameTemplate: {
       type: 'string',
       minLength: 1,
