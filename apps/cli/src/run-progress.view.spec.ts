@@ -68,33 +68,34 @@ describe('formatting', () => {
 });
 
 describe('PlainRunProgress (not a terminal)', () => {
-  it('prints a line per status change, and while running at most one per task per interval', () => {
+  /** A display on a clock the test moves; `printed()` is what it printed, runs of spaces squeezed. */
+  function plainDisplay(subjectOf: (taskId: string) => string = (taskId) => taskId) {
     const lines: string[] = [];
-    let now = 0;
-    const display = new PlainRunProgress(
-      lines.push.bind(lines),
-      (id) => `vm-${id}`,
-      () => now,
-      3_000,
-    );
+    const clock = { now: 0 };
+    const display = new PlainRunProgress(lines.push.bind(lines), subjectOf, () => clock.now, 3_000);
+    return { display, clock, printed: () => lines.map((line) => line.replace(/ +/g, ' ')) };
+  }
+
+  it('prints a line per status change, and while running at most one per task per interval', () => {
+    const { display, clock, printed } = plainDisplay((id) => `vm-${id}`);
     const running = (done: number, taskId = 't1'): TaskProgressEvent => ({
       taskId,
       status: 'running',
       progress: { bytesDone: done * MiB, bytesTotal: 10 * MiB, bytesPerSecond: MiB, etaSeconds: 10 - done },
     });
     display.progress(running(1));
-    now = 1_000;
+    clock.now = 1_000;
     display.progress(running(2));
     display.progress(running(2, 't2'));
-    now = 3_000;
+    clock.now = 3_000;
     display.progress(running(4));
-    now = 3_500;
+    clock.now = 3_500;
     display.progress({
       taskId: 't1',
       status: 'success',
       progress: { bytesDone: 10 * MiB, bytesTotal: 10 * MiB },
     });
-    expect(lines.map((line) => line.replace(/ +/g, ' '))).toEqual([
+    expect(printed()).toEqual([
       'vm-t1 running [###...........................] 10% 1.0 MiB of 10.0 MiB 1.0 MiB/s ETA 0:09',
       'vm-t2 running [######........................] 20% 2.0 MiB of 10.0 MiB 1.0 MiB/s ETA 0:08',
       'vm-t1 running [############..................] 40% 4.0 MiB of 10.0 MiB 1.0 MiB/s ETA 0:06',
@@ -103,25 +104,18 @@ describe('PlainRunProgress (not a terminal)', () => {
   });
 
   it('prints a line at once when a total, a speed or an ETA becomes known', () => {
-    const lines: string[] = [];
-    let now = 0;
-    const display = new PlainRunProgress(
-      lines.push.bind(lines),
-      (id) => id,
-      () => now,
-      3_000,
-    );
+    const { display, clock, printed } = plainDisplay();
     display.progress({ taskId: 't1', status: 'running', progress: { step: 'starting' } });
-    now = 100;
+    clock.now = 100;
     display.progress({ taskId: 't1', status: 'running', progress: { bytesDone: 0, bytesTotal: 10 * MiB } });
-    now = 200;
+    clock.now = 200;
     display.progress({ taskId: 't1', status: 'running', progress: { bytesDone: MiB, bytesTotal: 10 * MiB } });
-    now = 600;
+    clock.now = 600;
     const rated = { bytesDone: 2 * MiB, bytesTotal: 10 * MiB, bytesPerSecond: 2 * MiB, etaSeconds: 4 };
     display.progress({ taskId: 't1', status: 'running', progress: rated });
-    now = 700;
+    clock.now = 700;
     display.progress({ taskId: 't1', status: 'running', progress: { ...rated, bytesDone: 3 * MiB } });
-    expect(lines.map((line) => line.replace(/ +/g, ' '))).toEqual([
+    expect(printed()).toEqual([
       't1 running starting',
       't1 running [..............................] 0% 0 B of 10.0 MiB',
       't1 running [######........................] 20% 2.0 MiB of 10.0 MiB 2.0 MiB/s ETA 0:04',
@@ -129,14 +123,7 @@ describe('PlainRunProgress (not a terminal)', () => {
   });
 
   it("prints the run's total over several tasks, as rarely", () => {
-    const lines: string[] = [];
-    let now = 0;
-    const display = new PlainRunProgress(
-      lines.push.bind(lines),
-      (id) => id,
-      () => now,
-      3_000,
-    );
+    const { display, clock, printed } = plainDisplay();
     display.transfer({ tasksCounted: 1, bytesDone: MiB, bytesTotal: 4 * MiB });
     display.transfer({
       tasksCounted: 2,
@@ -145,9 +132,9 @@ describe('PlainRunProgress (not a terminal)', () => {
       bytesPerSecond: MiB,
       etaSeconds: 6,
     });
-    now = 1_000;
+    clock.now = 1_000;
     display.transfer({ tasksCounted: 2, bytesDone: 3 * MiB, bytesTotal: 8 * MiB });
-    expect(lines.map((line) => line.replace(/ +/g, ' '))).toEqual([
+    expect(printed()).toEqual([
       'run [########......................] 25% 2.0 MiB of 8.0 MiB 1.0 MiB/s ETA 0:06',
     ]);
   });
