@@ -8,3 +8,4 @@ export * from './remote.self-test';
 export * from './retry.policy';
 // The contract test suite is in ./testing (alias @haven/remote-sdk/testing): test code only.
 export * from './remote-body';
+export * from './page-aligned.buffer';

@@ -1,4 +1,5 @@
-import { BufferPool } from './buffer.pool';
+import { allocatePageAligned, directWriteView } from '@haven/remote-sdk';
+import { BufferPool, sharedPageAlignedPool } from './buffer.pool';
 
 describe('BufferPool', () => {
   it('lends buffers of its size and reuses released ones', () => {
@@ -44,5 +45,37 @@ describe('BufferPool', () => {
   it('rejects a size or capacity that is not a positive integer', () => {
     expect(() => new BufferPool(0, 1)).toThrow(/size must be a positive integer, got 0/);
     expect(() => new BufferPool(16, 1.5)).toThrow(/capacity must be a positive integer, got 1.5/);
+  });
+});
+
+describe('BufferPool with an allocator', () => {
+  it('lends what the allocator makes, and takes back views of their start', () => {
+    const made: Buffer[] = [];
+    const pool = new BufferPool(1000, 1, (size) => {
+      const buffer = allocatePageAligned(size);
+      made.push(buffer);
+      return buffer;
+    });
+    const lent = pool.acquire();
+    expect(lent).toBe(made[0]);
+    pool.release(lent.subarray(0, 10));
+    expect(pool.acquire().buffer).toBe(lent.buffer);
+    expect(made).toHaveLength(1);
+  });
+
+  it('refuses an allocator whose buffers are not the start of their memory', () => {
+    const pool = new BufferPool(64, 1, (size) => Buffer.allocUnsafeSlow(size + 8).subarray(8));
+    expect(() => pool.acquire()).toThrow(/made 64 bytes at offset 8/);
+  });
+});
+
+describe('sharedPageAlignedPool', () => {
+  it('is one pool per size for the whole process, of buffers a direct write can take', () => {
+    const pool = sharedPageAlignedPool(3000);
+    expect(sharedPageAlignedPool(3000)).toBe(pool);
+    expect(sharedPageAlignedPool(3001)).not.toBe(pool);
+    const buffer = pool.acquire();
+    expect(directWriteView(buffer.subarray(0, 100))?.length).toBe(4096);
+    pool.release(buffer);
   });
 });

@@ -11,7 +11,7 @@ import {
   type RestorePointManifest,
   type RestorePointMeta,
 } from './format/restore-point.manifest';
-import { BufferPool } from './buffer.pool';
+import { sharedPageAlignedPool } from './buffer.pool';
 import { assertBlockLength, CHUNK_OBJECT_OVERHEAD } from './chunk.store';
 import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
@@ -311,8 +311,9 @@ export class RestorePointWriter {
 
     const rewrite = this.options.rewriteChunks;
     // Chunk objects are sealed into these (one per chunk in flight) rather than into a fresh
-    // 2 MiB allocation each; see docs/benchmarks/repository.md for what that saves.
-    const objects = new BufferPool(blockSize + CHUNK_OBJECT_OVERHEAD, concurrency);
+    // 2 MiB allocation each (docs/benchmarks/repository.md says what that saves); page-aligned, so
+    // a file-system remote writes them around the page cache (docs/remotes.md, "Direct writes").
+    const objects = sharedPageAlignedPool(blockSize + CHUNK_OBJECT_OVERHEAD);
     const upload = async (id: Buffer, data: Buffer, replace: boolean, block: DiskBlock): Promise<void> => {
       // A rewrite overwrites an existing object: an attempt the remote abandoned (timeout) and
       // that still ran later must not find reused bytes, so those get a buffer of their own.

@@ -34,6 +34,11 @@ export interface LocalDriverOptions {
   path: string;
   /** fsync files and folders before a put returns (default true; off only for throw-away data). */
   fsync?: boolean;
+  /**
+   * Content-addressed objects in page-aligned memory are written around the page cache (O_DIRECT)
+   * when the file system takes it (default true; docs/remotes.md, "Direct writes").
+   */
+  directWrites?: boolean;
 }
 
 /** How often a put re-creates its folder when a concurrent delete removed it meanwhile. */
@@ -61,7 +66,10 @@ export class LocalDriver implements RemoteDriver {
     this.root =
       options.path.endsWith(sep) && options.path.length > 1 ? options.path.slice(0, -1) : options.path;
     this.fsync = options.fsync ?? true;
-    this.staging = new LocalStagingArea(this.root, RESERVED_SEGMENT_PREFIX, this.fsync);
+    this.staging = new LocalStagingArea(this.root, RESERVED_SEGMENT_PREFIX, {
+      fsync: this.fsync,
+      directWrites: options.directWrites ?? true,
+    });
   }
 
   async put(key: string, body: Buffer | Readable, context: DriverContext): Promise<void> {

@@ -16,6 +16,22 @@ export async function writeAll(handle: FileHandle, data: Buffer): Promise<void> 
   }
 }
 
+/**
+ * Writes the `length` bytes at the start of `padded` to a file opened with O_DIRECT: `padded` is
+ * those bytes plus padding to an aligned length (directWriteView), written whole, then cut off by
+ * truncating the file to `length`. A write the file system refuses throws EINVAL.
+ */
+export async function writeDirect(handle: FileHandle, padded: Buffer, length: number): Promise<void> {
+  let written = 0;
+  while (written < padded.length) {
+    const { bytesWritten } = await handle.write(padded, written, padded.length - written, written);
+    // A short write leaves an unaligned offset, which the next write refuses (EINVAL).
+    if (bytesWritten === 0) throw new Error(`direct write stopped at byte ${written} of ${padded.length}`);
+    written += bytesWritten;
+  }
+  if (length < padded.length) await handle.truncate(length);
+}
+
 /** fdatasync of a file by name: its content and size, what reading it back needs. */
 export async function syncFile(path: string): Promise<void> {
   const handle = await open(path, constants.O_RDONLY);

@@ -20,6 +20,22 @@ describe('local remote plugin manifest', () => {
     ).toEqual(['paht', 'path']);
   });
 
+  it('takes directWrites as a boolean, and names it otherwise', () => {
+    expect(validateAgainstSchema(plugin.configSchema, { path: '/srv/backups', directWrites: false })).toEqual(
+      [],
+    );
+    expect(
+      validateAgainstSchema(
+        plugin.configSchema,
+        { path: '/srv/backups', directWrites: 'yes' },
+        'settings',
+      ).map((e) => e.field),
+    ).toEqual(['settings.directWrites']);
+    expect(() => plugin.create({ path: '/srv/backups', directWrites: 'yes' }, { name: 'r' })).toThrow(
+      /"directWrites" must be true or false/,
+    );
+  });
+
   it('has no secret fields', () => {
     expect(plugin.secretFields).toEqual([]);
   });

@@ -6,6 +6,8 @@ import { LocalDriver } from './local.driver';
 export interface LocalRemoteConfig {
   /** Absolute path of the folder holding the backups. */
   path: string;
+  /** Chunks written around the page cache when the file system allows (default true). */
+  directWrites?: boolean;
 }
 
 /** Local folder (or any mounted file system) as a remote. */
@@ -19,6 +21,13 @@ export const plugin: RemotePlugin = {
     type: 'object',
     properties: {
       path: { type: 'string', minLength: 2, pattern: '^/', description: 'Absolute path of the folder' },
+      directWrites: {
+        type: 'boolean',
+        default: true,
+        description:
+          'Write chunks around the page cache (O_DIRECT) where the file system allows it: less CPU, ' +
+          'and a backup does not evict the cache of what runs beside it',
+      },
     },
     required: ['path'],
     additionalProperties: false,
@@ -28,7 +37,12 @@ export const plugin: RemotePlugin = {
     const path = config['path'];
     if (typeof path !== 'string' || !isAbsolute(path))
       throw new Error(`Remote "${context.name}" (local): setting "path" must be an absolute path.`);
-    return new Remote(new LocalDriver({ path }), { name: context.name });
+    const directWrites = config['directWrites'];
+    if (directWrites !== undefined && typeof directWrites !== 'boolean')
+      throw new Error(`Remote "${context.name}" (local): setting "directWrites" must be true or false.`);
+    return new Remote(new LocalDriver({ path, ...(directWrites !== undefined ? { directWrites } : {}) }), {
+      name: context.name,
+    });
   },
 };
 

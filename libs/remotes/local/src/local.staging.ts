@@ -3,8 +3,8 @@ import { constants } from 'node:fs';
 import { link, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { DriverError } from '@haven/remote-sdk';
-import { syncFile, syncFolder, writeAll } from './local.file-io';
+import { directWriteView, DriverError } from '@haven/remote-sdk';
+import { syncFile, syncFolder, writeAll, writeDirect } from './local.file-io';
 import { makeFolderBelow } from './local.folders';
 
 /** Staged objects a flush starts on its own (in the background) so that a long run stays bounded. */
@@ -17,6 +17,15 @@ const FLUSH_PARALLELISM = 8;
 const STALE_STAGING_MS = 24 * 60 * 60 * 1000;
 /** More folders than this known to exist: forget them (they are only a shortcut). */
 const KNOWN_FOLDERS_MAX = 200_000;
+
+export interface LocalStagingOptions {
+  /** fdatasync staged files and fsync the folders that gained names at each flush. */
+  fsync: boolean;
+  /** Bodies in page-aligned memory are written around the page cache (docs/remotes.md). */
+  directWrites: boolean;
+  /** Opens a staged file (tests inject a file system's refusals here; default: fs.promises.open). */
+  openFile?: (path: string, flags: number, mode: number) => Promise<FileHandle>;
+}
 
 interface StagedObject {
   temporary: string;
@@ -42,27 +51,35 @@ export class LocalStagingArea {
   private inFlush = 0;
   /** A flush started by staging has not taken its batch yet: staging starts no other. */
   private flushQueued = false;
+  private readonly fsync: boolean;
+  /** Bodies in page-aligned memory are written around the page cache until the file system refuses. */
+  private directWrites: boolean;
+  private readonly openFile: (path: string, flags: number, mode: number) => Promise<FileHandle>;
 
   constructor(
     private readonly root: string,
     private readonly reservedPrefix: string,
-    private readonly fsync: boolean,
-  ) {}
+    options: LocalStagingOptions,
+  ) {
+    this.fsync = options.fsync;
+    this.directWrites = options.directWrites;
+    this.openFile = options.openFile ?? open;
+  }
+
+  /** False once the file system refused a direct write (then every body goes through the cache). */
+  get writesDirect(): boolean {
+    return this.directWrites;
+  }
 
   /** False when `target` exists or is staged already; else stages `body` for it. */
   async stage(target: string, body: Buffer, signal: AbortSignal): Promise<boolean> {
     if (this.staged.has(target) || (await exists(target))) return false;
     signal.throwIfAborted();
     const temporary = join(await this.stagingFolder(), randomBytes(12).toString('hex'));
-    const handle = await this.createStagedFile(temporary);
-    try {
-      await writeAll(handle, body);
-    } catch (error) {
-      await handle.close().catch(() => undefined);
-      await unlink(temporary).catch(() => undefined);
-      throw error;
+    if (!(await this.writeStagedFile(temporary, body))) {
+      // The file system refused the direct write: from now on, and for this body, the page cache.
+      await this.writeStagedFile(temporary, body);
     }
-    await handle.close();
     if (this.staged.has(target)) {
       // Staged by a concurrent call meanwhile: one copy is enough.
       await unlink(temporary).catch(() => undefined);
@@ -172,15 +189,47 @@ export class LocalStagingArea {
     this.knownFolders.add(folder);
   }
 
-  private async createStagedFile(file: string): Promise<FileHandle> {
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+  /**
+   * Writes `body` to the new file `temporary`: around the page cache when its memory allows and
+   * the file system accepts (docs/remotes.md, "Direct writes"), else through it. False, with
+   * nothing left behind and direct writes off, when the file system refused a direct write.
+   */
+  private async writeStagedFile(temporary: string, body: Buffer): Promise<boolean> {
+    const padded = this.directWrites ? directWriteView(body) : undefined;
+    let handle: FileHandle;
     try {
-      return await open(file, flags, 0o644);
+      handle = await this.createStagedFile(temporary, padded !== undefined);
+    } catch (error) {
+      if (padded === undefined || !refusedDirect(error)) throw error;
+      // Linux creates the file before it checks O_DIRECT: the name is taken, and must be freed.
+      await unlink(temporary).catch(() => undefined);
+      this.directWrites = false;
+      return false;
+    }
+    try {
+      if (padded !== undefined) await writeDirect(handle, padded, body.length);
+      else await writeAll(handle, body);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+      if (padded === undefined || !refusedDirect(error)) throw error;
+      this.directWrites = false;
+      return false;
+    }
+    await handle.close();
+    return true;
+  }
+
+  private async createStagedFile(file: string, direct: boolean): Promise<FileHandle> {
+    const flags =
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (direct ? constants.O_DIRECT : 0);
+    try {
+      return await this.openFile(file, flags, 0o644);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       // The staging folder was removed (stale-folder clean-up of another process): again.
       await makeFolderBelow(this.root, dirname(file));
-      return open(file, flags, 0o644);
+      return this.openFile(file, flags, 0o644);
     }
   }
 
@@ -221,6 +270,11 @@ function placingFailed(key: string, error: unknown): Error {
   named.code = cause.code;
   if (cause.syscall !== undefined) named.syscall = cause.syscall;
   return named;
+}
+
+/** EINVAL: the file system does not take O_DIRECT, or not with this alignment. */
+function refusedDirect(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'EINVAL';
 }
 
 async function exists(path: string): Promise<boolean> {
