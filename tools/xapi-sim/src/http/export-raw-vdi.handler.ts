@@ -8,6 +8,7 @@ import { SECTOR_SIZE, SECTORS_PER_BLOCK } from '../storage/slot.lineage';
 import type { VirtualDisk } from '../storage/virtual-disk';
 import { XapiFailure } from '../xapi.failure';
 import type { HttpTransfer } from './http-transfer';
+import { ExportBlockBuffers, responseWriter } from './block-buffers';
 import { createTransferFaults } from './transfer-faults';
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
@@ -26,13 +27,17 @@ export function changedBlocks(disk: VirtualDisk, base: VirtualDisk): number[] {
 
 /**
  * Reads blocks ahead of the consumer (two in flight) so that the file read of block N+1 overlaps
- * the socket write of block N; buffers are fresh per block because the stream keeps references.
+ * the socket write of block N, into buffers the export's writer hands back once sent.
  */
-function blockReader(disk: VirtualDisk, blocks: readonly number[]): (index: number) => Promise<Buffer> {
+function blockReader(
+  disk: VirtualDisk,
+  blocks: readonly number[],
+  buffers: ExportBlockBuffers,
+): (index: number) => Promise<Buffer> {
   const pending = new Map<number, Promise<Buffer>>();
   let next = 0;
   const load = (index: number): Promise<Buffer> => {
-    const buffer = Buffer.allocUnsafe(BLOCK_SIZE);
+    const buffer = buffers.acquire();
     return disk.readBlockInto(index, buffer).then(() => buffer);
   };
   return (index) => {
@@ -45,9 +50,9 @@ function blockReader(disk: VirtualDisk, blocks: readonly number[]): (index: numb
   };
 }
 
-function rawStream(disk: VirtualDisk, signal: AbortSignal): Readable {
+function rawStream(disk: VirtualDisk, signal: AbortSignal, buffers: ExportBlockBuffers): Readable {
   const size = disk.virtualSize;
-  const read = blockReader(disk, disk.allocatedBlocks());
+  const read = blockReader(disk, disk.allocatedBlocks(), buffers);
   async function* generate(): AsyncGenerator<Buffer> {
     for (let block = 0; block * BLOCK_SIZE < size; block++) {
       if (signal.aborted) return;
@@ -90,11 +95,12 @@ function rawBlocksStream(
   disk: VirtualDisk,
   blocks: readonly number[],
   signal: AbortSignal,
+  buffers: ExportBlockBuffers,
 ): { stream: Readable; length: number } {
   const size = disk.virtualSize;
   const lengthOf = (block: number): number => Math.min(BLOCK_SIZE, size - block * BLOCK_SIZE);
   const allocated = blocks.filter((block) => disk.slotOf(block) !== undefined);
-  const read = blockReader(disk, allocated);
+  const read = blockReader(disk, allocated, buffers);
   async function* generate(): AsyncGenerator<Buffer> {
     for (const block of blocks) {
       if (signal.aborted) return;
@@ -116,6 +122,11 @@ export interface VdiExport {
   blocks: number;
   /** Blocks of a differencing VHD sent with a partial sector bitmap. */
   partialBlocks: number;
+  /**
+   * Hands back a chunk of `stream` once nothing reads it any more (its socket write completed): its
+   * memory is reused for a later block. Optional for a consumer; never call it earlier.
+   */
+  recycle: (chunk: Buffer) => void;
 }
 
 /**
@@ -149,18 +160,26 @@ export function createVdiExportStream(
     throw new XapiFailure('VDI_INCOMPATIBLE_TYPE', [vdi, 'cbt_metadata']);
   const disk = pool.disks.get(vdi);
   const signal = options.signal ?? new AbortController().signal;
+  const buffers = new ExportBlockBuffers();
+  const recycle = (chunk: Buffer): void => buffers.recycle(chunk);
   if (options.format === 'raw') {
     if (options.base !== undefined)
       throw new XapiFailure('FIELD_TYPE_ERROR', ['base (raw exports are always full)']);
     if (options.blocks !== undefined) {
       const listed = parseBlockList(options.blocks, blockCount(disk.virtualSize));
-      return { ...rawBlocksStream(disk, listed, signal), blocks: listed.length, partialBlocks: 0 };
+      return {
+        ...rawBlocksStream(disk, listed, signal, buffers),
+        blocks: listed.length,
+        partialBlocks: 0,
+        recycle,
+      };
     }
     return {
-      stream: rawStream(disk, signal),
+      stream: rawStream(disk, signal, buffers),
       length: disk.virtualSize,
       blocks: disk.blockCount,
       partialBlocks: 0,
+      recycle,
     };
   }
   if (options.blocks !== undefined)
@@ -181,7 +200,7 @@ export function createVdiExportStream(
       if (bitmap !== undefined) partial.set(block, bitmap);
     }
   }
-  const read = blockReader(disk, allocatedBlocks);
+  const read = blockReader(disk, allocatedBlocks, buffers);
   const stream = createVhdStream({
     virtualSize: disk.virtualSize,
     allocatedBlocks,
@@ -202,6 +221,7 @@ export function createVdiExportStream(
     length: vhdStreamLength({ virtualSize: disk.virtualSize, allocatedBlocks }),
     blocks: allocatedBlocks.length,
     partialBlocks: partial.size,
+    recycle,
   };
 }
 
@@ -250,7 +270,12 @@ export async function exportRawVdi(pool: SimulatedPool, transfer: HttpTransfer):
     'content-type': 'application/octet-stream',
     'content-length': length,
   });
-  if (faults === undefined) await pipeline(body, transfer.response, { signal: transfer.signal });
-  else await pipeline(body, faults, transfer.response, { signal: transfer.signal });
+  // Through injected faults chunks are cut and copied: no telling when a block's memory is free.
+  if (faults === undefined) {
+    const sink = responseWriter(transfer.response, exported.recycle);
+    await pipeline(body, sink, { signal: transfer.signal });
+  } else {
+    await pipeline(body, faults, transfer.response, { signal: transfer.signal });
+  }
   transfer.succeed();
 }
