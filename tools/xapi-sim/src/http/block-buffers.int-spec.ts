@@ -9,7 +9,7 @@ const BLOCKS = 48;
 
 /** Serves BLOCKS blocks, block i filled with byte i, each read into a buffer from `buffers`. */
 function serveBlocks(buffers: ExportBlockBuffers): Server {
-  return createServer((request, response) => {
+  return createServer((_request, response) => {
     function* blocks(): Generator<Buffer> {
       for (let index = 0; index < BLOCKS; index++) {
         const buffer = buffers.acquire();
