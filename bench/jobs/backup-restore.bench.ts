@@ -14,11 +14,13 @@
  *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
  *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
  *   ... --only-full: (a) none/plain only; --only-zstd: (a) zstd + AES only (peak RSS from rest)
+ *   ... --drop-caches: empty the page cache before (c) (root only), as a restore long after its
+ *       backup finds it
  *   ... --no-launcher-env: without the environment and node flags the worker's launchers set
  *       (MALLOC_ARENA_MAX, --max-semi-space-size)
  */
 import { execFile } from 'node:child_process';
-import { readFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { readFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -48,6 +50,11 @@ const onlyZstd = process.argv.includes('--only-zstd');
 /** Diagnosis only: the local remote without its per-object fsyncs (what durability costs). */
 const noFsync = process.argv.includes('--no-fsync');
 const verbose = process.argv.includes('--verbose');
+/**
+ * Empty the page cache before (c) (root only): a restore as it usually runs, long after the backup,
+ * reading chunks from the disk rather than from memory the backup left them in.
+ */
+const dropCaches = process.argv.includes('--drop-caches');
 /** --event-debounce-ms=N: the XAPI client's pause between event polls (HAVEN_XAPI_EVENT_DEBOUNCE_MS). */
 const eventDebounceArg = process.argv.find((arg) => arg.startsWith('--event-debounce-ms='));
 const eventDebounceMs = eventDebounceArg === undefined ? undefined : Number(eventDebounceArg.split('=')[1]);
@@ -218,6 +225,10 @@ async function main(): Promise<void> {
 
     const point = plain.value.restorePoints.at(0);
     if (point === undefined) throw new Error('the full backup committed no restore point');
+    if (dropCaches) {
+      await run('sync', []);
+      await writeFile('/proc/sys/vm/drop_caches', '3\n');
+    }
     const restore = await measured(simPid, () =>
       executeRestoreVm(
         {
