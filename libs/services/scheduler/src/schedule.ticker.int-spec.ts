@@ -92,3 +92,73 @@ describeIntegration('schedule ticker with several schedulers on one catalog', ['
     expect(await tickers[0].tick(new Date())).toEqual([]);
   });
 });
+
+describeIntegration('schedule ticker with a run whose start is slow', ['postgres'], () => {
+  let database: { url: string; drop: () => Promise<void> };
+  let dataSource: DataSource;
+  const tenantId = randomUUID();
+  const slowJob = randomUUID();
+  const quickJob = randomUUID();
+  const laterJob = randomUUID();
+  const silent = new JsonLogger('test', 'error', { write: () => true } as unknown as NodeJS.WritableStream);
+
+  beforeAll(async () => {
+    database = await createTestDatabase('haven_ticker_slow');
+    dataSource = await openCatalog({ kind: 'postgres', url: database.url }, { migrate: true });
+    await dataSource.query(`INSERT INTO tenants (id, name) VALUES ($1, 'acme')`, [tenantId]);
+    for (const [id, name, due] of [
+      [slowJob, 'slow', '1 minute'],
+      [quickJob, 'quick', '1 minute'],
+      [laterJob, 'later', '-10 minutes'],
+    ] as const) {
+      await dataSource.query(
+        `INSERT INTO jobs (id, tenant_id, name, type, selection, remote_ids, settings)
+         VALUES ($1, $2, $3, 'example.echo', '{"mode":"explicit","vms":["vm-1"]}', '{}', '{}')`,
+        [id, tenantId, name],
+      );
+      // `later` is due 10 minutes from now: only a later tick fires it.
+      await dataSource.query(
+        `INSERT INTO schedules (id, tenant_id, job_id, name, cron, timezone, retention, next_fire_at)
+         VALUES ($1, $2, $3, $4, '0 0 1 1 *', 'UTC', '{"keep":1}', now() - interval '${due}')`,
+        [randomUUID(), tenantId, id, name],
+      );
+    }
+  });
+
+  afterAll(async () => {
+    await dataSource.destroy();
+    await database.drop();
+  });
+
+  it('starts the other due runs, and fires later ticks, while one start is still planning', async () => {
+    let releaseSlow: () => void = () => undefined;
+    const slowPlanning = new Promise<void>((resolve) => (releaseSlow = resolve));
+    const started: string[] = [];
+    const finished: string[] = [];
+    // The launcher's part is what is timed here: a start that takes as long as the test says.
+    const launcher = {
+      start: async ({ jobId }: { jobId: string }) => {
+        started.push(jobId);
+        if (jobId === slowJob) await slowPlanning;
+        finished.push(jobId);
+      },
+    } as unknown as RunLauncher;
+    const ticker = new ScheduleTicker(dataSource, launcher, silent);
+
+    const fired = await ticker.fireDue(new Date());
+    expect(fired.map((claimed) => claimed.jobId).sort()).toEqual([slowJob, quickJob].sort());
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(finished).toEqual([quickJob]);
+
+    // The next tick, 11 minutes on, is not held up by the planning still under way.
+    const next = await ticker.fireDue(new Date(Date.now() + 11 * 60_000));
+    expect(next.map((claimed) => claimed.jobId)).toEqual([laterJob]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(finished).toEqual([quickJob, laterJob]);
+
+    releaseSlow();
+    await ticker.startsSettled();
+    expect(finished.sort()).toEqual([slowJob, quickJob, laterJob].sort());
+    expect(started).toHaveLength(3);
+  });
+});

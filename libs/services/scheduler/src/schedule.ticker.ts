@@ -34,12 +34,17 @@ function countTicks(cron: Cron, from: Date, until: Date): number {
  * Fires due schedules. Several schedulers may run: each due schedule row is claimed under
  * `FOR UPDATE SKIP LOCKED` and moved to its next tick in the same transaction, so a tick fires
  * exactly once whichever scheduler sees it first. Ticks missed while no scheduler ran are counted
- * and written into the run, not silently lost and not replayed one by one.
+ * and written into the run, not silently lost and not replayed one by one. The runs claimed are
+ * started side by side, and the next tick does not wait for them: a start whose planning is
+ * retried (up to a minute, a pool that does not answer) delays no other schedule.
  */
 @Injectable()
 export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
   private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  /** The claiming of due schedules under way (one at a time per scheduler). */
+  private claiming?: Promise<void>;
+  /** Runs being started (planned), not yet listed or refused. */
+  private readonly starting = new Set<Promise<void>>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -49,52 +54,82 @@ export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
 
   onApplicationBootstrap(): void {
     this.timer = setInterval(() => {
-      this.running ??= this.tick()
+      this.claiming ??= this.fireDue()
         .then(() => undefined)
         .catch((error: unknown) =>
           this.logger.error({ msg: 'schedule tick failed', error: String(error) }, 'ScheduleTicker'),
         )
-        .finally(() => (this.running = undefined));
+        .finally(() => (this.claiming = undefined));
     }, TICK_MS);
   }
 
+  /** Stops ticking and waits for the starts under way (the launcher aborts their plannings). */
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    await this.claiming;
+    await this.startsSettled();
   }
 
-  /** Fires every schedule due at `now`; returns what it fired. */
+  /** Fires every schedule due at `now` and waits until each run is started or refused. */
   async tick(now = new Date()): Promise<ClaimedSchedule[]> {
+    const fired = await this.claimDue(now);
+    await Promise.all(fired.map((claimed) => this.start(claimed)));
+    return fired;
+  }
+
+  /**
+   * Claims every schedule due at `now` and starts their runs side by side, without waiting for
+   * them (what the timer does each tick); returns what it claimed.
+   */
+  async fireDue(now = new Date()): Promise<ClaimedSchedule[]> {
+    const fired = await this.claimDue(now);
+    for (const claimed of fired) {
+      const started = this.start(claimed).finally(() => this.starting.delete(started));
+      this.starting.add(started);
+    }
+    return fired;
+  }
+
+  /** Resolves once every run started by fireDue so far is started or refused. */
+  async startsSettled(): Promise<void> {
+    while (this.starting.size > 0) await Promise.all(this.starting);
+  }
+
+  private async claimDue(now: Date): Promise<ClaimedSchedule[]> {
     const fired: ClaimedSchedule[] = [];
     for (;;) {
       const claimed = await this.claimNext(now);
       if (!claimed) return fired;
       fired.push(claimed);
-      const note =
-        claimed.missedTicks > 0
-          ? `${claimed.missedTicks}${claimed.missedTicks >= MISSED_COUNT_LIMIT ? '+' : ''} earlier tick(s) were missed while no scheduler ran`
-          : undefined;
-      if (note !== undefined)
-        this.logger.warn({ msg: note, scheduleId: claimed.id, jobId: claimed.jobId }, 'ScheduleTicker');
-      try {
-        await this.launcher.start({
-          tenantId: claimed.tenantId,
-          jobId: claimed.jobId,
-          trigger: 'schedule',
+    }
+  }
+
+  /** Starts a claimed schedule's run; never rejects (a refusal is logged, and listed as a run). */
+  private async start(claimed: ClaimedSchedule): Promise<void> {
+    const note =
+      claimed.missedTicks > 0
+        ? `${claimed.missedTicks}${claimed.missedTicks >= MISSED_COUNT_LIMIT ? '+' : ''} earlier tick(s) were missed while no scheduler ran`
+        : undefined;
+    if (note !== undefined)
+      this.logger.warn({ msg: note, scheduleId: claimed.id, jobId: claimed.jobId }, 'ScheduleTicker');
+    try {
+      await this.launcher.start({
+        tenantId: claimed.tenantId,
+        jobId: claimed.jobId,
+        trigger: 'schedule',
+        scheduleId: claimed.id,
+        note,
+      });
+    } catch (error) {
+      this.logger.warn(
+        {
+          msg: 'scheduled run not started',
           scheduleId: claimed.id,
-          note,
-        });
-      } catch (error) {
-        this.logger.warn(
-          {
-            msg: 'scheduled run not started',
-            scheduleId: claimed.id,
-            jobId: claimed.jobId,
-            reason: error instanceof Error ? error.message : String(error),
-          },
-          'ScheduleTicker',
-        );
-      }
+          jobId: claimed.jobId,
+          reason: error instanceof Error ? error.message : String(error),
+        },
+        'ScheduleTicker',
+      );
     }
   }
 
