@@ -559,6 +559,7 @@ describe('backup.incremental through the gateway', () => {
       await dataSource.query('UPDATE remotes SET repository_id = NULL WHERE id = $1', [ids['plain']]);
       try {
         let other = '';
+        let synced: request.Response | undefined;
         const { run } = await runWithPlainReplaced(async (folder) => {
           const store = await localRemote.create({ path: folder }, { name: 'another' });
           try {
@@ -566,7 +567,12 @@ describe('backup.incremental through the gateway', () => {
           } finally {
             await store.close();
           }
+          // Nor does a sync adopt it.
+          synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`));
         });
+        expect(synced?.status).toBe(409);
+        expect(synced?.body.detail).toContain(`holds repository ${other}, which does not hold`);
+        expect(synced?.body.detail).toContain('the newest restore point the catalog lists on this remote');
         expect(run.status).toBe('failure');
         for (const task of run.tasks) {
           expect(task.error).toContain(`remote plain holds repository ${other}, which does not hold`);

@@ -13,7 +13,13 @@ import {
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { insertRestorePoint, recordRemoteRepository, RemoteEntity, type SecretBox } from '@haven/db';
+import {
+  insertRestorePoint,
+  recordRemoteRepository,
+  RemoteEntity,
+  RestorePointEntity,
+  type SecretBox,
+} from '@haven/db';
 import { ArchiveStore } from '@haven/job-backup-full/archive';
 import { manifestKey } from '@haven/repository';
 import {
@@ -233,7 +239,8 @@ export class RemotesController {
    * Rebuilds the catalog's list of this remote's restore points from the manifests on the remote
    * (restore points and full-backup archives; after losing the database, or to adopt a
    * repository on a remote added for it): missing ones are added, none removed. The repository
-   * read becomes the remote's recorded one; another than the one recorded is refused.
+   * read becomes the remote's recorded one; another than the one recorded is refused, and so is,
+   * on a remote from before ids were recorded, one without the catalog's newest restore point there.
    */
   @Post(':id/sync')
   @RequireRole('admin')
@@ -255,6 +262,17 @@ export class RemotesController {
     try {
       // The repository synced from is the remote's from now on (backups refuse another there).
       if (remote.repositoryId === null) {
+        // A remote from before ids were recorded: as a backup would, adopt only the repository its
+        // backups went to, the one holding the newest restore point the catalog lists on it.
+        const newest = await this.dataSource.getRepository(RestorePointEntity).findOne({
+          where: { remoteId: remote.id, tenantId: principal.tenantId },
+          order: { takenAt: 'DESC' },
+          select: { id: true, manifestKey: true },
+        });
+        if (newest !== null && !(await opened.repository.store.exists(newest.manifestKey)))
+          throw conflict(
+            `Remote "${remote.name}" holds repository ${opened.repository.id}, which does not hold ${newest.manifestKey}, the newest restore point the catalog lists on this remote: its storage is not where the backups went (another bucket, prefix or folder?). Make the remote's storage available again; if that repository is lost for good, add this storage as a new remote and sync that one`,
+          );
         const recorded = await recordRemoteRepository(
           this.dataSource.manager,
           principal.tenantId,
