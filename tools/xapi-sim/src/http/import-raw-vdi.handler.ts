@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import {
+  BlockBufferPool,
   openVhdStream,
   isBitmapFull,
   isSectorPresent,
@@ -14,6 +15,9 @@ import { XapiFailure } from '../xapi.failure';
 import { declaredLength, requestBody } from './http-request.body';
 import type { HttpTransfer } from './http-transfer';
 import { createTransferFaults } from './transfer-faults';
+
+/** Block buffers an import keeps for reuse (one block is written at a time). */
+const IMPORT_BUFFERS_KEPT = 2;
 
 /** Writes a raw image from offset 0, a block at a time (zero blocks stay unallocated). */
 async function importRaw(
@@ -53,14 +57,17 @@ async function importVhd(
   source: AsyncIterable<Buffer>,
   onProgress: (bytes: number) => void,
 ): Promise<void> {
-  const { metadata, blocks } = await openVhdStream(Readable.from(source));
+  // Blocks read into a few reused buffers: a fresh 2 MiB buffer per block made V8 collect often.
+  const { metadata, blocks } = await openVhdStream(Readable.from(source), {
+    blockBuffers: new BlockBufferPool(BLOCK_SIZE, IMPORT_BUFFERS_KEPT),
+  });
   if (metadata.footer.currentSize > disk.virtualSize) {
     throw new XapiFailure('VDI_IO_ERROR', [
       `VHD virtual size ${metadata.footer.currentSize} exceeds the VDI's ${disk.virtualSize} bytes; resize the VDI first`,
     ]);
   }
   let done = 0;
-  for await (const { index, bitmap, data } of blocks) {
+  for await (const { index, bitmap, data, release } of blocks) {
     const offset = index * BLOCK_SIZE;
     const limit = Math.min(BLOCK_SIZE, disk.virtualSize - offset);
     if (isBitmapFull(bitmap)) {
@@ -79,6 +86,7 @@ async function importVhd(
         if (from < to) await disk.write(offset + from, data.subarray(from, to));
       }
     }
+    release?.();
     done++;
     onProgress(Math.round((done / Math.max(metadata.allocatedBlocks.length, 1)) * disk.virtualSize));
   }
