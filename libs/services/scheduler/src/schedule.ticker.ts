@@ -72,9 +72,12 @@ export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
 
   /** Fires every schedule due at `now` and waits until each run is started or refused. */
   async tick(now = new Date()): Promise<ClaimedSchedule[]> {
-    const fired = await this.claimDue(now);
-    await Promise.all(fired.map((claimed) => this.start(claimed)));
-    return fired;
+    const starts: Promise<void>[] = [];
+    try {
+      return await this.claimDue(now, (started) => starts.push(started));
+    } finally {
+      await Promise.all(starts);
+    }
   }
 
   /**
@@ -82,12 +85,10 @@ export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
    * them (what the timer does each tick); returns what it claimed.
    */
   async fireDue(now = new Date()): Promise<ClaimedSchedule[]> {
-    const fired = await this.claimDue(now);
-    for (const claimed of fired) {
-      const started = this.start(claimed).finally(() => this.starting.delete(started));
-      this.starting.add(started);
-    }
-    return fired;
+    return this.claimDue(now, (started) => {
+      const tracked = started.finally(() => this.starting.delete(tracked));
+      this.starting.add(tracked);
+    });
   }
 
   /** Resolves once every run started by fireDue so far is started or refused. */
@@ -95,12 +96,21 @@ export class ScheduleTicker implements OnApplicationBootstrap, OnModuleDestroy {
     while (this.starting.size > 0) await Promise.all(this.starting);
   }
 
-  private async claimDue(now: Date): Promise<ClaimedSchedule[]> {
+  /**
+   * Claims the due schedules one at a time, then starts their runs (a start's catalog writes never
+   * run inside a claim's transaction); a claim that fails (the catalog went away) still starts the
+   * runs claimed before it, whose ticks are taken.
+   */
+  private async claimDue(now: Date, started: (start: Promise<void>) => void): Promise<ClaimedSchedule[]> {
     const fired: ClaimedSchedule[] = [];
-    for (;;) {
-      const claimed = await this.claimNext(now);
-      if (!claimed) return fired;
-      fired.push(claimed);
+    try {
+      for (;;) {
+        const claimed = await this.claimNext(now);
+        if (!claimed) return fired;
+        fired.push(claimed);
+      }
+    } finally {
+      for (const claimed of fired) started(this.start(claimed));
     }
   }
 
