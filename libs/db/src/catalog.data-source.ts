@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { PGliteDriver } from 'typeorm-pglite';
 import { CATALOG_ENTITIES } from './entities';
 import { CATALOG_MIGRATIONS } from './migrations';
+import { takeTurnsForTransactions } from './pglite-transactions';
 
 export type CatalogDatabase = { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
 
@@ -23,12 +24,20 @@ export function createCatalogDataSource(database: CatalogDatabase): DataSource {
     return new DataSource({ ...common, url: database.url, extra: { max: 10, application_name: 'haven' } });
   }
   mkdirSync(database.dataDir, { recursive: true });
-  return new DataSource({
+  const dataSource = new DataSource({
     ...common,
     driver: new PGliteDriver({ dataDir: database.dataDir }).driver,
     uuidExtension: 'pgcrypto',
     installExtensions: false,
   });
+  // One session for every query runner: transactions must take turns (pglite-transactions.ts).
+  takeTurnsForTransactions(dataSource.driver, (waitedMs) =>
+    process.emitWarning(
+      `a catalog transaction waited ${waitedMs} ms for another to end and went on beside it`,
+      'HavenPGliteWarning',
+    ),
+  );
+  return dataSource;
 }
 
 /** Opens the catalog and applies pending migrations (each in its own transaction). */
