@@ -119,17 +119,25 @@ describe.each(['open', 'write'] as const)(
       await folder.cleanup();
     });
 
-    it('gets the object through the page cache instead, and stops trying', async () => {
+    it('gets the object through the page cache instead, stops trying, and says so once', async () => {
+      const told: string[] = [];
       const area = new LocalStagingArea(folder.path, RESERVED_SEGMENT_PREFIX, {
         fsync: true,
         directWrites: true,
         openFile: refusingDirect(at),
+        onDirectWritesRefused: (message) => told.push(message),
       });
       const first = randomBytes(PAGE + 1);
       const second = randomBytes(3 * PAGE);
       await stageAndFlush(area, join(folder.path, 'first'), alignedBody(first));
       expect(area.writesDirect).toBe(false);
       await stageAndFlush(area, join(folder.path, 'second'), alignedBody(second));
+      // Said once, naming the folder and where the file system refused.
+      expect(told).toEqual([
+        expect.stringContaining(
+          `remote folder ${folder.path} refused a direct write (O_DIRECT, EINVAL at ${at})`,
+        ),
+      ]);
       expect((await readFile(join(folder.path, 'first'))).equals(first)).toBe(true);
       expect((await readFile(join(folder.path, 'second'))).equals(second)).toBe(true);
       await area.close();

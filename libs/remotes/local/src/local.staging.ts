@@ -25,6 +25,8 @@ export interface LocalStagingOptions {
   directWrites: boolean;
   /** Opens a staged file (tests inject a file system's refusals here; default: fs.promises.open). */
   openFile?: (path: string, flags: number, mode: number) => Promise<FileHandle>;
+  /** Told once when the file system refuses direct writes (default: a process warning). */
+  onDirectWritesRefused?: (message: string) => void;
 }
 
 interface StagedObject {
@@ -55,6 +57,7 @@ export class LocalStagingArea {
   /** Bodies in page-aligned memory are written around the page cache until the file system refuses. */
   private directWrites: boolean;
   private readonly openFile: (path: string, flags: number, mode: number) => Promise<FileHandle>;
+  private readonly onDirectWritesRefused: (message: string) => void;
 
   constructor(
     private readonly root: string,
@@ -64,6 +67,8 @@ export class LocalStagingArea {
     this.fsync = options.fsync;
     this.directWrites = options.directWrites;
     this.openFile = options.openFile ?? open;
+    this.onDirectWritesRefused =
+      options.onDirectWritesRefused ?? ((message) => process.emitWarning(message, 'HavenDirectWriteWarning'));
   }
 
   /** False once the file system refused a direct write (then every body goes through the cache). */
@@ -203,7 +208,7 @@ export class LocalStagingArea {
       if (padded === undefined || !refusedDirect(error)) throw error;
       // Linux creates the file before it checks O_DIRECT: the name is taken, and must be freed.
       await unlink(temporary).catch(() => undefined);
-      this.directWrites = false;
+      this.stopDirectWrites('open');
       return false;
     }
     try {
@@ -213,11 +218,20 @@ export class LocalStagingArea {
       await handle.close().catch(() => undefined);
       await unlink(temporary).catch(() => undefined);
       if (padded === undefined || !refusedDirect(error)) throw error;
-      this.directWrites = false;
+      this.stopDirectWrites('write');
       return false;
     }
     await handle.close();
     return true;
+  }
+
+  /** Direct writes off for good, said once (a process warning by default: no logger here). */
+  private stopDirectWrites(refusedAt: 'open' | 'write'): void {
+    this.directWrites = false;
+    this.onDirectWritesRefused(
+      `the file system of remote folder ${this.root} refused a direct write (O_DIRECT, EINVAL at ${refusedAt}); ` +
+        'chunks are written through the page cache from now on',
+    );
   }
 
   private async createStagedFile(file: string, direct: boolean): Promise<FileHandle> {
