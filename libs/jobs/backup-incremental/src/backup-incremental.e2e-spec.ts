@@ -523,6 +523,31 @@ describe('backup.incremental through the gateway', () => {
       (JSON.parse(await readFile(join(folder, 'repository.json'), 'utf8')) as { repositoryId: string })
         .repositoryId;
 
+    /**
+     * Another repository in the plain remote's place, which a sync is asked to adopt meanwhile:
+     * runs the job there; gives the other repository's id and the sync's answer.
+     */
+    async function runWithAnotherRepository(): Promise<{
+      run: { status: string; tasks: TaskView[] };
+      left: string[];
+      other: string;
+      synced: request.Response;
+    }> {
+      let other = '';
+      let synced: request.Response | undefined;
+      const { run, left } = await runWithPlainReplaced(async (folder) => {
+        const store = await localRemote.create({ path: folder }, { name: 'another' });
+        try {
+          other = (await initRepository(store)).id;
+        } finally {
+          await store.close();
+        }
+        synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`));
+      });
+      if (synced === undefined) throw new Error('the sync was not asked');
+      return { run, left, other, synced };
+    }
+
     /** Runs the job with `replacement` (an empty folder, or one given a repository) in the plain remote's place. */
     async function runWithPlainReplaced(
       replacement?: (folder: string) => Promise<void>,
@@ -558,21 +583,11 @@ describe('backup.incremental through the gateway', () => {
       // As the migration left remotes used before it: no id, restore points in the catalog.
       await dataSource.query('UPDATE remotes SET repository_id = NULL WHERE id = $1', [ids['plain']]);
       try {
-        let other = '';
-        let synced: request.Response | undefined;
-        const { run } = await runWithPlainReplaced(async (folder) => {
-          const store = await localRemote.create({ path: folder }, { name: 'another' });
-          try {
-            other = (await initRepository(store)).id;
-          } finally {
-            await store.close();
-          }
-          // Nor does a sync adopt it.
-          synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`));
-        });
-        expect(synced?.status).toBe(409);
-        expect(synced?.body.detail).toContain(`holds repository ${other}, which does not hold`);
-        expect(synced?.body.detail).toContain('the newest restore point the catalog lists on this remote');
+        const { run, other, synced } = await runWithAnotherRepository();
+        // Nor does a sync adopt it.
+        expect(synced.status).toBe(409);
+        expect(synced.body.detail).toContain(`holds repository ${other}, which does not hold`);
+        expect(synced.body.detail).toContain('the newest restore point the catalog lists on this remote');
         expect(run.status).toBe('failure');
         for (const task of run.tasks) {
           expect(task.error).toContain(`remote plain holds repository ${other}, which does not hold`);
@@ -611,18 +626,7 @@ describe('backup.incremental through the gateway', () => {
     it('fails a run whose remote now holds another repository (REPOSITORY_REPLACED), writing nothing', async () => {
       const recorded = await repositoryIdIn(folders['plain'].path);
       const points = await committedRestorePoints();
-      let other = '';
-      let synced: request.Response | undefined;
-      const { run, left } = await runWithPlainReplaced(async (folder) => {
-        const store = await localRemote.create({ path: folder }, { name: 'another' });
-        try {
-          other = (await initRepository(store)).id;
-        } finally {
-          await store.close();
-        }
-        // Nor does a sync adopt it.
-        synced = await auth(api().post(`/api/v1/remotes/${ids['plain']}/sync`));
-      });
+      const { run, left, other, synced } = await runWithAnotherRepository();
       expect(left).toEqual(['repository.json']);
       expect(run.status).toBe('failure');
       for (const task of run.tasks) {
@@ -630,8 +634,9 @@ describe('backup.incremental through the gateway', () => {
         expect(task.error).toContain(`remote plain holds repository ${other}, not repository ${recorded}`);
         expect(task.error).toContain('add its storage as a new remote');
       }
-      expect(synced?.status).toBe(422);
-      expect(synced?.body.detail).toContain(`holds repository ${other}, not repository ${recorded}`);
+      // Nor does a sync adopt it.
+      expect(synced.status).toBe(422);
+      expect(synced.body.detail).toContain(`holds repository ${other}, not repository ${recorded}`);
       expect(await committedRestorePoints()).toBe(points);
     }, 120_000);
 
