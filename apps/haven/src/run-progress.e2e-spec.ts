@@ -63,6 +63,21 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
     await lab.close();
   });
 
+  /** A job of its own over the lab's VM (its first run moves every disk's bytes); its id. */
+  async function createJob(name: string, type: string, settings?: Record<string, unknown>): Promise<string> {
+    const job = await lab
+      .auth(lab.api().post('/api/v1/jobs'))
+      .send({
+        name,
+        type,
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
+        remoteIds: [lab.remoteId],
+        ...(settings === undefined ? {} : { settings }),
+      })
+      .expect(201);
+    return job.body.id as string;
+  }
+
   it('GET /runs/:id and the SSE stream show per-disk bytes rising, a rate and an ETA, for the VM and the run', async () => {
     const started = await lab
       .auth(lab.api().post(`/api/v1/jobs/${lab.jobId}/run`))
@@ -138,19 +153,11 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
 
   it('`haven jobs run ID --follow` prints the VM with its MiB/s and ETA while the backup runs', async () => {
     // A job of its own, so its first run is a full one that moves every disk's bytes again.
-    const job = await lab
-      .auth(lab.api().post('/api/v1/jobs'))
-      .send({
-        name: 'followed',
-        type: 'backup.incremental',
-        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
-        remoteIds: [lab.remoteId],
-      })
-      .expect(201);
+    const jobId = await createJob('followed', 'backup.incremental');
     const lines: string[] = [];
     await buildCli((text) => lines.push(text), { HAVEN_URL: lab.baseUrl, HAVEN_KEY: lab.admin })
       .exitOverride()
-      .parseAsync(['node', 'haven', 'jobs', 'run', job.body.id, '--follow']);
+      .parseAsync(['node', 'haven', 'jobs', 'run', jobId, '--follow']);
     const runId = /^Run (\S+) started with 1 task\(s\)$/.exec(lines[0] ?? '')?.[1];
     expect(runId).toBeDefined();
     expect(lines.at(-1)).toBe(`Run ${runId}: success`);
@@ -162,18 +169,9 @@ describe('backup progress per run, VM and disk (bytes, rate, ETA) through the ga
   }, 180_000);
 
   it('backup.full reports a total while it exports, so its VM gets a bar, a rate and an ETA', async () => {
-    const job = await lab
-      .auth(lab.api().post('/api/v1/jobs'))
-      .send({
-        name: 'archived',
-        type: 'backup.full',
-        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
-        remoteIds: [lab.remoteId],
-        settings: { compression: 'none' },
-      })
-      .expect(201);
+    const jobId = await createJob('archived', 'backup.full', { compression: 'none' });
     const started = await lab
-      .auth(lab.api().post(`/api/v1/jobs/${job.body.id}/run`))
+      .auth(lab.api().post(`/api/v1/jobs/${jobId}/run`))
       .send({})
       .expect(202);
     const exporting: TaskFigures[] = [];
