@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { RestorePointEntity } from './entities';
 
 /**
  * Records `repositoryId` as the repository a remote of the tenant holds, unless one is recorded
@@ -21,4 +22,22 @@ export async function recordRemoteRepository(
     [remoteId, tenantId],
   );
   return rows[0]?.repository_id ?? undefined;
+}
+
+/**
+ * The manifest key of the newest restore point the catalog lists on a remote of the tenant, or
+ * undefined: what a remote from before repository ids were recorded must still hold before the
+ * repository found there is recorded as its own.
+ */
+export async function newestCatalogRestorePointKey(
+  manager: EntityManager,
+  tenantId: string,
+  remoteId: string,
+): Promise<string | undefined> {
+  const newest = await manager.getRepository(RestorePointEntity).findOne({
+    where: { remoteId, tenantId },
+    order: { takenAt: 'DESC' },
+    select: { id: true, manifestKey: true },
+  });
+  return newest?.manifestKey;
 }

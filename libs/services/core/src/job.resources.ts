@@ -5,7 +5,7 @@ import {
   PoolEntity,
   recordRemoteRepository,
   RemoteEntity,
-  RestorePointEntity,
+  newestCatalogRestorePointKey,
   type SecretBox,
 } from '@haven/db';
 import type { JobPlanResources, PoolAccess, PoolSummary, RemoteAccess } from '@haven/plugin-sdk';
@@ -62,18 +62,14 @@ export class JobResourceProvider {
         // The restore points only guard a remote whose repository id is not recorded yet.
         const newest =
           remote.repositoryId !== null
-            ? null
-            : await this.dataSource.getRepository(RestorePointEntity).findOne({
-                where: { remoteId: remote.id, tenantId },
-                order: { takenAt: 'DESC' },
-                select: { id: true, manifestKey: true },
-              });
+            ? undefined
+            : await newestCatalogRestorePointKey(this.dataSource.manager, tenantId, remote.id);
         const expectation =
           remote.repositoryId !== null
             ? { repositoryId: remote.repositoryId }
             : {
-                hasCatalogRestorePoints: newest !== null,
-                ...(newest === null ? {} : { catalogRestorePointKey: newest.manifestKey }),
+                hasCatalogRestorePoints: newest !== undefined,
+                ...(newest === undefined ? {} : { catalogRestorePointKey: newest }),
               };
         return {
           id: remote.id,

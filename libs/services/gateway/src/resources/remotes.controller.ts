@@ -15,9 +15,9 @@ import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import {
   insertRestorePoint,
+  newestCatalogRestorePointKey,
   recordRemoteRepository,
   RemoteEntity,
-  RestorePointEntity,
   type SecretBox,
 } from '@haven/db';
 import { ArchiveStore } from '@haven/job-backup-full/archive';
@@ -264,14 +264,14 @@ export class RemotesController {
       if (remote.repositoryId === null) {
         // A remote from before ids were recorded: as a backup would, adopt only the repository its
         // backups went to, the one holding the newest restore point the catalog lists on it.
-        const newest = await this.dataSource.getRepository(RestorePointEntity).findOne({
-          where: { remoteId: remote.id, tenantId: principal.tenantId },
-          order: { takenAt: 'DESC' },
-          select: { id: true, manifestKey: true },
-        });
-        if (newest !== null && !(await opened.repository.store.exists(newest.manifestKey)))
+        const newest = await newestCatalogRestorePointKey(
+          this.dataSource.manager,
+          principal.tenantId,
+          remote.id,
+        );
+        if (newest !== undefined && !(await opened.repository.store.exists(newest)))
           throw conflict(
-            `Remote "${remote.name}" holds repository ${opened.repository.id}, which does not hold ${newest.manifestKey}, the newest restore point the catalog lists on this remote: its storage is not where the backups went (another bucket, prefix or folder?). Make the remote's storage available again; if that repository is lost for good, add this storage as a new remote and sync that one`,
+            `Remote "${remote.name}" holds repository ${opened.repository.id}, which does not hold ${newest}, the newest restore point the catalog lists on this remote: its storage is not where the backups went (another bucket, prefix or folder?). Make the remote's storage available again; if that repository is lost for good, add this storage as a new remote and sync that one`,
           );
         const recorded = await recordRemoteRepository(
           this.dataSource.manager,
