@@ -54,6 +54,11 @@ export class BlockBufferPool implements BlockBufferSource {
     if (this.free.length < this.keep) this.free.push(whole as ArrayBuffer);
   }
 
+  /** Whether `buffer` is (a view of) a buffer lent by this pool and not given back yet. */
+  lends(buffer: Buffer): boolean {
+    return this.lent.has(buffer.buffer);
+  }
+
   /** Buffers lent and not given back. */
   get inUse(): number {
     return this.lent.size;

@@ -68,3 +68,15 @@ describe('openVhdStream with block buffers', () => {
     expect(() => small.release(Buffer.allocUnsafeSlow(4096))).toThrow(/did not lend it/);
   });
 });
+
+describe('BlockBufferPool.lends', () => {
+  it('tells its own lent buffers (and views of them) from others, until they are given back', () => {
+    const pool = new BlockBufferPool(1024, 1);
+    const lent = pool.acquire();
+    expect(pool.lends(lent)).toBe(true);
+    expect(pool.lends(lent.subarray(10, 20))).toBe(true);
+    expect(pool.lends(Buffer.alloc(1024))).toBe(false);
+    pool.release(lent);
+    expect(pool.lends(lent)).toBe(false);
+  });
+});
