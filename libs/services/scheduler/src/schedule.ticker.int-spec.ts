@@ -135,25 +135,32 @@ describeIntegration('schedule ticker with a run whose start is slow', ['postgres
     const slowPlanning = new Promise<void>((resolve) => (releaseSlow = resolve));
     const started: string[] = [];
     const finished: string[] = [];
-    // The launcher's part is what is timed here: a start that takes as long as the test says.
+    /** Resolves when the start of `jobId` has finished (whatever else is still planning). */
+    const finishing = new Map<string, () => void>();
+    const finishedStart = (jobId: string): Promise<void> =>
+      new Promise((resolve) => finishing.set(jobId, resolve));
+    // The launcher's part is what is held here: a start that takes as long as the test says.
     const launcher = {
       start: async ({ jobId }: { jobId: string }) => {
         started.push(jobId);
         if (jobId === slowJob) await slowPlanning;
         finished.push(jobId);
+        finishing.get(jobId)?.();
       },
     } as unknown as RunLauncher;
     const ticker = new ScheduleTicker(dataSource, launcher, silent);
 
+    const quickDone = finishedStart(quickJob);
     const fired = await ticker.fireDue(new Date());
     expect(fired.map((claimed) => claimed.jobId).sort()).toEqual([slowJob, quickJob].sort());
-    await new Promise((resolve) => setImmediate(resolve));
+    await quickDone;
     expect(finished).toEqual([quickJob]);
 
     // The next tick, 11 minutes on, is not held up by the planning still under way.
+    const laterDone = finishedStart(laterJob);
     const next = await ticker.fireDue(new Date(Date.now() + 11 * 60_000));
     expect(next.map((claimed) => claimed.jobId)).toEqual([laterJob]);
-    await new Promise((resolve) => setImmediate(resolve));
+    await laterDone;
     expect(finished).toEqual([quickJob, laterJob]);
 
     releaseSlow();
