@@ -63,12 +63,6 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly pools = new XapiPoolCache();
   /** Plannings under way, aborted when the module stops. */
   private readonly plannings = new Set<AbortController>();
-  /**
-   * The tail of this process's launch transactions, run one at a time: runs started side by side
-   * (schedules due together) would otherwise interleave them, and embedded PGlite, one session,
-   * would merge them into one (a lock check of one run could miss the other's tasks).
-   */
-  private launchCommits: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -77,12 +71,6 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
     private readonly resources: JobResourceProvider,
   ) {}
-
-  private oneAtATime<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.launchCommits.then(work, work);
-    this.launchCommits = run.catch(() => undefined);
-    return run;
-  }
 
   async onApplicationBootstrap(): Promise<void> {
     this.subscription = this.bus.respond(START_RUN, (request) => this.start(request));
@@ -190,43 +178,40 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
       task.finishedAt = now;
       refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
     });
-    // One launch transaction at a time in this process (see launchCommits).
-    await this.oneAtATime(() =>
-      this.dataSource.transaction(async (tx) => {
-        // A task whose lock another running run's open task holds fails here, before it is queued.
-        const holders = await lockHolders(
-          tx,
-          tasks.flatMap((task) => (task.lockKey === null ? [] : [task.lockKey])),
-        );
-        for (const task of tasks) {
-          if (task.status === 'failure') continue;
-          const holder = task.lockKey === null ? undefined : holders.get(task.lockKey);
-          if (holder === undefined) continue;
-          task.status = 'failure';
-          task.error =
-            holder.tenantId === job.tenantId
-              ? `${task.subject} is already being backed up by run ${holder.runId}${
-                  holder.jobName === null ? '' : ` of job "${holder.jobName}"`
-                }; this run leaves it alone`
-              : `${task.subject} is already being backed up by a run of another tenant; this run leaves it alone`;
-          task.lockKey = null;
-          task.queuedAt = now;
-          task.finishedAt = now;
-          refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
-        }
-        await tx.getRepository(RunEntity).insert({
-          ...backupRunOf(job, runId, request),
-          status: 'running',
-          progress: { tasks: tasks.length, ...(request.note === undefined ? {} : { note: request.note }) },
-          error: null,
-          taskConcurrency: taskConcurrency ?? null,
-          startedAt: now,
-          finishedAt: null,
-        });
-        const taskRows = tx.getRepository(TaskEntity);
-        await taskRows.save(taskRows.create(tasks), { reload: false });
-      }),
-    );
+    await this.dataSource.transaction(async (tx) => {
+      // A task whose lock another running run's open task holds fails here, before it is queued.
+      const holders = await lockHolders(
+        tx,
+        tasks.flatMap((task) => (task.lockKey === null ? [] : [task.lockKey])),
+      );
+      for (const task of tasks) {
+        if (task.status === 'failure') continue;
+        const holder = task.lockKey === null ? undefined : holders.get(task.lockKey);
+        if (holder === undefined) continue;
+        task.status = 'failure';
+        task.error =
+          holder.tenantId === job.tenantId
+            ? `${task.subject} is already being backed up by run ${holder.runId}${
+                holder.jobName === null ? '' : ` of job "${holder.jobName}"`
+              }; this run leaves it alone`
+            : `${task.subject} is already being backed up by a run of another tenant; this run leaves it alone`;
+        task.lockKey = null;
+        task.queuedAt = now;
+        task.finishedAt = now;
+        refused.push({ taskId: task.id, at: now.toISOString(), level: 'error', message: task.error });
+      }
+      await tx.getRepository(RunEntity).insert({
+        ...backupRunOf(job, runId, request),
+        status: 'running',
+        progress: { tasks: tasks.length, ...(request.note === undefined ? {} : { note: request.note }) },
+        error: null,
+        taskConcurrency: taskConcurrency ?? null,
+        startedAt: now,
+        finishedAt: null,
+      });
+      const taskRows = tx.getRepository(TaskEntity);
+      await taskRows.save(taskRows.create(tasks), { reload: false });
+    });
     // The run's own lines (planning attempts, its start, refused tasks) go out before any task is
     // queued, so they come before the lines of the tasks in the run's log.
     const startLine: RunLogLine = {
