@@ -31,9 +31,9 @@ export function createCatalogDataSource(database: CatalogDatabase): DataSource {
     installExtensions: false,
   });
   // One session for every query runner: transactions must take turns (pglite-transactions.ts).
-  takeTurnsForTransactions(dataSource.driver, (waitedMs) =>
+  takeTurnsForTransactions(dataSource, (waitedMs) =>
     process.emitWarning(
-      `a catalog transaction waited ${waitedMs} ms for another to end and went on beside it`,
+      `catalog work waited ${waitedMs} ms for a transaction to end and went on beside it`,
       'HavenPGliteWarning',
     ),
   );

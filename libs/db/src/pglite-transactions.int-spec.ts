@@ -38,6 +38,40 @@ describe('embedded PGlite catalog: transactions take turns on its one session', 
     expect(await catalog.query('SELECT v FROM turns')).toEqual([{ v: 'first' }]);
   });
 
+  it('keeps a plain write made while another transaction was open when that one rolls back', async () => {
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const failing = catalog
+      .transaction(async (tx) => {
+        await tx.query(`INSERT INTO turns VALUES ('rolled back')`);
+        opened();
+        await pause(200);
+        throw new Error('transaction fails');
+      })
+      .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+    await open;
+    // Issued while the transaction is open, by another query runner, outside its callback.
+    await catalog.query(`INSERT INTO turns VALUES ('plain')`);
+    expect(await failing).toBe('transaction fails');
+    expect(await catalog.query('SELECT v FROM turns')).toEqual([{ v: 'plain' }]);
+  });
+
+  it('runs a plain query while another transaction has failed a statement and not yet rolled back', async () => {
+    let failed!: () => void;
+    const aborted = new Promise<void>((resolve) => (failed = resolve));
+    const failing = catalog
+      .transaction(async (tx) => {
+        await tx.query('SELECT * FROM no_such_table').catch(() => failed());
+        await pause(200);
+        await tx.query('SELECT 1');
+      })
+      .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+    await aborted;
+    // On the shared session this query would have met "current transaction is aborted".
+    expect(await catalog.query(`SELECT 'fine' AS v`)).toEqual([{ v: 'fine' }]);
+    expect(await failing).toMatch(/current transaction is aborted/);
+  });
+
   it('runs a transaction nested in another (a savepoint) on its turn', async () => {
     await catalog.transaction(async (tx) => {
       await tx.query(`INSERT INTO turns VALUES ('outer')`);
@@ -49,28 +83,49 @@ describe('embedded PGlite catalog: transactions take turns on its one session', 
   });
 });
 
-describe('embedded PGlite: a transaction that would wait for ever', () => {
-  it('goes on beside the one it waits for after the wait limit, and says so', async () => {
-    const folder = await scratchDir('haven-pglite-wait-');
-    const dataSource = new DataSource({
-      type: 'postgres',
-      driver: new PGliteDriver({ dataDir: `${folder.path}/db` }).driver,
-      uuidExtension: 'pgcrypto',
-      installExtensions: false,
-    });
-    const waits: number[] = [];
-    takeTurnsForTransactions(dataSource.driver, (waitedMs) => waits.push(waitedMs), 300);
-    await dataSource.initialize();
-    try {
+/** A PGlite data source whose waits past `waitMs` are recorded, for `test`, then destroyed. */
+async function withRecordedWaits(
+  waitMs: number,
+  test: (dataSource: DataSource, waits: number[]) => Promise<void>,
+): Promise<void> {
+  const folder = await scratchDir('haven-pglite-wait-');
+  const dataSource = new DataSource({
+    type: 'postgres',
+    driver: new PGliteDriver({ dataDir: `${folder.path}/db` }).driver,
+    uuidExtension: 'pgcrypto',
+    installExtensions: false,
+  });
+  const waits: number[] = [];
+  takeTurnsForTransactions(dataSource, (waitedMs) => waits.push(waitedMs), waitMs);
+  await dataSource.initialize();
+  try {
+    await test(dataSource, waits);
+  } finally {
+    await dataSource.destroy();
+    await folder.cleanup();
+  }
+}
+
+describe('embedded PGlite: work a transaction waits on', () => {
+  it('runs at once, inside the transaction, a plain query its callback awaits', () =>
+    withRecordedWaits(300, async (dataSource, waits) => {
+      await dataSource.query('CREATE TABLE turns (v text)');
+      const seen = await dataSource.transaction(async (tx) => {
+        await tx.query(`INSERT INTO turns VALUES ('uncommitted')`);
+        // Another query runner, awaited by the callback: waiting for the turn would deadlock.
+        return dataSource.query('SELECT v FROM turns');
+      });
+      expect(seen).toEqual([{ v: 'uncommitted' }]);
+      expect(waits).toEqual([]);
+    }));
+
+  it('lets a transaction that would wait for ever go on beside the one it waits for, and says so', () =>
+    withRecordedWaits(300, async (dataSource, waits) => {
       // The outer transaction waits for work that needs a transaction of its own.
       await dataSource.transaction(async (tx) => {
         await tx.query('SELECT 1');
         await dataSource.transaction((other) => other.query('SELECT 2'));
       });
       expect(waits).toEqual([300]);
-    } finally {
-      await dataSource.destroy();
-      await folder.cleanup();
-    }
-  });
+    }));
 });
