@@ -35,15 +35,20 @@ export class ChunkStore {
   /**
    * The chunk object of a block. With `into` (at least block length + CHUNK_OBJECT_OVERHEAD
    * bytes), the object is written there and a view of it returned: no allocation of the block's
-   * size (ingest lends these buffers from a pool).
+   * size (ingest lends these buffers from a pool). `compression` defaults to the repository's.
    */
-  async seal(id: Buffer, block: Buffer, into?: Buffer): Promise<Buffer> {
+  async seal(
+    id: Buffer,
+    block: Buffer,
+    into?: Buffer,
+    compression: CompressionSetting = this.compression,
+  ): Promise<Buffer> {
     return sealObject({
       ...(into !== undefined ? { into } : {}),
       kind: 'chunk',
       plaintext: block,
-      codec: this.compression.codec,
-      ...(this.compression.level !== undefined ? { level: this.compression.level } : {}),
+      codec: compression.codec,
+      ...(compression.level !== undefined ? { level: compression.level } : {}),
       ...(this.keys !== undefined && this.cipher !== undefined
         ? { cipher: { cipher: this.cipher, key: this.keys.chunkSeal } }
         : {}),

@@ -1,4 +1,7 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { scratchDir } from '@haven/testing';
+import type { CompressionSetting } from './codecs/chunk-codec';
 import { initRepository, openRepository, type Repository } from './repository';
 import type { WriteProgress } from './restore-point.writer';
 import {
@@ -11,6 +14,15 @@ import {
   patternedDisk,
   rawImage,
 } from './testing/disk-pattern.fixture';
+
+/** Every file under `root` (none when it does not exist), sorted. */
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .sort();
+}
 
 describe('restore point writer', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
@@ -110,6 +122,49 @@ describe('restore point writer', () => {
       late.writeDisk({ key: 'xvda', virtualSize: next.virtualSize }, delta, { base: baseReader }),
     ).rejects.toMatchObject({ code: 'RESTORE_POINT_NOT_FOUND' });
     await late.abort();
+  });
+
+  it("compresses the chunks it uploads as its own setting asks, not only as the repository's", async () => {
+    // The repository was started with zstd; writers of other jobs ask for gzip, then none.
+    const written = new Set<string>();
+    const codecsOfNewChunks = async (): Promise<Set<number>> => {
+      const codecs = new Set<number>();
+      for (const path of await filesUnder(join(dir.path, 'chunks'))) {
+        if (written.has(path)) continue;
+        written.add(path);
+        codecs.add((await readFile(path)).readUInt8(5));
+      }
+      return codecs;
+    };
+    const backUp = async (seed: string, compression?: CompressionSetting): Promise<Set<number>> => {
+      const disk = patternedDisk(seed, 6);
+      const writer = await repo.createRestorePointWriter(
+        { vm: { uuid: seed, name: seed } },
+        compression === undefined ? {} : { compression },
+      );
+      await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+      const manifest = await writer.commit();
+      const restored = await collect(
+        (await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream(),
+      );
+      expect(restored.equals(rawImage(disk))).toBe(true);
+      return codecsOfNewChunks();
+    };
+    // Codec ids in the object header: 0 none (also incompressible blocks), 1 zstd, 2 gzip.
+    expect([...(await backUp('gzip-job', { codec: 'gzip', level: 1 }))].sort()).toEqual([0, 2]);
+    expect([...(await backUp('default-job'))].sort()).toEqual([0, 1]);
+    expect([...(await backUp('plain-job', { codec: 'none' }))].sort()).toEqual([0]);
+  });
+
+  it('refuses a compression setting out of range before it writes anything', async () => {
+    const before = await filesUnder(dir.path);
+    await expect(
+      repo.createRestorePointWriter(
+        { vm: { uuid: 'vm', name: 'vm' } },
+        { compression: { codec: 'gzip', level: 12 } },
+      ),
+    ).rejects.toThrow('compression level 12 is out of range for gzip; use 1..9');
+    expect(await filesUnder(dir.path)).toEqual(before);
   });
 
   it('reports progress and skips chunks already uploaded in the same session across disks', async () => {

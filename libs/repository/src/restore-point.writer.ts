@@ -12,6 +12,8 @@ import {
   type RestorePointMeta,
 } from './format/restore-point.manifest';
 import { sharedPageAlignedPool } from './buffer.pool';
+import type { CompressionSetting } from './codecs/chunk-codec';
+import { validateCompression } from './codecs/codec.registry';
 import { assertBlockLength, CHUNK_OBJECT_OVERHEAD } from './chunk.store';
 import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
@@ -78,6 +80,22 @@ export interface RestorePointWriterOptions {
    * uploaded over whatever object is stored under their key, so this restore point is sound.
    */
   rewriteChunks?: ReadonlySet<string>;
+  /**
+   * How this writer compresses the chunks it uploads (a job's own setting). Every object records
+   * its codec, so a repository holds any mix and reads them all. Default: the repository's
+   * setting. A level left out is the repository's when the codec is the same, else the codec's.
+   */
+  compression?: CompressionSetting;
+}
+
+/** A writer's chunk compression: its own setting (checked), completed from the repository's. */
+function chunkCompression(
+  own: CompressionSetting | undefined,
+  repository: CompressionSetting,
+): CompressionSetting {
+  if (own === undefined) return repository;
+  const level = own.level ?? (own.codec === repository.codec ? repository.level : undefined);
+  return validateCompression(level === undefined ? { codec: own.codec } : { codec: own.codec, level });
 }
 
 /** Chunk ids as 32-char latin1 strings: half the memory of hex keys in a Set. */
@@ -107,6 +125,9 @@ export class RestorePointWriter {
   private bytesTotal = 0;
   private counters = { uploadedChunks: 0, uploadedBytes: 0, reusedChunks: 0, zeroBlocks: 0 };
 
+  /** How the chunks this writer uploads are compressed. */
+  private readonly compression: CompressionSetting;
+
   private constructor(
     private readonly repository: Repository,
     private readonly meta: RestorePointMeta,
@@ -114,10 +135,12 @@ export class RestorePointWriter {
     private readonly session: WriterSession,
     knownChunks: Set<string>,
     id: string,
+    compression: CompressionSetting,
   ) {
     this.id = id;
     this.knownChunks = knownChunks;
     this.createdAt = options.createdAt ?? new Date();
+    this.compression = compression;
   }
 
   /** @internal use Repository.createRestorePointWriter */
@@ -129,6 +152,7 @@ export class RestorePointWriter {
     if (typeof meta.vm.uuid !== 'string' || meta.vm.uuid === '' || typeof meta.vm.name !== 'string') {
       throw new RepositoryError('INVALID_ARGUMENT', 'restore point meta needs vm.uuid and vm.name');
     }
+    const compression = chunkCompression(options.compression, repository.compression);
     options.signal?.throwIfAborted();
     const id = newRestorePointId(options.createdAt);
     // Register BEFORE listing chunks: a GC that moves a listed chunk to trash then sees this session.
@@ -158,7 +182,7 @@ export class RestorePointWriter {
       await session.end().catch(() => undefined);
       throw error;
     }
-    return new RestorePointWriter(repository, meta, options, session, known, id);
+    return new RestorePointWriter(repository, meta, options, session, known, id, compression);
   }
 
   /**
@@ -320,7 +344,7 @@ export class RestorePointWriter {
       const into = replace ? undefined : objects.acquire();
       let sealed: Buffer;
       try {
-        sealed = await this.repository.chunks.seal(id, data, into);
+        sealed = await this.repository.chunks.seal(id, data, into, this.compression);
       } catch (error) {
         if (into !== undefined) objects.release(into);
         throw error;

@@ -6,7 +6,9 @@ import type {
   TaskExecutionContext,
   TaskProgress,
 } from '@haven/plugin-sdk';
-import { openRepository } from '@haven/repository';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initRepository, openRepository } from '@haven/repository';
 import { scratchDir } from '@haven/testing';
 import { XapiPool } from '@haven/xapi';
 import { startXapiSimulator, type XapiSimulator } from '@haven/xapi-sim';
@@ -67,6 +69,7 @@ describe('backup.incremental.vm executor', () => {
   function context(
     signal = new AbortController().signal,
     progress: TaskProgress[] = [],
+    remote: { path: string; passphrase?: string } = { path: folders['remote'].path, passphrase },
   ): TaskExecutionContext {
     const resources: JobResources = {
       pool: (id) =>
@@ -82,8 +85,8 @@ describe('backup.incremental.vm executor', () => {
         id,
         name: 'local',
         type: 'local',
-        store: await localRemote.create({ path: folders['remote'].path }, { name: 'local' }),
-        repositoryPassphrase: passphrase,
+        store: await localRemote.create({ path: remote.path }, { name: 'local' }),
+        ...(remote.passphrase === undefined ? {} : { repositoryPassphrase: remote.passphrase }),
       }),
     };
     return {
@@ -154,5 +157,35 @@ describe('backup.incremental.vm executor', () => {
     expect((await snapshots()).map((s) => s.uuid)).toEqual(before);
     expect(await restorePointIds()).toEqual(points);
     expect(await pool.readVmMarker(vmUuid, 'backup')).toBeUndefined();
+  });
+
+  it("compresses chunks as the job's settings say on a repository another job started", async () => {
+    const folder = await scratchDir('haven-bi-exec-mixed-');
+    try {
+      // A repository started with zstd (the default), as another job's first run leaves it.
+      const store = await localRemote.create({ path: folder.path }, { name: 'mixed' });
+      await initRepository(store, { compression: { codec: 'zstd', level: 1 } });
+      await store.close();
+      const plainJob: JobDefinition = { ...job, id: 'job-plain', settings: { compression: 'none' } };
+      const result = await backupVmIncremental(
+        { ...task('task-plain'), job: { ...plainJob, selection: { ...job.selection, vms: [vmUuid] } } },
+        context(undefined, undefined, { path: folder.path }),
+      );
+      expect(result.restorePoints).toHaveLength(1);
+      const chunkFiles = (
+        await readdir(join(folder.path, 'chunks'), { recursive: true, withFileTypes: true })
+      )
+        .filter((entry) => entry.isFile())
+        .map((entry) => join(entry.parentPath, entry.name));
+      // The seeded disk has repeated and partly zero blocks, which zstd would have compressed.
+      expect(chunkFiles.length).toBeGreaterThan(0);
+      const codecs = new Set<number>();
+      for (const path of chunkFiles) codecs.add((await readFile(path)).readUInt8(5));
+      expect([...codecs]).toEqual([0]); // codec id in the object header: 0 is none
+      for (const snapshot of await pool.listSnapshots(vmUuid, { otherConfig: { 'haven:job': plainJob.id } }))
+        await pool.destroySnapshot(snapshot);
+    } finally {
+      await folder.cleanup();
+    }
   });
 });

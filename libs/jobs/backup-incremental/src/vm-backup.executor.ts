@@ -11,6 +11,7 @@ import { withDiskStream } from '@haven/plugin-sdk';
 import {
   isRepositoryError,
   manifestKey,
+  type CompressionSetting,
   type Repository,
   type RestorePointManifest,
   type RestorePointReader,
@@ -301,6 +302,14 @@ function alreadyCommitted(
   };
 }
 
+/** The chunk compression a job's settings ask for. */
+function chunkCompressionOf(settings: BackupIncrementalSettings): CompressionSetting {
+  return {
+    codec: settings.compression,
+    ...(settings.compressionLevel !== undefined ? { level: settings.compressionLevel } : {}),
+  };
+}
+
 async function openTarget(
   access: RemoteAccess,
   task: TaskExecution,
@@ -309,12 +318,7 @@ async function openTarget(
   context: TaskExecutionContext,
 ): Promise<BackupTarget> {
   const signal = context.signal;
-  const repository = await openOrInitRemoteRepository(access, {
-    compression: {
-      codec: settings.compression,
-      ...(settings.compressionLevel !== undefined ? { level: settings.compressionLevel } : {}),
-    },
-  });
+  const repository = await openOrInitRemoteRepository(access, { compression: chunkCompressionOf(settings) });
   const points = await repository.listRestorePoints({ vmUuid: vm.uuid, tenant: task.tenantId, signal });
   const ofJob = points
     .filter((point) => point.manifest.job?.id === task.job.id)
@@ -503,6 +507,8 @@ async function writeRestorePoints(
         // Over a damaged base, only a listing says which chunks really are there.
         knownChunks: base?.reader !== undefined && !damaged ? { restorePoints: [base.manifest.id] } : 'list',
         ...(rewrite !== undefined && rewrite.size > 0 ? { rewriteChunks: rewrite } : {}),
+        // The job's own: a repository another job started keeps its setting for that job only.
+        compression: chunkCompressionOf(settings),
       },
     );
   }
