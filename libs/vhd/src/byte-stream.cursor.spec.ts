@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { ByteStreamCursor } from './byte-stream.cursor';
+import { lendChunks } from './lent-chunks';
 
 const KiB = 1024;
 
@@ -65,5 +66,31 @@ describe('ByteStreamCursor over a Readable', () => {
     await new Promise((resolve) => setImmediate(resolve));
     closing.destroy();
     await expect(reading).rejects.toThrow(/closed before its end/);
+  });
+});
+
+describe('ByteStreamCursor over a stream of lent chunks', () => {
+  it('copies every read and gives each chunk back once, only after reading all of it', async () => {
+    const chunks = [Buffer.alloc(10, 1), Buffer.alloc(10, 2), Buffer.alloc(10, 3)];
+    const stream = Readable.from(chunks, { objectMode: false });
+    const givenBack: Buffer[] = [];
+    lendChunks(stream, { giveBack: (chunk) => givenBack.push(chunk) });
+    const cursor = new ByteStreamCursor(stream);
+
+    const head = await cursor.read(4); // inside the first chunk: a copy, nothing given back
+    expect(givenBack).toEqual([]);
+    chunks[0].fill(9); // the producer filling that memory again does not reach what was read
+    expect([...head]).toEqual([1, 1, 1, 1]);
+
+    const across = Buffer.alloc(12);
+    expect(await cursor.readInto(across)).toBe(12); // the rest of chunk 1 and 6 bytes of chunk 2
+    expect(givenBack.map((chunk) => chunk.buffer)).toEqual([chunks[0].buffer]);
+
+    expect(await cursor.skip(4)).toBe(4); // the rest of chunk 2, skipped without a copy
+    expect(givenBack.map((chunk) => chunk.buffer)).toEqual([chunks[0].buffer, chunks[1].buffer]);
+    expect([...(await cursor.read(100))]).toEqual(Array(10).fill(3));
+    expect(givenBack).toHaveLength(3);
+    expect(cursor.position).toBe(30);
+    expect(await cursor.atEnd()).toBe(true);
   });
 });

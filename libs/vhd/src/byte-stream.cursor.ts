@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { chunkLenderOf, type ChunkLender } from './lent-chunks';
 
 type Chunk = Buffer | Uint8Array | string;
 
@@ -97,10 +98,13 @@ function readableSource(stream: Readable): ChunkSource {
 
 /**
  * Reads exact byte counts from an async sequence of chunks (a Readable), keeping only the chunks
- * not yet consumed. The producer is pulled on demand, so back-pressure reaches the source.
+ * not yet consumed. The producer is pulled on demand, so back-pressure reaches the source. From a
+ * stream whose chunks are lent (lent-chunks.ts), every read is a copy and each chunk is given back
+ * once consumed, so its producer can fill that memory again.
  */
 export class ByteStreamCursor {
   private readonly source: ChunkSource;
+  private readonly lender: ChunkLender | undefined;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private ended = false;
@@ -120,6 +124,7 @@ export class ByteStreamCursor {
 
   constructor(source: AsyncIterable<Chunk> | Readable) {
     this.source = source instanceof Readable ? readableSource(source) : iteratorSource(source);
+    this.lender = source instanceof Readable ? chunkLenderOf(source) : undefined;
   }
 
   private async fill(length: number): Promise<void> {
@@ -135,7 +140,7 @@ export class ByteStreamCursor {
     const take = Math.min(length, this.pendingBytes);
     let result: Buffer;
     const first = this.pending.at(0);
-    if (first !== undefined && first.length >= take) {
+    if (this.lender === undefined && first !== undefined && first.length >= take) {
       // Common case: one chunk covers the request, no copy.
       result = first.subarray(0, take);
       if (first.length === take) this.pending.shift();
@@ -173,21 +178,35 @@ export class ByteStreamCursor {
       const part = Math.min(chunk.length, target.length - offset - copied);
       chunk.copy(target, offset + copied, 0, part);
       copied += part;
-      if (part === chunk.length) this.pending.shift();
-      else this.pending[0] = chunk.subarray(part);
+      this.consumeFirst(chunk, part);
     }
     this.pendingBytes -= copied;
     return copied;
+  }
+
+  /** `part` bytes of the first pending chunk are read: drops them (gives the chunk back once read). */
+  private consumeFirst(chunk: Buffer, part: number): void {
+    if (part < chunk.length) {
+      this.pending[0] = chunk.subarray(part);
+      return;
+    }
+    this.pending.shift();
+    this.lender?.giveBack(chunk);
   }
 
   /** Discards up to `length` bytes without keeping them; returns how many were skipped. */
   async skip(length: number): Promise<number> {
     let skipped = 0;
     while (skipped < length) {
-      const part = await this.read(Math.min(length - skipped, 1024 * 1024));
-      if (part.length === 0) break;
-      skipped += part.length;
+      if (this.pending.length === 0) await this.fill(Math.min(length - skipped, 1024 * 1024));
+      const chunk = this.pending.at(0);
+      if (chunk === undefined) break;
+      const part = Math.min(chunk.length, length - skipped);
+      this.consumeFirst(chunk, part);
+      this.pendingBytes -= part;
+      skipped += part;
     }
+    this.position += skipped;
     return skipped;
   }
 

@@ -12,4 +12,5 @@ export * from './vhd-image.reader';
 export * from './vhd-chain.reader';
 export * from './raw-vhd.converter';
 export * from './byte-stream.cursor';
+export * from './lent-chunks';
 export * from './block-buffer.pool';

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { chunkLenderOf, lendChunks } from '@haven/vhd';
 import type { XapiError } from './xapi.error';
 
 export type XapiTaskOutcome = 'success' | 'failure' | 'cancelled';
@@ -52,6 +53,9 @@ export class XapiExportStream extends Readable {
     // async iterator in between, so no promise and no concatenated copy per chunk (at several GB a
     // disk, those made most of the worker's garbage; docs/benchmarks/jobs.md).
     const body = options.body;
+    // The body's chunks go on as they are: if they are lent, so are this stream's.
+    const lender = chunkLenderOf(body);
+    if (lender !== undefined) lendChunks(this, lender);
     body.pause();
     body.on('data', (chunk: Buffer) => {
       this.received += chunk.length;

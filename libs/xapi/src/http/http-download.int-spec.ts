@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { createSelfSignedCertificate } from '@haven/nbd';
+import { ByteStreamCursor } from '@haven/vhd';
 import { HttpStatusError, openHttpDownload } from './http-download';
 
 const MiB = 1024 * 1024;
@@ -87,6 +88,50 @@ describe('openHttpDownload', () => {
           .digest('hex'),
       ).toBe(createHash('sha256').update(payload).digest('hex'));
     }
+  });
+
+  it('fills the same few slabs again while a cursor copies the body out, and the bytes stay exact', async () => {
+    const large = randomBytes(32 * MiB + 777);
+    const url = await listen(
+      http.createServer((_request, response) => {
+        response.writeHead(200, { 'content-type': 'application/octet-stream' });
+        for (let offset = 0; offset < large.length; offset += 300_007) {
+          response.write(large.subarray(offset, offset + 300_007));
+        }
+        response.end();
+      }),
+    );
+    const slabsSeen = async (giveBack: boolean): Promise<{ slabs: number; sha256: string }> => {
+      const download = await openHttpDownload(url, options);
+      const memory = new Set<ArrayBufferLike>();
+      const hash = createHash('sha256');
+      if (giveBack) {
+        const cursor = new ByteStreamCursor(download.body);
+        download.body.on('data', (chunk: Buffer) => memory.add(chunk.buffer));
+        const block = Buffer.alloc(2 * MiB);
+        for (;;) {
+          const got = await cursor.readInto(block);
+          hash.update(block.subarray(0, got));
+          if (got < block.length) break;
+        }
+      } else {
+        // A consumer that knows nothing of lent chunks keeps them: new slabs every time.
+        for await (const chunk of download.body as AsyncIterable<Buffer>) {
+          memory.add(chunk.buffer);
+          hash.update(chunk);
+        }
+      }
+      return { slabs: memory.size, sha256: hash.digest('hex') };
+    };
+    const expected = createHash('sha256').update(large).digest('hex');
+    const kept = await slabsSeen(false);
+    expect(kept.sha256).toBe(expected);
+    expect(kept.slabs).toBeGreaterThanOrEqual(32);
+    const reused = await slabsSeen(true);
+    expect(reused.sha256).toBe(expected);
+    // The slabs in use at once (what is buffered ahead of the cursor: the body's 1 MiB and the
+    // cursor's 2 MiB request) and the few kept spare, whatever the size of the body.
+    expect(reused.slabs).toBeLessThanOrEqual(8);
   });
 
   it('follows a redirect to the host that holds the data', async () => {

@@ -1,14 +1,16 @@
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import * as tls from 'node:tls';
+import { lendChunks } from '@haven/vhd';
 import { HttpBodyFraming } from './http-body.framing';
 import { HttpProtocolError, parseHttpResponseHead, type HttpResponseHead } from './http-response.head';
+import { ReadSlabs } from './read-slabs';
 
 /**
- * The socket reads straight into slabs of this size, each read into the part not yet filled, and
- * the body is handed on as views of them: no allocation per read and no copy before the consumer.
- * A read gets at least READ_ROOM bytes of room; a fuller slab is left to the garbage collector
- * with the views that hold it, and a new one is taken.
+ * The socket reads straight into slabs of this size (read-slabs.ts), each read into the part not
+ * yet filled, and the body is handed on as views of them: no allocation per read and no copy
+ * before the consumer. A read gets at least READ_ROOM bytes of room. The body's chunks are lent
+ * (lent-chunks.ts of @haven/vhd): a slab whose chunks all came back is filled again.
  */
 const SLAB_BYTES = 1024 * 1024;
 const READ_ROOM = 64 * 1024;
@@ -98,8 +100,7 @@ function redactedUrl(url: URL): string {
 
 /** One request on one connection: the head, then the body as a Readable. */
 class HttpDownloadConnection {
-  private slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-  private slabUsed = 0;
+  private readonly slabs = new ReadSlabs(SLAB_BYTES, READ_ROOM);
   private headBytes: Buffer = Buffer.alloc(0);
   private framing: HttpBodyFraming | undefined;
   private readonly bodyStream: BodyStream;
@@ -121,12 +122,13 @@ class HttpDownloadConnection {
       () => this.resumeReading(),
       () => this.close(),
     );
+    lendChunks(this.bodyStream, this.slabs);
     this.inactivityTimeoutMs = options.inactivityTimeoutMs;
     const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const onread: net.OnReadOpts = {
-      buffer: () => this.nextReadBuffer(),
-      callback: (length, buffer) => this.onRead(length, buffer),
+      buffer: () => this.slabs.nextReadBuffer(),
+      callback: (length) => this.onRead(length),
     };
     if (url.protocol === 'https:') {
       // `onread` works on TLS sockets since Node 15 (nodejs/node#35753); @types/node omits it.
@@ -225,18 +227,9 @@ class HttpDownloadConnection {
     );
   }
 
-  private nextReadBuffer(): Buffer {
-    if (SLAB_BYTES - this.slabUsed < READ_ROOM) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.slabUsed = 0;
-    }
-    return this.slab.subarray(this.slabUsed);
-  }
-
-  /** A read landed in `buffer` (the view nextReadBuffer gave); false pauses the socket. */
-  private onRead(length: number, buffer: Uint8Array): boolean {
-    this.slabUsed += length;
-    const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, length);
+  /** A read landed where the slabs said; false pauses the socket. */
+  private onRead(length: number): boolean {
+    const bytes = this.slabs.filled(length);
     let wantsMore: boolean;
     try {
       wantsMore = this.framing === undefined ? this.onHeadBytes(bytes) : this.onBodyBytes(bytes);
@@ -280,6 +273,7 @@ class HttpDownloadConnection {
     if (framing === undefined) return true;
     let wantsMore = true;
     framing.take(bytes, (data) => {
+      this.slabs.lend(data);
       wantsMore = this.bodyStream.push(data) && wantsMore;
     });
     if (framing.done) {

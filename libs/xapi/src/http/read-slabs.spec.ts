@@ -1,0 +1,43 @@
+import { ReadSlabs } from './read-slabs';
+
+/** Fills the current slab with one read of `length` bytes and lends it whole. */
+function readAndLend(slabs: ReadSlabs, length: number): Buffer {
+  slabs.nextReadBuffer();
+  const chunk = slabs.filled(length);
+  slabs.lend(chunk);
+  return chunk;
+}
+
+describe('ReadSlabs', () => {
+  it('fills a slab again only once every chunk lent from it is back', () => {
+    const slabs = new ReadSlabs(100, 20);
+    const first = readAndLend(slabs, 50);
+    const second = readAndLend(slabs, 40); // 10 bytes left, less than a read's room
+    slabs.giveBack(first);
+    // `second` is still out: the next read goes to another slab.
+    const third = readAndLend(slabs, 30);
+    expect(third.buffer).not.toBe(first.buffer);
+    slabs.giveBack(second.subarray(25)); // the unread tail stands for the whole chunk
+    readAndLend(slabs, 70); // the other slab is full now: the first one, all back, is filled again
+    const again = slabs.nextReadBuffer();
+    expect(again.buffer).toBe(first.buffer);
+    expect(again.byteOffset - first.byteOffset).toBe(0);
+  });
+
+  it('keeps filling the current slab from its start when all it lent came back', () => {
+    const slabs = new ReadSlabs(100, 20);
+    const chunk = readAndLend(slabs, 90);
+    slabs.giveBack(chunk);
+    const next = slabs.nextReadBuffer();
+    expect(next.buffer).toBe(chunk.buffer);
+    expect(next.length).toBe(100);
+  });
+
+  it('ignores a chunk that is not one of its slabs', () => {
+    const slabs = new ReadSlabs(100, 20);
+    const lent = readAndLend(slabs, 90);
+    slabs.giveBack(Buffer.alloc(10));
+    // `lent` is still out, so the next read needs another slab.
+    expect(slabs.nextReadBuffer().buffer).not.toBe(lent.buffer);
+  });
+});
