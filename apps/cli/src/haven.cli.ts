@@ -21,7 +21,7 @@ interface Resource {
   command: string;
   path: string;
   columns: string[];
-  /** Which verbs the resource has: listings of runs and restore points are read-only. */
+  /** Whether it has add and rm: runs and restore points do not (a restore point is deleted by a run). */
   writable: boolean;
 }
 
@@ -280,6 +280,24 @@ export function buildCli(
         );
     if (resource.command === 'restore-points')
       group
+        .command('delete <id>')
+        .description(
+          "Delete a restore point from its remote and the catalog, then collect the remote's garbage (a run)",
+        )
+        .option('--follow', 'stream progress until the run ends; exit 1 unless it succeeded')
+        .option('--json', 'print events as JSON lines')
+        .action((id: string, options: { follow?: boolean; json?: boolean }) =>
+          startRun(
+            client(),
+            `/api/v1/restore-points/${encodeURIComponent(id)}`,
+            undefined,
+            options,
+            output,
+            'DELETE',
+          ),
+        );
+    if (resource.command === 'restore-points')
+      group
         .command('download <id>')
         .description('Download a disk of a restore point (raw resumes an interrupted download)')
         .requiredOption('--disk <key>', 'disk key, see `restore-points show` / GET …/disks')
@@ -420,9 +438,10 @@ async function startRun(
   body: unknown,
   options: { follow?: boolean; json?: boolean },
   output: CliOutput,
+  method: 'POST' | 'DELETE' = 'POST',
 ): Promise<void> {
   const out = output.line;
-  const started = await client.call<{ runId: string; tasks: number }>('POST', path, body);
+  const started = await client.call<{ runId: string; tasks: number }>(method, path, body);
   out(options.json ? JSON.stringify(started) : `Run ${started.runId} started with ${started.tasks} task(s)`);
   if (!options.follow) return;
   const run = await client.call<{ tasks: { id: string; subject: string }[] }>(

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, writeFileSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type request from 'supertest';
@@ -16,7 +16,7 @@ async function sha256(stream: AsyncIterable<Buffer>): Promise<string> {
   return hash.digest('hex');
 }
 
-describe('restore points after a backup: disk downloads (raw with ranges, VHD) and remote sync', () => {
+describe('restore points after a backup: disk downloads (raw with ranges, VHD), remote sync and deletion', () => {
   let lab: BackupLab;
   let outDir = '';
   let baseUrl = '';
@@ -28,6 +28,17 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
   let raw: Buffer;
   const api = () => lab.api();
   const auth = (req: request.Test) => lab.auth(req);
+
+  /** SHA-256 of a restore point's first disk, downloaded raw. */
+  async function rawDiskHash(id: string): Promise<string> {
+    const disks = await auth(api().get(`/api/v1/restore-points/${id}/disks`)).expect(200);
+    const response = await fetch(
+      `${baseUrl}/api/v1/restore-points/${id}/disks/${disks.body.items[0].key}?format=raw`,
+      { headers: { authorization: `Bearer ${admin}` } },
+    );
+    expect(response.status).toBe(200);
+    return sha256(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream));
+  }
 
   /** Runs the job now and waits for its end, which must be a success. */
   async function runToEnd(body: Record<string, unknown>): Promise<string> {
@@ -179,5 +190,72 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD) a
       .exitOverride()
       .parseAsync(['node', 'haven', 'remotes', 'sync', remoteId]);
     expect(lines.pop()).toBe('Remote nas: 3 restore point(s) found, 0 added to the catalog');
+  }, 120_000);
+
+  it('deletes one restore point by hand: from the remote and the catalog, then collects garbage; the others still read back the same', async () => {
+    const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
+    const ids = (points.body.items as { id: string }[]).map((p) => p.id);
+    expect(ids).toHaveLength(3);
+    const [doomed = '', ...kept] = ids;
+    const rows: { manifest_key: string }[] = await lab.app
+      .get(DataSource)
+      .query('SELECT manifest_key FROM restore_points WHERE id = $1', [doomed]);
+    const manifestKey = rows[0]?.manifest_key ?? '';
+    const remote = await auth(api().get(`/api/v1/remotes/${remoteId}`)).expect(200);
+    const manifestFile = join(remote.body.settings.path as string, manifestKey);
+    expect(existsSync(manifestFile)).toBe(true);
+    const keptHashes = await Promise.all(kept.map(rawDiskHash));
+
+    // While a restore reads the restore point, its deletion is refused, naming that run. (A run row
+    // alone stands for the restore: its task is never queued, so no worker picks it up.)
+    const db = lab.app.get(DataSource);
+    const restoreRunId = randomUUID();
+    await db.query(
+      `INSERT INTO runs (id, tenant_id, job_id, kind, trigger, status, progress, started_at)
+       SELECT $1, tenant_id, NULL, 'restore', 'manual', 'running', '{}', now() FROM restore_points WHERE id = $2`,
+      [restoreRunId, doomed],
+    );
+    await db.query(
+      `INSERT INTO tasks (id, tenant_id, run_id, type, subject, input, status, queued_at)
+       SELECT $1, tenant_id, $2, 'restore.vm', 'restore', $3, 'running', now() FROM runs WHERE id = $2`,
+      [randomUUID(), restoreRunId, JSON.stringify({ restorePointId: doomed })],
+    );
+    const refused = await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(409);
+    expect(refused.body.detail).toBe(
+      `Restore point ${doomed} is being restored by run ${restoreRunId}; delete it once that run has ended`,
+    );
+    await db.query('DELETE FROM runs WHERE id = $1', [restoreRunId]);
+
+    const started = await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(202);
+    const run = await lab.waitForRun(started.body.runId as string);
+    expect(run).toMatchObject({ status: 'success', kind: 'delete-restore-point' });
+    expect(run.tasks[0]?.result).toMatchObject({ expiredRestorePoints: [{ remoteId, manifestKey }] });
+
+    const after = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
+    expect((after.body.items as { id: string }[]).map((p) => p.id).sort()).toEqual([...kept].sort());
+    await auth(api().get(`/api/v1/restore-points/${doomed}`)).expect(404);
+    expect(existsSync(manifestFile)).toBe(false);
+
+    // As after retention, the catalog starts a gc run of the remote (its safety window spares young chunks).
+    const note = `run ${run.id} deleted a restore point`;
+    let gcRunId: string | undefined;
+    for (let i = 0; i < 100 && gcRunId === undefined; i++) {
+      const runs = await auth(api().get('/api/v1/runs?limit=100')).expect(200);
+      gcRunId = (runs.body.items as { id: string; kind: string; progress: { note?: string } }[]).find(
+        (r) => r.kind === 'gc' && r.progress.note === note,
+      )?.id;
+      if (gcRunId === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(gcRunId).toBeDefined();
+    expect(await lab.waitForRun(gcRunId ?? '')).toMatchObject({ status: 'success' });
+    expect(await Promise.all(kept.map(rawDiskHash))).toEqual(keptHashes);
+
+    // Gone is gone: a second deletion, or one of an id the catalog never had, is refused (CLI too).
+    await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(404);
+    await auth(api().delete(`/api/v1/restore-points/${randomUUID()}`)).expect(404);
+    const cli = buildCli(() => undefined, { HAVEN_URL: baseUrl, HAVEN_KEY: admin }).exitOverride();
+    await expect(cli.parseAsync(['node', 'haven', 'restore-points', 'delete', doomed])).rejects.toThrow(
+      `404 Not found: Restore point ${doomed} does not exist`,
+    );
   }, 120_000);
 });

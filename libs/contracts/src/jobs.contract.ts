@@ -96,3 +96,22 @@ export interface StartMaintenanceRequest {
 export const START_MAINTENANCE = defineRequest<StartMaintenanceRequest, StartRunReply>(
   'haven.v1.scheduler.maintenance.start',
 );
+
+/** Task type of a run of kind `delete-restore-point`; the transfer worker runs it with a built-in executor. */
+export const RESTORE_POINT_DELETE_TASK = 'restore-point.delete';
+
+export interface DeleteRestorePointRequest {
+  tenantId: string;
+  /** Catalog id of the restore point. */
+  restorePointId: string;
+}
+
+/**
+ * Gateway -> scheduler: delete one restore point from its remote (an incremental restore point or a
+ * full-backup archive), as a run of one `restore-point.delete` task. Its result lists the restore
+ * point under `expiredRestorePoints`, so the catalog drops the row as for retention and then starts
+ * a garbage collection of the remote.
+ */
+export const DELETE_RESTORE_POINT = defineRequest<DeleteRestorePointRequest, StartRunReply>(
+  'haven.v1.scheduler.restore-points.delete',
+);

@@ -12,9 +12,10 @@ export const RUN_STATUSES: readonly RunStatus[] = [
 
 /**
  * backup: a run of a job; restore: a restore point restored as a new VM; gc and verify: maintenance
- * of one remote's repository (garbage collection, integrity check).
+ * of one remote's repository (garbage collection, integrity check); delete-restore-point: one
+ * restore point deleted by hand.
  */
-export type RunKind = 'backup' | 'restore' | 'gc' | 'verify';
+export type RunKind = 'backup' | 'restore' | 'gc' | 'verify' | 'delete-restore-point';
 
 /** One execution of a job (manual or scheduled), or a restore. */
 @Entity('runs')

@@ -4,6 +4,7 @@ import { RunExecution1764160000000 } from './1764160000000-run-execution.migrati
 import { TaskLocks1764170000000 } from './1764170000000-task-locks.migration';
 import { RestorePointsByRemote1764180000000 } from './1764180000000-restore-points-by-remote.migration';
 import { RemoteRepositoryId1764190000000 } from './1764190000000-remote-repository-id.migration';
+import { RestorePointDeleteRuns1764200000000 } from './1764200000000-restore-point-delete-runs.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
 export const CATALOG_MIGRATIONS = [
@@ -13,4 +14,5 @@ export const CATALOG_MIGRATIONS = [
   TaskLocks1764170000000,
   RestorePointsByRemote1764180000000,
   RemoteRepositoryId1764190000000,
+  RestorePointDeleteRuns1764200000000,
 ];

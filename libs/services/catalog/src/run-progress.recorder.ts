@@ -23,7 +23,7 @@ const TERMINAL_TASK = new Set(['success', 'failure', 'cancelled']);
  * run: the next waiting task is queued. When a run's last task ends, the run ends too (success,
  * partial or failure), decided in one statement so two replicas cannot both decide it, and the
  * decision is published for live followers (SSE, CLI); a backup run whose retention expired restore
- * points then starts a garbage collection of each remote it pruned.
+ * points, or a run that deleted one by hand, then starts a garbage collection of each remote it pruned.
  */
 @Injectable()
 export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDestroy {
@@ -155,18 +155,21 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
   }
 
   /**
-   * Retention deleted restore points, so chunks only they used are garbage now: one `gc` run per
-   * remote pruned by this (ended) backup run. The collector's safety window still spares young chunks.
+   * Retention (of a backup run) or an operator (a delete-restore-point run) deleted restore points,
+   * so chunks only they used are garbage now: one `gc` run per remote this ended run pruned. The
+   * collector's safety window still spares young chunks.
    */
   private async collectGarbageAfterPrune(tenantId: string, runId: string): Promise<void> {
-    const rows: { remote_id: string; trigger: 'manual' | 'schedule' }[] = await this.dataSource.query(
-      `SELECT DISTINCT e->>'remoteId' AS remote_id, r.trigger
-       FROM runs r
-       JOIN tasks t ON t.run_id = r.id
-       CROSS JOIN jsonb_array_elements(COALESCE(t.result->'expiredRestorePoints', '[]'::jsonb)) e
-       WHERE r.id = $1 AND r.tenant_id = $2 AND r.kind = 'backup' AND t.status = 'success'`,
-      [runId, tenantId],
-    );
+    const rows: { remote_id: string; trigger: 'manual' | 'schedule'; kind: string }[] =
+      await this.dataSource.query(
+        `SELECT DISTINCT e->>'remoteId' AS remote_id, r.trigger, r.kind
+         FROM runs r
+         JOIN tasks t ON t.run_id = r.id
+         CROSS JOIN jsonb_array_elements(COALESCE(t.result->'expiredRestorePoints', '[]'::jsonb)) e
+         WHERE r.id = $1 AND r.tenant_id = $2 AND r.kind IN ('backup', 'delete-restore-point')
+           AND t.status = 'success'`,
+        [runId, tenantId],
+      );
     for (const row of rows) {
       try {
         const started = await this.bus.request(
@@ -176,7 +179,10 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
             remoteId: row.remote_id,
             kind: 'gc',
             trigger: row.trigger,
-            note: `retention of run ${runId} deleted restore points`,
+            note:
+              row.kind === 'backup'
+                ? `retention of run ${runId} deleted restore points`
+                : `run ${runId} deleted a restore point`,
           },
           { timeoutMs: 30_000 },
         );

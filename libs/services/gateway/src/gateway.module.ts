@@ -11,6 +11,7 @@ import { PoolsController } from './resources/pools.controller';
 import { RemoteMaintenanceController } from './resources/remote-maintenance.controller';
 import { RemotesController } from './resources/remotes.controller';
 import { RestorePointsController, RunsController, TasksController } from './resources/runs.controller';
+import { RestorePointDeleteController } from './resources/restore-point-delete.controller';
 import { RestorePointDisksController } from './resources/restore-point-disks.controller';
 import { RestorePointRestoreController } from './resources/restore-point-restore.controller';
 import { SchedulesController } from './resources/schedules.controller';
@@ -42,6 +43,7 @@ class GatewayRootController {
     RestorePointsController,
     RestorePointDisksController,
     RestorePointRestoreController,
+    RestorePointDeleteController,
     PluginsController,
   ],
   providers: [AuditTrail, { provide: APP_GUARD, useClass: ApiKeyGuard }],

@@ -45,7 +45,7 @@ function readInput(input: Record<string, unknown>): MaintenanceInput {
 }
 
 /** Opens the remote's repository (its passphrase unsealed for this task only) for `work`. */
-async function withRepository<T>(
+export async function withRepository<T>(
   context: TaskExecutionContext,
   remoteId: string,
   work: (repository: Repository, remoteName: string) => Promise<T>,

@@ -6,6 +6,7 @@ import {
   jobTasksQueue,
   REPOSITORY_GC_TASK,
   REPOSITORY_VERIFY_TASK,
+  RESTORE_POINT_DELETE_TASK,
   RUN_PROGRESS,
   type RunProgressEvent,
   type TaskWorkItem,
@@ -34,6 +35,7 @@ import {
 import { XapiPoolCache } from '@haven/xapi';
 import { executeRestoreVm, RESTORE_VM_TASK } from './restore-vm.executor';
 import { executeRepositoryGc, executeRepositoryVerify } from './repository-maintenance.executor';
+import { executeRestorePointDelete } from './restore-point-delete.executor';
 import { RunLogWriter } from './run-log.writer';
 import { createTaskProgressReporter, type TaskProgressReporter } from './task-progress.reporter';
 
@@ -46,6 +48,7 @@ const BUILT_IN: Record<string, { type: string; execute: BuiltInExecutor } | unde
   restore: { type: RESTORE_VM_TASK, execute: (task, context) => executeRestoreVm(task, context) },
   gc: { type: REPOSITORY_GC_TASK, execute: executeRepositoryGc },
   verify: { type: REPOSITORY_VERIFY_TASK, execute: executeRepositoryVerify },
+  'delete-restore-point': { type: RESTORE_POINT_DELETE_TASK, execute: executeRestorePointDelete },
 };
 
 const TERMINAL = new Set(['success', 'failure', 'cancelled']);
@@ -122,7 +125,7 @@ export class TaskWorker implements OnApplicationBootstrap, OnModuleDestroy {
           { previousWorker: task.worker, previousAttempt: task.attempts },
         );
       const run = await this.dataSource.getRepository(RunEntity).findOneBy({ id: runId, tenantId });
-      // Runs of no job (restore, gc, verify): their one task type has a built-in executor.
+      // Runs of no job (restore, gc, verify, delete-restore-point): their one task type has a built-in executor.
       const builtIn = run ? BUILT_IN[run.kind] : undefined;
       if (builtIn && task.type === builtIn.type) {
         await this.execute(base, item, log, (reporter) =>

@@ -1,0 +1,101 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Bus, BusSubscription } from '@haven/bus';
+import {
+  DELETE_RESTORE_POINT,
+  type DeleteRestorePointRequest,
+  RESTORE_POINT_DELETE_TASK,
+  type StartRunReply,
+} from '@haven/contracts';
+import { RemoteEntity, RestorePointEntity } from '@haven/db';
+import type { JsonLogger } from '@haven/observability';
+import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+import { RESTORE_VM_TASK } from './restore.launcher';
+import { launchSingleTaskRun } from './single-task.run';
+
+/** A deletion that cannot start: the requester gets this code and message. */
+export class RestorePointDeleteError extends Error {
+  constructor(
+    readonly code: 'RESTORE_POINT_NOT_FOUND' | 'RESTORE_POINT_IN_USE',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RestorePointDeleteError';
+  }
+}
+
+/**
+ * Turns "delete this restore point" into a run (kind delete-restore-point, no job) of one task any
+ * transfer worker executes. A restore point that a running restore reads, or that is already being
+ * deleted, is refused rather than pulled from under it.
+ */
+@Injectable()
+export class RestorePointDeleteLauncher implements OnApplicationBootstrap, OnModuleDestroy {
+  private subscription?: BusSubscription;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.subscription = this.bus.respond(DELETE_RESTORE_POINT, (request) => this.start(request));
+    await this.subscription.ready();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.subscription?.unsubscribe();
+  }
+
+  async start(request: DeleteRestorePointRequest): Promise<StartRunReply> {
+    const point = await this.dataSource
+      .getRepository(RestorePointEntity)
+      .findOneBy({ id: request.restorePointId, tenantId: request.tenantId });
+    if (!point)
+      throw new RestorePointDeleteError(
+        'RESTORE_POINT_NOT_FOUND',
+        `Restore point ${request.restorePointId} does not exist`,
+      );
+    await this.refuseWhileInUse(point);
+    const remote = await this.dataSource
+      .getRepository(RemoteEntity)
+      .findOneBy({ id: point.remoteId, tenantId: request.tenantId });
+
+    const runId = await launchSingleTaskRun(this.dataSource, this.bus, {
+      tenantId: request.tenantId,
+      kind: 'delete-restore-point',
+      trigger: 'manual',
+      progress: { remoteId: point.remoteId, restorePointId: point.id },
+      task: {
+        type: RESTORE_POINT_DELETE_TASK,
+        subject: `${point.vmName} ${point.takenAt.toISOString()} on remote ${remote?.name ?? point.remoteId}`,
+        input: { restorePointId: point.id, remoteId: point.remoteId, manifestKey: point.manifestKey },
+      },
+    });
+    this.logger.log(
+      { msg: 'restore point deletion started', runId, restorePointId: point.id, remoteId: point.remoteId },
+      'RestorePointDeleteLauncher',
+    );
+    return { runId, tasks: 1 };
+  }
+
+  /** An open restore of the restore point, or an open deletion of it, names it in its task's input. */
+  private async refuseWhileInUse(point: RestorePointEntity): Promise<void> {
+    const open: { run_id: string; type: string }[] = await this.dataSource.query(
+      `SELECT run_id, type FROM tasks
+       WHERE tenant_id = $1 AND type = ANY($2::text[]) AND input->>'restorePointId' = $3
+         AND status NOT IN ('success', 'failure', 'cancelled')
+       LIMIT 1`,
+      [point.tenantId, [RESTORE_VM_TASK, RESTORE_POINT_DELETE_TASK], point.id],
+    );
+    const task = open.at(0);
+    if (task === undefined) return;
+    throw new RestorePointDeleteError(
+      'RESTORE_POINT_IN_USE',
+      task.type === RESTORE_VM_TASK
+        ? `Restore point ${point.id} is being restored by run ${task.run_id}; delete it once that run has ended`
+        : `Restore point ${point.id} is already being deleted by run ${task.run_id}`,
+    );
+  }
+}
