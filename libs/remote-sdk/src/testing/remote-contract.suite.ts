@@ -490,9 +490,11 @@ export function runRemoteContractSuite(
 
       it('can be taken over once expired, and the old holder learns it lost it', async () => {
         const name = `${run}-expiry`;
-        const first = await store().acquireLease(name, { owner: 'worker-a', ttlMs: 300, clockSkewMs: 0 });
+        // Long enough that the refusal below comes before the expiry on a loaded machine (300 ms
+        // was not, once: the second acquisition then rightly succeeded).
+        const first = await store().acquireLease(name, { owner: 'worker-a', ttlMs: 2_000, clockSkewMs: 0 });
         await expectRemoteError(
-          store().acquireLease(name, { owner: 'worker-b', ttlMs: 300, clockSkewMs: 0 }),
+          store().acquireLease(name, { owner: 'worker-b', ttlMs: 2_000, clockSkewMs: 0 }),
           'LOCKED',
         );
         // Wait (without timing assertions) until the lease is past its expiry.
