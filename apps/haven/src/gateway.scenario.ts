@@ -274,6 +274,8 @@ export function gatewayScenario(
     const denied = await viewer(api().post('/api/v1/jobs')).send({}).expect(403);
     expect(denied.body.detail).toContain('operator');
     await viewer(api().delete(`/api/v1/pools/${ids['pool']}`)).expect(403);
+    // Deleting a restore point is an operator's act too (checked before the restore point is looked up).
+    await viewer(api().delete('/api/v1/restore-points/00000000-0000-4000-8000-000000000000')).expect(403);
     // Revoked keys stop working at once.
     await api()
       .delete(`/api/v1/api-keys/${created.body.id}`)
