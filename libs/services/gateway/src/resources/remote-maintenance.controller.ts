@@ -1,15 +1,16 @@
-import { Body, Controller, HttpCode, HttpStatus, Inject, Param, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Inject, Param, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import { type MaintenanceKind, START_MAINTENANCE } from '@haven/contracts';
 import { RemoteEntity } from '@haven/db';
 import type { JsonSchemaObject } from '@haven/plugin-sdk';
-import { HAVEN_BUS, notFound, ProblemException } from '@haven/service-core';
+import { HAVEN_BUS, notFound } from '@haven/service-core';
 import { CurrentPrincipal, type Principal, RequireRole } from '../auth/principal';
 import { parseBody } from '../http/request-body';
 import { AuditTrail } from './audit.trail';
 import { validId } from './tenants.controller';
+import { runStartProblem } from './run-start.problem';
 
 const GC_BODY: JsonSchemaObject = {
   type: 'object',
@@ -37,29 +38,6 @@ const VERIFY_BODY: JsonSchemaObject = {
   },
   additionalProperties: false,
 };
-
-/** Why a maintenance run did not start, as the HTTP status an operator can act on. */
-function startProblem(error: unknown): unknown {
-  if (error instanceof BusNoRespondersError)
-    return new ProblemException(
-      HttpStatus.SERVICE_UNAVAILABLE,
-      'No scheduler',
-      'No scheduler service is running to start the run',
-    );
-  if (error instanceof BusTimeoutError)
-    return new ProblemException(
-      HttpStatus.GATEWAY_TIMEOUT,
-      'Scheduler timeout',
-      'The scheduler did not answer in time',
-    );
-  if (error instanceof BusRemoteError)
-    return new ProblemException(
-      error.remoteCode === 'REMOTE_NOT_FOUND' ? HttpStatus.NOT_FOUND : HttpStatus.CONFLICT,
-      'Run not started',
-      error.remoteMessage,
-    );
-  return error;
-}
 
 /**
  * Repository maintenance of a remote as runs any transfer worker executes: garbage collection
@@ -126,7 +104,7 @@ export class RemoteMaintenanceController {
       );
       return { runId: reply.runId, tasks: reply.tasks, events: `/api/v1/runs/${reply.runId}/events` };
     } catch (error) {
-      throw startProblem(error);
+      throw runStartProblem(error, { run: 'run', notFoundCodes: ['REMOTE_NOT_FOUND'] });
     }
   }
 }

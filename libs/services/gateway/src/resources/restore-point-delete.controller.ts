@@ -1,36 +1,14 @@
-import { Controller, Delete, HttpCode, HttpStatus, Inject, Param } from '@nestjs/common';
+import { Controller, Delete, HttpCode, Inject, Param } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import { DELETE_RESTORE_POINT } from '@haven/contracts';
 import { RestorePointEntity } from '@haven/db';
-import { HAVEN_BUS, notFound, ProblemException } from '@haven/service-core';
+import { HAVEN_BUS, notFound } from '@haven/service-core';
 import { CurrentPrincipal, type Principal, RequireRole } from '../auth/principal';
 import { AuditTrail } from './audit.trail';
 import { validId } from './tenants.controller';
-
-/** Why a deletion did not start, as the HTTP status an operator can act on. */
-function deleteStartProblem(error: unknown): unknown {
-  if (error instanceof BusNoRespondersError)
-    return new ProblemException(
-      HttpStatus.SERVICE_UNAVAILABLE,
-      'No scheduler',
-      'No scheduler service is running to start the deletion',
-    );
-  if (error instanceof BusTimeoutError)
-    return new ProblemException(
-      HttpStatus.GATEWAY_TIMEOUT,
-      'Scheduler timeout',
-      'The scheduler did not answer in time for the deletion',
-    );
-  if (error instanceof BusRemoteError)
-    return new ProblemException(
-      error.remoteCode === 'RESTORE_POINT_NOT_FOUND' ? HttpStatus.NOT_FOUND : HttpStatus.CONFLICT,
-      'Deletion not started',
-      error.remoteMessage,
-    );
-  return error;
-}
+import { runStartProblem } from './run-start.problem';
 
 /**
  * Deletes one restore point by hand, as a durable run: a transfer worker deletes it from its remote,
@@ -71,7 +49,7 @@ export class RestorePointDeleteController {
       );
       return { runId: reply.runId, tasks: reply.tasks, events: `/api/v1/runs/${reply.runId}/events` };
     } catch (error) {
-      throw deleteStartProblem(error);
+      throw runStartProblem(error, { run: 'deletion', notFoundCodes: ['RESTORE_POINT_NOT_FOUND'] });
     }
   }
 }

@@ -1,15 +1,16 @@
-import { Body, Controller, HttpCode, HttpStatus, Inject, Param, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Inject, Param, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
-import { BusNoRespondersError, BusRemoteError, BusTimeoutError, type Bus } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import { START_RESTORE } from '@haven/contracts';
 import { PoolEntity, RestorePointEntity } from '@haven/db';
 import type { JsonSchemaObject } from '@haven/plugin-sdk';
-import { HAVEN_BUS, notFound, ProblemException } from '@haven/service-core';
+import { HAVEN_BUS, notFound } from '@haven/service-core';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { parseBody } from '../http/request-body';
 import { AuditTrail } from './audit.trail';
 import { validId } from './tenants.controller';
+import { runStartProblem } from './run-start.problem';
 
 const RESTORE_BODY: JsonSchemaObject = {
   type: 'object',
@@ -30,31 +31,6 @@ const RESTORE_BODY: JsonSchemaObject = {
   required: ['poolId'],
   additionalProperties: false,
 };
-
-/** Why a restore did not start, as the HTTP status an operator can act on. */
-function restoreStartProblem(error: unknown): unknown {
-  if (error instanceof BusNoRespondersError)
-    return new ProblemException(
-      HttpStatus.SERVICE_UNAVAILABLE,
-      'No scheduler',
-      'No scheduler service is running to start the restore',
-    );
-  if (error instanceof BusTimeoutError)
-    return new ProblemException(
-      HttpStatus.GATEWAY_TIMEOUT,
-      'Scheduler timeout',
-      'The scheduler did not answer in time for the restore',
-    );
-  if (error instanceof BusRemoteError)
-    return new ProblemException(
-      error.remoteCode === 'RESTORE_POINT_NOT_FOUND' || error.remoteCode === 'POOL_NOT_FOUND'
-        ? HttpStatus.NOT_FOUND
-        : HttpStatus.CONFLICT,
-      'Restore not started',
-      error.remoteMessage,
-    );
-  return error;
-}
 
 /** Restores a restore point as a new VM, as a durable run followed like any other run. */
 @ApiTags('restore-points')
@@ -107,7 +83,10 @@ export class RestorePointRestoreController {
       );
       return { runId: reply.runId, tasks: reply.tasks, events: `/api/v1/runs/${reply.runId}/events` };
     } catch (error) {
-      throw restoreStartProblem(error);
+      throw runStartProblem(error, {
+        run: 'restore',
+        notFoundCodes: ['RESTORE_POINT_NOT_FOUND', 'POOL_NOT_FOUND'],
+      });
     }
   }
 }
