@@ -1,6 +1,6 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { Bus, BusSubscription } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import {
   REPOSITORY_GC_TASK,
   REPOSITORY_VERIFY_TASK,
@@ -11,6 +11,7 @@ import {
 import { RemoteEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+import { BusResponder } from './bus.responder';
 import { launchSingleTaskRun } from './single-task.run';
 
 /** A maintenance run that cannot start: the requester gets this code and message. */
@@ -29,22 +30,13 @@ export class MaintenanceStartError extends Error {
  * task, queued like job tasks so any transfer worker takes it and it survives a worker restart.
  */
 @Injectable()
-export class MaintenanceLauncher implements OnApplicationBootstrap, OnModuleDestroy {
-  private subscription?: BusSubscription;
-
+export class MaintenanceLauncher extends BusResponder<StartMaintenanceRequest, StartRunReply> {
   constructor(
     private readonly dataSource: DataSource,
-    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_BUS) bus: Bus,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
-  ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscription = this.bus.respond(START_MAINTENANCE, (request) => this.start(request));
-    await this.subscription.ready();
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    await this.subscription?.unsubscribe();
+  ) {
+    super(bus, START_MAINTENANCE);
   }
 
   async start(request: StartMaintenanceRequest): Promise<StartRunReply> {

@@ -1,6 +1,6 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { Bus, BusSubscription } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import {
   DELETE_RESTORE_POINT,
   type DeleteRestorePointRequest,
@@ -11,6 +11,7 @@ import { RemoteEntity, RestorePointEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 import { RESTORE_VM_TASK } from './restore.launcher';
+import { BusResponder } from './bus.responder';
 import { launchSingleTaskRun } from './single-task.run';
 
 /** A deletion that cannot start: the requester gets this code and message. */
@@ -30,22 +31,13 @@ export class RestorePointDeleteError extends Error {
  * deleted, is refused rather than pulled from under it.
  */
 @Injectable()
-export class RestorePointDeleteLauncher implements OnApplicationBootstrap, OnModuleDestroy {
-  private subscription?: BusSubscription;
-
+export class RestorePointDeleteLauncher extends BusResponder<DeleteRestorePointRequest, StartRunReply> {
   constructor(
     private readonly dataSource: DataSource,
-    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_BUS) bus: Bus,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
-  ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscription = this.bus.respond(DELETE_RESTORE_POINT, (request) => this.start(request));
-    await this.subscription.ready();
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    await this.subscription?.unsubscribe();
+  ) {
+    super(bus, DELETE_RESTORE_POINT);
   }
 
   async start(request: DeleteRestorePointRequest): Promise<StartRunReply> {

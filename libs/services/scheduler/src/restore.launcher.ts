@@ -1,10 +1,11 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { Bus, BusSubscription } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import { START_RESTORE, type StartRestoreRequest, type StartRunReply } from '@haven/contracts';
 import { PoolEntity, RestorePointEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
+import { BusResponder } from './bus.responder';
 import { launchSingleTaskRun } from './single-task.run';
 
 /** Task type of a restore run; the transfer worker runs it with its built-in executor. */
@@ -26,22 +27,13 @@ export class RestoreStartError extends Error {
  * queued under the task's id like job tasks, so it survives a worker restart.
  */
 @Injectable()
-export class RestoreLauncher implements OnApplicationBootstrap, OnModuleDestroy {
-  private subscription?: BusSubscription;
-
+export class RestoreLauncher extends BusResponder<StartRestoreRequest, StartRunReply> {
   constructor(
     private readonly dataSource: DataSource,
-    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_BUS) bus: Bus,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
-  ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscription = this.bus.respond(START_RESTORE, (request) => this.start(request));
-    await this.subscription.ready();
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    await this.subscription?.unsubscribe();
+  ) {
+    super(bus, START_RESTORE);
   }
 
   async start(request: StartRestoreRequest): Promise<StartRunReply> {

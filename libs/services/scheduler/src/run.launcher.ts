@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import type { Bus, BusSubscription } from '@haven/bus';
+import type { Bus } from '@haven/bus';
 import {
   RUN_LOGS,
   RUN_PROGRESS,
@@ -29,6 +29,7 @@ import {
   PlanAttemptsError,
   planWithRetries,
 } from './plan.attempts';
+import { BusResponder } from './bus.responder';
 
 /** How long planning a run may take, retries included (a manual start's caller waits for it). */
 const PLANNING_TIME_MS = 60_000;
@@ -57,8 +58,7 @@ export class RunStartError extends Error {
  * the next one each time one ends.
  */
 @Injectable()
-export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
-  private subscription?: BusSubscription;
+export class RunLauncher extends BusResponder<StartRunRequest, StartRunReply> {
   /** Pool connections planners reuse from run to run (a login per pool, not per run). */
   private readonly pools = new XapiPoolCache();
   /** Plannings under way, aborted when the module stops. */
@@ -66,22 +66,18 @@ export class RunLauncher implements OnApplicationBootstrap, OnModuleDestroy {
 
   constructor(
     private readonly dataSource: DataSource,
-    @Inject(HAVEN_BUS) private readonly bus: Bus,
+    @Inject(HAVEN_BUS) bus: Bus,
     @Inject(HAVEN_PLUGINS) private readonly plugins: PluginRegistry,
     @Inject(HAVEN_LOGGER) private readonly logger: JsonLogger,
     private readonly resources: JobResourceProvider,
-  ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscription = this.bus.respond(START_RUN, (request) => this.start(request));
-    // Announce readiness only once the responder is registered with the server.
-    await this.subscription.ready();
+  ) {
+    super(bus, START_RUN);
   }
 
-  async onModuleDestroy(): Promise<void> {
+  override async onModuleDestroy(): Promise<void> {
     // Plannings under way (a retry's pause among them) stop now rather than hold the shutdown.
     for (const planning of this.plannings) planning.abort(new Error('the scheduler is stopping'));
-    await this.subscription?.unsubscribe();
+    await super.onModuleDestroy();
     await this.pools.close();
   }
 
