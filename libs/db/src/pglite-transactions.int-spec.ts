@@ -5,6 +5,29 @@ import { openCatalog } from './catalog.data-source';
 import { takeTurnsForTransactions } from './pglite-transactions';
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/**
+ * A query issued outside an open transaction (by another query runner, outside its callback), which
+ * that transaction then waits for, 200 ms at most: without turns the query runs inside the
+ * transaction and ends first, so the transaction ends after it whatever the machine's load; with
+ * turns the query waits for the transaction, which goes on after 200 ms.
+ */
+function outsideQuery(dataSource: DataSource): {
+  issue: (sql: string) => Promise<unknown>;
+  settledOrLater: () => Promise<unknown>;
+} {
+  let issued!: (query: { running: Promise<unknown> }) => void;
+  const query = new Promise<{ running: Promise<unknown> }>((resolve) => (issued = resolve));
+  return {
+    issue: (sql) => {
+      const running: Promise<unknown> = dataSource.query(sql);
+      issued({ running });
+      return running;
+    },
+    settledOrLater: async () => Promise.race([(await query).running.catch(() => undefined), pause(200)]),
+  };
+}
 
 describe('embedded PGlite catalog: transactions take turns on its one session', () => {
   let folder: { path: string; cleanup: () => Promise<void> };
@@ -31,7 +54,7 @@ describe('embedded PGlite catalog: transactions take turns on its one session', 
         await tx.query(`INSERT INTO turns VALUES ('second')`);
         throw new Error('second fails');
       })
-      .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+      .catch(messageOf);
     expect(await second).toBe('second fails');
     await first;
     // Without turns the second BEGIN joined the first transaction and its ROLLBACK ended both.
@@ -41,17 +64,18 @@ describe('embedded PGlite catalog: transactions take turns on its one session', 
   it('keeps a plain write made while another transaction was open when that one rolls back', async () => {
     let opened!: () => void;
     const open = new Promise<void>((resolve) => (opened = resolve));
+    const plain = outsideQuery(catalog);
     const failing = catalog
       .transaction(async (tx) => {
         await tx.query(`INSERT INTO turns VALUES ('rolled back')`);
         opened();
-        await pause(200);
+        await plain.settledOrLater();
         throw new Error('transaction fails');
       })
-      .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+      .catch(messageOf);
     await open;
     // Issued while the transaction is open, by another query runner, outside its callback.
-    await catalog.query(`INSERT INTO turns VALUES ('plain')`);
+    await plain.issue(`INSERT INTO turns VALUES ('plain')`);
     expect(await failing).toBe('transaction fails');
     expect(await catalog.query('SELECT v FROM turns')).toEqual([{ v: 'plain' }]);
   });
@@ -59,16 +83,17 @@ describe('embedded PGlite catalog: transactions take turns on its one session', 
   it('runs a plain query while another transaction has failed a statement and not yet rolled back', async () => {
     let failed!: () => void;
     const aborted = new Promise<void>((resolve) => (failed = resolve));
+    const plain = outsideQuery(catalog);
     const failing = catalog
       .transaction(async (tx) => {
         await tx.query('SELECT * FROM no_such_table').catch(() => failed());
-        await pause(200);
+        await plain.settledOrLater();
         await tx.query('SELECT 1');
       })
-      .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+      .catch(messageOf);
     await aborted;
     // On the shared session this query would have met "current transaction is aborted".
-    expect(await catalog.query(`SELECT 'fine' AS v`)).toEqual([{ v: 'fine' }]);
+    expect(await plain.issue(`SELECT 'fine' AS v`)).toEqual([{ v: 'fine' }]);
     expect(await failing).toMatch(/current transaction is aborted/);
   });
 
