@@ -1,4 +1,9 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ReadSlabs } from './read-slabs';
+
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 /** Fills the current slab with one read of `length` bytes and lends it whole. */
 function readAndLend(slabs: ReadSlabs, length: number): Buffer {
@@ -39,5 +44,18 @@ describe('ReadSlabs', () => {
     slabs.giveBack(Buffer.alloc(10));
     // `lent` is still out, so the next read needs another slab.
     expect(slabs.nextReadBuffer().buffer).not.toBe(lent.buffer);
+  });
+
+  it('keeps no slab alive that a consumer never gives back once the consumer drops it', async () => {
+    const slabs = new ReadSlabs(100, 20);
+    let chunk: Buffer | undefined = readAndLend(slabs, 90);
+    const first = new WeakRef(chunk.buffer);
+    // A consumer that knows nothing of lending: it keeps nothing, gives nothing back.
+    for (let read = 0; read < 50; read++) readAndLend(slabs, 90);
+    chunk = undefined;
+    // A WeakRef holds its target until the end of the job that created it.
+    await new Promise((resolve) => setImmediate(resolve));
+    collectGarbage();
+    expect(first.deref()).toBeUndefined();
   });
 });

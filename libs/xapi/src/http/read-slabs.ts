@@ -22,8 +22,11 @@ const SPARE_SLABS = 4;
 export class ReadSlabs implements ChunkLender {
   private current: Slab;
   private readonly spare: Slab[] = [];
-  /** Every slab that may have chunks out, by its memory. */
-  private readonly byMemory = new Map<ArrayBufferLike, Slab>();
+  /**
+   * Every slab that may have chunks out, by its memory. Weak: a consumer that never gives chunks
+   * back (it knows nothing of lending) holds its slabs alone, and they go when it drops them.
+   */
+  private readonly byMemory = new WeakMap<ArrayBufferLike, Slab>();
 
   constructor(
     private readonly slabBytes: number,
