@@ -13,13 +13,20 @@ type Folder = { path: string; cleanup: () => Promise<void> };
 interface RunView {
   id: string;
   status: string;
+  kind: string;
   error: string | null;
-  tasks: { subject: string; status: string; error: string | null }[];
+  tasks: { subject: string; status: string; error: string | null; result: unknown }[];
+}
+
+interface RestoredVm {
+  vmUuid: string;
+  vmName: string;
 }
 
 // A job whose selection spans two pools (two simulators registered through the gateway): smart
 // mode over every pool backs up the VMs of both; explicit mode finds each VM in its pool; a pool
-// that stops answering fails only its own share of the run, and the run says which pool.
+// that stops answering fails only its own share of the run, and the run says which pool. Restore
+// points of a VM of one pool (incremental, and backup.full archives) restore on the other pool.
 describe('backup.incremental over several pools through the gateway', () => {
   const sims: Record<'a' | 'b', XapiSimulator | undefined> = { a: undefined, b: undefined };
   const sim = (name: 'a' | 'b'): XapiSimulator => {
@@ -66,7 +73,11 @@ describe('backup.incremental over several pools through the gateway', () => {
     }
     app = await startAllInOne(
       loadConfig(
-        simulatorLabAppEnv(folders['data'].path, ['@haven/remote-local', '@haven/job-backup-incremental']),
+        simulatorLabAppEnv(folders['data'].path, [
+          '@haven/remote-local',
+          '@haven/job-backup-incremental',
+          '@haven/job-backup-full',
+        ]),
       ),
     );
     baseUrl = await app.getUrl();
@@ -92,21 +103,91 @@ describe('backup.incremental over several pools through the gateway', () => {
     for (const folder of Object.values(folders)) await folder.cleanup();
   });
 
-  async function createJob(name: string, selection: Record<string, unknown>, settings = {}): Promise<string> {
+  async function createJob(
+    name: string,
+    selection: Record<string, unknown>,
+    settings = {},
+    type = 'backup.incremental',
+  ): Promise<string> {
     const job = await auth(api().post('/api/v1/jobs'))
-      .send({ name, type: 'backup.incremental', selection, remoteIds: [ids['remote']], settings })
+      .send({ name, type, selection, remoteIds: [ids['remote']], settings })
       .expect(201);
     return job.body.id as string;
   }
 
-  async function runJob(jobId: string): Promise<RunView> {
-    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`)).expect(202);
+  async function waitForRun(runId: string): Promise<RunView> {
     for (;;) {
-      const run = await auth(api().get(`/api/v1/runs/${started.body.runId as string}`)).expect(200);
+      const run = await auth(api().get(`/api/v1/runs/${runId}`)).expect(200);
       if (['success', 'partial', 'failure', 'cancelled'].includes(run.body.status as string))
         return run.body as RunView;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+  }
+
+  async function runJob(jobId: string): Promise<RunView> {
+    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`)).expect(202);
+    return waitForRun(started.body.runId as string);
+  }
+
+  async function withPool<T>(name: 'a' | 'b', body: (pool: XapiPool) => Promise<T>): Promise<T> {
+    const pool = await XapiPool.connect({
+      url: sim(name).url,
+      username: sim(name).user,
+      password: sim(name).password,
+    });
+    try {
+      return await body(pool);
+    } finally {
+      await pool.close();
+    }
+  }
+
+  /** The content of each disk of a VM on one pool's simulator, by VBD position. */
+  async function diskHashes(
+    name: 'a' | 'b',
+    vmUuid: string,
+    positions: readonly number[],
+  ): Promise<string[]> {
+    const hashes: string[] = [];
+    for (const position of positions) hashes.push((await sim(name).diskHash(vmUuid, {}, position)).sha256);
+    return hashes;
+  }
+
+  /** The one restore point a run committed (one VM, one remote). */
+  async function restorePointOf(jobId: string, runId: string): Promise<{ id: string; kind: string }> {
+    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
+    const ofRun = (listed.body.items as { id: string; kind: string; runId: string }[]).filter(
+      (point) => point.runId === runId,
+    );
+    expect(ofRun).toHaveLength(1);
+    return ofRun[0];
+  }
+
+  /** Restores a restore point as a new VM on pool b's SR `srUuid`, through the gateway. */
+  async function restoreOnPoolB(pointId: string, srUuid: string, name: string): Promise<RestoredVm> {
+    const started = await auth(api().post(`/api/v1/restore-points/${pointId}/restore`))
+      .send({ poolId: ids['b'], srUuid, name })
+      .expect(202);
+    const run = await waitForRun(started.body.runId as string);
+    expect([run.kind, run.status, run.tasks.map((task) => task.error)]).toEqual([
+      'restore',
+      'success',
+      [null],
+    ]);
+    return run.tasks[0]?.result as RestoredVm;
+  }
+
+  /** Checks the VM is on pool b only, with every disk on `srUuid`, and returns its number of disks. */
+  async function expectOnPoolBOnly(restored: RestoredVm, srUuid: string, name: string): Promise<number> {
+    const onA = await withPool('a', (pool) => pool.listVms());
+    expect(onA.map((vm) => vm.uuid)).not.toContain(restored.vmUuid);
+    expect(onA.map((vm) => vm.name)).not.toContain(name);
+    return withPool('b', async (pool) => {
+      const vm = await pool.getVm(restored.vmUuid);
+      expect(vm.name).toBe(name);
+      expect(vm.disks.map((disk) => disk.srUuid)).toEqual(vm.disks.map(() => srUuid));
+      return vm.disks.length;
+    });
   }
 
   const outcomes = (run: RunView) => run.tasks.map((task) => [task.subject, task.status]).sort();
@@ -205,4 +286,76 @@ describe('backup.incremental over several pools through the gateway', () => {
       expect.stringMatching(/^planning attempt 1 failed, retrying: pool "lab-b" did not answer/),
     );
   }, 120_000);
+
+  it('restores an incremental restore point of a pool a VM as a new VM on an SR of pool b, with the disks at backup time', async () => {
+    const source = vms['sim-vm-0'] ?? '';
+    // Disks by position (userdevice order), as the simulator hashes them: two, so a restore that
+    // mixed them up or dropped one is seen.
+    const positions = sim('a')
+      .listVms()
+      .find((vm) => vm.uuid === source)!
+      .disks.map((_, position) => position);
+    expect(positions).toEqual([0, 1]);
+    const jobId = await createJob('a to b', { mode: 'explicit', poolId: ids['a'], vms: [source] });
+    const full = await runJob(jobId);
+    expect(full.status).toBe('success');
+    const atFull = await diskHashes('a', source, positions);
+    await sim('a').writeRandom(source, { blocks: 2, seed: 'between backups' }, 0);
+    await sim('a').writeRandom(source, { blocks: 1, seed: 'between backups, disk 1' }, 1);
+    const atIncremental = await diskHashes('a', source, positions);
+    const incremental = await runJob(jobId);
+    expect(incremental.status).toBe('success');
+    const disks = (incremental.tasks[0]?.result as { disks: { key: string; mode: string }[] }).disks;
+    expect(disks.map((disk) => [disk.key, disk.mode])).toEqual([
+      ['0', 'delta'],
+      ['1', 'delta'],
+    ]);
+    const point = await restorePointOf(jobId, incremental.id);
+    expect(point.kind).toBe('incremental');
+    // The VM moves on after the backup, and each state differs: only the incremental's content matches.
+    await sim('a').writeRandom(source, { blocks: 2, seed: 'after the backups' }, 0);
+    await sim('a').writeRandom(source, { blocks: 2, seed: 'after the backups, disk 1' }, 1);
+    const now = await diskHashes('a', source, positions);
+    for (const position of [0, 1]) {
+      expect(atIncremental[position]).not.toBe(atFull[position]);
+      expect(atIncremental[position]).not.toBe(now[position]);
+    }
+
+    // An SR of pool b that is not its default, and that pool a does not have.
+    const target = (await withPool('b', (pool) => pool.listSrs())).find(
+      (sr) => sr.acceptsDisks && !sr.isDefault,
+    )!;
+    expect(target).toBeDefined();
+    expect((await withPool('a', (pool) => pool.listSrs())).map((sr) => sr.uuid)).not.toContain(target.uuid);
+    const restored = await restoreOnPoolB(point.id, target.uuid, 'incremental from pool a');
+    expect(await expectOnPoolBOnly(restored, target.uuid, 'incremental from pool a')).toBe(positions.length);
+    expect(await diskHashes('b', restored.vmUuid, positions)).toEqual(atIncremental);
+  }, 180_000);
+
+  it('restores a backup.full archive of a pool a VM as a new VM on an SR of pool b, with the disks at backup time', async () => {
+    const source = vms['sim-vm-0'] ?? '';
+    const positions = [0, 1];
+    const jobId = await createJob(
+      'a to b, full',
+      { mode: 'explicit', poolId: ids['a'], vms: [source] },
+      { compression: 'zstd' },
+      'backup.full',
+    );
+    const atBackup = await diskHashes('a', source, positions);
+    const run = await runJob(jobId);
+    expect(run.status).toBe('success');
+    const point = await restorePointOf(jobId, run.id);
+    expect(point.kind).toBe('full');
+    await sim('a').writeRandom(source, { blocks: 2, seed: 'after the full backup' }, 0);
+    await sim('a').writeRandom(source, { blocks: 2, seed: 'after the full backup, disk 1' }, 1);
+    const now = await diskHashes('a', source, positions);
+    for (const position of positions) expect(now[position]).not.toBe(atBackup[position]);
+
+    const target = (await withPool('b', (pool) => pool.listSrs())).find(
+      (sr) => sr.acceptsDisks && !sr.isDefault,
+    )!;
+    const restored = await restoreOnPoolB(point.id, target.uuid, 'archive from pool a');
+    expect(await expectOnPoolBOnly(restored, target.uuid, 'archive from pool a')).toBe(positions.length);
+    expect(await diskHashes('b', restored.vmUuid, positions)).toEqual(atBackup);
+  }, 180_000);
 });
