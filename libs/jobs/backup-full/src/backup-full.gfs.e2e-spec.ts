@@ -1,0 +1,199 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DateTime } from 'luxon';
+import type request from 'supertest';
+import localRemote from '@haven/remote-local';
+import { openRepository } from '@haven/repository';
+import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import { ArchiveStore, parseArchiveManifestKey } from './archive';
+
+const MiB = 1024 * 1024;
+const ZONE = 'Europe/Paris';
+const LEVELS = ['daily', 'weekly', 'monthly', 'yearly'] as const;
+type Level = (typeof LEVELS)[number];
+const POLICY: Record<Level, number> = { daily: 3, weekly: 2, monthly: 2, yearly: 1 };
+const FIRST_DAY = '2025-12-20';
+const DAYS = 45;
+
+/**
+ * 00:30 in Paris each day, from Saturday 20 December 2025 to Monday 2 February 2026: 23:30 UTC
+ * the day before, so buckets counted in UTC rather than the schedule's zone keep other archives.
+ * Crosses two months, a year, and an ISO week (2026-W01) that starts in December; every level
+ * lets go of an archive on the way (20 December is the year's until 1 January, a month's until 1
+ * February).
+ */
+function backupTimes(): DateTime[] {
+  const first = DateTime.fromISO(FIRST_DAY, { zone: ZONE }).set({ hour: 0, minute: 30 });
+  return Array.from({ length: DAYS }, (_, day) => first.plus({ days: day }));
+}
+
+function bucketOf(level: Level, time: DateTime): string {
+  switch (level) {
+    case 'daily':
+      return time.toISODate() ?? '';
+    case 'weekly':
+      return `${time.weekYear}-W${time.weekNumber}`;
+    case 'monthly':
+      return `${time.year}-${time.month}`;
+    case 'yearly':
+      return String(time.year);
+  }
+}
+
+/**
+ * The reference, from the definition rather than libs/retention: at each level, the first backup
+ * of each of the newest N calendar buckets, and the newest backup. Keyed by the backup's day in
+ * Paris, valued by its GFS levels.
+ */
+function expectedKept(times: readonly DateTime[]): Map<string, Level[]> {
+  const kept = new Map<string, Level[]>();
+  for (const level of LEVELS) {
+    const firstOfBucket = new Map<string, DateTime>();
+    for (const time of times) {
+      const bucket = bucketOf(level, time);
+      if (!firstOfBucket.has(bucket)) firstOfBucket.set(bucket, time);
+    }
+    for (const time of [...firstOfBucket.values()].slice(-POLICY[level])) {
+      const day = time.toISODate() ?? '';
+      kept.set(day, [...(kept.get(day) ?? []), level]);
+    }
+  }
+  const newest = times.at(-1)?.toISODate() ?? undefined;
+  if (newest !== undefined && !kept.has(newest)) kept.set(newest, []);
+  return kept;
+}
+
+interface CatalogPoint {
+  id: string;
+  kind: string;
+  gfsTags: string[];
+  takenAt: string;
+}
+
+// backup.full applies a schedule's long-term retention to its archives: after each daily run
+// (simulator clock), the catalog and the remote hold exactly the archives GFS keeps, tagged.
+describe('GFS retention of backup.full archives over simulated weeks (simulator clock)', () => {
+  let lab: BackupLab;
+  let remoteFolder = '';
+  let jobId = '';
+  let scheduleId = '';
+  const taken: DateTime[] = [];
+  const api = () => lab.api();
+  const auth = (req: request.Test) => lab.auth(req);
+  const parisDay = (iso: string) => DateTime.fromISO(iso, { zone: ZONE }).toISODate() ?? '';
+
+  beforeAll(async () => {
+    lab = await startBackupLab({
+      seed: 'backup-full-gfs',
+      passphrase: 'lab passphrase unused here',
+      diskSize: 4 * MiB,
+      plugins: ['@haven/remote-local', '@haven/job-backup-incremental', '@haven/job-backup-full'],
+    });
+    // A plain remote and no compression: the runs measure retention, not scrypt or zstd.
+    remoteFolder = await lab.scratch('haven-full-gfs-remote-');
+    const remote = await auth(api().post('/api/v1/remotes'))
+      .send({ name: 'archives', type: 'local', settings: { path: remoteFolder } })
+      .expect(201);
+    const job = await auth(api().post('/api/v1/jobs'))
+      .send({
+        name: 'nightly full',
+        type: 'backup.full',
+        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
+        remoteIds: [remote.body.id],
+        settings: { compression: 'none' },
+      })
+      .expect(201);
+    jobId = job.body.id as string;
+    const schedule = await auth(api().post('/api/v1/schedules'))
+      .send({
+        jobId,
+        name: 'nightly long-term',
+        cron: '30 0 * * *',
+        timezone: ZONE,
+        // Fired by hand below with the simulator's clock, never by the real one.
+        enabled: false,
+        retention: { gfs: POLICY },
+      })
+      .expect(201);
+    scheduleId = schedule.body.id as string;
+  }, 120_000);
+
+  afterAll(async () => {
+    await (lab as BackupLab | undefined)?.close();
+  });
+
+  /** Runs the job for the schedule and waits for the end on the run's event stream. */
+  async function runForSchedule(): Promise<RunBody> {
+    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
+      .send({ scheduleId })
+      .expect(202);
+    const events = await fetch(`${lab.baseUrl}/api/v1/runs/${started.body.runId}/events`, {
+      headers: { authorization: `Bearer ${lab.admin}` },
+    });
+    expect(events.status).toBe(200);
+    await events.text();
+    return (await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200)).body as RunBody;
+  }
+
+  async function catalogPoints(): Promise<CatalogPoint[]> {
+    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
+    expect(listed.body.nextCursor ?? null).toBeNull();
+    return listed.body.items as CatalogPoint[];
+  }
+
+  it('after each daily run, the catalog keeps exactly the archives GFS keeps, with their levels', async () => {
+    const started = Date.now();
+    for (const time of backupTimes()) {
+      lab.simulator.setClock(time.toJSDate());
+      const run = await runForSchedule();
+      expect([time.toISODate(), run.status, run.tasks[0]?.error ?? null]).toEqual([
+        time.toISODate(),
+        'success',
+        null,
+      ]);
+      taken.push(time);
+      const points = await catalogPoints();
+      expect(points.every((point) => point.kind === 'full')).toBe(true);
+      const kept = new Map(points.map((point) => [parisDay(point.takenAt), point.gfsTags]));
+      expect([time.toISODate(), points.length]).toEqual([time.toISODate(), kept.size]);
+      expect([time.toISODate(), kept]).toEqual([time.toISODate(), expectedKept(taken)]);
+    }
+    lab.simulator.setClock(null);
+    process.stdout.write(
+      `backup-full gfs: ${DAYS} daily runs in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+    );
+  }, 600_000);
+
+  it('ends with the set a person reads off the calendar', () => {
+    // The year's and the last two months' first archives (1 January, 1 February), the Mondays of
+    // the last two ISO weeks, the last three days.
+    expect(expectedKept(taken)).toEqual(
+      new Map<string, Level[]>([
+        ['2026-01-01', ['monthly', 'yearly']],
+        ['2026-01-26', ['weekly']],
+        ['2026-01-31', ['daily']],
+        ['2026-02-01', ['daily', 'monthly']],
+        ['2026-02-02', ['daily', 'weekly']],
+      ]),
+    );
+  });
+
+  it('the remote holds exactly the kept archives, each as committed, and no folder of an expired one', async () => {
+    const points = await catalogPoints();
+    const store = await localRemote.create({ path: remoteFolder }, { name: 'check' });
+    try {
+      const archives = ArchiveStore.forRepository(await openRepository(store));
+      const listed = await archives.list({ vmUuid: lab.vm.uuid });
+      expect(listed.map(({ manifest }) => parisDay(manifest.takenAt)).sort()).toEqual(
+        [...expectedKept(taken).keys()].sort(),
+      );
+      expect(listed.every(({ manifest }) => manifest.schedule?.id === scheduleId)).toBe(true);
+      // Expired archives are gone whole (segments too), not just their manifests.
+      const kept = listed.map(({ manifestKey }) => parseArchiveManifestKey(manifestKey)?.archiveId).sort();
+      expect((await readdir(join(remoteFolder, 'archives', lab.vm.uuid))).sort()).toEqual(kept);
+      expect(listed).toHaveLength(points.length);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+});
