@@ -144,6 +144,27 @@ describe('full or delta per disk, and why', () => {
     ]);
   });
 
+  it('is full with no-base-restore-point when the base lost its snapshot but a later one of the job is on the host', () => {
+    // The newest restore point was deleted by hand: the one before it is the base, its snapshot
+    // long gone, and the deleted one's snapshot still on the host.
+    const later = { ...snapshot('later', [disk(0), disk(1)]), takenAt: new Date(T0.getTime() + 60_000) };
+    expect(decisions(planDisks(input({ previous: [later] }))).map((d) => d[2])).toEqual([
+      'no-base-restore-point',
+      'no-base-restore-point',
+    ]);
+    // Taken in the same second as the base (XAPI's times are to the second): later all the same.
+    expect(decisions(planDisks(input({ previous: [snapshot('later', [])] }))).map((d) => d[2])).toEqual([
+      'no-base-restore-point',
+      'no-base-restore-point',
+    ]);
+    // Only older snapshots of the job left: the base's own snapshot is what is missing.
+    const older = { ...snapshot('older', [disk(0), disk(1)]), takenAt: new Date(T0.getTime() - 60_000) };
+    expect(decisions(planDisks(input({ previous: [older] }))).map((d) => d[2])).toEqual([
+      'no-base-snapshot',
+      'no-base-snapshot',
+    ]);
+  });
+
   it('is full with disk-resized when the disk grew since the base', () => {
     expect(decisions(planDisks(input({ disks: [disk(0), disk(1, 66 * MiB)] })))).toEqual([
       ['0', 'delta', 'base-available'],

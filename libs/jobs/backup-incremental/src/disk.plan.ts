@@ -78,6 +78,12 @@ export function lastFullAt(manifest: RestorePointManifest): Date | undefined {
   return validDate(typeof taken === 'string' ? taken : manifest.createdAt);
 }
 
+/** When the base's snapshot was taken, as the writer recorded it; unknown for older restore points. */
+function snapshotTakenAt(manifest: RestorePointManifest): Date | undefined {
+  const taken = manifestAttribute(manifest, 'snapshotTakenAt');
+  return typeof taken === 'string' ? validDate(taken) : undefined;
+}
+
 function validDate(text: string): Date | undefined {
   const date = new Date(text);
   return Number.isNaN(date.getTime()) ? undefined : date;
@@ -98,6 +104,16 @@ export function planDisks(input: PlanInput): DiskPlan[] {
   const baseSnapshot = sameBase
     ? input.previous.find((candidate) => candidate.uuid === baseSnapshotUuid)
     : undefined;
+  // The base's snapshot is gone, but the job snapshotted the VM again at or after it: that later
+  // backup's restore point is what is missing (deleted by hand), not a snapshot.
+  const baseTakenAt = sameBase && bases[0] !== undefined ? snapshotTakenAt(bases[0].manifest) : undefined;
+  const laterRestorePointMissing =
+    baseSnapshot === undefined &&
+    baseTakenAt !== undefined &&
+    input.previous.some(
+      (candidate) =>
+        candidate.uuid !== baseSnapshotUuid && candidate.takenAt.getTime() >= baseTakenAt.getTime(),
+    );
   const now = input.now.getTime();
   return [...input.disks]
     .sort((a, b) => a.position - b.position)
@@ -117,7 +133,8 @@ export function planDisks(input: PlanInput): DiskPlan[] {
       if (present.some((base) => base.damagedDisks === 'all' || base.damagedDisks.has(key)))
         return full('base-damaged');
       const baseDisk = baseSnapshot?.disks.find((candidate) => diskKey(candidate) === key);
-      if (baseDisk === undefined) return full('no-base-snapshot');
+      if (baseDisk === undefined)
+        return full(laterRestorePointMissing ? 'no-base-restore-point' : 'no-base-snapshot');
       if (
         baseDisk.virtualSize !== disk.virtualSize ||
         stored.some((entry) => entry?.virtualSize !== disk.virtualSize)
