@@ -31,6 +31,7 @@ import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool } from '@haven/xapi';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
+import { settleDisk } from '../bench.kit';
 import { backupOneVm, benchJob, simPool } from './bench.resources';
 import {
   missingExecEnvironment,
@@ -147,6 +148,7 @@ async function main(): Promise<void> {
       throw new Error(`the simulator's block file holds ${dataBytes} bytes, expected ${dataBlocks * BLOCK}`);
 
     const cp = async (): Promise<{ copy: number; sync: number }> => {
+      await settleDisk(root);
       const target = join(root, 'cp-copy');
       const copy = await timed(() => run('cp', [blockFile, target]));
       const sync = await timed(() => run('sync', [target]));
@@ -189,6 +191,7 @@ async function main(): Promise<void> {
     };
     const backup = async (remote: string, compression: 'none' | 'zstd', taskId: string) => {
       const job = benchJob(`bench-${remote}`, vm.uuid, [remote], { compression, concurrency });
+      await settleDisk(root);
       return measured(simPid, () => backupOneVm(job, vm, taskId, context));
     };
     for (const [name, passphrase] of [
@@ -229,6 +232,7 @@ async function main(): Promise<void> {
       await run('sync', []);
       await writeFile('/proc/sys/vm/drop_caches', '3\n');
     }
+    await settleDisk(root);
     const restore = await measured(simPid, () =>
       executeRestoreVm(
         {
