@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RESERVED_SEGMENT_PREFIX, type RemoteStore } from '@haven/remote-sdk';
 import { scratchDir } from '@haven/testing';
 import { plugin } from './local.plugin';
-import { STAGED_FLUSH_AT } from './local.staging';
+import { LocalStagingArea, STAGED_FLUSH_AT } from './local.staging';
+import { syncFile } from './local.file-io';
 
 /** Every file under `root`, by path relative to it (staging folders included). */
 async function filesOnDisk(root: string): Promise<string[]> {
@@ -84,6 +85,63 @@ describe('local remote: staged writes', () => {
     await store.flush();
     expect((await store.getBuffer('blocked/child')).toString()).toBe('child');
     expect((await filesOnDisk(root)).filter(isStaging)).toEqual([]);
+  });
+
+  describe('early syncs', () => {
+    const signal = new AbortController().signal;
+    /** A staging area whose fdatasyncs are recorded (by the staged file's content) and can be failed. */
+    function observedArea(failFirstSyncOf?: string) {
+      const synced: string[] = [];
+      let failed = false;
+      const area = new LocalStagingArea(root, RESERVED_SEGMENT_PREFIX, {
+        fsync: true,
+        directWrites: false,
+        syncFile: async (path) => {
+          const content = (await readFile(path)).toString();
+          if (content === failFirstSyncOf && !failed) {
+            failed = true;
+            throw Object.assign(new Error(`EIO: i/o error, fdatasync '${path}'`), { code: 'EIO' });
+          }
+          await syncFile(path);
+          synced.push(content);
+        },
+      });
+      const stage = async (target: string, body: string) => {
+        expect(await area.stage(join(root, target), Buffer.from(body), signal)).toBe(true);
+      };
+      return { area, synced, stage };
+    }
+    const stagedFiles = async () => (await filesOnDisk(root)).filter(isStaging);
+    const settled = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+    it('syncs each staged object once, as soon as it is written, before any flush', async () => {
+      const { area, synced, stage } = observedArea();
+      await stage('chunks/a', 'first');
+      await stage('chunks/b', 'second');
+      await settled();
+      // Both on disk already: the flush only links them (no second fdatasync).
+      expect(synced.sort()).toEqual(['first', 'second']);
+      await area.flush();
+      expect(synced.sort()).toEqual(['first', 'second']);
+      expect((await store.getBuffer('chunks/a')).toString()).toBe('first');
+      expect((await store.getBuffer('chunks/b')).toString()).toBe('second');
+      await area.close();
+    });
+
+    it('fails the flush when an early sync failed, keeps the object out of sight, and syncs it again at the next flush', async () => {
+      const { area, synced, stage } = observedArea('unlucky');
+      await stage('chunks/bad', 'unlucky');
+      await settled();
+      await expect(area.flush()).rejects.toThrow(/EIO/);
+      expect(await store.exists('chunks/bad')).toBe(false);
+      expect(await stagedFiles()).toHaveLength(1);
+
+      await area.flush();
+      expect(synced).toEqual(['unlucky']);
+      expect((await store.getBuffer('chunks/bad')).toString()).toBe('unlucky');
+      await area.close();
+      expect(await stagedFiles()).toEqual([]);
+    });
   });
 
   it('refuses at once to stage an object under a key that is an object', async () => {

@@ -11,8 +11,21 @@ import { makeFolderBelow } from './local.folders';
 export const STAGED_FLUSH_AT = 256;
 /** Past this many staged objects, staging waits for the running flush (back-pressure). */
 const STAGED_MAX = 2 * STAGED_FLUSH_AT;
-/** System calls of a flush run this many at once (the thread pool has four threads by default). */
-const FLUSH_PARALLELISM = 8;
+/**
+ * System calls of a flush run this many at once: as many as the thread pool a transfer worker
+ * sizes for its data path (sizeThreadPoolForDataPath), so that concurrent folder fsyncs share the
+ * journal commits they wait for (docs/benchmarks/jobs.md, "2026-12-07 (session 11)").
+ */
+const FLUSH_PARALLELISM = 16;
+/**
+ * A staged file's fdatasync starts as soon as it is written, while later objects are being
+ * written, rather than all at the flush; at most half of libuv's thread pool at once (the rest wait
+ * for the flush), so that syncs never hold every slot the writes need.
+ */
+function earlySyncsMax(env: NodeJS.ProcessEnv = process.env): number {
+  const poolSize = Number(env['UV_THREADPOOL_SIZE'] ?? 4);
+  return Number.isInteger(poolSize) && poolSize > 1 ? Math.floor(poolSize / 2) : 1;
+}
 /** Staging folders of other processes untouched this long are left-overs of a crash: removed. */
 const STALE_STAGING_MS = 24 * 60 * 60 * 1000;
 /** More folders than this known to exist: forget them (they are only a shortcut). */
@@ -27,11 +40,15 @@ export interface LocalStagingOptions {
   openFile?: (path: string, flags: number, mode: number) => Promise<FileHandle>;
   /** Told once when the file system refuses direct writes (default: a process warning). */
   onDirectWritesRefused?: (message: string) => void;
+  /** fdatasync of a staged file by name (tests observe or fail syncs here; default: syncFile). */
+  syncFile?: (path: string) => Promise<void>;
 }
 
 interface StagedObject {
   temporary: string;
   target: string;
+  /** Its fdatasync, started when it was written (a few at most at once); the flush awaits it. */
+  synced?: Promise<void>;
 }
 
 /**
@@ -58,6 +75,9 @@ export class LocalStagingArea {
   private directWrites: boolean;
   private readonly openFile: (path: string, flags: number, mode: number) => Promise<FileHandle>;
   private readonly onDirectWritesRefused: (message: string) => void;
+  private readonly syncFile: (path: string) => Promise<void>;
+  private earlySyncs = 0;
+  private readonly earlySyncsMax = earlySyncsMax();
 
   constructor(
     private readonly root: string,
@@ -67,6 +87,7 @@ export class LocalStagingArea {
     this.fsync = options.fsync;
     this.directWrites = options.directWrites;
     this.openFile = options.openFile ?? open;
+    this.syncFile = options.syncFile ?? syncFile;
     this.onDirectWritesRefused =
       options.onDirectWritesRefused ?? ((message) => process.emitWarning(message, 'HavenDirectWriteWarning'));
   }
@@ -90,7 +111,7 @@ export class LocalStagingArea {
       await unlink(temporary).catch(() => undefined);
       return false;
     }
-    this.staged.set(target, { temporary, target });
+    this.staged.set(target, this.startSync({ temporary, target }));
     if (this.staged.size >= STAGED_FLUSH_AT && !this.flushQueued) {
       this.flushQueued = true;
       const flushed = this.flush();
@@ -130,7 +151,7 @@ export class LocalStagingArea {
     this.inFlush = batch.length;
     const linked = new Set<StagedObject>();
     try {
-      if (this.fsync) await forEachLimited(batch, (object) => syncFile(object.temporary));
+      if (this.fsync) await forEachLimited(batch, (object) => this.synced(object));
       await forEachLimited(batch, async (object) => {
         try {
           await this.linkIntoPlace(object);
@@ -159,6 +180,26 @@ export class LocalStagingArea {
     } finally {
       this.inFlush = 0;
     }
+  }
+
+  /** Starts the object's fdatasync now unless enough run already (then the flush syncs it). */
+  private startSync(object: StagedObject): StagedObject {
+    if (!this.fsync || this.earlySyncs >= this.earlySyncsMax) return object;
+    this.earlySyncs++;
+    const synced = this.syncFile(object.temporary).finally(() => this.earlySyncs--);
+    // Awaited (and its failure reported) by the flush that takes the object.
+    synced.catch(() => undefined);
+    return { ...object, synced };
+  }
+
+  /**
+   * Resolves once the staged file's content is on disk: its early sync, or one now. An early sync
+   * that failed fails this flush; the object stays staged and the next flush syncs it again.
+   */
+  private async synced(object: StagedObject): Promise<void> {
+    const early = object.synced;
+    object.synced = undefined;
+    await (early ?? this.syncFile(object.temporary));
   }
 
   private async linkIntoPlace(object: StagedObject): Promise<void> {
