@@ -3,7 +3,7 @@
  * (a) full backup.incremental backup of a disk with 75 % of its blocks holding random data,
  *     simulator (own process) to a local remote, no compression, no encryption, vs `cp` of the
  *     same allocated bytes (the simulator's block file) to the same disk, then `sync` of the copy
- *     (the local remote fsyncs every chunk); and the same backup with zstd + AES-256-GCM, as MB of
+ *     (the local remote syncs every chunk before the restore point commits); and the same backup with zstd + AES-256-GCM, as MB of
  *     allocated data per CPU-second of this process (the worker) plus the simulator;
  * (b) an incremental backup after 1 % of the disk's blocks changed, as a ratio to (a)'s time;
  * (c) a restore of (a)'s restore point as a new VM, its throughput as a ratio to (a)'s;
