@@ -4,17 +4,22 @@ import { DateTime } from 'luxon';
 import type request from 'supertest';
 import localRemote from '@haven/remote-local';
 import { openRepository } from '@haven/repository';
-import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import { type BackupLab, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import {
+  catalogPointsOf,
+  dailyBackupTimes,
+  expectedGfsKept,
+  type GfsLevel,
+  type GfsPolicy,
+  runForSchedule,
+} from '../../../../apps/haven/src/gfs-reference.fixture';
 import { ArchiveStore, parseArchiveManifestKey } from './archive';
 
 const MiB = 1024 * 1024;
 const ZONE = 'Europe/Paris';
-const LEVELS = ['daily', 'weekly', 'monthly', 'yearly'] as const;
-type Level = (typeof LEVELS)[number];
-const POLICY: Record<Level, number> = { daily: 3, weekly: 2, monthly: 2, yearly: 1 };
+const POLICY: GfsPolicy = { daily: 3, weekly: 2, monthly: 2, yearly: 1 };
 const FIRST_DAY = '2025-12-20';
 const DAYS = 45;
-
 /**
  * 00:30 in Paris each day, from Saturday 20 December 2025 to Monday 2 February 2026: 23:30 UTC
  * the day before, so buckets counted in UTC rather than the schedule's zone keep other archives.
@@ -22,46 +27,8 @@ const DAYS = 45;
  * lets go of an archive on the way (20 December is the year's until 1 January, a month's until 1
  * February).
  */
-function backupTimes(): DateTime[] {
-  const first = DateTime.fromISO(FIRST_DAY, { zone: ZONE }).set({ hour: 0, minute: 30 });
-  return Array.from({ length: DAYS }, (_, day) => first.plus({ days: day }));
-}
-
-function bucketOf(level: Level, time: DateTime): string {
-  switch (level) {
-    case 'daily':
-      return time.toISODate() ?? '';
-    case 'weekly':
-      return `${time.weekYear}-W${time.weekNumber}`;
-    case 'monthly':
-      return `${time.year}-${time.month}`;
-    case 'yearly':
-      return String(time.year);
-  }
-}
-
-/**
- * The reference, from the definition rather than libs/retention: at each level, the first backup
- * of each of the newest N calendar buckets, and the newest backup. Keyed by the backup's day in
- * Paris, valued by its GFS levels.
- */
-function expectedKept(times: readonly DateTime[]): Map<string, Level[]> {
-  const kept = new Map<string, Level[]>();
-  for (const level of LEVELS) {
-    const firstOfBucket = new Map<string, DateTime>();
-    for (const time of times) {
-      const bucket = bucketOf(level, time);
-      if (!firstOfBucket.has(bucket)) firstOfBucket.set(bucket, time);
-    }
-    for (const time of [...firstOfBucket.values()].slice(-POLICY[level])) {
-      const day = time.toISODate() ?? '';
-      kept.set(day, [...(kept.get(day) ?? []), level]);
-    }
-  }
-  const newest = times.at(-1)?.toISODate() ?? undefined;
-  if (newest !== undefined && !kept.has(newest)) kept.set(newest, []);
-  return kept;
-}
+const backupTimes = () => dailyBackupTimes(FIRST_DAY, DAYS, ZONE);
+const expectedKept = (times: readonly DateTime[]) => expectedGfsKept(times, POLICY);
 
 interface CatalogPoint {
   id: string;
@@ -122,30 +89,14 @@ describe('GFS retention of backup.full archives over simulated weeks (simulator 
     await (lab as BackupLab | undefined)?.close();
   });
 
-  /** Runs the job for the schedule and waits for the end on the run's event stream. */
-  async function runForSchedule(): Promise<RunBody> {
-    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
-      .send({ scheduleId })
-      .expect(202);
-    const events = await fetch(`${lab.baseUrl}/api/v1/runs/${started.body.runId}/events`, {
-      headers: { authorization: `Bearer ${lab.admin}` },
-    });
-    expect(events.status).toBe(200);
-    await events.text();
-    return (await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200)).body as RunBody;
-  }
-
-  async function catalogPoints(): Promise<CatalogPoint[]> {
-    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
-    expect(listed.body.nextCursor ?? null).toBeNull();
-    return listed.body.items as CatalogPoint[];
-  }
+  const runForScheduled = () => runForSchedule(lab, jobId, scheduleId);
+  const catalogPoints = () => catalogPointsOf<CatalogPoint>(lab, jobId);
 
   it('after each daily run, the catalog keeps exactly the archives GFS keeps, with their levels', async () => {
     const started = Date.now();
     for (const time of backupTimes()) {
       lab.simulator.setClock(time.toJSDate());
-      const run = await runForSchedule();
+      const run = await runForScheduled();
       expect([time.toISODate(), run.status, run.tasks[0]?.error ?? null]).toEqual([
         time.toISODate(),
         'success',
@@ -168,7 +119,7 @@ describe('GFS retention of backup.full archives over simulated weeks (simulator 
     // The year's and the last two months' first archives (1 January, 1 February), the Mondays of
     // the last two ISO weeks, the last three days.
     expect(expectedKept(taken)).toEqual(
-      new Map<string, Level[]>([
+      new Map<string, GfsLevel[]>([
         ['2026-01-01', ['monthly', 'yearly']],
         ['2026-01-26', ['weekly']],
         ['2026-01-31', ['daily']],

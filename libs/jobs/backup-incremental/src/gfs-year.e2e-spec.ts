@@ -2,64 +2,27 @@ import { DateTime } from 'luxon';
 import type request from 'supertest';
 import localRemote from '@haven/remote-local';
 import { openRepository } from '@haven/repository';
-import { type BackupLab, type RunBody, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import { type BackupLab, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
+import {
+  catalogPointsOf,
+  dailyBackupTimes,
+  expectedGfsKept,
+  type GfsPolicy,
+  runForSchedule,
+} from '../../../../apps/haven/src/gfs-reference.fixture';
 
 const MiB = 1024 * 1024;
 const ZONE = 'Europe/Paris';
-const LEVELS = ['daily', 'weekly', 'monthly', 'yearly'] as const;
-type Level = (typeof LEVELS)[number];
-const POLICY: Record<Level, number> = { daily: 7, weekly: 4, monthly: 12, yearly: 1 };
+const POLICY: GfsPolicy = { daily: 7, weekly: 4, monthly: 12, yearly: 1 };
 const FIRST_DAY = '2025-03-15';
 const DAYS = 365;
-
 /**
  * 00:30 in Paris each day: 23:30 or 22:30 UTC the day before, so a day, week, month or year
  * counted in UTC instead of the schedule's zone keeps other restore points. The year crosses both
  * daylight-saving changes, a new year, and an ISO week (2026-W01) that starts in December.
  */
-function backupTimes(): DateTime[] {
-  const first = DateTime.fromISO(FIRST_DAY, { zone: ZONE }).set({ hour: 0, minute: 30 });
-  return Array.from({ length: DAYS }, (_, day) => first.plus({ days: day }));
-}
-
-/** The calendar bucket of a time at a GFS level, read in the schedule's zone. */
-function bucketOf(level: Level, time: DateTime): string {
-  switch (level) {
-    case 'daily':
-      return time.toISODate() ?? '';
-    case 'weekly':
-      return `${time.weekYear}-W${time.weekNumber}`;
-    case 'monthly':
-      return `${time.year}-${time.month}`;
-    case 'yearly':
-      return String(time.year);
-  }
-}
-
-/**
- * The reference, written from the definition and not from libs/retention: at each level, the
- * first backup of each of the newest N calendar buckets; plus the newest backup, always kept as
- * the base of the next incremental. Keyed by the backup's day in Paris, valued by its GFS levels.
- * Pruning after every run keeps the same set: a bucket's first backup was kept since it was taken.
- */
-function expectedKept(times: readonly DateTime[]): Map<string, Level[]> {
-  const kept = new Map<string, Level[]>();
-  for (const level of LEVELS) {
-    const firstOfBucket = new Map<string, DateTime>();
-    for (const time of times) {
-      const bucket = bucketOf(level, time);
-      if (!firstOfBucket.has(bucket)) firstOfBucket.set(bucket, time);
-    }
-    // Times go forward, so buckets were met oldest first.
-    for (const time of [...firstOfBucket.values()].slice(-POLICY[level])) {
-      const day = time.toISODate() ?? '';
-      kept.set(day, [...(kept.get(day) ?? []), level]);
-    }
-  }
-  const newest = times.at(-1)?.toISODate() ?? undefined;
-  if (newest !== undefined && !kept.has(newest)) kept.set(newest, []);
-  return kept;
-}
+const backupTimes = () => dailyBackupTimes(FIRST_DAY, DAYS, ZONE);
+const expectedKept = (times: readonly DateTime[]) => expectedGfsKept(times, POLICY);
 
 interface CatalogPoint {
   id: string;
@@ -107,26 +70,8 @@ describe('GFS retention over a simulated year of daily backups (simulator clock)
     await (lab as BackupLab | undefined)?.close();
   });
 
-  /** Runs the job for the schedule and waits for the end on the run's event stream (no polling). */
-  async function runForSchedule(): Promise<RunBody> {
-    const started = await auth(api().post(`/api/v1/jobs/${jobId}/run`))
-      .send({ scheduleId })
-      .expect(202);
-    const events = await fetch(`${lab.baseUrl}/api/v1/runs/${started.body.runId}/events`, {
-      headers: { authorization: `Bearer ${lab.admin}` },
-    });
-    expect(events.status).toBe(200);
-    // The stream ends when the run does.
-    await events.text();
-    const run = await auth(api().get(`/api/v1/runs/${started.body.runId}`)).expect(200);
-    return run.body as RunBody;
-  }
-
-  async function catalogPoints(): Promise<CatalogPoint[]> {
-    const listed = await auth(api().get(`/api/v1/restore-points?jobId=${jobId}&limit=100`)).expect(200);
-    expect(listed.body.nextCursor ?? null).toBeNull();
-    return listed.body.items as CatalogPoint[];
-  }
+  const runForScheduled = () => runForSchedule(lab, jobId, scheduleId);
+  const catalogPoints = () => catalogPointsOf<CatalogPoint>(lab, jobId);
 
   it('refuses a schedule that combines keep with GFS, on creation and on change, saying why', async () => {
     const refused = await auth(api().post('/api/v1/schedules'))
@@ -168,7 +113,7 @@ describe('GFS retention over a simulated year of daily backups (simulator clock)
     const cpu = process.cpuUsage();
     for (const time of backupTimes()) {
       lab.simulator.setClock(time.toJSDate());
-      const run = await runForSchedule();
+      const run = await runForScheduled();
       expect([time.toISODate(), run.status, run.tasks[0]?.error ?? null]).toEqual([
         time.toISODate(),
         'success',
