@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type request from 'supertest';
 import { DataSource } from 'typeorm';
+import { RestorePointDeleteLauncher } from '@haven/service-scheduler';
 import { createRawStreamFromVhdStream } from '@haven/vhd';
 import { buildCli } from '../../cli/src/haven.cli';
 import { type BackupLab, startBackupLab } from './backup-lab.fixture';
@@ -226,8 +227,37 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD), 
     );
     await db.query('DELETE FROM runs WHERE id = $1', [restoreRunId]);
 
-    const started = await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(202);
-    const run = await lab.waitForRun(started.body.runId as string);
+    // Two deletions started at once (as two scheduler instances would, past the bus): the check and
+    // the start are one transaction under the restore point's row lock, so exactly one starts and
+    // the other names it.
+    const launcher = lab.app.get(RestorePointDeleteLauncher);
+    const tenants: { tenant_id: string }[] = await db.query(
+      'SELECT tenant_id FROM restore_points WHERE id = $1',
+      [doomed],
+    );
+    const asked = { tenantId: tenants[0]?.tenant_id ?? '', restorePointId: doomed };
+    const both = await Promise.allSettled([launcher.start(asked), launcher.start(asked)]);
+    const startedRuns = both.flatMap((result) => (result.status === 'fulfilled' ? [result.value.runId] : []));
+    const refusals = both.flatMap((result) => (result.status === 'rejected' ? [result.reason as Error] : []));
+    expect([startedRuns.length, refusals.length]).toEqual([1, 1]);
+    const started = { body: { runId: startedRuns[0] } };
+    expect(refusals[0]).toMatchObject({
+      code: 'RESTORE_POINT_IN_USE',
+      message: `Restore point ${doomed} is already being deleted by run ${started.body.runId}`,
+    });
+    // Through the gateway too.
+    const second = await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(409);
+    expect(second.body.detail).toBe(
+      `Restore point ${doomed} is already being deleted by run ${started.body.runId}`,
+    );
+    // While it is being deleted, it cannot be restored (the restore would lose its data mid-way).
+    const restoreRefused = await auth(api().post(`/api/v1/restore-points/${doomed}/restore`))
+      .send({ poolId: lab.poolId })
+      .expect(409);
+    expect(restoreRefused.body.detail).toBe(
+      `Restore point ${doomed} is being deleted by run ${started.body.runId}; it cannot be restored`,
+    );
+    const run = await lab.waitForRun(started.body.runId);
     expect(run).toMatchObject({ status: 'success', kind: 'delete-restore-point' });
     expect(run.tasks[0]?.result).toMatchObject({ expiredRestorePoints: [{ remoteId, manifestKey }] });
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus } from '@haven/bus';
 import {
   DELETE_RESTORE_POINT,
@@ -11,6 +11,7 @@ import { RemoteEntity, RestorePointEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 import { RESTORE_VM_TASK } from './restore.launcher';
+import { lockRestorePoint, openTasksOf } from './restore-point.lock';
 import { BusResponder } from './bus.responder';
 import { launchSingleTaskRun } from './single-task.run';
 
@@ -49,7 +50,6 @@ export class RestorePointDeleteLauncher extends BusResponder<DeleteRestorePointR
         'RESTORE_POINT_NOT_FOUND',
         `Restore point ${request.restorePointId} does not exist`,
       );
-    await this.refuseWhileInUse(point);
     const remote = await this.dataSource
       .getRepository(RemoteEntity)
       .findOneBy({ id: point.remoteId, tenantId: request.tenantId });
@@ -59,6 +59,7 @@ export class RestorePointDeleteLauncher extends BusResponder<DeleteRestorePointR
       kind: 'delete-restore-point',
       trigger: 'manual',
       progress: { remoteId: point.remoteId, restorePointId: point.id },
+      guard: (tx) => this.refuseWhileInUse(tx, point),
       task: {
         type: RESTORE_POINT_DELETE_TASK,
         subject: `${point.vmName} ${point.takenAt.toISOString()} on remote ${remote?.name ?? point.remoteId}`,
@@ -72,15 +73,18 @@ export class RestorePointDeleteLauncher extends BusResponder<DeleteRestorePointR
     return { runId, tasks: 1 };
   }
 
-  /** An open restore of the restore point, or an open deletion of it, names it in its task's input. */
-  private async refuseWhileInUse(point: RestorePointEntity): Promise<void> {
-    const open: { run_id: string; type: string }[] = await this.dataSource.query(
-      `SELECT run_id, type FROM tasks
-       WHERE tenant_id = $1 AND type = ANY($2::text[]) AND input->>'restorePointId' = $3
-         AND status NOT IN ('success', 'failure', 'cancelled')
-       LIMIT 1`,
-      [point.tenantId, [RESTORE_VM_TASK, RESTORE_POINT_DELETE_TASK], point.id],
-    );
+  /**
+   * Refuses while an open restore of the restore point, or an open deletion of it, names it in its
+   * task's input. Run in the transaction that starts the deletion, under the restore point's row
+   * lock, which a restore's start takes too: two starts cannot both pass.
+   */
+  private async refuseWhileInUse(tx: EntityManager, point: RestorePointEntity): Promise<void> {
+    if (!(await lockRestorePoint(tx, point)))
+      throw new RestorePointDeleteError(
+        'RESTORE_POINT_NOT_FOUND',
+        `Restore point ${point.id} does not exist`,
+      );
+    const open = await openTasksOf(tx, point, [RESTORE_VM_TASK, RESTORE_POINT_DELETE_TASK]);
     const task = open.at(0);
     if (task === undefined) return;
     throw new RestorePointDeleteError(

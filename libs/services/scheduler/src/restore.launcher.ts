@@ -1,11 +1,17 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus } from '@haven/bus';
-import { START_RESTORE, type StartRestoreRequest, type StartRunReply } from '@haven/contracts';
+import {
+  RESTORE_POINT_DELETE_TASK,
+  START_RESTORE,
+  type StartRestoreRequest,
+  type StartRunReply,
+} from '@haven/contracts';
 import { PoolEntity, RestorePointEntity } from '@haven/db';
 import type { JsonLogger } from '@haven/observability';
 import { HAVEN_BUS, HAVEN_LOGGER } from '@haven/service-core';
 import { BusResponder } from './bus.responder';
+import { lockRestorePoint, openTasksOf } from './restore-point.lock';
 import { launchSingleTaskRun } from './single-task.run';
 
 /** Task type of a restore run; the transfer worker runs it with its built-in executor. */
@@ -14,12 +20,27 @@ export const RESTORE_VM_TASK = 'restore.vm';
 /** A restore that cannot start: the requester gets this code and message. */
 export class RestoreStartError extends Error {
   constructor(
-    readonly code: 'RESTORE_POINT_NOT_FOUND' | 'POOL_NOT_FOUND',
+    readonly code: 'RESTORE_POINT_NOT_FOUND' | 'POOL_NOT_FOUND' | 'RESTORE_POINT_IN_USE',
     message: string,
   ) {
     super(message);
     this.name = 'RestoreStartError';
   }
+}
+
+/**
+ * Refuses to restore a restore point an open deletion is removing. Run in the transaction that
+ * starts the restore, under the restore point's row lock, which a deletion's start takes too.
+ */
+async function refuseWhileDeleted(tx: EntityManager, point: RestorePointEntity): Promise<void> {
+  if (!(await lockRestorePoint(tx, point)))
+    throw new RestoreStartError('RESTORE_POINT_NOT_FOUND', `Restore point ${point.id} does not exist`);
+  const deletion = (await openTasksOf(tx, point, [RESTORE_POINT_DELETE_TASK])).at(0);
+  if (deletion !== undefined)
+    throw new RestoreStartError(
+      'RESTORE_POINT_IN_USE',
+      `Restore point ${point.id} is being deleted by run ${deletion.run_id}; it cannot be restored`,
+    );
 }
 
 /**
@@ -54,6 +75,7 @@ export class RestoreLauncher extends BusResponder<StartRestoreRequest, StartRunR
       tenantId: request.tenantId,
       kind: 'restore',
       trigger: 'manual',
+      guard: (tx) => refuseWhileDeleted(tx, point),
       task: {
         type: RESTORE_VM_TASK,
         subject: `${point.vmName} -> pool ${pool.name}`,

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Bus } from '@haven/bus';
 import { RUN_PROGRESS } from '@haven/contracts';
 import { RunEntity, TaskEntity } from '@haven/db';
@@ -13,6 +13,12 @@ export interface SingleTaskRun {
   /** Extra run progress fields besides `tasks: 1`. */
   progress?: Record<string, unknown>;
   task: { type: string; subject: string; input: Record<string, unknown> };
+  /**
+   * Runs first inside the transaction that writes the run, and throws to write nothing: a check
+   * that must hold when the run starts (no conflicting run), made atomic with the start by the
+   * row locks it takes.
+   */
+  guard?: (tx: EntityManager) => Promise<void>;
 }
 
 /**
@@ -27,6 +33,7 @@ export async function launchSingleTaskRun(
   const runId = randomUUID();
   const now = new Date();
   await dataSource.transaction(async (tx) => {
+    await run.guard?.(tx);
     await tx.getRepository(RunEntity).insert({
       id: runId,
       tenantId: run.tenantId,
