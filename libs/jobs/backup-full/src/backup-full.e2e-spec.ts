@@ -636,4 +636,54 @@ describe('backup.full through the gateway', () => {
     expect(refused.body.detail).toContain(row.manifest_key);
     expect(refused.body.detail).toContain('authentication failed');
   });
+  it('a verify of each remote names the archives a damaged segment or an altered manifest breaks, and the catalog marks them', async () => {
+    interface VerifyResult {
+      ok: boolean;
+      archives: number;
+      checkedArchiveSegments: number;
+      damagedRestorePoints: { manifestKey: string; reasons: string[] }[];
+    }
+    const verify = async (remote: string): Promise<VerifyResult> => {
+      const started = await auth(api().post(`/api/v1/remotes/${ids[remote]}/verify`))
+        .send({})
+        .expect(202);
+      const run = await lab.waitForRun(started.body.runId as string);
+      expect([run.kind, run.status]).toEqual(['verify', 'success']);
+      return run.tasks[0]?.result as VerifyResult;
+    };
+    /** Every archive the catalog lists on a remote, whichever job wrote it. */
+    const rowsOn = async (remote: string): Promise<ArchiveRow[]> =>
+      app.get(DataSource).query(
+        `SELECT id, remote_id, manifest_key, kind, tenant_id FROM restore_points
+           WHERE remote_id = $1 AND manifest_key LIKE 'archives/%'`,
+        [ids[remote]],
+      );
+
+    // The plain remote: the uncompressed archive whose first segment an earlier test altered.
+    const [damagedRaw] = await archiveRows(ids['none']);
+    const plain = await verify('plain');
+    const plainRows = await rowsOn('plain');
+    expect(plain.ok).toBe(false);
+    expect(plain.archives).toBe(plainRows.length);
+    expect(plain.damagedRestorePoints.map((point) => point.manifestKey)).toEqual([damagedRaw.manifest_key]);
+    expect(plain.damagedRestorePoints[0]?.reasons.join()).toContain(
+      segmentKey(vmUuid, archiveOfKey(damagedRaw.manifest_key)!.archiveId, 0),
+    );
+    const marked = await auth(api().get(`/api/v1/restore-points/${damagedRaw.id}`)).expect(200);
+    expect(marked.body.damagedAt).not.toBeNull();
+    for (const row of plainRows.filter((r) => r.id !== damagedRaw.id)) {
+      const sound = await auth(api().get(`/api/v1/restore-points/${row.id}`)).expect(200);
+      expect([row.manifest_key, sound.body.damagedAt]).toEqual([row.manifest_key, null]);
+    }
+
+    // The encrypted remote: the archive whose sealed manifest was altered.
+    const altered = (await archiveRows(ids['zstd'])).find((row) => row.remote_id === ids['vault'])!;
+    const vault = await verify('vault');
+    expect(vault.ok).toBe(false);
+    expect(vault.damagedRestorePoints.map((point) => point.manifestKey)).toEqual([altered.manifest_key]);
+    expect(vault.damagedRestorePoints[0]?.reasons.join()).toContain('authentication failed');
+    expect(
+      (await auth(api().get(`/api/v1/restore-points/${altered.id}`)).expect(200)).body.damagedAt,
+    ).not.toBeNull();
+  }, 120_000);
 });

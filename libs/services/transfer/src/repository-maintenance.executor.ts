@@ -1,4 +1,5 @@
 import type { DamagedRestorePointReport } from '@haven/contracts';
+import { ArchiveStore, verifyArchives } from '@haven/job-backup-full/archive';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import {
   collectGarbage,
@@ -111,6 +112,15 @@ export async function executeRepositoryVerify(
       onProgress: ({ checkedChunks, totalChunks }) =>
         context.reportProgress({ step: 'verifying', checkedChunks, totalChunks }),
     });
+    // The full-backup archives on the same remote: their manifests, segments present, and the
+    // sampled segments re-read to their SHA-256.
+    context.reportProgress({ step: 'verifying archives' });
+    const archives = await verifyArchives(ArchiveStore.forRepository(repository), {
+      signal: context.signal,
+      ...(input.sample === undefined ? {} : { sample: input.sample }),
+      onProgress: ({ checkedSegments, totalSegments }) =>
+        context.reportProgress({ step: 'verifying archives', checkedSegments, totalSegments }),
+    });
     const bad = [...report.damagedChunks, ...report.missingChunks];
     const damagedRestorePoints: DamagedRestorePointReport[] = report.brokenRestorePoints.map((point) => ({
       manifestKey: manifestKey(point.id),
@@ -121,6 +131,14 @@ export async function executeRepositoryVerify(
         .filter((chunk) => chunk.restorePoints.includes(point.label))
         .map((chunk) => ({ chunkId: chunk.chunkId, reason: chunk.reason })),
     }));
+    for (const archive of archives.brokenArchives)
+      damagedRestorePoints.push({
+        manifestKey: archive.manifestKey,
+        label: archive.label,
+        ...(archive.vmUuid === undefined ? {} : { vmUuid: archive.vmUuid }),
+        reasons: archive.reasons,
+        chunks: [],
+      });
     await recordDamage(
       repository,
       {
@@ -140,13 +158,14 @@ export async function executeRepositoryVerify(
       context.log('error', `restore point ${point.label} is damaged: ${point.reasons.join('; ')}`, {
         manifestKey: point.manifestKey,
       });
+    const ok = report.ok && archives.ok;
     context.log(
-      report.ok ? 'info' : 'warn',
-      `verify of remote ${remoteName}: ${report.checkedChunks} of ${report.chunks} chunk(s) re-hashed, ${bad.length} bad, ${damagedRestorePoints.length} restore point(s) damaged`,
+      ok ? 'info' : 'warn',
+      `verify of remote ${remoteName}: ${report.checkedChunks} of ${report.chunks} chunk(s) re-hashed, ${bad.length} bad; ${archives.checkedSegments} of ${archives.segments} archive segment(s) of ${archives.archives} archive(s) re-read; ${damagedRestorePoints.length} restore point(s) damaged`,
     );
     return {
       remoteId: input.remoteId,
-      ok: report.ok,
+      ok,
       // Only a verify of every chunk may declare the others sound.
       complete: input.sample === undefined,
       restorePoints: report.restorePoints,
@@ -156,6 +175,10 @@ export async function executeRepositoryVerify(
       chunksInTrash: report.chunksInTrash,
       damagedChunks: report.damagedChunks,
       missingChunks: report.missingChunks,
+      archives: archives.archives,
+      archiveSegments: archives.segments,
+      checkedArchiveSegments: archives.checkedSegments,
+      checkedArchiveBytes: archives.checkedBytes,
       damagedRestorePoints,
     };
   });

@@ -23,9 +23,9 @@ import {
 import { ArchiveSealer } from './archive.sealer';
 import { cutSegments } from './archive.segmenter';
 import { ArchiveStore, sha256Hex } from './archive.store';
+import { VM, writeArchive } from './testing/archive.fixture';
 
 const KiB = 1024;
-const VM = '4f2c1a7e-9b1d-4c55-8e0a-2d9f6b3c7a10';
 const PASSPHRASE = 'archive unit passphrase';
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
 
@@ -33,40 +33,6 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const part of stream) parts.push(part);
   return Buffer.concat(parts);
-}
-
-/** Writes `xva` as an archive the way the executor does: segments, then the manifest. */
-async function writeArchive(
-  archives: ArchiveStore,
-  xva: Buffer,
-  segmentSize: number,
-  taskId = 'task-1',
-): Promise<{ manifest: ArchiveManifest; manifestKey: string }> {
-  const location = { vmUuid: VM, archiveId: newArchiveId(taskId) };
-  const segments = [];
-  for await (const segment of cutSegments(
-    Readable.from([xva.subarray(0, 1000), xva.subarray(1000)]),
-    segmentSize,
-  ))
-    segments.push(await archives.writeSegment(location, segment.index, segment.data, segment.sha256));
-  const manifest: ArchiveManifest = {
-    format: ARCHIVE_FORMAT,
-    version: ARCHIVE_FORMAT_VERSION,
-    id: location.archiveId,
-    vm: { uuid: VM, name: 'web', record: { name_label: 'web', memory_static_max: 1024 } },
-    tenant: 'tenant-1',
-    job: { id: 'job-1', name: 'weekly' },
-    taskId,
-    takenAt: new Date().toISOString(),
-    createdAt: new Date().toISOString(),
-    compression: 'zstd',
-    encrypted: archives.sealer.encrypted,
-    segmentSize,
-    segments,
-    totalSize: xva.length,
-    storedSize: segments.reduce((sum, segment) => sum + segment.storedSize, 0),
-  };
-  return { manifest, manifestKey: await archives.commit(manifest) };
 }
 
 describe('full-backup archives on a remote', () => {

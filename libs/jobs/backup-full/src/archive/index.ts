@@ -5,3 +5,4 @@ export * from './archive.manifest';
 export * from './archive.sealer';
 export * from './archive.store';
 export * from './archive.segmenter';
+export * from './archive.verifier';

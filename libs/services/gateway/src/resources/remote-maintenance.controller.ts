@@ -33,7 +33,7 @@ const VERIFY_BODY: JsonSchemaObject = {
       type: 'number',
       exclusiveMinimum: 0,
       description:
-        'Re-hash only part of the chunks: a fraction (0 < sample < 1) or a count (>= 1). Default: every chunk. Presence of every referenced chunk is always checked.',
+        'Re-hash only part of the chunks (and of the backup.full archive segments): a fraction (0 < sample < 1) or a count (>= 1). Default: every one. Presence of every referenced chunk and listed segment is always checked.',
     },
   },
   additionalProperties: false,
