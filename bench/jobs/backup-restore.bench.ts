@@ -192,7 +192,10 @@ async function main(): Promise<void> {
     const backup = async (remote: string, compression: 'none' | 'zstd', taskId: string) => {
       const job = benchJob(`bench-${remote}`, vm.uuid, [remote], { compression, concurrency });
       await settleDisk(root);
-      return measured(simPid, () => backupOneVm(job, vm, taskId, context));
+      if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} starts`);
+      const result = await measured(simPid, () => backupOneVm(job, vm, taskId, context));
+      if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended`);
+      return result;
     };
     for (const [name, passphrase] of [
       ['plain', undefined],
