@@ -132,15 +132,27 @@ describe('full or delta per disk, and why', () => {
     ]);
   });
 
-  it('is full with no-base-snapshot when the base snapshot is gone from the host or remotes disagree on it', () => {
+  it('is full with no-base-snapshot when the base snapshot is gone from the host, whether the remotes agree on it or not', () => {
     expect(decisions(planDisks(input({ previous: [] }))).map((d) => d[2])).toEqual([
       'no-base-snapshot',
       'no-base-snapshot',
     ]);
     const other = sound({ snapshotUuid: 'other' });
-    expect(decisions(planDisks(input({ bases: [sound(), other] }))).map((d) => d[2])).toEqual([
+    expect(decisions(planDisks(input({ bases: [sound(), other], previous: [] }))).map((d) => d[2])).toEqual([
       'no-base-snapshot',
       'no-base-snapshot',
+    ]);
+  });
+
+  it('is full with no-base-restore-point when the remotes disagree on the base and the host has one of their snapshots (a remote is behind)', () => {
+    const behind = sound({ snapshotUuid: 'older' });
+    expect(decisions(planDisks(input({ bases: [sound(), behind] }))).map((d) => d[2])).toEqual([
+      'no-base-restore-point',
+      'no-base-restore-point',
+    ]);
+    expect(decisions(planDisks(input({ bases: [behind, sound()] }))).map((d) => d[2])).toEqual([
+      'no-base-restore-point',
+      'no-base-restore-point',
     ]);
   });
 

@@ -114,6 +114,15 @@ export function planDisks(input: PlanInput): DiskPlan[] {
       (candidate) =>
         candidate.uuid !== baseSnapshotUuid && candidate.takenAt.getTime() >= baseTakenAt.getTime(),
     );
+  // The remotes' newest restore points are of different snapshots, one of which the host still
+  // has: a remote is behind (added to the job later, missed a run, or lost its newest restore
+  // point), not a snapshot gone.
+  const remoteBehind =
+    !sameBase &&
+    bases.some((base) => {
+      const uuid = base === undefined ? undefined : manifestAttribute(base.manifest, 'snapshotUuid');
+      return input.previous.some((candidate) => candidate.uuid === uuid);
+    });
   const now = input.now.getTime();
   return [...input.disks]
     .sort((a, b) => a.position - b.position)
@@ -132,6 +141,7 @@ export function planDisks(input: PlanInput): DiskPlan[] {
       if (stored.some((entry) => entry === undefined)) return full('no-base-restore-point');
       if (present.some((base) => base.damagedDisks === 'all' || base.damagedDisks.has(key)))
         return full('base-damaged');
+      if (remoteBehind) return full('no-base-restore-point');
       const baseDisk = baseSnapshot?.disks.find((candidate) => diskKey(candidate) === key);
       if (baseDisk === undefined)
         return full(laterRestorePointMissing ? 'no-base-restore-point' : 'no-base-snapshot');
