@@ -240,24 +240,24 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD), 
     const startedRuns = both.flatMap((result) => (result.status === 'fulfilled' ? [result.value.runId] : []));
     const refusals = both.flatMap((result) => (result.status === 'rejected' ? [result.reason as Error] : []));
     expect([startedRuns.length, refusals.length]).toEqual([1, 1]);
-    const started = { body: { runId: startedRuns[0] } };
+    const deletionRunId = startedRuns[0] ?? '';
     expect(refusals[0]).toMatchObject({
       code: 'RESTORE_POINT_IN_USE',
-      message: `Restore point ${doomed} is already being deleted by run ${started.body.runId}`,
+      message: `Restore point ${doomed} is already being deleted by run ${deletionRunId}`,
     });
     // Through the gateway too.
     const second = await auth(api().delete(`/api/v1/restore-points/${doomed}`)).expect(409);
     expect(second.body.detail).toBe(
-      `Restore point ${doomed} is already being deleted by run ${started.body.runId}`,
+      `Restore point ${doomed} is already being deleted by run ${deletionRunId}`,
     );
     // While it is being deleted, it cannot be restored (the restore would lose its data mid-way).
     const restoreRefused = await auth(api().post(`/api/v1/restore-points/${doomed}/restore`))
       .send({ poolId: lab.poolId })
       .expect(409);
     expect(restoreRefused.body.detail).toBe(
-      `Restore point ${doomed} is being deleted by run ${started.body.runId}; it cannot be restored`,
+      `Restore point ${doomed} is being deleted by run ${deletionRunId}; it cannot be restored`,
     );
-    const run = await lab.waitForRun(started.body.runId);
+    const run = await lab.waitForRun(deletionRunId);
     expect(run).toMatchObject({ status: 'success', kind: 'delete-restore-point' });
     expect(run.tasks[0]?.result).toMatchObject({ expiredRestorePoints: [{ remoteId, manifestKey }] });
 

@@ -89,14 +89,19 @@ describe('local remote: staged writes', () => {
 
   describe('early syncs', () => {
     const signal = new AbortController().signal;
-    /** A staging area whose fdatasyncs are recorded (by the staged file's content) and can be failed. */
+    /**
+     * A staging area whose fdatasyncs are recorded: each when it starts (by path, before any await)
+     * and when it ends (by the staged file's content); the first of `failFirstSyncOf` fails.
+     */
     function observedArea(failFirstSyncOf?: string) {
+      const started: string[] = [];
       const synced: string[] = [];
       let failed = false;
       const area = new LocalStagingArea(root, RESERVED_SEGMENT_PREFIX, {
         fsync: true,
         directWrites: false,
         syncFile: async (path) => {
+          started.push(path);
           const content = (await readFile(path)).toString();
           if (content === failFirstSyncOf && !failed) {
             failed = true;
@@ -109,19 +114,19 @@ describe('local remote: staged writes', () => {
       const stage = async (target: string, body: string) => {
         expect(await area.stage(join(root, target), Buffer.from(body), signal)).toBe(true);
       };
-      return { area, synced, stage };
+      return { area, started, synced, stage };
     }
     const stagedFiles = async () => (await filesOnDisk(root)).filter(isStaging);
-    const settled = () => new Promise((resolve) => setTimeout(resolve, 50));
 
     it('syncs each staged object once, as soon as it is written, before any flush', async () => {
-      const { area, synced, stage } = observedArea();
+      const { area, started, synced, stage } = observedArea();
       await stage('chunks/a', 'first');
       await stage('chunks/b', 'second');
-      await settled();
-      // Both on disk already: the flush only links them (no second fdatasync).
-      expect(synced.sort()).toEqual(['first', 'second']);
+      // Both syncs started while staging, before any flush.
+      expect(started).toHaveLength(2);
+      // The flush waits for them and only links the objects (no second fdatasync).
       await area.flush();
+      expect(started).toHaveLength(2);
       expect(synced.sort()).toEqual(['first', 'second']);
       expect((await store.getBuffer('chunks/a')).toString()).toBe('first');
       expect((await store.getBuffer('chunks/b')).toString()).toBe('second');
@@ -129,15 +134,15 @@ describe('local remote: staged writes', () => {
     });
 
     it('fails the flush when an early sync failed, keeps the object out of sight, and syncs it again at the next flush', async () => {
-      const { area, synced, stage } = observedArea('unlucky');
+      const { area, started, synced, stage } = observedArea('unlucky');
       await stage('chunks/bad', 'unlucky');
-      await settled();
+      expect(started).toHaveLength(1);
       await expect(area.flush()).rejects.toThrow(/EIO/);
       expect(await store.exists('chunks/bad')).toBe(false);
       expect(await stagedFiles()).toHaveLength(1);
 
       await area.flush();
-      expect(synced).toEqual(['unlucky']);
+      expect([started.length, synced]).toEqual([2, ['unlucky']]);
       expect((await store.getBuffer('chunks/bad')).toString()).toBe('unlucky');
       await area.close();
       expect(await stagedFiles()).toEqual([]);
