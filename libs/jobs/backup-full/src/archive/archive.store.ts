@@ -221,29 +221,17 @@ export class ArchiveStore {
     return [...found.values()].sort((a, b) => a.archiveId.localeCompare(b.archiveId));
   }
 
-  /** Manifest keys of the committed archives (of one VM, or all), oldest first; none read. */
-  async manifestKeys(filter: { vmUuid?: string; signal?: AbortSignal } = {}): Promise<string[]> {
+  /** Keys of every object under `archives/` (of one VM, or all): segments, manifests, left-overs; sorted. */
+  async keys(filter: { vmUuid?: string; signal?: AbortSignal } = {}): Promise<string[]> {
     const prefix = filter.vmUuid !== undefined ? vmArchivesPrefix(filter.vmUuid) : ARCHIVES_PREFIX;
     const keys: string[] = [];
-    for await (const object of this.store.listAll(prefix, options(filter.signal)))
-      if (parseArchiveManifestKey(object.key) !== undefined) keys.push(object.key);
+    for await (const object of this.store.listAll(prefix, options(filter.signal))) keys.push(object.key);
     return keys.sort();
-  }
-
-  /** Keys of every object stored under an archive's folder (segments, manifest, left-overs). */
-  async objectKeys(location: ArchiveLocation, signal?: AbortSignal): Promise<Set<string>> {
-    const keys = new Set<string>();
-    for await (const object of this.store.listAll(
-      archivePrefix(location.vmUuid, location.archiveId),
-      options(signal),
-    ))
-      keys.add(object.key);
-    return keys;
   }
 
   /** Committed archives (of one VM, or all), oldest first, with their manifests. */
   async list(filter: { vmUuid?: string; signal?: AbortSignal } = {}): Promise<CommittedArchive[]> {
-    const keys = await this.manifestKeys(filter);
+    const keys = (await this.keys(filter)).filter((key) => parseArchiveManifestKey(key) !== undefined);
     const archives: CommittedArchive[] = [];
     for (const manifestKey of keys)
       archives.push({ manifestKey, manifest: await this.readManifest(manifestKey, filter.signal) });

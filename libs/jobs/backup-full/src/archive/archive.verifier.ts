@@ -46,9 +46,10 @@ export function archiveLabel(manifest: Pick<ArchiveManifest, 'id' | 'vm' | 'take
 
 /**
  * Checks the full-backup archives of a remote: every manifest opens (tag and format), every
- * segment it lists is there, and the sampled segments read back to their size and SHA-256. Names
- * every archive that cannot be restored and why. Damage is reported, never thrown; a remote that
- * cannot be read (I/O, permissions) throws, so that nothing is declared damaged that is not.
+ * segment it lists is there (one listing of the remote's archives), and the sampled segments read
+ * back to their size and SHA-256. Names every archive that cannot be restored and why. Damage is
+ * reported, never thrown; a remote that cannot be read (I/O, permissions) throws, so that nothing
+ * is declared damaged that is not.
  */
 export async function verifyArchives(
   archives: ArchiveStore,
@@ -62,22 +63,22 @@ export async function verifyArchives(
     broken.set(manifestKey, entry);
   };
 
-  const keys = await archives.manifestKeys({ ...(signal === undefined ? {} : { signal }) });
+  // One listing of every archive object: manifests to read, segments to find.
+  const stored = new Set(await archives.keys({ ...(signal === undefined ? {} : { signal }) }));
+  const manifestKeys = [...stored].filter((key) => parseArchiveManifestKey(key) !== undefined);
   const present: SegmentRef[] = [];
-  for (const manifestKey of keys) {
+  for (const manifestKey of manifestKeys) {
     let manifest: ArchiveManifest;
     try {
       manifest = await archives.readManifest(manifestKey, signal);
     } catch (error) {
-      if (!(error instanceof ArchiveError) || error.code === 'ARCHIVE_NOT_FOUND') {
-        // Expired meanwhile (retention, a deletion): not damage. Anything else is not ours to judge.
-        if (error instanceof ArchiveError) continue;
-        throw error;
-      }
-      breakArchive(manifestKey, manifestKey, parseArchiveManifestKey(manifestKey)?.vmUuid, error.message);
+      // Not an archive's damage (a remote that cannot be read): not ours to judge.
+      if (!(error instanceof ArchiveError)) throw error;
+      // Expired meanwhile (retention, a deletion): gone, not damaged.
+      if (error.code !== 'ARCHIVE_NOT_FOUND')
+        breakArchive(manifestKey, manifestKey, parseArchiveManifestKey(manifestKey)?.vmUuid, error.message);
       continue;
     }
-    const stored = await archives.objectKeys({ vmUuid: manifest.vm.uuid, archiveId: manifest.id }, signal);
     manifest.segments.forEach((_, index) => {
       const key = segmentKey(manifest.vm.uuid, manifest.id, index);
       if (stored.has(key)) present.push({ manifestKey, manifest, index });
@@ -121,7 +122,7 @@ export async function verifyArchives(
   const brokenArchives = [...broken.values()].sort((a, b) => a.manifestKey.localeCompare(b.manifestKey));
   return {
     ok: brokenArchives.length === 0,
-    archives: keys.length,
+    archives: manifestKeys.length,
     segments: present.length,
     checkedSegments,
     checkedBytes,
