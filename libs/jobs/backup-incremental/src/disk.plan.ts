@@ -90,6 +90,28 @@ function validDate(text: string): Date | undefined {
 }
 
 /**
+ * With no usable base snapshot: whether a restore point, not a snapshot, is what is missing. Either
+ * the remotes' newest restore points are of different snapshots, one of which the host still has
+ * (a remote is behind: added to the job later, missed a run, lost its newest restore point); or
+ * they agree on a base whose snapshot is gone while the job snapshotted the VM again at or after
+ * it (that later backup's restore point was deleted by hand).
+ */
+function restorePointIsWhatIsMissing(input: PlanInput, sameBase: boolean): boolean {
+  const onHost = (uuid: unknown) => input.previous.some((candidate) => candidate.uuid === uuid);
+  if (!sameBase)
+    return input.bases.some(
+      (base) => base !== undefined && onHost(manifestAttribute(base.manifest, 'snapshotUuid')),
+    );
+  const base = input.bases[0];
+  const takenAt = base === undefined ? undefined : snapshotTakenAt(base.manifest);
+  if (base === undefined || takenAt === undefined) return false;
+  const baseUuid = manifestAttribute(base.manifest, 'snapshotUuid');
+  return input.previous.some(
+    (candidate) => candidate.uuid !== baseUuid && candidate.takenAt.getTime() >= takenAt.getTime(),
+  );
+}
+
+/**
  * Full or delta for each disk, and why. A delta needs, on every remote, a sound base restore
  * point holding the disk at the same size, taken from a snapshot still on the host, within the
  * full intervals. The first reason that applies is the one recorded.
@@ -104,25 +126,7 @@ export function planDisks(input: PlanInput): DiskPlan[] {
   const baseSnapshot = sameBase
     ? input.previous.find((candidate) => candidate.uuid === baseSnapshotUuid)
     : undefined;
-  // The base's snapshot is gone, but the job snapshotted the VM again at or after it: that later
-  // backup's restore point is what is missing (deleted by hand), not a snapshot.
-  const baseTakenAt = sameBase && bases[0] !== undefined ? snapshotTakenAt(bases[0].manifest) : undefined;
-  const laterRestorePointMissing =
-    baseSnapshot === undefined &&
-    baseTakenAt !== undefined &&
-    input.previous.some(
-      (candidate) =>
-        candidate.uuid !== baseSnapshotUuid && candidate.takenAt.getTime() >= baseTakenAt.getTime(),
-    );
-  // The remotes' newest restore points are of different snapshots, one of which the host still
-  // has: a remote is behind (added to the job later, missed a run, or lost its newest restore
-  // point), not a snapshot gone.
-  const remoteBehind =
-    !sameBase &&
-    bases.some((base) => {
-      const uuid = base === undefined ? undefined : manifestAttribute(base.manifest, 'snapshotUuid');
-      return input.previous.some((candidate) => candidate.uuid === uuid);
-    });
+  const restorePointMissing = baseSnapshot === undefined && restorePointIsWhatIsMissing(input, sameBase);
   const now = input.now.getTime();
   return [...input.disks]
     .sort((a, b) => a.position - b.position)
@@ -141,10 +145,9 @@ export function planDisks(input: PlanInput): DiskPlan[] {
       if (stored.some((entry) => entry === undefined)) return full('no-base-restore-point');
       if (present.some((base) => base.damagedDisks === 'all' || base.damagedDisks.has(key)))
         return full('base-damaged');
-      if (remoteBehind) return full('no-base-restore-point');
       const baseDisk = baseSnapshot?.disks.find((candidate) => diskKey(candidate) === key);
       if (baseDisk === undefined)
-        return full(laterRestorePointMissing ? 'no-base-restore-point' : 'no-base-snapshot');
+        return full(restorePointMissing ? 'no-base-restore-point' : 'no-base-snapshot');
       if (
         baseDisk.virtualSize !== disk.virtualSize ||
         stored.some((entry) => entry?.virtualSize !== disk.virtualSize)
