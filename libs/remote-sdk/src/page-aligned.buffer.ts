@@ -44,17 +44,9 @@ export function allocatePageAligned(size: number): Buffer {
 }
 
 /**
- * The view a direct write of `body` takes: `body` followed by padding up to the next multiple of
- * DIRECT_IO_ALIGNMENT, or undefined when `body` is not at an aligned place of page-aligned memory. The padding is zeroed here: a driver that writes this view and then
- * truncates the file to `body.length` stores exactly `body`, and never bytes left in the memory
- * by an earlier use. Whoever lent `body` must not use the bytes after it meanwhile.
+ * True when `body` starts on a page boundary of page-aligned memory: a driver can then write its
+ * whole pages around the page cache (the rest, less than a page, goes through the cache).
  */
-export function directWriteView(body: Buffer): Buffer | undefined {
-  if (body.length === 0 || !aligned.has(body.buffer)) return undefined;
-  if (body.byteOffset % DIRECT_IO_ALIGNMENT !== 0) return undefined;
-  // Whole pages: the padding of an aligned body always fits in its memory.
-  const padded = Math.ceil(body.length / DIRECT_IO_ALIGNMENT) * DIRECT_IO_ALIGNMENT;
-  const view = Buffer.from(body.buffer, body.byteOffset, padded);
-  view.fill(0, body.length);
-  return view;
+export function isPageAligned(body: Buffer): boolean {
+  return body.length > 0 && aligned.has(body.buffer) && body.byteOffset % DIRECT_IO_ALIGNMENT === 0;
 }

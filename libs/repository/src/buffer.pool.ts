@@ -77,7 +77,7 @@ const sharedPools = new Map<number, BufferPool>();
 
 /**
  * The process's pool of page-aligned buffers of `size` bytes, shared by every writer: a file-system
- * remote writes objects sealed into these around the page cache (directWriteView in
+ * remote writes objects sealed into these around the page cache (isPageAligned in
  * @haven/remote-sdk), and sharing them spares each disk new WebAssembly memories.
  */
 export function sharedPageAlignedPool(size: number): BufferPool {

@@ -52,19 +52,52 @@ describe('local remote: direct writes of staged objects', () => {
   });
 
   it.each([1, PAGE - 1, PAGE, PAGE + 1, 2 * 1024 * 1024 + 60])(
-    'writes a %d-byte object in page-aligned memory exactly, around the page cache',
+    'writes a %d-byte object in page-aligned memory exactly, its whole pages around the page cache',
     async (length) => {
       const area = new LocalStagingArea(root, RESERVED_SEGMENT_PREFIX, { fsync: true, directWrites: true });
       const content = randomBytes(length);
       const target = join(root, 'chunks', 'aa', 'object');
       await stageAndFlush(area, target, alignedBody(content));
       expect(area.writesDirect).toBe(true);
-      // At most the last page, which cutting the padding off went through the cache for.
+      // At most the last page, part of which went through the cache.
       expect(await cachedBytes(target)).toBeLessThanOrEqual(PAGE);
       expect((await readFile(target)).equals(content)).toBe(true);
       await area.close();
     },
   );
+
+  it.each([
+    ['whole pages', 3 * PAGE, ['direct']],
+    ['whole pages and part of one', 2 * 1024 * 1024 + 60, ['direct', 'buffered']],
+    ['less than a page', PAGE - 1, ['buffered']],
+  ])('never cuts a written file short: %s (%d bytes) go through handles %j', async (_, length, handles) => {
+    const opened: string[] = [];
+    let truncates = 0;
+    const openFile = async (path: string, flags: number, mode: number): Promise<FileHandle> => {
+      opened.push((flags & constants.O_DIRECT) !== 0 ? 'direct' : 'buffered');
+      const handle = await open(path, flags, mode);
+      return new Proxy(handle, {
+        get(target, property) {
+          if (property === 'truncate') truncates++;
+          const value: unknown = Reflect.get(target, property, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    };
+    const area = new LocalStagingArea(root, RESERVED_SEGMENT_PREFIX, {
+      fsync: true,
+      directWrites: true,
+      openFile,
+    });
+    const content = randomBytes(length);
+    const target = join(root, 'object');
+    await stageAndFlush(area, target, alignedBody(content));
+    expect(opened).toEqual(handles);
+    // A truncate inside a block costs ext4 a read of that block (docs/benchmarks/jobs.md, session 12).
+    expect(truncates).toBe(0);
+    expect((await readFile(target)).equals(content)).toBe(true);
+    await area.close();
+  });
 
   it('writes ordinary memory, and everything when direct writes are off, through the page cache', async () => {
     const length = 1024 * 1024 + 5;

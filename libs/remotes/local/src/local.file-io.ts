@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { DIRECT_IO_ALIGNMENT } from '@haven/remote-sdk';
 
 /**
  * The most one write() call is given. Measured on ext4 (docs/benchmarks/jobs.md, "data path"): a
@@ -17,19 +18,36 @@ export async function writeAll(handle: FileHandle, data: Buffer): Promise<void> 
 }
 
 /**
- * Writes the `length` bytes at the start of `padded` to a file opened with O_DIRECT: `padded` is
- * those bytes plus padding to an aligned length (directWriteView), written whole, then cut off by
- * truncating the file to `length`. A write the file system refuses throws EINVAL.
+ * Writes `body` (page-aligned memory: isPageAligned) to a new file opened with O_DIRECT: its whole
+ * pages directly, and the rest of a last page, which a direct write cannot take, through
+ * `openBuffered` (the same file without O_DIRECT). A direct write of the padded length followed by
+ * a truncate to `body.length` stores the same bytes but costs more: a truncate inside a block makes
+ * ext4 read that block back to zero its end, and update its orphan list (docs/benchmarks/jobs.md,
+ * "session 12"). A write the file system refuses throws EINVAL.
  */
-export async function writeDirect(handle: FileHandle, padded: Buffer, length: number): Promise<void> {
+export async function writeDirect(
+  handle: FileHandle,
+  body: Buffer,
+  openBuffered: () => Promise<FileHandle>,
+): Promise<void> {
+  const wholePages = body.length - (body.length % DIRECT_IO_ALIGNMENT);
   let written = 0;
-  while (written < padded.length) {
-    const { bytesWritten } = await handle.write(padded, written, padded.length - written, written);
+  while (written < wholePages) {
+    const { bytesWritten } = await handle.write(body, written, wholePages - written, written);
     // A short write leaves an unaligned offset, which the next write refuses (EINVAL).
-    if (bytesWritten === 0) throw new Error(`direct write stopped at byte ${written} of ${padded.length}`);
+    if (bytesWritten === 0) throw new Error(`direct write stopped at byte ${written} of ${wholePages}`);
     written += bytesWritten;
   }
-  if (length < padded.length) await handle.truncate(length);
+  if (written === body.length) return;
+  const buffered = await openBuffered();
+  try {
+    while (written < body.length) {
+      const { bytesWritten } = await buffered.write(body, written, body.length - written, written);
+      written += bytesWritten;
+    }
+  } finally {
+    await buffered.close();
+  }
 }
 
 /** fdatasync of a file by name: its content and size, what reading it back needs. */

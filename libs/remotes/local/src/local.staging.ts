@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { link, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { directWriteView, DriverError } from '@haven/remote-sdk';
+import { DIRECT_IO_ALIGNMENT, DriverError, isPageAligned } from '@haven/remote-sdk';
 import { syncFile, syncFolder, writeAll, writeDirect } from './local.file-io';
 import { makeFolderBelow } from './local.folders';
 
@@ -241,24 +241,25 @@ export class LocalStagingArea {
    * nothing left behind and direct writes off, when the file system refused a direct write.
    */
   private async writeStagedFile(temporary: string, body: Buffer): Promise<boolean> {
-    const padded = this.directWrites ? directWriteView(body) : undefined;
+    // Less than a page has no part a direct write could take.
+    const direct = this.directWrites && body.length >= DIRECT_IO_ALIGNMENT && isPageAligned(body);
     let handle: FileHandle;
     try {
-      handle = await this.createStagedFile(temporary, padded !== undefined);
+      handle = await this.createStagedFile(temporary, direct);
     } catch (error) {
-      if (padded === undefined || !refusedDirect(error)) throw error;
+      if (!direct || !refusedDirect(error)) throw error;
       // Linux creates the file before it checks O_DIRECT: the name is taken, and must be freed.
       await unlink(temporary).catch(() => undefined);
       this.stopDirectWrites('open');
       return false;
     }
     try {
-      if (padded !== undefined) await writeDirect(handle, padded, body.length);
+      if (direct) await writeDirect(handle, body, () => this.openFile(temporary, constants.O_WRONLY, 0o644));
       else await writeAll(handle, body);
     } catch (error) {
       await handle.close().catch(() => undefined);
       await unlink(temporary).catch(() => undefined);
-      if (padded === undefined || !refusedDirect(error)) throw error;
+      if (!direct || !refusedDirect(error)) throw error;
       this.stopDirectWrites('write');
       return false;
     }
