@@ -23,7 +23,7 @@ import { execFile } from 'node:child_process';
 import { readFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import localRemote, { LocalDriver } from '@haven/remote-local';
 import { Remote } from '@haven/remote-sdk';
@@ -193,8 +193,9 @@ async function main(): Promise<void> {
       const job = benchJob(`bench-${remote}`, vm.uuid, [remote], { compression, concurrency });
       await settleDisk(root);
       if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} starts`);
+      const loop = verbose ? watchEventLoop() : undefined;
       const result = await measured(simPid, () => backupOneVm(job, vm, taskId, context));
-      if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended`);
+      if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended; ${loop?.()}`);
       return result;
     };
     for (const [name, passphrase] of [
@@ -349,3 +350,19 @@ asLaunched().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });
+
+/**
+ * --verbose: how busy the event loop was over a backup, and how long a callback that became ready
+ * waited for it (each of a chunk write's steps is one such wait). Returns the summary's reader.
+ */
+function watchEventLoop(): () => string {
+  const utilization = performance.eventLoopUtilization();
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  return () => {
+    delay.disable();
+    const busy = performance.eventLoopUtilization(utilization).utilization;
+    const ms = (percentile: number): string => (delay.percentile(percentile) / 1e6).toFixed(1);
+    return `event loop busy ${(busy * 100).toFixed(0)} %, delay p50 ${ms(50)} p90 ${ms(90)} p99 ${ms(99)} ms`;
+  };
+}
