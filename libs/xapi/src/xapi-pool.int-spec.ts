@@ -228,6 +228,9 @@ describeIntegration('XapiPool against the XAPI simulator', [], () => {
         expect(snapshot.disks).toHaveLength(vm.disks.length);
         for (const disk of snapshot.disks)
           expect(disk.otherConfig).toMatchObject({ 'haven:job': 'job-3', 'haven:vm': vm.uuid });
+        // What snapshotVm returns without reading it back is what the pool now holds.
+        const [readBack] = await pool.listSnapshots(vm.uuid, { otherConfig: { 'haven:job': 'job-3' } });
+        expect(snapshot).toEqual(readBack);
         await pool.destroySnapshot(snapshot);
       } finally {
         await pool.setOtherConfig(vm.ref, 'VM', 'haven:job', null);

@@ -366,7 +366,8 @@ export class XapiPool {
         (outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected',
       );
       if (failed !== undefined) throw failed.reason;
-      return await this.snapshotByRef(ref);
+      // What the calls above set, without reading the records back (two round trips per disk).
+      return withOtherConfig(snapshot, Object.fromEntries(entries));
     } catch (error) {
       // An untagged snapshot would never be found again by its run: remove it (best effort).
       await this.destroySnapshot(ref).catch(() => undefined);
@@ -863,16 +864,19 @@ export class XapiPool {
     entries: readonly (readonly [string, string])[],
     current: Record<string, string>,
   ): Promise<void> {
-    for (const [key, value] of entries) {
-      if (Object.hasOwn(current, key)) {
-        await this.setOtherConfig(ref, klass, key, value);
-        continue;
-      }
-      await this.call(`${klass}.add_to_other_config`, [ref, key, value], {
-        operation: `${klass}.other_config["${key}"] update`,
-        object: `${klass} ${ref}`,
-      });
-    }
+    // Each key at once: they are independent entries of the map.
+    const updated = await Promise.allSettled(
+      entries.map(([key, value]) =>
+        Object.hasOwn(current, key)
+          ? this.setOtherConfig(ref, klass, key, value)
+          : this.call(`${klass}.add_to_other_config`, [ref, key, value], {
+              operation: `${klass}.other_config["${key}"] update`,
+              object: `${klass} ${ref}`,
+            }),
+      ),
+    );
+    const failed = updated.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** Renames a VM (a VM imported from an XVA keeps the name it was exported with). */
@@ -1282,23 +1286,42 @@ export class XapiPool {
     return new RecordLookup(vbds, vdis, srs, vifs, networks);
   }
 
+  /**
+   * VM.destroy is a plain call: a record's removal, done before it answers (an `Async.` call would
+   * wait for the client's event loop, up to its debounce, 50 ms of a 0.5 s incremental backup).
+   * The disks then go at once, each an `Async.VDI.destroy` (the storage's work, which may be slow).
+   */
   private async destroyVmAndDisks(ref: string, disks: readonly DiskInfo[], object: string): Promise<void> {
     try {
-      await this.callAsync('VM.destroy', [ref], { operation: 'VM.destroy', object });
+      await this.call('VM.destroy', [ref], { operation: 'VM.destroy', object });
     } catch (error) {
       if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
     }
-    for (const disk of disks) {
-      try {
-        await this.callAsync('VDI.destroy', [disk.vdiRef], {
+    const destroyed = await Promise.allSettled(
+      disks.map((disk) =>
+        this.callAsync('VDI.destroy', [disk.vdiRef], {
           operation: 'VDI.destroy',
           object: `VDI "${disk.name}" (${disk.vdiUuid}) of ${object}`,
-        });
-      } catch (error) {
-        if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
-      }
+        }),
+      ),
+    );
+    for (const outcome of destroyed) {
+      if (outcome.status === 'fulfilled') continue;
+      const error: unknown = outcome.reason;
+      if (!(error instanceof XapiError) || error.code !== 'NOT_FOUND') throw error;
     }
   }
+}
+
+/** `snapshot` as read back after `added` was set in the other_config of it and of each of its disks. */
+function withOtherConfig(snapshot: SnapshotInfo, added: Record<string, string>): SnapshotInfo {
+  const otherConfig = { ...snapshot.otherConfig, ...added };
+  return {
+    ...snapshot,
+    otherConfig,
+    record: { ...snapshot.record, other_config: otherConfig },
+    disks: snapshot.disks.map((disk) => ({ ...disk, otherConfig: { ...disk.otherConfig, ...added } })),
+  };
 }
 
 /** Builds Haven's records from XAPI records already fetched. */
