@@ -20,6 +20,7 @@
  *       (MALLOC_ARENA_MAX, --max-semi-space-size)
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,7 +196,8 @@ async function main(): Promise<void> {
       if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} starts`);
       const loop = verbose ? watchEventLoop() : undefined;
       const result = await measured(simPid, () => backupOneVm(job, vm, taskId, context));
-      if (verbose) console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended; ${loop?.()}`);
+      if (verbose)
+        console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended; ${loop?.()}`);
       return result;
     };
     for (const [name, passphrase] of [
@@ -358,11 +360,25 @@ asLaunched().catch((error: unknown) => {
 function watchEventLoop(): () => string {
   const utilization = performance.eventLoopUtilization();
   const delay = monitorEventLoopDelay({ resolution: 1 });
+  const scheduled = mainThreadSchedule();
   delay.enable();
   return () => {
     delay.disable();
     const busy = performance.eventLoopUtilization(utilization).utilization;
     const ms = (percentile: number): string => (delay.percentile(percentile) / 1e6).toFixed(1);
-    return `event loop busy ${(busy * 100).toFixed(0)} %, delay p50 ${ms(50)} p90 ${ms(90)} p99 ${ms(99)} ms`;
+    const [ran, waited] = mainThreadSchedule().map((value, i) => (value - (scheduled[i] ?? 0)) / 1e9);
+    return (
+      `event loop busy ${(busy * 100).toFixed(0)} %, delay p50 ${ms(50)} p90 ${ms(90)} p99 ${ms(99)} ms; ` +
+      `main thread on a core ${ran?.toFixed(1)} s, runnable waiting for one ${waited?.toFixed(1)} s`
+    );
   };
+}
+
+/** The main thread's time on a core and time runnable on a run queue, in ns (Linux schedstat). */
+function mainThreadSchedule(): number[] {
+  try {
+    return readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  } catch {
+    return [0, 0];
+  }
 }
