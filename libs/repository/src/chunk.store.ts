@@ -1,7 +1,6 @@
 import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
 import { type ChunkExistenceMethod, missingChunks } from './chunk.existence';
-import type { ChunkIdHasher } from './chunk-id.hasher';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import type { ChunkCipher } from './ciphers/chunk-cipher';
 import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
@@ -31,11 +30,6 @@ export class ChunkStore {
     return this.keys === undefined
       ? hash('sha256', block, 'buffer')
       : createHmac('sha256', this.keys.chunkId).update(block).digest();
-  }
-
-  /** idOf, computed by `hasher` on its own thread. */
-  idOfOffThread(block: Buffer, hasher: ChunkIdHasher): Promise<Buffer> {
-    return hasher.idOf(block, this.keys?.chunkId);
   }
 
   /**

@@ -2,8 +2,6 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scratchDir } from '@haven/testing';
 import type { CompressionSetting } from './codecs/chunk-codec';
-import { sharedChunkIdHasher } from './chunk-id.hasher';
-import type { DiskIndex } from './format/disk-index.codec';
 import { initRepository, openRepository, type Repository } from './repository';
 import type { WriteProgress } from './restore-point.writer';
 import {
@@ -63,33 +61,6 @@ describe('restore point writer', () => {
         if (!data.equals(Buffer.alloc(data.length))) distinct.add(data.toString('base64'));
     expect((await repo.chunks.list()).size).toBe(distinct.size);
     expect((await repo.verify()).ok).toBe(true);
-  });
-
-  it('computes chunk ids on the hashing thread by default, the same ids as on the calling thread', async () => {
-    const disk = patternedDisk('hashed', 12, 5000);
-    const hasher = sharedChunkIdHasher(repo.blockSize);
-    const asked = jest.spyOn(hasher, 'idOf');
-    try {
-      const indexes: DiskIndex[] = [];
-      for (const hashOffThread of [true, false]) {
-        asked.mockClear();
-        const writer = await repo.createRestorePointWriter(
-          { vm: { uuid: `vm-${hashOffThread}`, name: 'vm' } },
-          { hashOffThread, knownChunks: 'none' },
-        );
-        await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
-        const manifest = await writer.commit();
-        const point = await repo.openRestorePoint(manifest.id);
-        indexes.push(point.disk('xvda').index);
-        expect((await collect(point.disk('xvda').createReadStream())).equals(rawImage(disk))).toBe(true);
-        // Every block that is not all zeros, and only those, went to the hashing thread.
-        const dataBlocks = [...disk.blocks.values()].filter((data) => !isZero(data)).length;
-        expect(asked).toHaveBeenCalledTimes(hashOffThread ? dataBlocks : 0);
-      }
-      expect(indexes[0]?.encode().equals(indexes[1]?.encode() ?? Buffer.alloc(0))).toBe(true);
-    } finally {
-      asked.mockRestore();
-    }
   });
 
   it('learns existing chunks from a base restore point instead of listing', async () => {

@@ -12,20 +12,12 @@ import {
   type RestorePointMeta,
 } from './format/restore-point.manifest';
 import { sharedPageAlignedPool } from './buffer.pool';
-import { sharedChunkIdHasher } from './chunk-id.hasher';
-import { readAhead } from './read-ahead';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import { validateCompression } from './codecs/codec.registry';
 import { assertBlockLength, CHUNK_OBJECT_OVERHEAD } from './chunk.store';
 import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
 import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
-
-/**
- * Blocks read ahead of the one being stored while the hashing thread computes their ids: with
- * the export's fan-out (2) and the uploads in flight (4), the 8 block buffers an export keeps.
- */
-const HASH_AHEAD = 2;
 
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
@@ -68,12 +60,6 @@ export interface RestorePointWriterOptions {
   onProgress?: (progress: WriteProgress) => void;
   /** Chunks sealed and uploaded at once (memory: about 2 × 2 MiB each). Default 4. */
   concurrency?: number;
-  /**
-   * Chunk ids computed on the process's hashing thread (sharedChunkIdHasher), blocks read
-   * HASH_AHEAD ahead so that their hashes run while earlier blocks are stored (default), or on
-   * the calling thread (false).
-   */
-  hashOffThread?: boolean;
   signal?: AbortSignal;
   /** Total bytes for progress when known in advance (e.g. the sum of the disks' sizes). */
   expectedBytes?: number;
@@ -383,35 +369,8 @@ export class RestorePointWriter {
       }
     };
 
-    // What the read-ahead found of each block it could take whole: its data (cut to the disk),
-    // whether it is all zeros, and, if not, its id being computed on the hashing thread.
-    const prepared = new WeakMap<DiskBlock, { data: Buffer; zero: boolean; id?: Promise<Buffer> }>();
-    const hasher = this.options.hashOffThread === false ? undefined : sharedChunkIdHasher(blockSize);
-    const source =
-      hasher === undefined
-        ? blocks
-        : readAhead(
-            blocks,
-            HASH_AHEAD,
-            (block) => {
-              if (!Number.isInteger(block.index) || block.index < 0 || block.index >= index.blockCount)
-                return;
-              const expected = index.blockLength(block.index);
-              const data =
-                block.data.length === blockSize && expected < blockSize
-                  ? block.data.subarray(0, expected)
-                  : block.data;
-              if (data.length !== expected) return;
-              const isZero = data.equals(zero.subarray(0, data.length));
-              const id = isZero ? undefined : this.repository.chunks.idOfOffThread(data, hasher);
-              // Awaited by the loop when it reaches the block; never an unhandled rejection before.
-              id?.catch(() => undefined);
-              prepared.set(block, { data, zero: isZero, ...(id !== undefined ? { id } : {}) });
-            },
-            (block) => block.release?.(),
-          );
     try {
-      for await (const block of source) {
+      for await (const block of blocks) {
         if (uploadError !== undefined) break;
         signal?.throwIfAborted();
         const context = { restorePoint: this.id, disk: disk.key, block: block.index };
@@ -432,16 +391,14 @@ export class RestorePointWriter {
         }
         seen[block.index >> 3] = (seen[block.index >> 3] ?? 0) | bit;
         const expected = index.blockLength(block.index);
-        const early = prepared.get(block);
         // A VHD source pads the last block to 2 MiB: keep only the bytes inside the disk.
         const data =
-          early?.data ??
-          (block.data.length === blockSize && expected < blockSize
+          block.data.length === blockSize && expected < blockSize
             ? block.data.subarray(0, expected)
-            : block.data);
+            : block.data;
         assertBlockLength(data.length, expected, context);
         this.bytesDone += data.length;
-        if (early?.zero ?? data.equals(zero.subarray(0, data.length))) {
+        if (data.equals(zero.subarray(0, data.length))) {
           if (index.get(block.index) !== undefined) inheritedBlocks--;
           index.set(block.index, undefined);
           this.counters.zeroBlocks++;
@@ -449,7 +406,7 @@ export class RestorePointWriter {
           this.reportProgress(disk.key);
           continue;
         }
-        const id = early?.id !== undefined ? await early.id : this.repository.chunks.idOf(data);
+        const id = this.repository.chunks.idOf(data);
         if (index.get(block.index) !== undefined) inheritedBlocks--;
         index.set(block.index, id);
         const key = idKey(id);
