@@ -63,6 +63,30 @@ describe('restore point writer', () => {
     expect((await repo.verify()).ok).toBe(true);
   });
 
+  it("skips the chunks a listing of the repository found, without sealing them again ('list')", async () => {
+    const disk = patternedDisk('listed', 10, 3000);
+    const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm-a', name: 'a' } });
+    const stored = await first.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+    await first.commit();
+    expect(stored.uploadedChunks).toBeGreaterThan(0);
+    const sealed = jest.spyOn(repo.chunks, 'seal');
+    try {
+      const second = await repo.createRestorePointWriter(
+        { vm: { uuid: 'vm-b', name: 'b' } },
+        { knownChunks: 'list' },
+      );
+      const entry = await second.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+      const manifest = await second.commit();
+      expect(entry.uploadedChunks).toBe(0);
+      expect(entry.reusedChunks).toBe(stored.uploadedChunks + stored.reusedChunks);
+      expect(sealed).not.toHaveBeenCalled();
+      const raw = await collect((await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream());
+      expect(raw.equals(rawImage(disk))).toBe(true);
+    } finally {
+      sealed.mockRestore();
+    }
+  });
+
   it('learns existing chunks from a base restore point instead of listing', async () => {
     const disk = patternedDisk('base', 10);
     const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });

@@ -19,6 +19,9 @@ import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
 import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
 
+/** Whether a chunk (its id, and the same as an idKey string) is known to exist on the remote. */
+type KnownChunks = (id: Buffer, key: string) => boolean;
+
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
   index: number;
@@ -116,7 +119,7 @@ export class RestorePointWriter {
   private readonly diskKeys = new Set<string>();
   /** writeDisk calls in progress (several disks may be written at once). */
   private writing = 0;
-  private readonly knownChunks: Set<string>;
+  private readonly knownChunks: KnownChunks;
   /** Chunks written or confirmed during this session (one upload per id, even across disks). */
   private readonly sessionChunks = new Set<string>();
   private readonly createdAt: Date;
@@ -133,7 +136,7 @@ export class RestorePointWriter {
     private readonly meta: RestorePointMeta,
     private readonly options: RestorePointWriterOptions,
     private readonly session: WriterSession,
-    knownChunks: Set<string>,
+    knownChunks: KnownChunks,
     id: string,
     compression: CompressionSetting,
   ) {
@@ -161,20 +164,23 @@ export class RestorePointWriter {
       id,
       options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS,
     );
-    const known = new Set<string>();
+    let known: KnownChunks = () => false;
     try {
       const source = options.knownChunks ?? 'list';
       if (source === 'list') {
-        for (const hex of (await repository.chunks.list(options.signal)).keys())
-          known.add(Buffer.from(hex, 'hex').toString('latin1'));
+        // 32 bytes per chunk of the whole repository, not a string each (sorted-chunk-ids.ts).
+        const listed = await repository.chunks.listIds(options.signal);
+        known = (id) => listed.has(id);
       } else if (source !== 'none') {
+        const fromBases = new Set<string>();
+        known = (_, key) => fromBases.has(key);
         // Chunks of committed restore points exist; if one expires meanwhile, GC protects them
         // for this session like listed chunks (the session was registered first).
         for (const base of source.restorePoints) {
           const manifest = await repository.readManifest(base, options.signal);
           for (const disk of manifest.disks) {
             const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
-            for (const id of index.chunkIds()) known.add(idKey(id));
+            for (const id of index.chunkIds()) fromBases.add(idKey(id));
           }
         }
       }
@@ -411,7 +417,7 @@ export class RestorePointWriter {
         index.set(block.index, id);
         const key = idKey(id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-        if (this.sessionChunks.has(key) || (!replace && this.knownChunks.has(key))) {
+        if (this.sessionChunks.has(key) || (!replace && this.knownChunks(id, key))) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();
