@@ -70,7 +70,8 @@ export interface RestorePointWriterOptions {
   sessionTtlMs?: number;
   /**
    * How the writer learns which chunks exist, so that it skips them without a request each:
-   * 'list' (default): list chunks/ once at start (one request per 1000 chunks);
+   * 'list' (default): list chunks/ once at start (one request per 1000 chunks; 32 bytes of
+   * memory per chunk of the repository, SortedChunkIds);
    * { restorePoints: [...] }: the chunks of these restore points (e.g. the previous backup of the
    * same VM: cheap on huge repositories, and what an incremental run mostly reuses);
    * 'none': rely on putIfAbsent alone (each block is sealed and offered; duplicates are refused).
