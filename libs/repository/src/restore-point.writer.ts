@@ -12,6 +12,7 @@ import {
   type RestorePointMeta,
 } from './format/restore-point.manifest';
 import { sharedPageAlignedPool } from './buffer.pool';
+import { SortedChunkIds } from './sorted-chunk-ids';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import { validateCompression } from './codecs/codec.registry';
 import { assertBlockLength, CHUNK_OBJECT_OVERHEAD } from './chunk.store';
@@ -19,8 +20,8 @@ import type { DiskReader } from './restore-point.reader';
 import { RepositoryError } from './repository.errors';
 import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
 
-/** Whether a chunk (its id, and the same as an idKey string) is known to exist on the remote. */
-type KnownChunks = (id: Buffer, key: string) => boolean;
+/** Whether a chunk is known to exist on the remote. */
+type KnownChunks = (id: Buffer) => boolean;
 
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
@@ -173,15 +174,15 @@ export class RestorePointWriter {
         const listed = await repository.chunks.listIds(options.signal);
         known = (id) => listed.has(id);
       } else if (source !== 'none') {
-        const fromBases = new Set<string>();
-        known = (_, key) => fromBases.has(key);
+        const fromBases = new SortedChunkIds();
+        known = (id) => fromBases.has(id);
         // Chunks of committed restore points exist; if one expires meanwhile, GC protects them
         // for this session like listed chunks (the session was registered first).
         for (const base of source.restorePoints) {
           const manifest = await repository.readManifest(base, options.signal);
           for (const disk of manifest.disks) {
             const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
-            for (const id of index.chunkIds()) fromBases.add(idKey(id));
+            for (const id of index.chunkIds()) fromBases.add(id);
           }
         }
       }
@@ -418,7 +419,7 @@ export class RestorePointWriter {
         index.set(block.index, id);
         const key = idKey(id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-        if (this.sessionChunks.has(key) || (!replace && this.knownChunks(id, key))) {
+        if (this.sessionChunks.has(key) || (!replace && this.knownChunks(id))) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();

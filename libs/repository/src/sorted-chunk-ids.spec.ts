@@ -27,6 +27,15 @@ describe('SortedChunkIds', () => {
     expect([...added, ...more].every((id) => set.has(id))).toBe(true);
   });
 
+  it('orders ids that share their first bytes (one bucket of the sort)', () => {
+    const sharing = (): Buffer => Buffer.concat([Buffer.from([0xab, 0xcd]), randomBytes(30)]);
+    const added = Array.from({ length: 300 }, sharing);
+    const set = new SortedChunkIds();
+    for (const id of added) set.add(id);
+    expect(added.every((id) => set.has(id))).toBe(true);
+    expect(Array.from({ length: 300 }, sharing).some((id) => set.has(id))).toBe(false);
+  });
+
   it('tells ids apart that differ in their last byte only, and finds nothing when empty', () => {
     const set = new SortedChunkIds();
     const id = Buffer.alloc(32, 0x11);

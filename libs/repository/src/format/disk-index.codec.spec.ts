@@ -37,4 +37,38 @@ describe('DiskIndex', () => {
     badMagic[0] = 0;
     expect(() => DiskIndex.decode(badMagic)).toThrow(/magic/);
   });
+
+  it('keeps its own copy of each id, counts what is allocated, and refuses a block outside the disk', () => {
+    const index = new DiskIndex(8 * BLOCK, BLOCK);
+    const id = randomBytes(32);
+    index.set(3, id);
+    index.set(5, randomBytes(32));
+    const expected = Buffer.from(id);
+    // Neither the buffer given nor the one returned is the index's own record.
+    id.fill(0);
+    index.get(3)?.fill(0);
+    expect(index.get(3)?.equals(expected)).toBe(true);
+    expect(index.allocatedCount).toBe(2);
+    index.set(3, randomBytes(32));
+    expect(index.allocatedCount).toBe(2);
+    index.set(3, undefined);
+    index.set(4, undefined);
+    expect(index.allocatedCount).toBe(1);
+    expect([...index.allocatedBlocks()]).toEqual([5]);
+    expect(() => index.set(8, randomBytes(32))).toThrow('block 8 is outside a disk index of 8 blocks');
+    expect(() => index.set(0, randomBytes(31))).toThrow('a chunk id is 32 bytes, got 31');
+  });
+
+  it('takes 32 bytes per block, not an object per allocated block', () => {
+    // 2 TiB, every block allocated: 32 MiB of records (was about 100 bytes per block in objects).
+    const blocks = 1024 * 1024;
+    const before = process.memoryUsage().arrayBuffers;
+    const index = new DiskIndex(blocks * BLOCK, BLOCK);
+    const id = randomBytes(32);
+    for (let block = 0; block < blocks; block++) index.set(block, id);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    expect(index.allocatedCount).toBe(blocks);
+    expect(grown).toBeLessThan(34 * 1024 * 1024);
+    expect(grown).toBeGreaterThanOrEqual(32 * 1024 * 1024);
+  });
 });

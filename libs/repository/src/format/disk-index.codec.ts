@@ -16,23 +16,26 @@ const HEADER_LENGTH = 28;
 export const CHUNK_ID_LENGTH = 32;
 
 export class DiskIndex {
-  private readonly ids: (Buffer | undefined)[];
+  /**
+   * One 32-byte record per block and a bit saying whether it holds an id: 32 bytes per block of
+   * the disk (32 MiB for 2 TiB), not an object per allocated block.
+   */
+  private readonly records: Buffer;
+  private readonly present: Uint8Array;
+  private allocated = 0;
+  readonly blockCount: number;
 
   constructor(
     readonly virtualSize: number,
     readonly blockSize: number,
   ) {
-    this.ids = new Array<Buffer | undefined>(blockCountOf(virtualSize, blockSize));
-  }
-
-  get blockCount(): number {
-    return this.ids.length;
+    this.blockCount = blockCountOf(virtualSize, blockSize);
+    this.records = Buffer.alloc(this.blockCount * CHUNK_ID_LENGTH);
+    this.present = new Uint8Array(Math.ceil(this.blockCount / 8));
   }
 
   get allocatedCount(): number {
-    let count = 0;
-    for (const id of this.ids) if (id !== undefined) count++;
-    return count;
+    return this.allocated;
   }
 
   /** Bytes of block `index` (the last block may be shorter than the block size). */
@@ -40,21 +43,41 @@ export class DiskIndex {
     return Math.min(this.blockSize, this.virtualSize - index * this.blockSize);
   }
 
+  /** Records `chunkId` (copied) for block `index`, or marks it absent (reads as zeros). */
   set(index: number, chunkId: Buffer | undefined): void {
-    this.ids[index] = chunkId;
+    if (!Number.isInteger(index) || index < 0 || index >= this.blockCount)
+      throw new RangeError(`block ${index} is outside a disk index of ${this.blockCount} blocks`);
+    const bit = 0x80 >> (index & 7);
+    const had = ((this.present[index >> 3] ?? 0) & bit) !== 0;
+    if (chunkId === undefined) {
+      if (had) this.allocated--;
+      this.present[index >> 3] = (this.present[index >> 3] ?? 0) & ~bit;
+      return;
+    }
+    if (chunkId.length !== CHUNK_ID_LENGTH)
+      throw new RangeError(`a chunk id is ${CHUNK_ID_LENGTH} bytes, got ${chunkId.length}`);
+    chunkId.copy(this.records, index * CHUNK_ID_LENGTH);
+    if (!had) this.allocated++;
+    this.present[index >> 3] = (this.present[index >> 3] ?? 0) | bit;
   }
 
+  /** The chunk id of block `index` (a copy), or undefined for a block that reads as zeros. */
   get(index: number): Buffer | undefined {
-    return this.ids[index];
+    if (!this.has(index)) return undefined;
+    return Buffer.from(this.records.subarray(index * CHUNK_ID_LENGTH, (index + 1) * CHUNK_ID_LENGTH));
   }
 
   /** Allocated block numbers, ascending. */
   *allocatedBlocks(): Generator<number> {
-    for (let index = 0; index < this.ids.length; index++) if (this.ids[index] !== undefined) yield index;
+    for (let index = 0; index < this.blockCount; index++) if (this.has(index)) yield index;
   }
 
   *chunkIds(): Generator<Buffer> {
-    for (const id of this.ids) if (id !== undefined) yield id;
+    for (const index of this.allocatedBlocks()) yield this.get(index) as Buffer;
+  }
+
+  private has(index: number): boolean {
+    return ((this.present[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
   }
 
   encode(): Buffer {
@@ -68,11 +91,9 @@ export class DiskIndex {
     out.writeUInt32BE(this.blockCount, 20);
     out.writeUInt32BE(allocated, 24);
     let idOffset = HEADER_LENGTH + bitmapLength;
-    for (let index = 0; index < this.ids.length; index++) {
-      const id = this.ids[index];
-      if (id === undefined) continue;
+    for (const index of this.allocatedBlocks()) {
       out[HEADER_LENGTH + (index >> 3)] |= 0x80 >> (index & 7);
-      id.copy(out, idOffset);
+      this.records.copy(out, idOffset, index * CHUNK_ID_LENGTH, (index + 1) * CHUNK_ID_LENGTH);
       idOffset += CHUNK_ID_LENGTH;
     }
     return out;
@@ -100,8 +121,7 @@ export class DiskIndex {
       if (((bytes[HEADER_LENGTH + (block >> 3)] ?? 0) & (0x80 >> (block & 7))) === 0) continue;
       if (idOffset + CHUNK_ID_LENGTH > bytes.length)
         throw new EnvelopeError('disk index bitmap has more bits than ids');
-      // Copy: the decoded buffer may be large and must not stay alive through subarrays.
-      index.set(block, Buffer.from(bytes.subarray(idOffset, idOffset + CHUNK_ID_LENGTH)));
+      index.set(block, bytes.subarray(idOffset, idOffset + CHUNK_ID_LENGTH));
       idOffset += CHUNK_ID_LENGTH;
     }
     if (idOffset !== bytes.length) throw new EnvelopeError('disk index has fewer bits set than ids stored');
