@@ -5,8 +5,8 @@ const ID_LENGTH = 32;
  * A set of chunk ids held as one sorted run of 32-byte records: 32 bytes per id. A repository's
  * million chunks take 32 MiB here, where a `Set` of id strings took 66 MiB and the listing's `Map`
  * of keys, sizes and dates 250 MiB more (docs/benchmarks/repository.md, "Known chunks"). Ids added
- * in ascending order (a listing of chunks/ is in key order) are taken as they come; others are
- * sorted once, at the first lookup. Lookups are a binary search.
+ * in ascending order (a listing of chunks/ is in key order) are taken as they come; ids added out
+ * of order (a restore point's index) are sorted at the next lookup. Lookups are a binary search.
  */
 export class SortedChunkIds {
   private records = Buffer.alloc(0);
