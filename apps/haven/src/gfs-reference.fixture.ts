@@ -78,3 +78,29 @@ export async function catalogPointsOf<T>(lab: BackupLab, jobId: string): Promise
   if ((listed.body.nextCursor ?? null) !== null) throw new Error('more than 100 restore points listed');
   return listed.body.items as T[];
 }
+
+/**
+ * A local remote in a fresh scratch folder and a job of `type` backing up the lab's VM to it, with
+ * no compression (the GFS suites measure retention, not zstd or scrypt).
+ */
+export async function createPlainJob(
+  lab: BackupLab,
+  options: { type: string; jobName: string; remoteName: string; scratchPrefix: string },
+): Promise<{ jobId: string; remoteFolder: string }> {
+  const remoteFolder = await lab.scratch(options.scratchPrefix);
+  const remote = await lab
+    .auth(lab.api().post('/api/v1/remotes'))
+    .send({ name: options.remoteName, type: 'local', settings: { path: remoteFolder } })
+    .expect(201);
+  const job = await lab
+    .auth(lab.api().post('/api/v1/jobs'))
+    .send({
+      name: options.jobName,
+      type: options.type,
+      selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
+      remoteIds: [remote.body.id],
+      settings: { compression: 'none' },
+    })
+    .expect(201);
+  return { jobId: job.body.id as string, remoteFolder };
+}

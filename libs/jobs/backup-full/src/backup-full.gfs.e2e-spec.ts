@@ -7,6 +7,7 @@ import { openRepository } from '@haven/repository';
 import { type BackupLab, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
 import {
   catalogPointsOf,
+  createPlainJob,
   dailyBackupTimes,
   expectedGfsKept,
   type GfsLevel,
@@ -56,21 +57,12 @@ describe('GFS retention of backup.full archives over simulated weeks (simulator 
       diskSize: 4 * MiB,
       plugins: ['@haven/remote-local', '@haven/job-backup-incremental', '@haven/job-backup-full'],
     });
-    // A plain remote and no compression: the runs measure retention, not scrypt or zstd.
-    remoteFolder = await lab.scratch('haven-full-gfs-remote-');
-    const remote = await auth(api().post('/api/v1/remotes'))
-      .send({ name: 'archives', type: 'local', settings: { path: remoteFolder } })
-      .expect(201);
-    const job = await auth(api().post('/api/v1/jobs'))
-      .send({
-        name: 'nightly full',
-        type: 'backup.full',
-        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
-        remoteIds: [remote.body.id],
-        settings: { compression: 'none' },
-      })
-      .expect(201);
-    jobId = job.body.id as string;
+    ({ jobId, remoteFolder } = await createPlainJob(lab, {
+      type: 'backup.full',
+      jobName: 'nightly full',
+      remoteName: 'archives',
+      scratchPrefix: 'haven-full-gfs-remote-',
+    }));
     const schedule = await auth(api().post('/api/v1/schedules'))
       .send({
         jobId,

@@ -5,6 +5,7 @@ import { openRepository } from '@haven/repository';
 import { type BackupLab, startBackupLab } from '../../../../apps/haven/src/backup-lab.fixture';
 import {
   catalogPointsOf,
+  createPlainJob,
   dailyBackupTimes,
   expectedGfsKept,
   type GfsPolicy,
@@ -48,22 +49,14 @@ describe('GFS retention over a simulated year of daily backups (simulator clock)
       passphrase: 'gfs year lab passphrase',
       diskSize: 4 * MiB,
     });
-    // A plain remote and no compression: 365 runs of a tiny disk measure the pipeline, not the
-    // passphrase's scrypt (once per run) or zstd. Encryption has its own end-to-end suites.
-    remoteFolder = await lab.scratch('haven-gfs-remote-');
-    const remote = await auth(api().post('/api/v1/remotes'))
-      .send({ name: 'long-term', type: 'local', settings: { path: remoteFolder } })
-      .expect(201);
-    const job = await auth(api().post('/api/v1/jobs'))
-      .send({
-        name: 'long-term',
-        type: 'backup.incremental',
-        selection: { poolId: lab.poolId, mode: 'explicit', vms: [lab.vm.uuid] },
-        remoteIds: [remote.body.id],
-        settings: { compression: 'none' },
-      })
-      .expect(201);
-    jobId = job.body.id;
+    // 365 runs of a tiny disk measure the pipeline, not the passphrase's scrypt (once per run) or
+    // zstd. Encryption has its own end-to-end suites.
+    ({ jobId, remoteFolder } = await createPlainJob(lab, {
+      type: 'backup.incremental',
+      jobName: 'long-term',
+      remoteName: 'long-term',
+      scratchPrefix: 'haven-gfs-remote-',
+    }));
   }, 120_000);
 
   afterAll(async () => {
