@@ -154,7 +154,7 @@ export class DiskReader implements VhdDisk {
       const block = Math.floor(at / this.blockSize);
       const within = at - block * this.blockSize;
       const take = Math.min(length - done, this.index.blockLength(block) - within);
-      if (this.index.get(block) === undefined) {
+      if (!this.index.has(block)) {
         out.fill(0, done, done + take);
       } else {
         (await this.readBlock(block, options)).copy(out, done, within, within + take);

@@ -407,7 +407,7 @@ export class RestorePointWriter {
         assertBlockLength(data.length, expected, context);
         this.bytesDone += data.length;
         if (data.equals(zero.subarray(0, data.length))) {
-          if (index.get(block.index) !== undefined) inheritedBlocks--;
+          if (index.has(block.index)) inheritedBlocks--;
           index.set(block.index, undefined);
           this.counters.zeroBlocks++;
           block.release?.();
@@ -415,7 +415,7 @@ export class RestorePointWriter {
           continue;
         }
         const id = this.repository.chunks.idOf(data);
-        if (index.get(block.index) !== undefined) inheritedBlocks--;
+        if (index.has(block.index)) inheritedBlocks--;
         index.set(block.index, id);
         const key = idKey(id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));

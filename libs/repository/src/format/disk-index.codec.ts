@@ -61,6 +61,11 @@ export class DiskIndex {
     this.present[index >> 3] = (this.present[index >> 3] ?? 0) | bit;
   }
 
+  /** Whether block `index` holds a chunk id (false: it reads as zeros). No copy, unlike get. */
+  has(index: number): boolean {
+    return ((this.present[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
+  }
+
   /** The chunk id of block `index` (a copy), or undefined for a block that reads as zeros. */
   get(index: number): Buffer | undefined {
     if (!this.has(index)) return undefined;
@@ -76,9 +81,6 @@ export class DiskIndex {
     for (const index of this.allocatedBlocks()) yield this.get(index) as Buffer;
   }
 
-  private has(index: number): boolean {
-    return ((this.present[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
-  }
 
   encode(): Buffer {
     const bitmapLength = Math.ceil(this.blockCount / 8);
