@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { SortedChunkIds } from '../../libs/repository/src/sorted-chunk-ids';
+import { SortedChunkIds } from '@haven/repository';
 import { arg } from '../bench.kit';
 
 const chunks = arg('chunks', 1_000_000);

@@ -68,22 +68,25 @@ export class SortedChunkIds {
       this.records.copy(sorted, rank * ID_LENGTH, position * ID_LENGTH, (position + 1) * ID_LENGTH);
     }
     const scratch = Buffer.allocUnsafe(ID_LENGTH);
-    for (let bucket = 0; bucket < 65_536; bucket++) {
-      const end = starts[bucket + 1] ?? 0;
-      for (let at = (starts[bucket] ?? 0) + 1; at < end; at++) {
-        sorted.copy(scratch, 0, at * ID_LENGTH, (at + 1) * ID_LENGTH);
-        let hole = at;
-        while (
-          hole > (starts[bucket] ?? 0) &&
-          sorted.compare(scratch, 0, ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH) > 0
-        ) {
-          sorted.copy(sorted, hole * ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH);
-          hole--;
-        }
-        scratch.copy(sorted, hole * ID_LENGTH);
-      }
-    }
+    for (let bucket = 0; bucket < 65_536; bucket++)
+      insertionSort(sorted, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
     this.records = sorted;
     this.sorted = true;
+  }
+}
+
+/** Orders the records `first` to `end` (exclusive) of `records` in place; `scratch` holds one. */
+function insertionSort(records: Buffer, first: number, end: number, scratch: Buffer): void {
+  for (let at = first + 1; at < end; at++) {
+    records.copy(scratch, 0, at * ID_LENGTH, (at + 1) * ID_LENGTH);
+    let hole = at;
+    while (
+      hole > first &&
+      records.compare(scratch, 0, ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH) > 0
+    ) {
+      records.copy(records, hole * ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH);
+      hole--;
+    }
+    scratch.copy(records, hole * ID_LENGTH);
   }
 }
