@@ -104,3 +104,28 @@ export async function createPlainJob(
     .expect(201);
   return { jobId: job.body.id as string, remoteFolder };
 }
+
+/**
+ * One simulated day of a GFS suite: the simulator's clock set to `time`, the schedule's run
+ * (which must succeed), then the catalog's restore points of the job, which must be exactly the
+ * days `expectedGfsKept` keeps, each with its levels. `time` is appended to `taken`; the points
+ * are returned for the suite's own checks.
+ */
+export async function runGfsDay<T extends { gfsTags: string[]; takenAt: string }>(
+  lab: BackupLab,
+  scope: { jobId: string; scheduleId: string; policy: GfsPolicy },
+  time: DateTime,
+  taken: DateTime[],
+): Promise<T[]> {
+  lab.simulator.setClock(time.toJSDate());
+  const run = await runForSchedule(lab, scope.jobId, scope.scheduleId);
+  const day = time.toISODate();
+  expect([day, run.status, run.tasks[0]?.error ?? null]).toEqual([day, 'success', null]);
+  taken.push(time);
+  const points = await catalogPointsOf<T>(lab, scope.jobId);
+  const dayOf = (iso: string): string => DateTime.fromISO(iso, { zone: time.zone }).toISODate() ?? '';
+  const kept = new Map(points.map((point) => [dayOf(point.takenAt), point.gfsTags]));
+  expect([day, points.length]).toEqual([day, kept.size]);
+  expect([day, kept]).toEqual([day, expectedGfsKept(taken, scope.policy)]);
+  return points;
+}
