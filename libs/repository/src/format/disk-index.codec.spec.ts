@@ -83,7 +83,8 @@ describe('DiskIndex', () => {
     }
     const grown = held() - before;
     expect(index.allocatedCount).toBe(blocks);
-    expect(grown).toBeGreaterThanOrEqual(32 * 1024 * 1024);
+    // About the 32 MiB of records: the rest of the process moves the heap by a few hundred KiB.
+    expect(grown).toBeGreaterThan(30 * 1024 * 1024);
     expect(grown).toBeLessThan(36 * 1024 * 1024);
   });
 });
