@@ -121,7 +121,8 @@ async function demo(): Promise<void> {
       result: { disks?: { key: string; mode: string; reason: string; bytes?: number }[] } | null;
     }[];
   }
-  const runJob = async (label: string): Promise<RunView> => {
+  /** Runs the job once and waits for it; the run's id. */
+  const runJob = async (label: string): Promise<string> => {
     const started = await call<{ runId: string }>('POST', `/api/v1/jobs/${job.id}/run`, key.key);
     let run: RunView;
     for (;;) {
@@ -154,7 +155,7 @@ async function demo(): Promise<void> {
           'no reason given'
         }`,
       );
-    return run;
+    return started.runId;
   };
 
   await runJob('First backup');
@@ -166,12 +167,13 @@ async function demo(): Promise<void> {
       async (_disk, position) => (await simulator.diskHash(vms[0]?.uuid ?? '', {}, position)).sha256,
     ),
   );
-  await runJob('Second backup');
+  const secondRunId = await runJob('Second backup');
   const points = await call<{
     items: {
       id: string;
       vmUuid: string;
       vmName: string;
+      runId: string | null;
       kind: string;
       logicalBytes: number;
       storedBytes: number;
@@ -191,8 +193,8 @@ async function demo(): Promise<void> {
       `  every restore point is a full index: ${(logical / MiB).toFixed(0)} MiB of disks kept in ${(stored / MiB).toFixed(1)} MiB (${(logical / stored).toFixed(1)}x)\n`,
     );
 
-  // Restore the newest restore point of the first VM as a new VM, then compare every disk.
-  const latest = points.items.find((p) => p.vmUuid === vms[0]?.uuid);
+  // Restore the first VM's restore point of the second backup as a new VM, then compare every disk.
+  const latest = points.items.find((p) => p.vmUuid === vms[0]?.uuid && p.runId === secondRunId);
   if (!latest || !vms[0])
     throw new DemoTourFailure('the second backup left no restore point of the first VM');
   const restore = await call<{ runId: string }>(

@@ -164,27 +164,40 @@ describe('restore points after a backup: disk downloads (raw with ranges, VHD), 
       .send({ scheduleId: '00000000-0000-4000-8000-000000000000' })
       .expect(400);
     const runs: string[] = [];
-    // XAPI's snapshot times are to the second and a run against the simulator takes less: each run
-    // gets its own minute on the simulator's clock, or retention could not tell the newest apart.
-    const start = Date.now();
-    for (let i = 0; i < 3; i++) {
-      lab.simulator.setClock(new Date(start + (i + 1) * 60_000));
-      runs.push(await runToEnd({ scheduleId: schedule.body.id }));
+    // XAPI's snapshot times are to the second, and quick snapshots share one: the simulator's clock
+    // stands still a minute ahead, so all three runs record the same second. Retention and the
+    // listing must still tell the newest by when each was committed.
+    const second = new Date(Math.ceil(Date.now() / 1000) * 1000 + 60_000);
+    lab.simulator.setClock(second, { frozen: true });
+    try {
+      for (let i = 0; i < 3; i++) runs.push(await runToEnd({ scheduleId: schedule.body.id }));
+    } finally {
+      lab.simulator.setClock(null);
     }
-    lab.simulator.setClock(null);
     const points = await auth(api().get(`/api/v1/restore-points?jobId=${lab.jobId}`)).expect(200);
-    // The unscheduled first backup is not this schedule's to expire; of the three scheduled ones, two stay.
-    expect(points.body.items).toHaveLength(3);
-    const listed = await Promise.all(
-      points.body.items.map(
-        async (p: { id: string }) =>
-          (await auth(api().get(`/api/v1/restore-points/${p.id}`)).expect(200)).body,
-      ),
+    // The unscheduled first backup is not this schedule's to expire; of the three scheduled ones,
+    // the two committed last stay. Newest first: the last run's, the second's, then the unscheduled
+    // one (its catalog entry was rebuilt by the sync above, which knows no run).
+    const items = points.body.items as { id: string; runId: string; takenAt: string; committedAt: string }[];
+    expect(items.map((p) => p.runId)).toEqual([runs[2], runs[1], null]);
+    expect(items.slice(0, 2).map((p) => p.takenAt)).toEqual([second.toISOString(), second.toISOString()]);
+    // Page by page, the cursor keeps that order.
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await auth(
+        api().get(`/api/v1/restore-points?jobId=${lab.jobId}&limit=1${cursor ? `&cursor=${cursor}` : ''}`),
+      ).expect(200);
+      paged.push(...(page.body.items as { id: string }[]).map((p) => p.id));
+      cursor = page.body.nextCursor;
+    } while (cursor !== undefined);
+    expect(paged).toEqual(items.map((p) => p.id));
+    // A cursor of another listing is refused.
+    const runsPage = await auth(api().get('/api/v1/runs?limit=1')).expect(200);
+    const refused = await auth(api().get(`/api/v1/restore-points?cursor=${runsPage.body.nextCursor}`)).expect(
+      400,
     );
-    const runIds = listed.map((p) => p.runId);
-    expect(runIds).toContain(runs[1]);
-    expect(runIds).toContain(runs[2]);
-    expect(runIds).not.toContain(runs[0]);
+    expect(JSON.stringify(refused.body)).toContain('is not a cursor returned by this API');
     // The remote agrees: a sync finds exactly those three.
     const lines: string[] = [];
     await buildCli((text) => lines.push(text), { HAVEN_URL: baseUrl, HAVEN_KEY: admin })

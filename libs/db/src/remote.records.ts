@@ -36,7 +36,7 @@ export async function newestCatalogRestorePointKey(
 ): Promise<string | undefined> {
   const newest = await manager.getRepository(RestorePointEntity).findOne({
     where: { remoteId, tenantId },
-    order: { takenAt: 'DESC' },
+    order: { takenAt: 'DESC', committedAt: 'DESC' },
     select: { id: true, manifestKey: true },
   });
   return newest?.manifestKey;

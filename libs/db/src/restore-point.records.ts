@@ -12,7 +12,10 @@ export interface RestorePointRecord {
   logicalBytes: number;
   storedBytes: number;
   gfsTags: string[];
+  /** When the VM's snapshot was taken (XAPI: to the second). */
   takenAt: string | Date;
+  /** When the restore point was committed: orders restore points taken in the same second. */
+  committedAt: string | Date;
 }
 
 /**
@@ -25,8 +28,8 @@ export async function insertRestorePoint(
 ): Promise<boolean> {
   const rows: { id: string }[] = await manager.query(
     `WITH added AS (
-       INSERT INTO restore_points (id, tenant_id, remote_id, job_id, run_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, gfs_tags, taken_at)
-       SELECT gen_random_uuid(), $1, r.id, j.id, ru.id, $5, $6, $7, $8, $9, $10, $11, $12
+       INSERT INTO restore_points (id, tenant_id, remote_id, job_id, run_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, gfs_tags, taken_at, committed_at)
+       SELECT gen_random_uuid(), $1, r.id, j.id, ru.id, $5, $6, $7, $8, $9, $10, $11, $12, $13
        FROM remotes r
        LEFT JOIN jobs j ON j.id = $3 AND j.tenant_id = $1
        LEFT JOIN runs ru ON ru.id = $4 AND ru.tenant_id = $1
@@ -47,6 +50,7 @@ export async function insertRestorePoint(
       record.storedBytes,
       record.gfsTags,
       record.takenAt,
+      record.committedAt,
     ],
   );
   return rows.length > 0;

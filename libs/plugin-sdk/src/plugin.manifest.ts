@@ -259,7 +259,13 @@ export interface CommittedRestorePoint {
   kind: 'full' | 'incremental';
   logicalBytes: number;
   storedBytes: number;
+  /** When the VM's snapshot was taken (ISO 8601); XAPI gives it to the second. */
   takenAt: string;
+  /**
+   * When the restore point was committed (ISO 8601, to the millisecond): it orders restore points
+   * taken in the same second. Workers of older releases leave it out.
+   */
+  committedAt?: string;
   gfsTags?: string[];
 }
 

@@ -17,7 +17,11 @@ function dailyBackups(from: string, to: string): RetentionCandidate[] {
     day = day.plus({ days: 1 })
   ) {
     const at = day.set({ hour: 2, minute: 30 });
-    points.push({ id: at.toISODate() ?? '', takenAt: at.toJSDate() });
+    points.push({
+      id: at.toISODate() ?? '',
+      takenAt: at.toJSDate(),
+      committedAt: at.plus({ minutes: 5 }).toJSDate(),
+    });
   }
   return points;
 }
@@ -67,9 +71,9 @@ describe('GFS retention', () => {
 
   it('keeps the oldest restore point of a bucket, and always the newest one', () => {
     const points = [
-      { id: 'a', takenAt: new Date('2025-06-02T01:00:00Z') },
-      { id: 'b', takenAt: new Date('2025-06-02T09:00:00Z') },
-      { id: 'c', takenAt: new Date('2025-06-02T17:00:00Z') },
+      { id: 'a', takenAt: new Date('2025-06-02T01:00:00Z'), committedAt: new Date('2025-06-02T01:10:00Z') },
+      { id: 'b', takenAt: new Date('2025-06-02T09:00:00Z'), committedAt: new Date('2025-06-02T09:10:00Z') },
+      { id: 'c', takenAt: new Date('2025-06-02T17:00:00Z'), committedAt: new Date('2025-06-02T17:10:00Z') },
     ];
     const decision = decideRetention(points, { gfs: { daily: 3 } }, ZONE);
     expect([...decision.keep.entries()]).toEqual([
@@ -77,6 +81,22 @@ describe('GFS retention', () => {
       ['a', ['daily']],
     ]);
     expect(decision.expire).toEqual(['b']);
+  });
+
+  it('orders restore points taken in the same second by their commit: the later one is the latest', () => {
+    // XAPI gives snapshot times to the second; the ids are written so that ordering by id is wrong.
+    const second = new Date('2025-06-02T17:00:00Z');
+    const points = [
+      { id: 'z-first', takenAt: second, committedAt: new Date('2025-06-02T17:00:00.400Z') },
+      { id: 'a-second', takenAt: second, committedAt: new Date('2025-06-02T17:00:00.900Z') },
+    ];
+    const keepOne = decideRetention(points, { keep: 1 }, ZONE);
+    expect([...keepOne.keep.keys()]).toEqual(['a-second']);
+    expect(keepOne.expire).toEqual(['z-first']);
+    // The oldest of the day is the one committed first.
+    const daily = decideRetention([...points].reverse(), { gfs: { daily: 1 } }, ZONE);
+    expect(daily.keep.get('z-first')).toEqual(['daily']);
+    expect(daily.keep.get('a-second')).toEqual(['latest']);
   });
 
   it('keeps the newest N with keep', () => {

@@ -16,7 +16,10 @@ export interface RetentionPolicy {
 
 export interface RetentionCandidate {
   id: string;
+  /** When the VM's snapshot was taken: what GFS buckets and `keep` go by. XAPI gives it to the second. */
   takenAt: Date;
+  /** When the restore point was committed: the newer of two taken in the same second is the later. */
+  committedAt: Date;
 }
 
 export interface RetentionDecision {
@@ -78,7 +81,10 @@ export function decideRetention(
 ): RetentionDecision {
   checkRetentionPolicy(policy, timeZone);
   const newestFirst = [...points].sort(
-    (a, b) => b.takenAt.getTime() - a.takenAt.getTime() || (a.id < b.id ? 1 : -1),
+    (a, b) =>
+      b.takenAt.getTime() - a.takenAt.getTime() ||
+      b.committedAt.getTime() - a.committedAt.getTime() ||
+      (a.id < b.id ? 1 : -1),
   );
   const keep = new Map<string, string[]>();
   const tag = (id: string, reason: string) => keep.set(id, [...(keep.get(id) ?? []), reason]);

@@ -52,6 +52,20 @@ describeIntegration('xapi-sim clock: the time snapshots record', [], () => {
     expect(new Date(read.now).getTime()).toBeLessThan(at.getTime() + 60_000);
   });
 
+  it('stands still at the set time when frozen: snapshots a while apart record the same second', async () => {
+    const at = new Date('2025-03-02T01:30:00Z');
+    expect(await server.setClock(at, { frozen: true })).toMatchObject({
+      now: at.toISOString(),
+      frozen: true,
+    });
+    const first = await snapshotTimes('frozen one');
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const second = await snapshotTimes('frozen two');
+    expect([...first, ...second].map((time) => time.toISOString())).toEqual(Array(4).fill(at.toISOString()));
+    // Set again without frozen, it runs on.
+    expect((await server.setClock(at)).frozen).toBe(false);
+  });
+
   it('goes back to the real time with null', async () => {
     const before = Date.now();
     expect((await server.setClock(null)).offsetMs).toBe(0);
@@ -67,5 +81,8 @@ describeIntegration('xapi-sim clock: the time snapshots record', [], () => {
     await expect(server.workload('POST', 'clock', { now: 42 })).rejects.toThrow(
       /answered 400.*ISO 8601 instant/,
     );
+    await expect(
+      server.workload('POST', 'clock', { now: '2025-03-01T01:30:00Z', frozen: 'yes' }),
+    ).rejects.toThrow(/answered 400.*frozen.*true\|false/);
   });
 });

@@ -92,8 +92,11 @@ export interface XapiSimulator {
    */
   exports(since?: number): VdiExportRecord[];
   setSrSize(sr: string, bytes: number): void;
-  /** Sets the pool's time (snapshot times) to run on from `at`; null: back to the real time. */
-  setClock(at: Date | null): ClockState;
+  /**
+   * Sets the pool's time (snapshot times) to run on from `at`, or to stand still there when
+   * `frozen`; null: back to the real time.
+   */
+  setClock(at: Date | null, options?: { frozen?: boolean }): ClockState;
   /** Sets or clears the NBD purpose of the pool's networks (`VDI.get_nbd_info` answers [] when off). */
   setNbdEnabled(enabled: boolean): VdiNbdStatus;
   /** Writes the state folder now (it is also written shortly after every change). */
@@ -232,7 +235,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions): Promise
     setFaults: (faults) => workload.setFaults(faults),
     exports: (since) => pool.exports.since(since),
     setSrSize: (sr, bytes) => workload.setSrSize(sr, bytes),
-    setClock: (at) => pool.clock.set(at),
+    setClock: (at, options) => pool.clock.set(at, options),
     setNbdEnabled: (enabled) => {
       nbd.setEnabled(enabled);
       return nbd.status();

@@ -32,7 +32,10 @@ export class RestorePointEntity {
   })
   storedBytes!: number;
   @Column('text', { array: true, name: 'gfs_tags', default: '{}' }) gfsTags!: string[];
+  /** When the VM's snapshot was taken; XAPI gives it to the second. */
   @Column('timestamptz', { name: 'taken_at' }) takenAt!: Date;
+  /** When the restore point was committed on the remote: orders those taken in the same second. */
+  @Column('timestamptz', { name: 'committed_at' }) committedAt!: Date;
   /** Set by a verify of the remote that found chunks of this restore point missing or corrupt. */
   @Column('timestamptz', { name: 'damaged_at', nullable: true }) damagedAt!: Date | null;
   /** What that verify found: the bad chunks and why. */

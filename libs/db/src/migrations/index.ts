@@ -5,6 +5,7 @@ import { TaskLocks1764170000000 } from './1764170000000-task-locks.migration';
 import { RestorePointsByRemote1764180000000 } from './1764180000000-restore-points-by-remote.migration';
 import { RemoteRepositoryId1764190000000 } from './1764190000000-remote-repository-id.migration';
 import { RestorePointDeleteRuns1764200000000 } from './1764200000000-restore-point-delete-runs.migration';
+import { RestorePointCommitOrder1764210000000 } from './1764210000000-restore-point-commit-order.migration';
 
 /** Every migration, in order. Add new ones at the end; never edit one that has shipped. */
 export const CATALOG_MIGRATIONS = [
@@ -15,4 +16,5 @@ export const CATALOG_MIGRATIONS = [
   RestorePointsByRemote1764180000000,
   RemoteRepositoryId1764190000000,
   RestorePointDeleteRuns1764200000000,
+  RestorePointCommitOrder1764210000000,
 ];

@@ -35,7 +35,11 @@ export async function applyArchiveRetention(
     ({ manifest }) => manifest.job?.id === task.job.id && manifest.schedule?.id === schedule.id,
   );
   const decision = decideRetention(
-    ofSchedule.map(({ manifestKey, manifest }) => ({ id: manifestKey, takenAt: new Date(manifest.takenAt) })),
+    ofSchedule.map(({ manifestKey, manifest }) => ({
+      id: manifestKey,
+      takenAt: new Date(manifest.takenAt),
+      committedAt: new Date(manifest.createdAt),
+    })),
     schedule.retention,
     schedule.timezone,
   );

@@ -247,6 +247,7 @@ function restorePointOf(remoteId: string, vm: VmInfo, manifest: ArchiveManifest)
     logicalBytes: manifest.totalSize,
     storedBytes: manifest.storedSize,
     takenAt: manifest.takenAt,
+    committedAt: manifest.createdAt,
   };
 }
 

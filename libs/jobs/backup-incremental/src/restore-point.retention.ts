@@ -44,7 +44,11 @@ export async function applyRetention(
     .map((summary) => summary.manifest)
     .filter((manifest) => manifest.job?.id === task.job.id && manifest.schedule?.id === schedule.id);
   const decision = decideRetention(
-    points.map((manifest) => ({ id: manifest.id, takenAt: takenAt(manifest) })),
+    points.map((manifest) => ({
+      id: manifest.id,
+      takenAt: takenAt(manifest),
+      committedAt: new Date(manifest.committedAt),
+    })),
     schedule.retention,
     schedule.timezone,
   );

@@ -297,6 +297,7 @@ function alreadyCommitted(
         logicalBytes: manifest.sizes.logicalBytes,
         storedBytes: manifest.sizes.uploadedBytes,
         takenAt: manifest.createdAt,
+        committedAt: manifest.committedAt,
       };
     }),
   };
@@ -589,6 +590,7 @@ async function writeRestorePoints(
       logicalBytes: manifest.sizes.logicalBytes,
       storedBytes: manifest.sizes.uploadedBytes,
       takenAt: snapshot.takenAt.toISOString(),
+      committedAt: manifest.committedAt,
     });
   }
   report('committed');

@@ -246,6 +246,8 @@ export class RunProgressRecorder implements OnApplicationBootstrap, OnModuleDest
         storedBytes: point.storedBytes,
         gfsTags: point.gfsTags ?? [],
         takenAt: point.takenAt,
+        // A result without it (a worker of an older release) was committed just before it was reported.
+        committedAt: point.committedAt ?? new Date(),
       });
   }
 

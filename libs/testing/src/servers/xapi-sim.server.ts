@@ -122,10 +122,13 @@ export class XapiSimTestServer {
 
   /**
    * Sets the simulated pool's time (what its snapshots record as snapshot_time) to run on from
-   * `at`; null goes back to the real time.
+   * `at`, or to stand still there when `frozen`; null goes back to the real time.
    */
-  async setClock(at: Date | null): Promise<{ now: string; offsetMs: number }> {
-    return this.workload('POST', 'clock', { now: at === null ? null : at.toISOString() });
+  async setClock(
+    at: Date | null,
+    options: { frozen?: boolean } = {},
+  ): Promise<{ now: string; offsetMs: number; frozen: boolean }> {
+    return this.workload('POST', 'clock', { now: at === null ? null : at.toISOString(), ...options });
   }
 
   /** SIGKILL (a crash) or SIGTERM (state written first), then the same port and state again. */

@@ -38,7 +38,7 @@ async function jsonBody<T>(request: IncomingMessage): Promise<T> {
  *   GET|POST /_sim/faults                       {unreachable, latencyMs, exportFailAfterBytes, exportFailTimes, bandwidthBytesPerSecond}
  *   POST /_sim/srs/:sr/size                     {bytes}
  *   POST /_sim/flush                            persist the state now
- *   GET|POST /_sim/clock                        {now: ISO instant | null}: the time snapshots record
+ *   GET|POST /_sim/clock                        {now: ISO instant | null, frozen?: bool}: the time snapshots record
  *   GET|POST /_sim/nbd                          {enabled}: the NBD purpose of the pool's networks;
  *                                               answers {enabled, port, tls, connections, reads, bytesRead…}
  *   GET  /_sim/slave                            the slave host (with `slaveAddress`): {url, masterAddress,
@@ -76,13 +76,17 @@ export async function handleWorkload(
       return sendJson(response, 200, workload.setFaults(await jsonBody<Partial<PoolFaults>>(request)));
     if (resource === 'clock' && method === 'GET') return sendJson(response, 200, clock.state());
     if (resource === 'clock' && method === 'POST') {
-      const { now } = await jsonBody<{ now?: unknown }>(request);
-      if (now !== null && typeof now !== 'string')
+      const { now, frozen } = await jsonBody<{ now?: unknown; frozen?: unknown }>(request);
+      if ((now !== null && typeof now !== 'string') || (frozen !== undefined && typeof frozen !== 'boolean'))
         throw new SimulatorError(
           'SIM_BAD_REQUEST',
-          'body needs {"now": "<ISO 8601 instant>"} or {"now": null}',
+          'body needs {"now": "<ISO 8601 instant>", "frozen"?: true|false} or {"now": null}',
         );
-      return sendJson(response, 200, clock.set(now === null ? null : new Date(now)));
+      return sendJson(
+        response,
+        200,
+        clock.set(now === null ? null : new Date(now), frozen === undefined ? {} : { frozen }),
+      );
     }
     if (resource === 'nbd' && method === 'GET') return sendJson(response, 200, nbd.status());
     if (resource === 'exports' && method === 'GET') {

@@ -300,6 +300,7 @@ export class RemotesController {
           storedBytes: manifest.sizes.uploadedBytes,
           gfsTags: manifest.gfsTags ?? [],
           takenAt: manifest.createdAt,
+          committedAt: manifest.committedAt,
         });
         if (inserted) added++;
       }
@@ -321,6 +322,7 @@ export class RemotesController {
           storedBytes: manifest.storedSize,
           gfsTags: manifest.gfsTags ?? [],
           takenAt: manifest.takenAt,
+          committedAt: manifest.createdAt,
         });
         if (inserted) added++;
       }

@@ -1,7 +1,7 @@
 import { Controller, Get, Inject, type OnModuleDestroy, Param, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { Brackets, DataSource, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
+import { DataSource } from 'typeorm';
 import type { Bus } from '@haven/bus';
 import { RUN_LOGS, RUN_PROGRESS, type RunLogBatch, type RunProgressEvent } from '@haven/contracts';
 import {
@@ -16,34 +16,12 @@ import {
 import { HAVEN_BUS, notFound } from '@haven/service-core';
 import type { FieldError } from '@haven/plugin-sdk';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
-import { MAX_PAGE, readPageRequest, pageOf, type PageRequest } from '../http/keyset.pagination';
+import { keyset, MAX_PAGE, pageOf, readPageRequest } from '../http/keyset.pagination';
 import { failIfAny, isUuid } from '../http/request-body';
 import { validId } from './tenants.controller';
 import { runTransferOf, type TaskProgressState } from './run-transfer.summary';
 
 const TERMINAL = new Set(['success', 'partial', 'failure', 'cancelled']);
-
-/** Newest first, after the cursor: uses the (tenant_id, …, created_at DESC, id DESC) indexes. */
-function keyset<T extends ObjectLiteral>(
-  qb: SelectQueryBuilder<T>,
-  alias: string,
-  column: string,
-  page: PageRequest,
-): SelectQueryBuilder<T> {
-  if (page.after)
-    qb.andWhere(
-      new Brackets((w) => {
-        w.where(`${alias}.${column} < :afterTime`, { afterTime: page.after?.createdAt }).orWhere(
-          `${alias}.${column} = :afterTime AND ${alias}.id < :afterId`,
-          { afterId: page.after?.id },
-        );
-      }),
-    );
-  return qb
-    .orderBy(`${alias}.${column}`, 'DESC')
-    .addOrderBy(`${alias}.id`, 'DESC')
-    .limit(page.limit + 1);
-}
 
 /** A listing filter from the query string; a bad value is added to `errors`. */
 function filter(
@@ -135,8 +113,8 @@ export class RunsController implements OnModuleDestroy {
       .where('r.tenant_id = :tenantId', { tenantId: principal.tenantId });
     if (jobId !== undefined) qb.andWhere('r.job_id = :jobId', { jobId });
     if (status !== undefined) qb.andWhere('r.status = :status', { status });
-    const rows = await keyset(qb, 'r', 'created_at', page).getMany();
-    const result = pageOf(rows, page, (r) => r);
+    const rows = await keyset(qb, 'r', ['created_at'], page).getMany();
+    const result = pageOf(rows, page, (r) => ({ times: [r.createdAt], id: r.id }));
     return { items: result.items.map(presentRun), nextCursor: result.nextCursor };
   }
 
@@ -398,8 +376,8 @@ export class TasksController {
       .where('t.tenant_id = :tenantId', { tenantId: principal.tenantId });
     if (runId !== undefined) qb.andWhere('t.run_id = :runId', { runId });
     if (status !== undefined) qb.andWhere('t.status = :status', { status });
-    const rows = await keyset(qb, 't', 'created_at', page).getMany();
-    const result = pageOf(rows, page, (t) => t);
+    const rows = await keyset(qb, 't', ['created_at'], page).getMany();
+    const result = pageOf(rows, page, (t) => ({ times: [t.createdAt], id: t.id }));
     return { items: result.items.map(presentTask), nextCursor: result.nextCursor };
   }
 
@@ -426,6 +404,7 @@ function presentRestorePoint(p: RestorePointEntity) {
     storedBytes: p.storedBytes,
     gfsTags: p.gfsTags,
     takenAt: p.takenAt,
+    committedAt: p.committedAt,
     damagedAt: p.damagedAt,
     damage: p.damage,
   };
@@ -443,7 +422,7 @@ export class RestorePointsController {
   @ApiQuery({ name: 'jobId', required: false })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const errors: FieldError[] = [];
-    const page = readPageRequest(query, errors);
+    const page = readPageRequest(query, errors, 50, 2);
     const remoteId = filter(query, errors, 'remoteId', isUuid, 'must be a UUID');
     const jobId = filter(query, errors, 'jobId', isUuid, 'must be a UUID');
     const vmUuid = filter(
@@ -461,8 +440,9 @@ export class RestorePointsController {
     if (remoteId !== undefined) qb.andWhere('p.remote_id = :remoteId', { remoteId });
     if (jobId !== undefined) qb.andWhere('p.job_id = :jobId', { jobId });
     if (vmUuid !== undefined) qb.andWhere('p.vm_uuid = :vmUuid', { vmUuid });
-    const rows = await keyset(qb, 'p', 'taken_at', page).getMany();
-    const result = pageOf(rows, page, (p) => ({ createdAt: p.takenAt, id: p.id }));
+    // Newest first: by snapshot time, which XAPI gives to the second, then by commit.
+    const rows = await keyset(qb, 'p', ['taken_at', 'committed_at'], page).getMany();
+    const result = pageOf(rows, page, (p) => ({ times: [p.takenAt, p.committedAt], id: p.id }));
     return { items: result.items.map(presentRestorePoint), nextCursor: result.nextCursor };
   }
 
