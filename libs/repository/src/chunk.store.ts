@@ -1,6 +1,7 @@
 import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
 import { type ChunkExistenceMethod, missingChunks } from './chunk.existence';
+import { ChunkListing } from './chunk.listing';
 import { SortedChunkIds } from './sorted-chunk-ids';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import type { ChunkCipher } from './ciphers/chunk-cipher';
@@ -173,27 +174,30 @@ export class ChunkStore {
     return missingChunks(this.store, ids, options);
   }
 
-  /** Every chunk in chunks/ with its object size and time, by hex id. */
   /**
    * The ids of every chunk on the remote, 32 bytes each (what a writer needs to skip chunks that
-   * exist: not their sizes and dates, which `list` keeps at ~8x the memory).
+   * exist: not their sizes and dates, which `listing` adds).
    */
   async listIds(signal?: AbortSignal): Promise<SortedChunkIds> {
     const ids = new SortedChunkIds();
-    for await (const object of this.store.listAll('chunks/', signal !== undefined ? { signal } : {})) {
-      const id = chunkIdOfKey(object.key);
-      if (id !== undefined) ids.add(Buffer.from(id, 'hex'));
-    }
+    for await (const object of this.objects(signal)) ids.add(object.id);
     return ids;
   }
 
-  async list(signal?: AbortSignal): Promise<Map<string, { size: number; modifiedAt: Date }>> {
-    const chunks = new Map<string, { size: number; modifiedAt: Date }>();
+  /** Every chunk object in chunks/ with its size and time: 48 bytes a chunk (chunk.listing.ts). */
+  async listing(signal?: AbortSignal): Promise<ChunkListing> {
+    const listing = new ChunkListing(this.store.name);
+    for await (const object of this.objects(signal)) listing.add(object.id, object.size, object.modifiedAt);
+    return listing;
+  }
+
+  /** The chunk objects in chunks/ as the remote lists them (ascending ids), none kept. */
+  async *objects(signal?: AbortSignal): AsyncGenerator<{ id: Buffer; size: number; modifiedAt: Date }> {
     for await (const object of this.store.listAll('chunks/', signal !== undefined ? { signal } : {})) {
       const id = chunkIdOfKey(object.key);
-      if (id !== undefined) chunks.set(id, { size: object.size, modifiedAt: object.modifiedAt });
+      if (id !== undefined)
+        yield { id: Buffer.from(id, 'hex'), size: object.size, modifiedAt: object.modifiedAt };
     }
-    return chunks;
   }
 }
 

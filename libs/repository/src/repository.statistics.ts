@@ -1,5 +1,6 @@
 import type { Repository } from './repository';
 import { mapConcurrent } from './concurrency';
+import { SortedChunkIds } from './sorted-chunk-ids';
 
 export interface UsageFigures {
   restorePoints: number;
@@ -24,21 +25,25 @@ export interface RepositoryStatistics {
 interface Scope {
   restorePoints: number;
   logicalBytes: number;
-  chunks: Set<string>;
+  /** The distinct chunks the scope's restore points reference: 32 bytes each. */
+  chunks: SortedChunkIds;
 }
 
-/** Reads every manifest and index once; per-scope stored bytes count each chunk once per scope. */
+/**
+ * Reads every manifest and index once; per-scope stored bytes count each chunk once per scope.
+ * Memory: 48 bytes per chunk of the repository (its listing) and 32 per chunk of each scope.
+ */
 export async function repositoryStatistics(
   repository: Repository,
   signal?: AbortSignal,
 ): Promise<RepositoryStatistics> {
-  const stored = await repository.chunks.list(signal);
+  const stored = await repository.chunks.listing(signal);
   const scopes = new Map<string, Scope>();
   const names = new Map<string, string>();
   const scope = (name: string): Scope => {
     let entry = scopes.get(name);
     if (entry === undefined)
-      scopes.set(name, (entry = { restorePoints: 0, logicalBytes: 0, chunks: new Set() }));
+      scopes.set(name, (entry = { restorePoints: 0, logicalBytes: 0, chunks: new SortedChunkIds() }));
     return entry;
   };
   const ids = await repository.listRestorePointIds(signal);
@@ -56,15 +61,14 @@ export async function repositoryStatistics(
     }
     for (const disk of manifest.disks) {
       const index = await repository.readDiskIndex(manifest, disk.key, signal);
-      for (const chunk of index.chunkIds()) {
-        const hex = chunk.toString('hex');
-        for (const target of targets) target.chunks.add(hex);
-      }
+      index.forEachChunkId((records, offset) => {
+        for (const target of targets) target.chunks.addFrom(records, offset);
+      });
     }
   });
   const figures = (entry: Scope | undefined): UsageFigures => {
     let storedBytes = 0;
-    for (const hex of entry?.chunks ?? []) storedBytes += stored.get(hex)?.size ?? 0;
+    for (const id of entry?.chunks ?? []) storedBytes += stored.sizeOf(id) ?? 0;
     const logicalBytes = entry?.logicalBytes ?? 0;
     return {
       restorePoints: entry?.restorePoints ?? 0,
@@ -73,10 +77,12 @@ export async function repositoryStatistics(
       dedupRatio: storedBytes === 0 ? 0 : logicalBytes / storedBytes,
     };
   };
-  let chunkBytes = 0;
-  for (const info of stored.values()) chunkBytes += info.size;
   return {
-    repository: { ...figures(scopes.get('repository')), chunkObjects: stored.size, chunkBytes },
+    repository: {
+      ...figures(scopes.get('repository')),
+      chunkObjects: stored.size,
+      chunkBytes: stored.totalBytes,
+    },
     vms: [...scopes.keys()]
       .filter((name) => name.startsWith('vm:'))
       .map((name) => ({

@@ -88,7 +88,17 @@ describe.each([{ key: undefined }, { key: 'secret' }])('verify and damaged chunk
     const report = await repo.verify({ sample: 0.5 });
     expect(report.missingChunks.map((c) => c.chunkId)).toEqual([chunkId]);
     expect(report.brokenRestorePoints.map((p) => p.id).sort()).toEqual([web.id, web2.id].sort());
+    // Each names the chunk once, and the chunk names both.
+    for (const point of report.brokenRestorePoints)
+      expect(point.reasons).toEqual([`chunk ${chunkId} is missing`]);
+    expect(report.missingChunks[0]?.restorePoints).toEqual(
+      [web.id, web2.id].sort().map((id) => expect.stringContaining(id)),
+    );
     expect(report.checkedChunks).toBe(Math.round(report.chunks * 0.5));
+    // A verify of one restore point checks the chunks it references, and names only it.
+    const one = await repo.verify({ restorePoints: [web2.id], record: false });
+    expect(one.brokenRestorePoints.map((p) => p.id)).toEqual([web2.id]);
+    expect(one.checkedChunks).toBe(new Set(reader.allocatedBlocks.map((b) => reader.chunkId(b))).size - 1);
     await expect(reader.readBlock(block)).rejects.toMatchObject({ code: 'CHUNK_MISSING', chunkId });
   });
 

@@ -59,7 +59,7 @@ describe('restore point writer', () => {
     for (const { disk } of results)
       for (const data of disk.blocks.values())
         if (!data.equals(Buffer.alloc(data.length))) distinct.add(data.toString('base64'));
-    expect((await repo.chunks.list()).size).toBe(distinct.size);
+    expect((await repo.chunks.listing()).size).toBe(distinct.size);
     expect((await repo.verify()).ok).toBe(true);
   });
 

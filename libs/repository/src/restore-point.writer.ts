@@ -103,11 +103,6 @@ function chunkCompression(
   return validateCompression(level === undefined ? { codec: own.codec } : { codec: own.codec, level });
 }
 
-/** Chunk ids as 32-char latin1 strings: half the memory of hex keys in a Set. */
-function idKey(id: Buffer): string {
-  return id.toString('latin1');
-}
-
 /**
  * Writes one restore point: disks first (chunks, then each disk's index), the manifest last.
  * Until commit() nothing is visible; abort() (or a crash) leaves only unreferenced objects that
@@ -122,8 +117,11 @@ export class RestorePointWriter {
   /** writeDisk calls in progress (several disks may be written at once). */
   private writing = 0;
   private readonly knownChunks: KnownChunks;
-  /** Chunks written or confirmed during this session (one upload per id, even across disks). */
-  private readonly sessionChunks = new Set<string>();
+  /**
+   * Chunks written or confirmed during this session (one upload per id, even across disks):
+   * ~32 bytes each, however big the disk (sorted-chunk-ids.ts).
+   */
+  private readonly sessionChunks = new SortedChunkIds();
   private readonly createdAt: Date;
   private state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
   private bytesDone = 0;
@@ -182,7 +180,7 @@ export class RestorePointWriter {
           const manifest = await repository.readManifest(base, options.signal);
           for (const disk of manifest.disks) {
             const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
-            for (const id of index.chunkIds()) fromBases.add(id);
+            index.forEachChunkId((records, offset) => fromBases.addFrom(records, offset));
           }
         }
       }
@@ -417,16 +415,15 @@ export class RestorePointWriter {
         const id = this.repository.chunks.idOf(data);
         if (index.has(block.index)) inheritedBlocks--;
         index.set(block.index, id);
-        const key = idKey(id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-        if (this.sessionChunks.has(key) || (!replace && this.knownChunks(id))) {
+        if (this.sessionChunks.has(id) || (!replace && this.knownChunks(id))) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();
           this.reportProgress(disk.key);
           continue;
         }
-        this.sessionChunks.add(key);
+        this.sessionChunks.add(id);
         const task: Promise<void> = upload(id, data, replace, block).then(
           () => {
             inFlight.delete(task);

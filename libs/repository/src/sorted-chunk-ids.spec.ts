@@ -47,6 +47,44 @@ describe('SortedChunkIds', () => {
     expect(set.has(neighbour)).toBe(false);
   });
 
+  it('holds each id once, however often and in whatever order it is added (the indexes of many restore points)', () => {
+    // Past the pending run's merge threshold more than once, repeats inside one pending run, and
+    // repeats of ids already merged: the same answers as a Set of hex strings.
+    const distinct = ids(150_000);
+    const model = new Set<string>();
+    const set = new SortedChunkIds();
+    let state = 7;
+    const nextRandom = (): number => {
+      state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return state;
+    };
+    for (let i = 0; i < 400_000; i++) {
+      const id = distinct[nextRandom() % distinct.length];
+      set.add(id);
+      model.add(id.toString('hex'));
+      if (i % 50_000 === 0) expect(set.size).toBe(model.size);
+    }
+    expect(set.size).toBe(model.size);
+    const listed = [...set].map((id) => id.toString('hex'));
+    expect(listed).toEqual([...model].sort());
+    expect(distinct.every((id) => set.has(id) === model.has(id.toString('hex')))).toBe(true);
+    expect(set.idAt(0).toString('hex')).toBe(listed[0]);
+    expect(set.idAt(listed.length - 1).toString('hex')).toBe(listed.at(-1));
+    expect(() => set.idAt(listed.length)).toThrow(`no id at position ${listed.length} of ${listed.length}`);
+  });
+
+  it("reads ids in place from a larger buffer (a disk index's records)", () => {
+    const records = Buffer.concat(ids(3));
+    const set = new SortedChunkIds();
+    set.addFrom(records, 32);
+    set.addFrom(records, 32);
+    expect(set.size).toBe(1);
+    expect(set.hasAt(records, 32)).toBe(true);
+    expect(set.hasAt(records, 0)).toBe(false);
+    expect(set.has(records.subarray(32, 64))).toBe(true);
+    expect(() => set.addFrom(records, 80)).toThrow('no 32-byte chunk id at offset 80 of 96 bytes');
+  });
+
   it('takes only 32-byte ids', () => {
     const set = new SortedChunkIds();
     expect(() => set.add(Buffer.alloc(31))).toThrow('a chunk id is 32 bytes, got 31');

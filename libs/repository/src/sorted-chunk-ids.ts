@@ -1,92 +1,192 @@
-/** Bytes of a chunk id (SHA-256 or HMAC-SHA256). */
-const ID_LENGTH = 32;
+import { CHUNK_ID_LENGTH as ID } from './format/disk-index.codec';
+
+/** Buckets by the first two bytes of an id: ids are hashes, spread evenly over them. */
+const BUCKETS = 65_536;
+/** Ids waiting to be merged, at least (a merge moves the records after each insertion point). */
+const MIN_PENDING = 65_536;
 
 /**
- * A set of chunk ids held as one sorted run of 32-byte records: 32 bytes per id. A repository's
- * million chunks take 32 MiB here, where a `Set` of id strings took 66 MiB and the listing's `Map`
- * of keys, sizes and dates 250 MiB more (docs/benchmarks/repository.md, "Known chunks"). Ids added
- * in ascending order (a listing of chunks/ is in key order) are taken as they come; ids added out
- * of order (a restore point's index) are sorted at the next lookup. Lookups are a binary search.
+ * A set of chunk ids, mostly held as one sorted run of unique 32-byte records: about 32 bytes per
+ * id. A repository's million chunks take 32 MiB here, where a `Set` of id strings took 66 MiB and
+ * the listing's `Map` of keys, sizes and dates 250 MiB more (docs/benchmarks/repository.md).
+ *
+ * Ids may be added in any order and more than once (the indexes of all of a repository's restore
+ * points, a writer's chunks as they come). An id the records hold is skipped; a new one waits in
+ * a small `Set` of strings (a lookup there is a hash lookup), which is sorted and merged into the
+ * records, in place, once it holds an eighth of the set: merges are few, and a set built from a
+ * listing of chunks/ (ascending ids) only ever appends. A table of where each first-two-bytes
+ * bucket starts makes a lookup among the records a search of a few records.
  */
 export class SortedChunkIds {
-  private records = Buffer.alloc(0);
+  /** `count` sorted records, then spare room. */
+  private records: Buffer = Buffer.alloc(0);
   private count = 0;
-  private sorted = true;
+  /** Where each bucket's records start (bucket b: starts[b] to starts[b + 1]). */
+  private readonly starts = new Uint32Array(BUCKETS + 1);
+  /** Ids added since the last merge, as latin1 strings: none of them is in `records`. */
+  private pending = new Set<string>();
+  private pendingAscending = true;
+  private lastPending = '';
 
+  /** How many distinct ids the set holds. */
   get size(): number {
-    return this.count;
+    return this.count + this.pending.size;
   }
 
   add(id: Buffer): void {
-    if (id.length !== ID_LENGTH) throw new RangeError(`a chunk id is ${ID_LENGTH} bytes, got ${id.length}`);
-    if (this.records.length < (this.count + 1) * ID_LENGTH) {
-      const grown = Buffer.allocUnsafe(Math.max(1024, Math.ceil(this.count * 1.5)) * ID_LENGTH);
-      this.records.copy(grown, 0, 0, this.count * ID_LENGTH);
-      this.records = grown;
-    }
-    if (this.sorted && this.count > 0 && this.compareAt(this.count - 1, id) >= 0) this.sorted = false;
-    id.copy(this.records, this.count * ID_LENGTH);
-    this.count++;
+    if (id.length !== ID) throw new RangeError(`a chunk id is ${ID} bytes, got ${id.length}`);
+    this.addFrom(id, 0);
+  }
+
+  /** Adds the id at `source[offset, offset + 32)` (a record of a larger buffer: no copy first). */
+  addFrom(source: Buffer, offset: number): void {
+    if (offset < 0 || offset + ID > source.length)
+      throw new RangeError(`no 32-byte chunk id at offset ${offset} of ${source.length} bytes`);
+    if (this.findAt(source, offset) >= 0) return;
+    const key = source.toString('latin1', offset, offset + ID);
+    if (this.pending.has(key)) return;
+    // latin1 strings compare by their bytes' values: the ids' order.
+    if (this.pending.size > 0 && key < this.lastPending) this.pendingAscending = false;
+    this.pending.add(key);
+    this.lastPending = key;
+    if (this.pending.size >= Math.max(MIN_PENDING, this.count >>> 3)) this.merge();
   }
 
   has(id: Buffer): boolean {
-    if (id.length !== ID_LENGTH) return false;
-    if (!this.sorted) this.sort();
-    let low = 0;
-    let high = this.count - 1;
+    if (id.length !== ID) return false;
+    return this.hasAt(id, 0);
+  }
+
+  /** Whether the id at `source[offset, offset + 32)` is in the set. */
+  hasAt(source: Buffer, offset: number): boolean {
+    if (this.findAt(source, offset) >= 0) return true;
+    return this.pending.size > 0 && this.pending.has(source.toString('latin1', offset, offset + ID));
+  }
+
+  /** Where `id` is in ascending order (0 to size - 1), or -1 when the set does not hold it. */
+  positionOf(id: Buffer): number {
+    if (id.length !== ID) return -1;
+    this.merge();
+    return this.findAt(id, 0);
+  }
+
+  /** The id at `position` (0 to size - 1) in ascending order: a view, valid until the next add. */
+  idAt(position: number): Buffer {
+    this.merge();
+    if (!Number.isInteger(position) || position < 0 || position >= this.count)
+      throw new RangeError(`no id at position ${position} of ${this.count}`);
+    return this.records.subarray(position * ID, (position + 1) * ID);
+  }
+
+  /** The ids in ascending order, each a view valid until the next add. */
+  *[Symbol.iterator](): Generator<Buffer> {
+    this.merge();
+    for (let position = 0; position < this.count; position++)
+      yield this.records.subarray(position * ID, (position + 1) * ID);
+  }
+
+  /** Position of the id at `source[offset…]` among the records, or -1 (pending ids not searched). */
+  private findAt(source: Buffer, offset: number): number {
+    if (this.count === 0) return -1;
+    const bucket = source.readUInt16BE(offset);
+    let low = this.starts[bucket] ?? 0;
+    let high = (this.starts[bucket + 1] ?? 0) - 1;
     while (low <= high) {
       const middle = (low + high) >>> 1;
-      const order = this.compareAt(middle, id);
-      if (order === 0) return true;
+      const order = this.records.compare(source, offset, offset + ID, middle * ID, (middle + 1) * ID);
+      if (order === 0) return middle;
       if (order < 0) low = middle + 1;
       else high = middle - 1;
     }
-    return false;
-  }
-
-  /** The record at `position` compared with `id` (Buffer#compare order). */
-  private compareAt(position: number, id: Buffer): number {
-    const start = position * ID_LENGTH;
-    return this.records.compare(id, 0, ID_LENGTH, start, start + ID_LENGTH);
+    return -1;
   }
 
   /**
-   * Ids are hashes, spread evenly: a counting sort on their first two bytes puts each in one of
-   * 65,536 buckets of a few ids, each then ordered by insertion (no allocation per comparison).
+   * Sorts the pending ids and inserts them among the records in place, from the last one back:
+   * each run of records after an insertion point moves once, as one copy.
    */
-  private sort(): void {
-    const starts = new Uint32Array(65_537);
-    for (let position = 0; position < this.count; position++)
-      starts[this.records.readUInt16BE(position * ID_LENGTH) + 1]++;
-    for (let bucket = 1; bucket < starts.length; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
-    const sorted = Buffer.allocUnsafe(Math.max(this.count, 1) * ID_LENGTH);
-    const next = starts.slice(0, 65_536);
-    for (let position = 0; position < this.count; position++) {
-      const bucket = this.records.readUInt16BE(position * ID_LENGTH);
-      const rank = next[bucket] ?? 0;
-      next[bucket] = rank + 1;
-      this.records.copy(sorted, rank * ID_LENGTH, position * ID_LENGTH, (position + 1) * ID_LENGTH);
+  private merge(): void {
+    const added = this.pending.size;
+    if (added === 0) return;
+    let incoming: Buffer = Buffer.allocUnsafe(added * ID);
+    let at = 0;
+    for (const key of this.pending) incoming.write(key, at++ * ID, ID, 'latin1');
+    if (!this.pendingAscending) incoming = sortedRecords(incoming, added);
+    const total = this.count + added;
+    if (this.records.length < total * ID) {
+      const grown = Buffer.allocUnsafe(Math.max(total, Math.ceil(this.count * 1.25)) * ID);
+      this.records.copy(grown, 0, 0, this.count * ID);
+      this.records = grown;
     }
-    const scratch = Buffer.allocUnsafe(ID_LENGTH);
-    for (let bucket = 0; bucket < 65_536; bucket++)
-      insertionSort(sorted, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
-    this.records = sorted;
-    this.sorted = true;
+    // end: where the records not yet moved end; each incoming id goes after those smaller than it.
+    let end = this.count;
+    for (let index = added - 1; index >= 0; index--) {
+      const position = this.insertionPoint(incoming, index * ID, end);
+      if (position < end) this.records.copyWithin((position + index + 1) * ID, position * ID, end * ID);
+      incoming.copy(this.records, (position + index) * ID, index * ID, (index + 1) * ID);
+      end = position;
+    }
+    // A bucket now starts after the ids added in the buckets before it.
+    const addedPerBucket = new Uint32Array(BUCKETS + 1);
+    for (let index = 0; index < added; index++) addedPerBucket[incoming.readUInt16BE(index * ID) + 1]++;
+    let before = 0;
+    for (let bucket = 1; bucket <= BUCKETS; bucket++) {
+      before += addedPerBucket[bucket] ?? 0;
+      this.starts[bucket] = (this.starts[bucket] ?? 0) + before;
+    }
+    this.count = total;
+    this.pending = new Set();
+    this.pendingAscending = true;
+    this.lastPending = '';
   }
+
+  /** How many of the first `end` records sort before the id at `source[offset…]` (none equal it). */
+  private insertionPoint(source: Buffer, offset: number, end: number): number {
+    const bucket = source.readUInt16BE(offset);
+    let low = Math.min(this.starts[bucket] ?? 0, end);
+    let high = Math.min(this.starts[bucket + 1] ?? 0, end);
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.records.compare(source, offset, offset + ID, middle * ID, (middle + 1) * ID) < 0)
+        low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+/**
+ * `count` records in any order, sorted: a counting sort on their first two bytes puts each in
+ * one of 65,536 buckets of a few ids, each then ordered by insertion (no allocation per
+ * comparison).
+ */
+function sortedRecords(records: Buffer, count: number): Buffer {
+  const starts = new Uint32Array(BUCKETS + 1);
+  for (let position = 0; position < count; position++) starts[records.readUInt16BE(position * ID) + 1]++;
+  for (let bucket = 1; bucket <= BUCKETS; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
+  const sorted = Buffer.allocUnsafe(Math.max(count, 1) * ID);
+  const next = starts.slice(0, BUCKETS);
+  for (let position = 0; position < count; position++) {
+    const bucket = records.readUInt16BE(position * ID);
+    const rank = next[bucket] ?? 0;
+    next[bucket] = rank + 1;
+    records.copy(sorted, rank * ID, position * ID, (position + 1) * ID);
+  }
+  const scratch = Buffer.allocUnsafe(ID);
+  for (let bucket = 0; bucket < BUCKETS; bucket++)
+    insertionSort(sorted, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
+  return sorted;
 }
 
 /** Orders the records `first` to `end` (exclusive) of `records` in place; `scratch` holds one. */
 function insertionSort(records: Buffer, first: number, end: number, scratch: Buffer): void {
   for (let at = first + 1; at < end; at++) {
-    records.copy(scratch, 0, at * ID_LENGTH, (at + 1) * ID_LENGTH);
+    records.copy(scratch, 0, at * ID, (at + 1) * ID);
     let hole = at;
-    while (
-      hole > first &&
-      records.compare(scratch, 0, ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH) > 0
-    ) {
-      records.copy(records, hole * ID_LENGTH, (hole - 1) * ID_LENGTH, hole * ID_LENGTH);
+    while (hole > first && records.compare(scratch, 0, ID, (hole - 1) * ID, hole * ID) > 0) {
+      records.copy(records, hole * ID, (hole - 1) * ID, hole * ID);
       hole--;
     }
-    scratch.copy(records, hole * ID_LENGTH);
+    scratch.copy(records, hole * ID);
   }
 }

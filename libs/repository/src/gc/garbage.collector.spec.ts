@@ -21,7 +21,8 @@ async function backup(repo: Repository, vm: string, disk: DiskPattern) {
 }
 
 async function chunkSet(repo: Repository): Promise<Set<string>> {
-  return new Set((await repo.chunks.list()).keys());
+  const listing = await repo.chunks.listing();
+  return new Set([...listing.ids()].map((id) => id.toString('hex')));
 }
 
 async function referencedBy(repo: Repository, id: string): Promise<Set<string>> {

@@ -15,7 +15,8 @@ import {
   trashChunkKey,
 } from '../format/repository.layout';
 import { RepositoryError } from '../repository.errors';
-import { mapConcurrent } from '../concurrency';
+import { forEachIndexConcurrent, mapConcurrent } from '../concurrency';
+import { SortedChunkIds } from '../sorted-chunk-ids';
 import { remoteNow } from './remote.clock';
 import { readLiveSessions, type LiveSession } from './session.registry';
 
@@ -55,9 +56,6 @@ interface TrashBatchRecord {
   /** Writer sessions live when the last chunk was moved: they may rely on any chunk of the batch. */
   liveSessions: string[];
 }
-
-const key = (id: Buffer | string): string =>
-  (typeof id === 'string' ? Buffer.from(id, 'hex') : id).toString('latin1');
 
 /**
  * Mark and sweep, safe with backups running (docs/repository-format.md, "Garbage collection"):
@@ -118,8 +116,9 @@ export async function collectGarbage(
     const now = await remoteNow(store, signal);
     const cutoff = now.getTime() - window;
 
-    // Mark: every chunk of every committed restore point.
-    const referenced = new Set<string>();
+    // Mark: every chunk of every committed restore point, once each: 32 bytes a chunk, whatever
+    // the number of restore points that reference it (a worker's memory bounds a GC).
+    const referenced = new SortedChunkIds();
     const marked = new Set<string>();
     const markNew = async (): Promise<Map<string, Date>> => {
       const folders = new Map<string, Date>();
@@ -148,7 +147,7 @@ export async function collectGarbage(
           } catch (error) {
             throw refuse(error, id);
           }
-          for (const chunk of index.chunkIds()) referenced.add(key(chunk));
+          index.forEachChunkId((records, offset) => referenced.addFrom(records, offset));
         }
         marked.add(id);
       });
@@ -167,12 +166,12 @@ export async function collectGarbage(
         : error;
     await markNew();
 
-    // Sweep: unreferenced chunks older than the window go to a new trash batch.
-    const chunks = await repository.chunks.list(signal);
-    const garbage = [...chunks]
-      .filter(([id, info]) => !referenced.has(key(id)) && info.modifiedAt.getTime() < cutoff)
-      .map(([id]) => id);
-    if (garbage.length > 0) {
+    // Sweep: unreferenced chunks older than the window go to a new trash batch. The listing is
+    // read as it comes; only the garbage's ids are kept.
+    const garbage = new SortedChunkIds();
+    for await (const chunk of repository.chunks.objects(signal))
+      if (chunk.modifiedAt.getTime() < cutoff && !referenced.has(chunk.id)) garbage.add(chunk.id);
+    if (garbage.size > 0) {
       checkpoint();
       const batchId = newBatchId(now);
       const record: TrashBatchRecord = {
@@ -182,7 +181,8 @@ export async function collectGarbage(
         liveSessions: [],
       };
       await store.put(trashBatchKey(batchId), Buffer.from(JSON.stringify(record)), opts);
-      await mapConcurrent(garbage, concurrency, async (id) => {
+      await forEachIndexConcurrent(garbage.size, concurrency, async (position) => {
+        const id = garbage.idAt(position).toString('hex');
         checkpoint();
         try {
           await store.rename(chunkKey(id), trashChunkKey(batchId, id), opts);
@@ -231,7 +231,7 @@ async function processTrash(
     now: Date;
     retention: number;
     live: Map<string, LiveSession>;
-    referenced: Set<string>;
+    referenced: SortedChunkIds;
     checkpoint: () => void;
     concurrency: number;
     report: GarbageCollectionReport;
@@ -278,7 +278,7 @@ async function processTrash(
       const id = chunkIdOfKey(object.key);
       if (id === undefined) return;
       context.checkpoint();
-      if (context.referenced.has(key(id))) {
+      if (context.referenced.has(Buffer.from(id, 'hex'))) {
         // A restore point committed since the sweep uses it: bring it home.
         if (await store.exists(chunkKey(id), opts)) await store.delete(object.key, opts);
         else await store.rename(object.key, chunkKey(id), opts);
