@@ -36,6 +36,21 @@ describe('SortedChunkIds', () => {
     expect(Array.from({ length: 300 }, sharing).some((id) => set.has(id))).toBe(false);
   });
 
+  it('orders ids that share their first eight bytes or more (past the inline comparison)', () => {
+    const prefix = randomBytes(12);
+    const added = Array.from({ length: 400 }, (_, i) =>
+      Buffer.concat([prefix.subarray(0, 8 + (i % 5)), randomBytes(24 - (i % 5))]),
+    );
+    const set = new SortedChunkIds();
+    for (const id of added) set.add(id);
+    for (const id of added) set.add(id);
+    expect(set.size).toBe(400);
+    expect([...set].map((id) => id.toString('hex'))).toEqual(added.map((id) => id.toString('hex')).sort());
+    expect(added.every((id) => set.has(id))).toBe(true);
+    const stranger = Buffer.concat([prefix.subarray(0, 8), randomBytes(24)]);
+    expect(set.has(stranger)).toBe(false);
+  });
+
   it('tells ids apart that differ in their last byte only, and finds nothing when empty', () => {
     const set = new SortedChunkIds();
     const id = Buffer.alloc(32, 0x11);
