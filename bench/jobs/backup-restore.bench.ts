@@ -33,14 +33,15 @@ import { XapiPool } from '@haven/xapi';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { settleDisk } from '../bench.kit';
-import { backupOneVm, benchJob, simPool } from './bench.resources';
 import {
-  missingExecEnvironment,
-  missingNodeFlags,
-  rerunWithExecEnvironment,
-  sizeThreadPoolForDataPath,
-  tuneGarbageCollectorForDataPath,
-} from '@haven/service-core';
+  backupOneVm,
+  benchJob,
+  launchedWith,
+  runAsLaunched,
+  simPool,
+  withoutLauncherEnvironment,
+} from './bench.resources';
+import { sizeThreadPoolForDataPath, tuneGarbageCollectorForDataPath } from '@haven/service-core';
 
 const run = promisify(execFile);
 const full = process.argv.includes('--full');
@@ -296,59 +297,9 @@ async function main(): Promise<void> {
   }
 }
 
-/** How this process was launched, as far as the figures depend on it. */
-function launchedWith(): string {
-  const flags = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].join(' ').trim();
-  return `MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}, node flags: ${flags || 'none'}`;
-}
-
-/** Names of the variables the re-run added, so the simulator (a XAPI host, not the worker) runs without them. */
-const LAUNCHER_ADDED = 'HAVEN_BENCH_LAUNCHER_ADDED';
-
-async function withoutLauncherEnvironment<T>(start: () => Promise<T>): Promise<T> {
-  const names = (process.env[LAUNCHER_ADDED] ?? '').split(',').filter((name) => name !== '');
-  const kept = new Map(names.map((name) => [name, process.env[name]]));
-  // The C library read them when this process started: unsetting them now only affects children.
-  for (const name of names) Reflect.deleteProperty(process.env, name);
-  try {
-    return await start();
-  } finally {
-    for (const [name, value] of kept) if (value !== undefined) process.env[name] = value;
-  }
-}
-
-/**
- * The worker measured is the one production runs: with the environment its launchers set at exec
- * (DATA_PATH_EXEC_ENVIRONMENT: Dockerfile, npm start scripts), which a process cannot give itself,
- * so the bench runs itself again with it when it is missing. --no-launcher-env: measure without.
- */
-async function asLaunched(): Promise<void> {
-  const runner = require.main?.filename;
-  const missing = Object.keys(missingExecEnvironment());
-  const relaunch = missing.length > 0 || missingNodeFlags().length > 0;
-  if (runner !== undefined && relaunch && !process.argv.includes('--no-launcher-env')) {
-    process.env[LAUNCHER_ADDED] = missing.join(',');
-    const code = await rerunWithExecEnvironment(
-      [...process.execArgv, runner, ...process.argv.slice(1)],
-      (added, flags) =>
-        console.log(
-          `re-running the bench as the transfer launcher starts a worker: ${[
-            ...Object.entries(added).map(([name, value]) => `${name}=${value}`),
-            ...flags,
-          ].join(' ')}`,
-        ),
-    );
-    if (code !== undefined) {
-      process.exitCode = code;
-      return;
-    }
-  }
-  await main();
-}
-
 // As a transfer worker's entry point does, before anything starts an asynchronous call.
 sizeThreadPoolForDataPath();
-asLaunched().catch((error: unknown) => {
+runAsLaunched(main).catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });
@@ -369,7 +320,7 @@ function watchEventLoop(): () => string {
     const [ran, waited] = mainThreadSchedule().map((value, i) => (value - (scheduled[i] ?? 0)) / 1e9);
     return (
       `event loop busy ${(busy * 100).toFixed(0)} %, delay p50 ${ms(50)} p90 ${ms(90)} p99 ${ms(99)} ms; ` +
-      `main thread on a core ${ran?.toFixed(1)} s, runnable waiting for one ${waited?.toFixed(1)} s`
+      `main thread on a core ${ran.toFixed(1)} s, runnable waiting for one ${waited.toFixed(1)} s`
     );
   };
 }

@@ -80,3 +80,61 @@ export function backupOneVm(
     context,
   );
 }
+
+/** How this process was launched, as far as the figures depend on it. */
+export function launchedWith(): string {
+  const flags = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].join(' ').trim();
+  return `MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}, node flags: ${flags || 'none'}`;
+}
+
+/** Names of the variables the re-run added, so the simulator (a XAPI host, not the worker) runs without them. */
+const LAUNCHER_ADDED = 'HAVEN_BENCH_LAUNCHER_ADDED';
+
+/** Runs `start` (e.g. the simulator's launch) without the variables `runAsLaunched`'s re-run added. */
+export async function withoutLauncherEnvironment<T>(start: () => Promise<T>): Promise<T> {
+  const names = (process.env[LAUNCHER_ADDED] ?? '').split(',').filter((name) => name !== '');
+  const kept = new Map(names.map((name) => [name, process.env[name]]));
+  // The C library read them when this process started: unsetting them now only affects children.
+  for (const name of names) Reflect.deleteProperty(process.env, name);
+  try {
+    return await start();
+  } finally {
+    for (const [name, value] of kept) if (value !== undefined) process.env[name] = value;
+  }
+}
+
+/**
+ * The worker measured is the one production runs: with the environment its launchers set at exec
+ * (DATA_PATH_EXEC_ENVIRONMENT: Dockerfile, npm start scripts), which a process cannot give itself,
+ * so the bench runs itself again with it when it is missing, then `main` runs in that re-run.
+ * --no-launcher-env: measure without. @haven/service-core (NestJS) is loaded here, not at import:
+ * the benches that import this file only for its other helpers keep their memory figures.
+ */
+export async function runAsLaunched(main: () => Promise<void>): Promise<void> {
+  // A require, not import(): compiled to CommonJS, import() would go through Node's ESM loader,
+  // which knows neither the @haven path aliases nor the precompiled runner's tree.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const core = require('@haven/service-core') as typeof import('@haven/service-core');
+  const { missingExecEnvironment, missingNodeFlags, rerunWithExecEnvironment } = core;
+  const runner = require.main?.filename;
+  const missing = Object.keys(missingExecEnvironment());
+  const relaunch = missing.length > 0 || missingNodeFlags().length > 0;
+  if (runner !== undefined && relaunch && !process.argv.includes('--no-launcher-env')) {
+    process.env[LAUNCHER_ADDED] = missing.join(',');
+    const code = await rerunWithExecEnvironment(
+      [...process.execArgv, runner, ...process.argv.slice(1)],
+      (added, flags) =>
+        console.log(
+          `re-running the bench as the transfer launcher starts a worker: ${[
+            ...Object.entries(added).map(([name, value]) => `${name}=${value}`),
+            ...flags,
+          ].join(' ')}`,
+        ),
+    );
+    if (code !== undefined) {
+      process.exitCode = code;
+      return;
+    }
+  }
+  await main();
+}
