@@ -1,5 +1,5 @@
 import type { FieldError } from '@haven/plugin-sdk';
-import { Brackets, type ObjectLiteral, type SelectQueryBuilder } from 'typeorm';
+import type { ObjectLiteral, SelectQueryBuilder } from 'typeorm';
 
 /** A page of a listing; `nextCursor` is absent on the last page. */
 export interface Page<T> {
@@ -78,16 +78,13 @@ export function keyset<T extends ObjectLiteral>(
 ): SelectQueryBuilder<T> {
   const after = page.after;
   if (after) {
-    const names = columns.map((_, i) => `:afterTime${i}`);
-    const values = Object.fromEntries(after.times.map((time, i) => [`afterTime${i}`, time]));
-    qb.andWhere(
-      new Brackets((w) => {
-        w.where(
-          `(${[...columns.map((column) => `${alias}.${column}`), `${alias}.id`].join(', ')}) < (${[...names, ':afterId'].join(', ')})`,
-          { ...values, afterId: after.id },
-        );
-      }),
-    );
+    // (a, b, id) < (x, y, z): the row comparison Postgres orders exactly as the ORDER BY below.
+    const keys = [...columns.map((column) => `${alias}.${column}`), `${alias}.id`];
+    const values = [...columns.map((_, i) => `:afterTime${i}`), ':afterId'];
+    qb.andWhere(`(${keys.join(', ')}) < (${values.join(', ')})`, {
+      ...Object.fromEntries(after.times.map((time, i) => [`afterTime${i}`, time])),
+      afterId: after.id,
+    });
   }
   for (const [i, column] of columns.entries())
     if (i === 0) qb.orderBy(`${alias}.${column}`, 'DESC');
