@@ -166,6 +166,24 @@ const SIZE = BLOCK + 64;
 const MODIFIED = Date.UTC(2026, 10, 1);
 const CUTOFF = Date.UTC(2026, 11, 1);
 
+/** ChunkStore.list as it was: a Map of the whole listing, hex keys to sizes and dates. */
+function oldListing(
+  data: Input,
+  sampler: Sampler,
+  ticks: number,
+): Map<string, { size: number; modifiedAt: Date }> {
+  const listing = new Map<string, { size: number; modifiedAt: Date }>();
+  for (let at = 0; at < data.listedCount; at++) {
+    listing.set(data.listed.toString('hex', at * ID, (at + 1) * ID), {
+      size: SIZE,
+      modifiedAt: new Date(MODIFIED),
+    });
+    sampler.tick(ticks + at + 1);
+  }
+  sampler.sample();
+  return listing;
+}
+
 function gcOld(data: Input, sampler: Sampler): { count: number; keep: unknown[] } {
   // Mark (as before): a Set of latin1 id strings, one add per reference.
   const referenced = new Set<string>();
@@ -177,15 +195,7 @@ function gcOld(data: Input, sampler: Sampler): { count: number; keep: unknown[] 
     }
   sampler.marked();
   // Sweep (as before): ChunkStore.list's Map of the whole listing, then a filter.
-  const listing = new Map<string, { size: number; modifiedAt: Date }>();
-  for (let at = 0; at < data.listedCount; at++) {
-    listing.set(data.listed.toString('hex', at * ID, (at + 1) * ID), {
-      size: SIZE,
-      modifiedAt: new Date(MODIFIED),
-    });
-    sampler.tick(++n);
-  }
-  sampler.sample();
+  const listing = oldListing(data, sampler, n);
   const key = (hex: string): string => Buffer.from(hex, 'hex').toString('latin1');
   const garbage = [...listing]
     .filter(([hex, info]) => !referenced.has(key(hex)) && info.modifiedAt.getTime() < CUTOFF)
@@ -194,7 +204,8 @@ function gcOld(data: Input, sampler: Sampler): { count: number; keep: unknown[] 
   return { count: garbage.length, keep: [referenced, listing, garbage] };
 }
 
-function gcNew(data: Input, sampler: Sampler): { count: number; keep: unknown[] } {
+/** The mark as GC and verify do it now: every index's ids, once each. The references counted. */
+function markNew(data: Input, sampler: Sampler): { referenced: SortedChunkIds; n: number } {
   const referenced = new SortedChunkIds();
   let n = 0;
   for (const index of data.indexes)
@@ -203,6 +214,13 @@ function gcNew(data: Input, sampler: Sampler): { count: number; keep: unknown[] 
       sampler.tick(++n);
     });
   sampler.marked();
+  return { referenced, n };
+}
+
+function gcNew(data: Input, sampler: Sampler): { count: number; keep: unknown[] } {
+  const marked = markNew(data, sampler);
+  const referenced = marked.referenced;
+  let n = marked.n;
   // Sweep: the listing as it comes (ChunkStore.objects: an id and a Date per object, none kept).
   const garbage = new SortedChunkIds();
   for (let at = 0; at < data.listedCount; at++) {
@@ -237,16 +255,7 @@ function verifyOld(data: Input, sampler: Sampler): { count: number; keep: unknow
     }
   }
   sampler.marked();
-  // ChunkStore.list's Map.
-  const stored = new Map<string, { size: number; modifiedAt: Date }>();
-  for (let at = 0; at < data.listedCount; at++) {
-    stored.set(data.listed.toString('hex', at * ID, (at + 1) * ID), {
-      size: SIZE,
-      modifiedAt: new Date(MODIFIED),
-    });
-    sampler.tick(++n);
-  }
-  sampler.sample();
+  const stored = oldListing(data, sampler, n);
   // Presence, then the chunks to re-read (a whole-repository verify: every listed chunk).
   const absent = [...users.keys()].filter((hex) => !stored.has(hex));
   sampler.sample();
@@ -257,14 +266,9 @@ function verifyOld(data: Input, sampler: Sampler): { count: number; keep: unknow
 }
 
 function verifyNew(data: Input, sampler: Sampler): { count: number; keep: unknown[] } {
-  const referenced = new SortedChunkIds();
-  let n = 0;
-  for (const index of data.indexes)
-    index.forEachChunkId((records, offset) => {
-      referenced.addFrom(records, offset);
-      sampler.tick(++n);
-    });
-  sampler.marked();
+  const marked = markNew(data, sampler);
+  const referenced = marked.referenced;
+  let n = marked.n;
   // ChunkStore.listing: each listed object arrives as an id and a Date (ChunkStore.objects).
   const stored = new ChunkListing('bench');
   for (let at = 0; at < data.listedCount; at++) {
