@@ -15,7 +15,20 @@ describe('SortedChunkIds', () => {
     expect(ids(2000).some((id) => set.has(id))).toBe(false);
   });
 
-  it('finds ids added in any order (sorted once, at the first lookup)', () => {
+  it('finds every id of a long ascending listing (appended merge after merge), and no other', () => {
+    const added = ids(200_000).sort(Buffer.compare);
+    const set = new SortedChunkIds();
+    for (const [at, id] of added.entries()) {
+      set.add(id);
+      // Lookups between the merges: in the records, or still waiting.
+      if (at % 20_011 === 0) expect(added.slice(0, at + 1).every((seen) => set.has(seen))).toBe(true);
+    }
+    expect(set.size).toBe(200_000);
+    expect(added.every((id, position) => set.positionOf(id) === position)).toBe(true);
+    expect(ids(5000).some((id) => set.has(id))).toBe(false);
+  });
+
+  it('finds ids added in any order, and again after more come out of order', () => {
     const added = ids(3000);
     const set = new SortedChunkIds();
     for (const id of added) set.add(id);
