@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import { createTestDatabase, describeIntegration, scratchDir } from '@haven/testing';
 import { apiKeyId, bootstrapCatalog, hashApiKey } from './catalog.bootstrap';
 import { type CatalogDatabase, openCatalog } from './catalog.data-source';
-import { ApiKeyEntity, RemoteEntity, TenantEntity } from './entities';
+import { ApiKeyEntity, RemoteEntity, RestorePointEntity, TenantEntity } from './entities';
 import { recordRemoteRepository } from './remote.records';
 import { MasterKeyMismatchError, SecretBox } from './secret.box';
 
@@ -111,6 +111,41 @@ function catalogBehaviour(
     );
     expect(await recordRemoteRepository(manager, other[0].id, bucket, 'repository-c')).toBeUndefined();
     expect((await rows.findOneByOrFail({ id: bucket })).repositoryId).toBeNull();
+  });
+
+  it('gives restore points recorded before it their snapshot time as commit time', async () => {
+    const migrated = async (): Promise<boolean> => {
+      const found: unknown[] = await dataSource.query(
+        `SELECT 1 FROM haven_migrations WHERE name = 'RestorePointCommitOrder1764210000000'`,
+      );
+      return found.length > 0;
+    };
+    while (await migrated()) await dataSource.undoLastMigration({ transaction: 'each' });
+    const tenants: { id: string }[] = await dataSource.query(
+      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'commit-order') RETURNING id`,
+    );
+    const remotes: { id: string }[] = await dataSource.query(
+      `INSERT INTO remotes (id, tenant_id, name, type, settings) VALUES (gen_random_uuid(), $1, 'nas', 'local', '{}') RETURNING id`,
+      [tenants[0].id],
+    );
+    const takenAt = '2026-12-01T02:30:00.000Z';
+    const points: { id: string }[] = await dataSource.query(
+      `INSERT INTO restore_points (id, tenant_id, remote_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, taken_at)
+       VALUES (gen_random_uuid(), $1, $2, 'vm', 'web', 'full', 'restore-points/a/manifest', 1, 1, $3) RETURNING id`,
+      [tenants[0].id, remotes[0].id, takenAt],
+    );
+    await dataSource.runMigrations({ transaction: 'each' });
+    expect(await dataSource.showMigrations()).toBe(false);
+    const point = await dataSource.getRepository(RestorePointEntity).findOneByOrFail({ id: points[0].id });
+    expect(point.committedAt.toISOString()).toBe(takenAt);
+    // From now on the column is required.
+    await expect(
+      dataSource.query(
+        `INSERT INTO restore_points (id, tenant_id, remote_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, taken_at)
+         VALUES (gen_random_uuid(), $1, $2, 'vm', 'web', 'full', 'restore-points/b/manifest', 1, 1, $3)`,
+        [tenants[0].id, remotes[0].id, takenAt],
+      ),
+    ).rejects.toThrow(/committed_at/);
   });
 }
 
