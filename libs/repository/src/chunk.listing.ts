@@ -14,7 +14,6 @@ export class ChunkListing {
   private sizes = new Float64Array(1024);
   private times = new Float64Array(1024);
   private count = 0;
-  private last: Buffer | undefined;
   /** Bytes of all the chunk objects. */
   totalBytes = 0;
 
@@ -28,12 +27,6 @@ export class ChunkListing {
   add(id: Buffer, size: number, modifiedAt: Date): void {
     if (id.length !== CHUNK_ID_LENGTH)
       throw new RangeError(`a chunk id is ${CHUNK_ID_LENGTH} bytes, got ${id.length}`);
-    if (this.last !== undefined && Buffer.compare(this.last, id) >= 0)
-      throw new RepositoryError(
-        'INVALID_ARGUMENT',
-        `remote ${this.remoteName} listed chunk ${id.toString('hex')} after ${this.last.toString('hex')}: a remote must list keys in ascending order`,
-      );
-    this.last = Buffer.from(id);
     if (this.count === this.sizes.length) {
       const capacity = Math.ceil(this.count * 1.5);
       const sizes = new Float64Array(capacity);
@@ -43,7 +36,11 @@ export class ChunkListing {
       times.set(this.times);
       this.times = times;
     }
-    this.idSet.add(id);
+    if (!this.idSet.appendAscending(id))
+      throw new RepositoryError(
+        'INVALID_ARGUMENT',
+        `remote ${this.remoteName} listed chunk ${id.toString('hex')} after ${this.idSet.idAt(this.count - 1).toString('hex')}: a remote must list keys in ascending order`,
+      );
     this.sizes[this.count] = size;
     this.times[this.count] = modifiedAt.getTime();
     this.count++;

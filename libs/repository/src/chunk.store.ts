@@ -180,7 +180,8 @@ export class ChunkStore {
    */
   async listIds(signal?: AbortSignal): Promise<SortedChunkIds> {
     const ids = new SortedChunkIds();
-    for await (const object of this.objects(signal)) ids.add(object.id);
+    // A remote lists in key order (its contract): appended as listed; any other order still works.
+    for await (const object of this.objects(signal)) if (!ids.appendAscending(object.id)) ids.add(object.id);
     return ids;
   }
 

@@ -28,6 +28,26 @@ describe('SortedChunkIds', () => {
     expect(ids(5000).some((id) => set.has(id))).toBe(false);
   });
 
+  it('appends ascending ids without a merge, refuses one out of order, and mixes with add', () => {
+    const listed = ids(100_000).sort(Buffer.compare);
+    const set = new SortedChunkIds();
+    for (const id of listed.slice(0, 50_000)) expect(set.appendAscending(id)).toBe(true);
+    // Out of order, or already held: refused, nothing added.
+    expect(set.appendAscending(listed[10])).toBe(false);
+    expect(set.appendAscending(listed[49_999])).toBe(false);
+    expect(set.size).toBe(50_000);
+    expect(listed.slice(0, 50_000).every((id, position) => set.positionOf(id) === position)).toBe(true);
+    expect(set.has(listed[50_000])).toBe(false);
+    // Appends after lookups, then ids in any order on top: all found, in order.
+    for (const id of listed.slice(50_000, 80_000)) expect(set.appendAscending(id)).toBe(true);
+    expect(set.has(listed[79_999])).toBe(true);
+    for (const id of listed.slice(80_000).reverse()) set.add(id);
+    for (const id of listed.slice(0, 100)) set.add(id);
+    expect(set.size).toBe(100_000);
+    expect([...set].map((id) => id.toString('hex'))).toEqual(listed.map((id) => id.toString('hex')));
+    expect(ids(2000).some((id) => set.has(id))).toBe(false);
+  });
+
   it('finds ids added in any order, and again after more come out of order', () => {
     const added = ids(3000);
     const set = new SortedChunkIds();

@@ -27,6 +27,8 @@ export class SortedChunkIds {
   private pending = new Set<string>();
   private pendingAscending = true;
   private lastPending = '';
+  /** False after appends (appendAscending) until `starts` is rebuilt, at the next lookup or merge. */
+  private indexed = true;
 
   /** How many distinct ids the set holds. */
   get size(): number {
@@ -50,6 +52,26 @@ export class SortedChunkIds {
     this.pending.add(key);
     this.lastPending = key;
     if (this.pending.size >= Math.max(MIN_PENDING, this.count >>> 3)) this.merge();
+  }
+
+  /**
+   * Appends `id` when it sorts after every id held (a listing of chunks/, in key order): no string,
+   * no merge, the bucket table rebuilt once at the next lookup. False, and nothing added, when it
+   * does not: add() it instead.
+   */
+  appendAscending(id: Buffer): boolean {
+    if (id.length !== ID) throw new RangeError(`a chunk id is ${ID} bytes, got ${id.length}`);
+    this.merge();
+    if (this.count > 0 && compareIds(this.records, (this.count - 1) * ID, id, 0) >= 0) return false;
+    if (this.records.length < (this.count + 1) * ID) {
+      const grown = Buffer.allocUnsafe(Math.max(1024, Math.ceil(this.count * 1.5)) * ID);
+      this.records.copy(grown, 0, 0, this.count * ID);
+      this.records = grown;
+    }
+    id.copy(this.records, this.count * ID);
+    this.count++;
+    this.indexed = false;
+    return true;
   }
 
   has(id: Buffer): boolean {
@@ -88,6 +110,7 @@ export class SortedChunkIds {
   /** Position of the id at `source[offset…]` among the records, or -1 (pending ids not searched). */
   private findAt(source: Buffer, offset: number): number {
     if (this.count === 0) return -1;
+    this.index();
     const bucket = source.readUInt16BE(offset);
     let low = this.starts[bucket] ?? 0;
     let end = this.starts[bucket + 1] ?? 0;
@@ -114,6 +137,7 @@ export class SortedChunkIds {
   private merge(): void {
     const added = this.pending.size;
     if (added === 0) return;
+    this.index();
     let incoming: Buffer = Buffer.allocUnsafe(added * ID);
     let at = 0;
     for (const key of this.pending) incoming.write(key, at++ * ID, ID, 'latin1');
@@ -144,6 +168,17 @@ export class SortedChunkIds {
     this.pending = new Set();
     this.pendingAscending = true;
     this.lastPending = '';
+  }
+
+  /** Rebuilds the bucket table after appends. */
+  private index(): void {
+    if (this.indexed) return;
+    this.starts.fill(0);
+    for (let position = 0; position < this.count; position++)
+      this.starts[this.records.readUInt16BE(position * ID) + 1]++;
+    for (let bucket = 1; bucket <= BUCKETS; bucket++)
+      this.starts[bucket] = (this.starts[bucket] ?? 0) + (this.starts[bucket - 1] ?? 0);
+    this.indexed = true;
   }
 
   /** How many of the first `end` records sort before the id at `source[offset…]` (none equal it). */
