@@ -75,19 +75,21 @@ function catalogBehaviour(
     ).rejects.toThrow(/check constraint/);
   });
 
-  it('gives remotes made before it no repository id, then records the first one each remote opens', async () => {
-    const migrated = async (): Promise<boolean> => {
-      const found: unknown[] = await dataSource.query(
-        `SELECT 1 FROM haven_migrations WHERE name = 'RemoteRepositoryId1764190000000'`,
-      );
-      return found.length > 0;
-    };
-    // Back to the catalog as it was before the column (later migrations undone too), then forward.
-    while (await migrated()) await dataSource.undoLastMigration({ transaction: 'each' });
+  /** Back to the catalog as it was before migration `name` (later ones undone too); a new tenant's id. */
+  async function catalogBefore(name: string, tenantName: string): Promise<string> {
+    const applied = async (): Promise<boolean> =>
+      (await dataSource.query<unknown[]>(`SELECT 1 FROM haven_migrations WHERE name = $1`, [name])).length >
+      0;
+    while (await applied()) await dataSource.undoLastMigration({ transaction: 'each' });
     const tenants: { id: string }[] = await dataSource.query(
-      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'remote-ids') RETURNING id`,
+      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), $1) RETURNING id`,
+      [tenantName],
     );
-    const tenantId = tenants[0].id;
+    return tenants[0].id;
+  }
+
+  it('gives remotes made before it no repository id, then records the first one each remote opens', async () => {
+    const tenantId = await catalogBefore('RemoteRepositoryId1764190000000', 'remote-ids');
     const remotes: { id: string }[] = await dataSource.query(
       `INSERT INTO remotes (id, tenant_id, name, type, settings) VALUES (gen_random_uuid(), $1, 'nas', 'local', '{}'), (gen_random_uuid(), $1, 'bucket', 's3', '{}') RETURNING id`,
       [tenantId],
@@ -114,25 +116,16 @@ function catalogBehaviour(
   });
 
   it('gives restore points recorded before it their snapshot time as commit time', async () => {
-    const migrated = async (): Promise<boolean> => {
-      const found: unknown[] = await dataSource.query(
-        `SELECT 1 FROM haven_migrations WHERE name = 'RestorePointCommitOrder1764210000000'`,
-      );
-      return found.length > 0;
-    };
-    while (await migrated()) await dataSource.undoLastMigration({ transaction: 'each' });
-    const tenants: { id: string }[] = await dataSource.query(
-      `INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'commit-order') RETURNING id`,
-    );
+    const tenantId = await catalogBefore('RestorePointCommitOrder1764210000000', 'commit-order');
     const remotes: { id: string }[] = await dataSource.query(
       `INSERT INTO remotes (id, tenant_id, name, type, settings) VALUES (gen_random_uuid(), $1, 'nas', 'local', '{}') RETURNING id`,
-      [tenants[0].id],
+      [tenantId],
     );
     const takenAt = '2026-12-01T02:30:00.000Z';
     const points: { id: string }[] = await dataSource.query(
       `INSERT INTO restore_points (id, tenant_id, remote_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, taken_at)
        VALUES (gen_random_uuid(), $1, $2, 'vm', 'web', 'full', 'restore-points/a/manifest', 1, 1, $3) RETURNING id`,
-      [tenants[0].id, remotes[0].id, takenAt],
+      [tenantId, remotes[0].id, takenAt],
     );
     await dataSource.runMigrations({ transaction: 'each' });
     expect(await dataSource.showMigrations()).toBe(false);
@@ -143,7 +136,7 @@ function catalogBehaviour(
       dataSource.query(
         `INSERT INTO restore_points (id, tenant_id, remote_id, vm_uuid, vm_name, kind, manifest_key, logical_bytes, stored_bytes, taken_at)
          VALUES (gen_random_uuid(), $1, $2, 'vm', 'web', 'full', 'restore-points/b/manifest', 1, 1, $3)`,
-        [tenants[0].id, remotes[0].id, takenAt],
+        [tenantId, remotes[0].id, takenAt],
       ),
     ).rejects.toThrow(/committed_at/);
   });
