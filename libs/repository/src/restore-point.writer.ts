@@ -416,14 +416,14 @@ export class RestorePointWriter {
         if (index.has(block.index)) inheritedBlocks--;
         index.set(block.index, id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-        if (this.sessionChunks.has(id) || (!replace && this.knownChunks(id))) {
+        // Known to exist, or already written in this session (add answers false): reused.
+        if ((!replace && this.knownChunks(id)) || !this.sessionChunks.add(id)) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();
           this.reportProgress(disk.key);
           continue;
         }
-        this.sessionChunks.add(id);
         const task: Promise<void> = upload(id, data, replace, block).then(
           () => {
             inFlight.delete(task);

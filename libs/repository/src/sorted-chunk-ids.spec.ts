@@ -108,7 +108,8 @@ describe('SortedChunkIds', () => {
     };
     for (let i = 0; i < 400_000; i++) {
       const id = distinct[nextRandom() % distinct.length];
-      set.add(id);
+      // add answers whether the id is new, as a Set's has-then-add would.
+      expect(set.add(id)).toBe(!model.has(id.toString('hex')));
       model.add(id.toString('hex'));
       if (i % 50_000 === 0) expect(set.size).toBe(model.size);
     }

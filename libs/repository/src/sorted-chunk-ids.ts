@@ -35,23 +35,28 @@ export class SortedChunkIds {
     return this.count + this.pending.size;
   }
 
-  add(id: Buffer): void {
+  /** Adds `id`; false when the set already held it (one lookup for "has, else add"). */
+  add(id: Buffer): boolean {
     if (id.length !== ID) throw new RangeError(`a chunk id is ${ID} bytes, got ${id.length}`);
-    this.addFrom(id, 0);
+    return this.addFrom(id, 0);
   }
 
-  /** Adds the id at `source[offset, offset + 32)` (a record of a larger buffer: no copy first). */
-  addFrom(source: Buffer, offset: number): void {
+  /**
+   * Adds the id at `source[offset, offset + 32)` (a record of a larger buffer: no copy first);
+   * false when the set already held it.
+   */
+  addFrom(source: Buffer, offset: number): boolean {
     if (offset < 0 || offset + ID > source.length)
       throw new RangeError(`no 32-byte chunk id at offset ${offset} of ${source.length} bytes`);
-    if (this.findAt(source, offset) >= 0) return;
+    if (this.findAt(source, offset) >= 0) return false;
     const key = source.toString('latin1', offset, offset + ID);
-    if (this.pending.has(key)) return;
+    if (this.pending.has(key)) return false;
     // latin1 strings compare by their bytes' values: the ids' order.
     if (this.pending.size > 0 && key < this.lastPending) this.pendingAscending = false;
     this.pending.add(key);
     this.lastPending = key;
     if (this.pending.size >= Math.max(MIN_PENDING, this.count >>> 3)) this.merge();
+    return true;
   }
 
   /**
