@@ -325,7 +325,7 @@ export class RestorePointWriter {
       }
       for (const block of base.allocatedBlocks) {
         if (block < index.blockCount && base.index.blockLength(block) === index.blockLength(block)) {
-          index.set(block, base.index.get(block));
+          index.setFrom(base.index, block);
           inheritedBlocks++;
         }
       }
