@@ -5,6 +5,7 @@ import {
   verifyRepository,
   type Repository,
   type RestorePointReader,
+  SortedChunkIds,
 } from '@haven/repository';
 import type { BaseVerification } from './backup-incremental.settings';
 
@@ -43,17 +44,18 @@ export async function inspectBase(
 ): Promise<BaseDamage> {
   const damage = noDamage();
   const id = reader.manifest.id;
-  const chunksOfDisk = new Map<string, Set<string>>();
+  // Each disk's chunk ids, once each and 32 bytes apiece (not a hex string per chunk).
+  const chunksOfDisk = new Map<string, SortedChunkIds>();
   for (const disk of reader.manifest.disks) {
-    chunksOfDisk.set(
-      disk.key,
-      new Set([...reader.disk(disk.key).index.chunkIds()].map((chunk) => chunk.toString('hex'))),
-    );
+    const chunks = new SortedChunkIds();
+    reader.disk(disk.key).index.forEachChunkId((records, offset) => chunks.addFrom(records, offset));
+    chunksOfDisk.set(disk.key, chunks);
   }
   const markChunk = (hex: string): boolean => {
     let found = false;
+    const id = Buffer.from(hex, 'hex');
     for (const [key, chunks] of chunksOfDisk) {
-      if (!chunks.has(hex)) continue;
+      if (!chunks.has(id)) continue;
       found = true;
       if (damage.disks !== 'all') damage.disks.add(key);
     }
@@ -93,7 +95,7 @@ export async function inspectBase(
   }
 
   const referenced = new Set<string>();
-  for (const chunks of chunksOfDisk.values()) for (const hex of chunks) referenced.add(hex);
+  for (const chunks of chunksOfDisk.values()) for (const id of chunks) referenced.add(id.toString('hex'));
   const absent = await repository.chunks.missingAmong(referenced, {
     ...(signal ? { signal } : {}),
     ...(options.existenceMethod !== undefined ? { method: options.existenceMethod } : {}),
