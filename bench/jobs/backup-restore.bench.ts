@@ -14,6 +14,9 @@
  *   node bin/run.js bench/jobs/backup-restore.bench.ts             # 1 GiB disk, 768 MiB of data
  *   node bin/run.js bench/jobs/backup-restore.bench.ts --full      # 8 GiB disk, 6 GiB of data
  *   ... --only-full: (a) none/plain only; --only-zstd: (a) zstd + AES only (peak RSS from rest)
+ *   ... --repeat=N: (a) none/plain N times, alternated with `cp` + `sync` (cp, backup, cp, …, cp),
+ *       each to a new remote: each trial's ratio against the `cp` runs either side of it, and their
+ *       median (this VM's disk and CPU steal move a single pair by ±20 %)
  *   ... --drop-caches: empty the page cache before (c) (root only), as a restore long after its
  *       backup finds it
  *   ... --no-launcher-env: without the environment and node flags the worker's launchers set
@@ -64,6 +67,10 @@ const eventDebounceMs = eventDebounceArg === undefined ? undefined : Number(even
 /** --concurrency=N: the job's `concurrency` setting (chunks in flight per disk; 4 by default). */
 const concurrencyArg = process.argv.find((arg) => arg.startsWith('--concurrency='));
 const concurrency = concurrencyArg === undefined ? 4 : Number(concurrencyArg.split('=')[1]);
+const repeatArg = process.argv.find((arg) => arg.startsWith('--repeat='));
+const repeat = repeatArg === undefined ? 1 : Number(repeatArg.split('=')[1]);
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9)
+  throw new Error(`--repeat must be an integer from 1 to 9, not ${repeatArg}`);
 if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32)
   throw new Error(
     `--concurrency must be an integer from 1 to 32 (the job setting's range), not ${concurrencyArg}`,
@@ -201,10 +208,11 @@ async function main(): Promise<void> {
         console.log(`  ${(performance.now() / 1000).toFixed(2)} s  backup ${taskId} ended; ${loop?.()}`);
       return result;
     };
+    const trialRemote = (trial: number): string => (trial === 0 ? 'plain' : `plain-trial-${trial}`);
     for (const [name, passphrase] of [
-      ['plain', undefined],
-      ['sealed', 'bench passphrase'],
-    ] as const) {
+      ...Array.from({ length: repeat }, (_, trial) => [trialRemote(trial), undefined] as const),
+      ['sealed', 'bench passphrase'] as const,
+    ]) {
       await mkdir(join(root, name));
       remotes.set(name, passphrase);
     }
@@ -222,14 +230,50 @@ async function main(): Promise<void> {
       return;
     }
     const plain = await backup('plain', 'none', 'full-plain');
-    if (onlyFull) {
-      console.log(
-        `(a) full backup, none/plain: ${plain.seconds.toFixed(1)} s, worker CPU ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) + sim ${plain.simCpu.toFixed(1)} s, peak RSS ${(plain.peakRss / MiB).toFixed(0)} MiB (cp + sync ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s)`,
-      );
+    const describe = (a: Measured<unknown>, before: { copy: number; sync: number }): string =>
+      `${a.seconds.toFixed(1)} s, worker CPU ${a.selfCpu.toFixed(1)} s (${a.selfSystem.toFixed(1)} s system) + sim ${a.simCpu.toFixed(1)} s, peak RSS ${(a.peakRss / MiB).toFixed(0)} MiB (cp + sync before it ${before.copy.toFixed(1)} + ${before.sync.toFixed(1)} s)`;
+    if (onlyFull && repeat === 1) {
+      console.log(`(a) full backup, none/plain: ${describe(plain, cpBefore)}`);
       await pool.close();
       return;
     }
-    const cpAfter = await cp();
+    // --repeat: more trials, each a full backup to a new remote between two `cp` + `sync` runs.
+    const trials = [{ backup: plain, cpBefore }];
+    let cpAfter = await cp();
+    for (let trial = 1; trial < repeat; trial++) {
+      const before = cpAfter;
+      const remote = trialRemote(trial);
+      const measuredTrial = await backup(remote, 'none', `full-${remote}`);
+      await rm(join(root, remote), { recursive: true, force: true });
+      trials.push({ backup: measuredTrial, cpBefore: before });
+      cpAfter = await cp();
+      if (verbose) console.log(`  trial ${trial + 1}: ${describe(measuredTrial, before)}`);
+    }
+    const cpSeconds = (c: { copy: number; sync: number }): number => c.copy + c.sync;
+    const trialRatios = trials.map(
+      (trial, index) =>
+        (cpSeconds(trial.cpBefore) + cpSeconds(trials[index + 1]?.cpBefore ?? cpAfter)) /
+        2 /
+        trial.backup.seconds,
+    );
+    const sortedRatios = [...trialRatios].sort((a, b) => a - b);
+    const medianRatio =
+      ((sortedRatios[Math.floor((repeat - 1) / 2)] ?? 0) + (sortedRatios[Math.ceil((repeat - 1) / 2)] ?? 0)) /
+      2;
+    const trialSummary =
+      repeat === 1
+        ? ''
+        : `(a) ${repeat} trials, backup vs the mean of the cp + sync runs either side: ${trials
+            .map(
+              (trial, index) => `${trial.backup.seconds.toFixed(1)} s = ${trialRatios[index]?.toFixed(2)}x`,
+            )
+            .join(', ')}; median ${medianRatio.toFixed(2)}x, lowest ${sortedRatios[0]?.toFixed(2)}x`;
+    if (onlyFull) {
+      console.log(`(a) full backup, none/plain: ${describe(plain, cpBefore)}`);
+      console.log(trialSummary);
+      await pool.close();
+      return;
+    }
     await sim.workload('POST', `disks/${vm.uuid}/write`, { blocks: changedBlocks, seed: 'bench-change' });
     const incremental = await backup('plain', 'none', 'incremental-plain');
 
@@ -264,17 +308,19 @@ async function main(): Promise<void> {
 
     const gib = (bytes: number) => (bytes / GiB).toFixed(2);
     const mbs = (bytes: number, seconds: number) => (bytes / 1e6 / seconds).toFixed(0);
-    const cpTime = (c: { copy: number; sync: number }) => c.copy + c.sync;
-    const cpMean = (cpTime(cpBefore) + cpTime(cpAfter)) / 2;
+    // The first trial's cp runs (before and after it), as the figures below compare with it.
+    const cpAfterFirst = trials[1]?.cpBefore ?? cpAfter;
+    const cpMean = (cpSeconds(cpBefore) + cpSeconds(cpAfterFirst)) / 2;
     console.log(
       `disk ${gib(diskSize)} GiB, ${dataBlocks} of ${diskSize / BLOCK} blocks random data (${gib(dataBytes)} GiB)`,
     );
     console.log(
-      `cp + sync of the same bytes:       before ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s, after ${cpAfter.copy.toFixed(1)} + ${cpAfter.sync.toFixed(1)} s (mean ${cpMean.toFixed(1)} s, ${mbs(dataBytes, cpMean)} MB/s)`,
+      `cp + sync of the same bytes:       before ${cpBefore.copy.toFixed(1)} + ${cpBefore.sync.toFixed(1)} s, after ${cpAfterFirst.copy.toFixed(1)} + ${cpAfterFirst.sync.toFixed(1)} s (mean ${cpMean.toFixed(1)} s, ${mbs(dataBytes, cpMean)} MB/s)`,
     );
     console.log(
       `(a) full backup, none/plain:       ${plain.seconds.toFixed(1)} s, ${mbs(dataBytes, plain.seconds)} MB/s of data = ${(cpMean / plain.seconds).toFixed(2)} x cp throughput; CPU worker ${plain.selfCpu.toFixed(1)} s (${plain.selfSystem.toFixed(1)} s system) + sim ${plain.simCpu.toFixed(1)} s`,
     );
+    if (trialSummary !== '') console.log(trialSummary);
     if (sealed !== undefined) {
       const cpu = sealed.selfCpu + sealed.simCpu;
       console.log(
