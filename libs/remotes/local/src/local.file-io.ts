@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { DIRECT_IO_ALIGNMENT } from '@haven/remote-sdk';
 
 /**
@@ -50,9 +50,13 @@ export async function writeDirect(
   }
 }
 
-/** fdatasync of a file by name: its content and size, what reading it back needs. */
-export async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, constants.O_RDONLY);
+/**
+ * fdatasync of a file: its content and size, what reading it back needs. Through `open` when given
+ * (any handle of the file: the sync is the file's, whichever descriptor wrote), else by name.
+ */
+export async function syncFile(path: string, open?: FileHandle): Promise<void> {
+  if (open !== undefined) return open.datasync();
+  const handle = await openFile(path, constants.O_RDONLY);
   try {
     await handle.datasync();
   } finally {
@@ -62,7 +66,7 @@ export async function syncFile(path: string): Promise<void> {
 
 /** fsync of a folder: the names created or removed in it. */
 export async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
+  const handle = await openFile(folder, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
   } finally {

@@ -96,45 +96,53 @@ describe('local remote: staged writes', () => {
     function observedArea(failFirstSyncOf?: string) {
       const started: string[] = [];
       const synced: string[] = [];
+      /** Per sync started: through the handle the write left open (true), or by name. */
+      const throughHandle: boolean[] = [];
       let failed = false;
       const area = new LocalStagingArea(root, RESERVED_SEGMENT_PREFIX, {
         fsync: true,
         directWrites: false,
-        syncFile: async (path) => {
+        syncFile: async (path, handle) => {
           started.push(path);
+          throughHandle.push(handle !== undefined);
           const content = (await readFile(path)).toString();
           if (content === failFirstSyncOf && !failed) {
             failed = true;
             throw Object.assign(new Error(`EIO: i/o error, fdatasync '${path}'`), { code: 'EIO' });
           }
-          await syncFile(path);
+          await syncFile(path, handle);
           synced.push(content);
         },
       });
       const stage = async (target: string, body: string) => {
         expect(await area.stage(join(root, target), Buffer.from(body), signal)).toBe(true);
       };
-      return { area, started, synced, stage };
+      return { area, started, synced, throughHandle, stage };
     }
+    const openDescriptors = async () => (await readdir('/proc/self/fd')).length;
     const stagedFiles = async () => (await filesOnDisk(root)).filter(isStaging);
 
     it('syncs each staged object once, as soon as it is written, before any flush', async () => {
-      const { area, started, synced, stage } = observedArea();
+      const { area, started, synced, throughHandle, stage } = observedArea();
+      const descriptors = await openDescriptors();
       await stage('chunks/a', 'first');
       await stage('chunks/b', 'second');
-      // Both syncs started while staging, before any flush.
+      // Both syncs started while staging, before any flush, through the handles of their writes.
       expect(started).toHaveLength(2);
+      expect(throughHandle).toEqual([true, true]);
       // The flush waits for them and only links the objects (no second fdatasync).
       await area.flush();
       expect(started).toHaveLength(2);
       expect(synced.sort()).toEqual(['first', 'second']);
       expect((await store.getBuffer('chunks/a')).toString()).toBe('first');
       expect((await store.getBuffer('chunks/b')).toString()).toBe('second');
+      // Each handle was closed once its sync ended.
+      expect(await openDescriptors()).toBe(descriptors);
       await area.close();
     });
 
     it('fails the flush when an early sync failed, keeps the object out of sight, and syncs it again at the next flush', async () => {
-      const { area, started, synced, stage } = observedArea('unlucky');
+      const { area, started, synced, throughHandle, stage } = observedArea('unlucky');
       await stage('chunks/bad', 'unlucky');
       expect(started).toHaveLength(1);
       await expect(area.flush()).rejects.toThrow(/EIO/);
@@ -143,6 +151,8 @@ describe('local remote: staged writes', () => {
 
       await area.flush();
       expect([started.length, synced]).toEqual([2, ['unlucky']]);
+      // Again by name: the handle of the write was closed when its sync failed.
+      expect(throughHandle).toEqual([true, false]);
       expect((await store.getBuffer('chunks/bad')).toString()).toBe('unlucky');
       await area.close();
       expect(await stagedFiles()).toEqual([]);

@@ -40,8 +40,11 @@ export interface LocalStagingOptions {
   openFile?: (path: string, flags: number, mode: number) => Promise<FileHandle>;
   /** Told once when the file system refuses direct writes (default: a process warning). */
   onDirectWritesRefused?: (message: string) => void;
-  /** fdatasync of a staged file by name (tests observe or fail syncs here; default: syncFile). */
-  syncFile?: (path: string) => Promise<void>;
+  /**
+   * fdatasync of a staged file: through `handle`, still open from its write, when given, else by
+   * name (tests observe or fail syncs here; default: syncFile). Never closes `handle`.
+   */
+  syncFile?: (path: string, handle?: FileHandle) => Promise<void>;
 }
 
 interface StagedObject {
@@ -75,7 +78,7 @@ export class LocalStagingArea {
   private directWrites: boolean;
   private readonly openFile: (path: string, flags: number, mode: number) => Promise<FileHandle>;
   private readonly onDirectWritesRefused: (message: string) => void;
-  private readonly syncFile: (path: string) => Promise<void>;
+  private readonly syncFile: (path: string, handle?: FileHandle) => Promise<void>;
   private earlySyncs = 0;
   private readonly earlySyncsMax = earlySyncsMax();
 
@@ -102,16 +105,17 @@ export class LocalStagingArea {
     if (this.staged.has(target) || (await exists(target))) return false;
     signal.throwIfAborted();
     const temporary = join(await this.stagingFolder(), randomBytes(12).toString('hex'));
-    if (!(await this.writeStagedFile(temporary, body))) {
-      // The file system refused the direct write: from now on, and for this body, the page cache.
-      await this.writeStagedFile(temporary, body);
-    }
+    // The file refused direct writes: from now on, and for this body, the page cache.
+    const handle =
+      (await this.writeStagedFile(temporary, body)) ?? (await this.writeStagedFile(temporary, body));
+    if (handle === undefined) throw new Error(`staging ${temporary}: the page cache write was refused`);
     if (this.staged.has(target)) {
       // Staged by a concurrent call meanwhile: one copy is enough.
+      await handle.close();
       await unlink(temporary).catch(() => undefined);
       return false;
     }
-    this.staged.set(target, this.startSync({ temporary, target }));
+    this.staged.set(target, await this.startSync({ temporary, target }, handle));
     if (this.staged.size >= STAGED_FLUSH_AT && !this.flushQueued) {
       this.flushQueued = true;
       const flushed = this.flush();
@@ -182,11 +186,21 @@ export class LocalStagingArea {
     }
   }
 
-  /** Starts the object's fdatasync now unless enough run already (then the flush syncs it). */
-  private startSync(object: StagedObject): StagedObject {
-    if (!this.fsync || this.earlySyncs >= this.earlySyncsMax) return object;
+  /**
+   * Starts the object's fdatasync now, through the handle its write left open (no open and close
+   * by name: each is a thread-pool round trip that stalls the data path's main thread), unless
+   * enough run already: then the handle is closed and the flush syncs the file by name.
+   */
+  private async startSync(object: StagedObject, handle: FileHandle): Promise<StagedObject> {
+    if (!this.fsync || this.earlySyncs >= this.earlySyncsMax) {
+      await handle.close();
+      return object;
+    }
     this.earlySyncs++;
-    const synced = this.syncFile(object.temporary).finally(() => this.earlySyncs--);
+    const synced = this.syncFile(object.temporary, handle).finally(async () => {
+      this.earlySyncs--;
+      await handle.close();
+    });
     // Awaited (and its failure reported) by the flush that takes the object.
     synced.catch(() => undefined);
     return { ...object, synced };
@@ -237,10 +251,11 @@ export class LocalStagingArea {
 
   /**
    * Writes `body` to the new file `temporary`: around the page cache when its memory allows and
-   * the file system accepts (docs/remotes.md, "Direct writes"), else through it. False, with
-   * nothing left behind and direct writes off, when the file system refused a direct write.
+   * the file system accepts (docs/remotes.md, "Direct writes"), else through it. Resolves to the
+   * file's handle, still open (for its sync); to undefined, with nothing left behind and direct
+   * writes off, when the file system refused a direct write.
    */
-  private async writeStagedFile(temporary: string, body: Buffer): Promise<boolean> {
+  private async writeStagedFile(temporary: string, body: Buffer): Promise<FileHandle | undefined> {
     // Less than a page has no part a direct write could take.
     const direct = this.directWrites && body.length >= DIRECT_IO_ALIGNMENT && isPageAligned(body);
     let handle: FileHandle;
@@ -251,7 +266,7 @@ export class LocalStagingArea {
       // Linux creates the file before it checks O_DIRECT: the name is taken, and must be freed.
       await unlink(temporary).catch(() => undefined);
       this.stopDirectWrites('open');
-      return false;
+      return undefined;
     }
     try {
       if (direct) await writeDirect(handle, body, () => this.openFile(temporary, constants.O_WRONLY, 0o644));
@@ -261,10 +276,9 @@ export class LocalStagingArea {
       await unlink(temporary).catch(() => undefined);
       if (!direct || !refusedDirect(error)) throw error;
       this.stopDirectWrites('write');
-      return false;
+      return undefined;
     }
-    await handle.close();
-    return true;
+    return handle;
   }
 
   /** Direct writes off for good, said once (a process warning by default: no logger here). */
