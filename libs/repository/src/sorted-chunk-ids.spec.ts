@@ -139,4 +139,68 @@ describe('SortedChunkIds', () => {
     expect(() => set.add(Buffer.alloc(31))).toThrow('a chunk id is 32 bytes, got 31');
     expect(set.has(Buffer.alloc(33))).toBe(false);
   });
+
+  it('gives the run of positions of each first byte (a chunk folder), after adds and appends alike', () => {
+    const withPrefix = (prefix: number[]): Buffer =>
+      Buffer.concat([Buffer.from(prefix), randomBytes(32 - prefix.length)]);
+    const added = [
+      withPrefix([0x00, 0x00]),
+      withPrefix([0x00, 0xff]),
+      withPrefix([0x01, 0x00]),
+      withPrefix([0x7f]),
+      withPrefix([0xff, 0x00]),
+      withPrefix([0xff, 0xff]),
+      withPrefix([0xff, 0xff]),
+    ];
+    const expectRuns = (set: SortedChunkIds): void => {
+      const sorted = [...added].sort(Buffer.compare);
+      for (let byte = 0; byte < 256; byte++) {
+        const { start, end } = set.positionsWithFirstByte(byte);
+        const first = sorted.findIndex((id) => id[0] >= byte);
+        const expectedStart = first < 0 ? sorted.length : first;
+        const expectedEnd = expectedStart + sorted.filter((id) => id[0] === byte).length;
+        expect([byte, start, end]).toEqual([byte, expectedStart, expectedEnd]);
+      }
+    };
+    const inAnyOrder = new SortedChunkIds();
+    for (const id of added) inAnyOrder.add(id);
+    expectRuns(inAnyOrder);
+    const appended = new SortedChunkIds();
+    for (const id of [...added].sort(Buffer.compare)) appended.appendAscending(id);
+    expectRuns(appended);
+    expect(new SortedChunkIds().positionsWithFirstByte(0xff)).toEqual({ start: 0, end: 0 });
+    expect(() => appended.positionsWithFirstByte(256)).toThrow('no first byte 256');
+  });
+
+  it('unites sets record by record: every id once, in order, the sets unchanged', () => {
+    const shared = ids(3000);
+    const [a, b, c] = [new SortedChunkIds(), new SortedChunkIds(), new SortedChunkIds()];
+    const onlyA = ids(2000);
+    const onlyB = ids(100);
+    for (const id of [...shared, ...onlyA]) a.add(id);
+    for (const id of [...onlyB, ...shared.slice(0, 1500)]) b.add(id);
+    // A set with ids still pending (not merged into its records yet).
+    for (const id of shared.slice(1000, 1010)) c.add(id);
+    const union = SortedChunkIds.union([a, b, c, new SortedChunkIds()]);
+    const expected = [...new Set([...shared, ...onlyA, ...onlyB].map((id) => id.toString('hex')))].sort();
+    expect(union.size).toBe(expected.length);
+    expect([...union].map((id) => id.toString('hex'))).toEqual(expected);
+    expect(ids(100).some((id) => union.has(id))).toBe(false);
+    expect(onlyB.every((id) => union.positionOf(id) >= 0)).toBe(true);
+    expect([a.size, b.size, c.size]).toEqual([5000, 1600, 10]);
+    // Adding to the union does not touch the sets it came from.
+    union.add(onlyB[0]);
+    const [extra] = ids(1);
+    union.add(extra);
+    expect([union.has(extra), a.has(extra), b.has(extra)]).toEqual([true, false, false]);
+    expect(SortedChunkIds.union([]).size).toBe(0);
+  });
+
+  it('takes hex ids, and refuses what is no id', () => {
+    const hexes = ids(5).map((id) => id.toString('hex'));
+    const set = SortedChunkIds.fromHex([...hexes, hexes[0]]);
+    expect([...set].map((id) => id.toString('hex'))).toEqual([...hexes].sort());
+    expect(() => SortedChunkIds.fromHex(['abc'])).toThrow('not a chunk id: "abc"');
+    expect(() => SortedChunkIds.fromHex([`${hexes[0]?.slice(0, 62)}zz`])).toThrow('not a chunk id');
+  });
 });

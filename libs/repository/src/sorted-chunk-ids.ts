@@ -105,6 +105,64 @@ export class SortedChunkIds {
     return this.records.subarray(position * ID, (position + 1) * ID);
   }
 
+  /**
+   * The positions of the ids whose first byte is `byte` (the ids of folder chunks/ab/): one run,
+   * `start` to `end` (exclusive), empty when none is held. Read from the bucket table: no search.
+   */
+  positionsWithFirstByte(byte: number): { start: number; end: number } {
+    if (!Number.isInteger(byte) || byte < 0 || byte > 255) throw new RangeError(`no first byte ${byte}`);
+    this.merge();
+    this.index();
+    return { start: this.starts[byte << 8] ?? 0, end: this.starts[(byte + 1) << 8] ?? 0 };
+  }
+
+  /** A set of the ids of `hexes` (hex strings, 64 digits each). */
+  static fromHex(hexes: Iterable<string>): SortedChunkIds {
+    const set = new SortedChunkIds();
+    for (const hex of hexes) {
+      const id = Buffer.from(hex, 'hex');
+      if (id.length !== ID || id.toString('hex') !== hex.toLowerCase())
+        throw new RangeError(`not a chunk id: ${JSON.stringify(hex)}`);
+      set.add(id);
+    }
+    return set;
+  }
+
+  /**
+   * A new set of every id of `sets`, merged record by record (they are sorted runs already): 32
+   * bytes an id, no string per id, none of the sets changed.
+   */
+  static union(sets: Iterable<SortedChunkIds>): SortedChunkIds {
+    // A cursor into each set's records (a few sets: a disk's ids each).
+    const runs = [...sets].filter((set) => set.size > 0).map((set) => ({ set, at: 0 }));
+    for (const run of runs) run.set.merge();
+    const union = new SortedChunkIds();
+    union.records = Buffer.allocUnsafe(runs.reduce((total, run) => total + run.set.count, 0) * ID);
+    for (;;) {
+      let next: { set: SortedChunkIds; at: number } | undefined;
+      for (const run of runs) {
+        if (run.at >= run.set.count) continue;
+        if (
+          next === undefined ||
+          compareIds(run.set.records, run.at * ID, next.set.records, next.at * ID) < 0
+        )
+          next = run;
+      }
+      if (next === undefined) break;
+      const offset = next.at++ * ID;
+      // Held by an earlier set too: the last id taken.
+      if (
+        union.count > 0 &&
+        compareIds(union.records, (union.count - 1) * ID, next.set.records, offset) === 0
+      )
+        continue;
+      next.set.records.copy(union.records, union.count * ID, offset, offset + ID);
+      union.count++;
+    }
+    union.indexed = false;
+    return union;
+  }
+
   /** The ids in ascending order, each a view valid until the next add. */
   *[Symbol.iterator](): Generator<Buffer> {
     this.merge();
