@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OBJECT_STORE_STATS_IN_FLIGHT } from '@haven/remote-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
-import { chunkKey, missingChunks } from '@haven/repository';
+import { chunkKey, missingChunks, SortedChunkIds } from '@haven/repository';
 import { arg, runBench, timedInFlight } from '../bench.kit';
 import { startDistantS3 } from './distant-s3';
 
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
   );
   const ids = new Set(Array.from({ length: keyCount }, () => randomBytes(32).toString('hex')));
   const keys = [...ids].map((id) => chunkKey(id));
+  const compactIds = SortedChunkIds.fromHex(ids);
   const heads = (inFlight: number): Promise<number> =>
     timedInFlight(keyCount, inFlight, (index) =>
       far.send(new HeadObjectCommand({ Bucket: 'bench', Key: keys[index] })),
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
       if (listed !== keyCount) throw new Error(`the listing has ${listed} keys, not ${keyCount}`);
       line('one listing of chunks/ (1,000 keys a page)', (performance.now() - start) / 1000, baseline);
       start = performance.now();
-      const absent = await missingChunks(store, ids);
+      const absent = await missingChunks(store, compactIds);
       if (absent.size !== 0) throw new Error(`${absent.size} of the chunks were reported missing`);
       line('Haven: missingChunks (auto)', (performance.now() - start) / 1000, baseline);
     }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import localRemote from '@haven/remote-local';
-import { initRepository, type Repository } from '@haven/repository';
+import { initRepository, type Repository, SortedChunkIds } from '@haven/repository';
 import { arg } from '../bench.kit';
 
 const CHUNK = 4096;
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     const perVm = 2000;
     for (let written = 0; written < otherChunks; written += perVm)
       await writePoint(repository, `other-${written / perVm}`, Math.min(perVm, otherChunks - written));
-    const base = await writePoint(repository, 'the-vm', baseChunks);
+    const base = SortedChunkIds.fromHex(await writePoint(repository, 'the-vm', baseChunks));
 
     // Alternating, twice each: the page cache helps whichever runs second.
     const rounds: { perChunk: number; listing: number }[] = [];

@@ -2,45 +2,67 @@ import { randomBytes } from 'node:crypto';
 import type { ListOptions, OperationOptions, RemoteStore } from '@haven/remote-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
 import { scratchDir, startS3rver, type S3rverHandle } from '@haven/testing';
-import { missingChunks, type ChunkExistenceMethod } from './chunk.existence';
+import { missingChunks, type ChunkExistenceMethod, type ChunkExistenceOptions } from './chunk.existence';
 import { mapConcurrent } from './concurrency';
 import { chunkKey } from './format/repository.layout';
+import { SortedChunkIds } from './sorted-chunk-ids';
 import { localRemote } from './testing/disk-pattern.fixture';
 
 function folderName(index: number): string {
   return index.toString(16).padStart(2, '0');
 }
 
-/** A chunk id whose first byte is `folder` (two hex digits). */
+/** A chunk id whose first byte is `folder` (two hex digits), or that starts with any hex digits. */
 function idIn(folder: string): string {
-  return folder + randomBytes(31).toString('hex');
+  return folder + randomBytes(32 - folder.length / 2).toString('hex');
 }
 
 /** The remote as the check sees it, counting the requests it makes. */
-function counted(store: RemoteStore): {
+function counted(
+  store: RemoteStore,
+  as: { flatListing?: boolean; pageSize?: number } = {},
+): {
   store: RemoteStore;
   listed: string[];
   statted: string[];
+  /** Keys of each RemoteStore.missing call. */
+  batches: number[];
 } {
   const listed: string[] = [];
   const statted: string[] = [];
+  const batches: number[] = [];
   const wrapper = Object.create(store) as RemoteStore;
   Object.assign(wrapper, {
     list: (prefix: string, options?: ListOptions) => {
       listed.push(prefix);
-      return store.list(prefix, options);
+      const limit = Math.min(options?.limit ?? 1000, as.pageSize ?? 1000);
+      return store.list(prefix, { ...options, limit });
     },
     missing: (keys: Iterable<string>, options?: OperationOptions) => {
       const all = [...keys];
       statted.push(...all);
+      batches.push(all.length);
       return store.missing(all, options);
     },
   });
-  return { store: wrapper, listed, statted };
+  // A file system seen as an object store (its listings of a prefix hold nested keys too).
+  if (as.flatListing !== undefined)
+    Object.defineProperty(wrapper, 'features', { value: { ...store.features, flatListing: as.flatListing } });
+  return { store: wrapper, listed, statted, batches };
 }
 
 async function putChunks(store: RemoteStore, ids: Iterable<string>): Promise<void> {
   await mapConcurrent([...ids], 16, (id) => store.put(chunkKey(id), Buffer.from('c')));
+}
+
+/** missingChunks of hex ids, answering hex ids. */
+async function missingHex(
+  store: RemoteStore,
+  ids: Iterable<string>,
+  options: ChunkExistenceOptions = {},
+): Promise<string[]> {
+  const missing = await missingChunks(store, SortedChunkIds.fromHex(ids), options);
+  return [...missing].map((id) => id.toString('hex'));
 }
 
 const METHODS: ChunkExistenceMethod[] = ['auto', 'per-chunk', 'listing'];
@@ -86,10 +108,10 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
     );
 
     for (const method of METHODS)
-      expect([...(await missingChunks(store, ids, { method }))].sort()).toEqual([...absent].sort());
+      expect([...(await missingHex(store, ids, { method }))].sort()).toEqual([...absent].sort());
 
     const watched = counted(store);
-    await missingChunks(watched.store, ids);
+    await missingHex(watched.store, ids);
     expect(watched.statted).toEqual([]);
     expect(watched.listed).toHaveLength(2);
     expect(watched.listed[1]).toBe('chunks/');
@@ -116,7 +138,7 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
     );
 
     const watched = counted(store);
-    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual([...absent].sort());
+    expect([...(await missingHex(watched.store, ids))].sort()).toEqual([...absent].sort());
     expect(watched.statted).toEqual([]);
     expect(watched.listed[0]).toBe('chunks/00/');
     expect(new Set(watched.listed).size).toBe(200);
@@ -132,7 +154,7 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
       [...ids].filter((id) => id !== absent),
     );
     const watched = counted(store);
-    expect([...(await missingChunks(watched.store, ids))]).toEqual([absent]);
+    expect([...(await missingHex(watched.store, ids))]).toEqual([absent]);
     expect(watched.listed).toEqual([]);
     expect(watched.statted.length).toBe(20);
   }, 60_000);
@@ -149,12 +171,12 @@ describe('missingChunks on an object store (s3rver: flat listings)', () => {
       Array.from({ length: 1001 }, () => idIn('00')),
     );
     const watched = counted(store);
-    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual([inBusy[1], other].sort());
+    expect([...(await missingHex(watched.store, ids))].sort()).toEqual([inBusy[1], other].sort());
     expect(watched.listed).toEqual(['chunks/00/']);
     expect(watched.statted.length).toBeGreaterThanOrEqual(2);
     expect(watched.statted.length).toBeLessThanOrEqual(3);
     for (const method of METHODS)
-      expect([...(await missingChunks(store, ids, { method }))].sort()).toEqual([inBusy[1], other].sort());
+      expect([...(await missingHex(store, ids, { method }))].sort()).toEqual([inBusy[1], other].sort());
   }, 120_000);
 });
 
@@ -173,10 +195,131 @@ describe('missingChunks on a file system (local: listings walk folders)', () => 
       [...ids].filter((id) => !absent.includes(id)),
     );
     const watched = counted(store);
-    expect([...(await missingChunks(watched.store, ids))].sort()).toEqual([...absent].sort());
+    expect([...(await missingHex(watched.store, ids))].sort()).toEqual([...absent].sort());
     expect(watched.listed).toEqual([]);
     expect(watched.statted.length).toBe(300);
     for (const method of METHODS)
-      expect([...(await missingChunks(store, ids, { method }))].sort()).toEqual([...absent].sort());
+      expect([...(await missingHex(store, ids, { method }))].sort()).toEqual([...absent].sort());
   }, 60_000);
+});
+
+describe('missingChunks: the ids of a folder are one run of positions among the ids', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  beforeEach(async () => (dir = await scratchDir('haven-existence-runs-')));
+  afterEach(() => dir.cleanup());
+
+  /**
+   * Ids at the edges of folders and of the first-two-bytes buckets (00/00, 00/ff, 01/00, ff/ff),
+   * several sharing folders 00/ and ff/, some absent in each; folder 80/ holds stored chunks but
+   * no id asked about.
+   */
+  async function edges(): Promise<{ store: RemoteStore; ids: string[]; absent: string[]; others: string[] }> {
+    const store = localRemote(dir.path);
+    const ids = [
+      idIn('0000'),
+      idIn('0000'),
+      idIn('00ff'),
+      idIn('0100'),
+      idIn('01ff'),
+      idIn('7f'),
+      idIn('fe'),
+      idIn('ff00'),
+      idIn('ffff'),
+      idIn('ffff'),
+    ];
+    const absent = [ids[1], ids[2], ids[3], ids[9]] as string[];
+    const others = [idIn('80'), idIn('80'), idIn('00'), idIn('ff')];
+    await putChunks(store, [...ids.filter((id) => !absent.includes(id)), ...others]);
+    return { store, ids, absent, others };
+  }
+
+  it('a listing of each folder of the ids, and a stat of each, find the same absent ids', async () => {
+    const { store, ids, absent } = await edges();
+    for (const method of METHODS)
+      expect((await missingHex(store, ids, { method })).sort()).toEqual([...absent].sort());
+    const watched = counted(store);
+    await missingHex(watched.store, ids, { method: 'listing' });
+    expect([...watched.listed].sort()).toEqual([
+      'chunks/00/',
+      'chunks/01/',
+      'chunks/7f/',
+      'chunks/fe/',
+      'chunks/ff/',
+    ]);
+    expect(watched.statted).toEqual([]);
+  });
+
+  it('all of them stored, or none: none missing, or every one', async () => {
+    const store = localRemote(dir.path);
+    const ids = [idIn('00'), idIn('00'), idIn('ff'), idIn('ff')];
+    for (const method of METHODS) expect(await missingHex(store, ids, { method })).toEqual([...ids].sort());
+    await putChunks(store, ids);
+    for (const method of METHODS) expect(await missingHex(store, ids, { method })).toEqual([]);
+    expect(await missingHex(store, [])).toEqual([]);
+  });
+
+  it('on an object store, one listing of chunks/ marks only the ids asked about', async () => {
+    const { store, ids, absent } = await edges();
+    const watched = counted(store, { flatListing: true });
+    expect((await missingHex(watched.store, ids)).sort()).toEqual([...absent].sort());
+    // The fullest folder (00/ and ff/ hold three ids each: the lowest), then the whole listing.
+    expect(watched.listed).toEqual(['chunks/00/', 'chunks/']);
+    expect(watched.statted).toEqual([]);
+  });
+
+  it('on an object store, the probe of the fullest folder, then a listing of each other folder', async () => {
+    const { store, ids, absent } = await edges();
+    // Folder ff/ is the fullest now, and large enough that listing everything costs more pages.
+    await putChunks(
+      store,
+      Array.from({ length: 6 }, () => idIn('ff')),
+    );
+    const extra = idIn('ff');
+    const watched = counted(store, { flatListing: true });
+    expect((await missingHex(watched.store, [...ids, extra])).sort()).toEqual([...absent, extra].sort());
+    expect(watched.listed[0]).toBe('chunks/ff/');
+    expect([...watched.listed.slice(1)].sort()).toEqual([
+      'chunks/00/',
+      'chunks/01/',
+      'chunks/7f/',
+      'chunks/fe/',
+    ]);
+    expect(watched.statted).toEqual([]);
+  });
+
+  it('on a dense object store, a stat of each id the probe did not see, a batch at a time', async () => {
+    const store = localRemote(dir.path);
+    // Folder 00/, the fullest: two stored ids listed first (keys in order), one absent, two other
+    // chunks after them; folder ff/: one stored, one absent.
+    const [seenFirst, seenSecond, absentIn00] = [idIn('0000'), idIn('0001'), idIn('0002')];
+    const [storedInFf, absentInFf] = [idIn('ff'), idIn('ff')];
+    await putChunks(store, [seenFirst, seenSecond, storedInFf, idIn('00f0'), idIn('00f1')]);
+    // One key a page: 00/ needs more pages than the two (5 ids / 2 folders) a listing is worth.
+    const watched = counted(store, { flatListing: true, pageSize: 1 });
+    const ids = [seenFirst, seenSecond, absentIn00, storedInFf, absentInFf];
+    expect((await missingHex(watched.store, ids, { perChunkBatch: 2 })).sort()).toEqual(
+      [absentIn00, absentInFf].sort(),
+    );
+    expect(watched.listed).toEqual(['chunks/00/', 'chunks/00/']);
+    // HEADs for the three ids the probe's two pages did not show, two keys a call.
+    expect(watched.batches).toEqual([2, 1]);
+    expect([...watched.statted].sort()).toEqual(
+      [absentIn00, storedInFf, absentInFf].map((id) => chunkKey(id)).sort(),
+    );
+  });
+
+  it('a stat of each id, a batch of keys at a time: the ids either side of a batch boundary', async () => {
+    const { store, ids, absent } = await edges();
+    const watched = counted(store);
+    expect((await missingHex(watched.store, ids, { method: 'per-chunk', perChunkBatch: 3 })).sort()).toEqual(
+      [...absent].sort(),
+    );
+    expect(watched.batches).toEqual([3, 3, 3, 1]);
+    expect([...watched.statted].sort()).toEqual(ids.map((id) => chunkKey(id)).sort());
+    const one = counted(store);
+    expect((await missingHex(one.store, ids, { method: 'per-chunk', perChunkBatch: 1 })).sort()).toEqual(
+      [...absent].sort(),
+    );
+    expect(one.batches).toEqual(Array.from({ length: 10 }, () => 1));
+  });
 });

@@ -1,6 +1,7 @@
 import type { OperationOptions, RemoteStore } from '@haven/remote-sdk';
 import { mapConcurrent } from './concurrency';
 import { CHUNKS_PREFIX, chunkIdOfKey, chunkKey } from './format/repository.layout';
+import { SortedChunkIds } from './sorted-chunk-ids';
 
 /**
  * How the existence of many chunks is checked: one stat (an object store's HEAD) per chunk, or
@@ -28,7 +29,19 @@ const CHUNK_FOLDERS = 256;
 const LIST_PAGE = 1000;
 
 /**
- * Which of `ids` (hex chunk ids) have no object in chunks/.
+ * Keys handed to RemoteStore.missing at once when chunks are checked one by one (it stats them
+ * its own statsInFlight at a time): a million ids never become a million key strings at once.
+ */
+export const PER_CHUNK_EXISTENCE_BATCH = 4096;
+
+export interface ChunkExistenceOptions extends OperationOptions {
+  method?: ChunkExistenceMethod;
+  /** Keys per RemoteStore.missing call when checking one by one (PER_CHUNK_EXISTENCE_BATCH). */
+  perChunkBatch?: number;
+}
+
+/**
+ * Which of `ids` have no object in chunks/.
  *
  * On an object store (`features.flatListing`) every request is a round trip, HEADs and listings
  * alike, and a listing of a prefix returns up to 1,000 keys however deep they are nested. `auto`
@@ -45,121 +58,160 @@ const LIST_PAGE = 1000;
  * "Existence checks a round trip away"). File systems list folder by folder, so there `auto`
  * lists only past PER_CHUNK_EXISTENCE_LIMIT ids.
  *
+ * The ids stay 32-byte records: those of folder chunks/ab/ are one run of positions in `ids`
+ * (sorted by bytes), what was found is a byte per position, and HEADs go PER_CHUNK_EXISTENCE_BATCH
+ * keys at a time; a listed key is looked up in `ids`, no set of wanted strings is built. At a
+ * million ids that is 1 MiB beside `ids`, not 100 MiB of strings (docs/benchmarks/repository.md,
+ * "Existence check memory"). The answer is a set of its own, usually empty.
+ *
  * A listing is a snapshot like a HEAD: chunks written meanwhile may or may not be seen.
  */
 export async function missingChunks(
   store: RemoteStore,
-  ids: ReadonlySet<string>,
-  options: OperationOptions & { method?: ChunkExistenceMethod } = {},
-): Promise<Set<string>> {
+  ids: SortedChunkIds,
+  options: ChunkExistenceOptions = {},
+): Promise<SortedChunkIds> {
   const method = options.method ?? 'auto';
   const operation = options.signal !== undefined ? { signal: options.signal } : {};
-  if (ids.size === 0) return new Set();
-  const byFolder = groupByFolder(ids);
-  if (method === 'per-chunk') return missingOneByOne(store, ids, operation);
-  if (method === 'listing') return missingByListing(store, byFolder, operation);
+  const batch = Math.max(1, Math.floor(options.perChunkBatch ?? PER_CHUNK_EXISTENCE_BATCH));
+  const check = new Check(store, ids, operation);
+  if (ids.size === 0) return check.missing();
+  const folders = foldersOf(ids);
+  if (method === 'per-chunk') return (await check.oneByOne(batch)).missing();
+  if (method === 'listing') return (await check.byListing(folders)).missing();
   if (store.features?.flatListing !== true) {
     return ids.size <= PER_CHUNK_EXISTENCE_LIMIT
-      ? missingOneByOne(store, ids, operation)
-      : missingByListing(store, byFolder, operation);
+      ? (await check.oneByOne(batch)).missing()
+      : (await check.byListing(folders)).missing();
   }
   // With an id or less per folder, a listing per folder cannot beat a HEAD per id.
-  if (byFolder.size >= ids.size) return missingOneByOne(store, ids, operation);
+  if (folders.length >= ids.size) return (await check.oneByOne(batch)).missing();
 
-  const folders = [...byFolder.keys()].sort(
-    (a, b) => (byFolder.get(b)?.length ?? 0) - (byFolder.get(a)?.length ?? 0),
-  );
+  // The fullest folder first (of equals, the lowest).
+  folders.sort((a, b) => b.end - b.start - (a.end - a.start) || a.byte - b.byte);
   const probed = folders[0];
   // Listings win while a folder takes at most this many pages (a request each).
-  const pagesWorthListing = Math.floor(ids.size / byFolder.size);
-  const probe = await listWithin(store, probed, new Set(byFolder.get(probed)), pagesWorthListing, operation);
-  if (!probe.complete) {
-    // Dense repository: HEADs for what the probe's pages did not show present.
-    const unseen = new Set<string>();
-    for (const id of ids) if (!probe.seen.has(id)) unseen.add(id);
-    return missingOneByOne(store, unseen, operation);
-  }
+  const pagesWorthListing = Math.floor(ids.size / folders.length);
+  const probe = await check.listWithin(folderPrefix(probed.byte), probed, pagesWorthListing);
+  // Dense repository: HEADs for what the probe's pages did not show present.
+  if (!probe.complete) return (await check.oneByOne(batch)).missing();
   const wholeListingPages = Math.ceil((probe.listed * CHUNK_FOLDERS) / LIST_PAGE);
   const folderListingRounds = Math.ceil((folders.length - 1) / LISTINGS_IN_FLIGHT) * probe.pages;
   if (wholeListingPages <= folderListingRounds) {
-    const { seen } = await listWithin(store, CHUNKS_PREFIX, ids, Infinity, operation);
-    return new Set([...ids].filter((id) => !seen.has(id)));
+    // As its own snapshot: what the probe saw is listed again.
+    check.forget();
+    await check.listWithin(CHUNKS_PREFIX, { byte: -1, start: 0, end: ids.size }, Infinity);
+    return check.missing();
   }
-  const rest = new Map(folders.slice(1).map((folder) => [folder, byFolder.get(folder) ?? []]));
-  const missing = await missingByListing(store, rest, operation);
-  for (const id of byFolder.get(probed) ?? []) if (!probe.seen.has(id)) missing.add(id);
-  return missing;
+  return (await check.byListing(folders.slice(1))).missing();
 }
 
-/** 'chunks/ab/' → the ids in it. */
-function groupByFolder(ids: ReadonlySet<string>): Map<string, string[]> {
-  const byFolder = new Map<string, string[]>();
-  for (const id of ids) {
-    const folder = `${CHUNKS_PREFIX}${id.slice(0, 2)}/`;
-    const inFolder = byFolder.get(folder);
-    if (inFolder === undefined) byFolder.set(folder, [id]);
-    else inFolder.push(id);
+/** The ids of folder chunks/<byte>/: positions `start` to `end` (exclusive) of the ids. */
+interface Folder {
+  byte: number;
+  start: number;
+  end: number;
+}
+
+/** The folders the ids fall in, in key order. */
+function foldersOf(ids: SortedChunkIds): Folder[] {
+  const folders: Folder[] = [];
+  for (let byte = 0; byte < CHUNK_FOLDERS; byte++) {
+    const { start, end } = ids.positionsWithFirstByte(byte);
+    if (end > start) folders.push({ byte, start, end });
   }
-  return byFolder;
+  return folders;
 }
 
-async function missingOneByOne(
-  store: RemoteStore,
-  ids: ReadonlySet<string>,
-  operation: OperationOptions,
-): Promise<Set<string>> {
-  const absentKeys = await store.missing(
-    [...ids].map((id) => chunkKey(id)),
-    operation,
-  );
-  const missing = new Set<string>();
-  for (const id of ids) if (absentKeys.has(chunkKey(id))) missing.add(id);
-  return missing;
+/** 0xab → 'chunks/ab/'. */
+function folderPrefix(byte: number): string {
+  return `${CHUNKS_PREFIX}${byte.toString(16).padStart(2, '0')}/`;
 }
 
-async function missingByListing(
-  store: RemoteStore,
-  byFolder: ReadonlyMap<string, readonly string[]>,
-  operation: OperationOptions,
-): Promise<Set<string>> {
-  const missing = new Set<string>();
-  await mapConcurrent([...byFolder.entries()], LISTINGS_IN_FLIGHT, async ([folder, inFolder]) => {
-    const { seen } = await listWithin(store, folder, new Set(inFolder), Infinity, operation);
-    for (const id of inFolder) if (!seen.has(id)) missing.add(id);
-  });
-  return missing;
-}
+/** One existence check: which positions of `ids` were found stored, a byte each. */
+class Check {
+  private readonly found: Uint8Array;
 
-/**
- * Which of `wanted` are listed under `folder`, page by page, stopping (incomplete) once
- * `maxPages` pages were read and more remain; with the pages read and the keys they held. Only
- * the wanted ids are kept: a folder of a large repository lists thousands of other chunks.
- */
-async function listWithin(
-  store: RemoteStore,
-  folder: string,
-  wanted: ReadonlySet<string>,
-  maxPages: number,
-  operation: OperationOptions,
-): Promise<{ seen: Set<string>; complete: boolean; pages: number; listed: number }> {
-  const seen = new Set<string>();
-  let cursor: string | undefined;
-  let pages = 0;
-  let listed = 0;
-  do {
-    if (pages >= maxPages) return { seen, complete: false, pages, listed };
-    const page = await store.list(folder, {
-      ...operation,
-      limit: LIST_PAGE,
-      ...(cursor !== undefined ? { cursor } : {}),
-    });
-    pages++;
-    listed += page.objects.length;
-    for (const object of page.objects) {
-      const id = chunkIdOfKey(object.key);
-      if (id !== undefined && wanted.has(id)) seen.add(id);
+  constructor(
+    private readonly store: RemoteStore,
+    private readonly ids: SortedChunkIds,
+    private readonly operation: OperationOptions,
+  ) {
+    this.found = new Uint8Array(ids.size);
+  }
+
+  /** Nothing found so far. */
+  forget(): void {
+    this.found.fill(0);
+  }
+
+  /** The ids not found (so far). */
+  missing(): SortedChunkIds {
+    const missing = new SortedChunkIds();
+    for (let position = 0; position < this.found.length; position++)
+      if (this.found[position] === 0) missing.appendAscending(this.ids.idAt(position));
+    return missing;
+  }
+
+  /** A stat (HEAD) of each id not found yet, `batch` keys to RemoteStore.missing at a time. */
+  async oneByOne(batch: number): Promise<this> {
+    let position = 0;
+    while (position < this.found.length) {
+      const positions: number[] = [];
+      const keys: string[] = [];
+      for (; position < this.found.length && keys.length < batch; position++) {
+        if (this.found[position] !== 0) continue;
+        positions.push(position);
+        keys.push(chunkKey(this.ids.idAt(position).toString('hex')));
+      }
+      if (keys.length === 0) break;
+      const absent = await this.store.missing(keys, this.operation);
+      for (const [at, key] of keys.entries()) if (!absent.has(key)) this.found[positions[at] ?? 0] = 1;
     }
-    cursor = page.cursor;
-  } while (cursor !== undefined);
-  return { seen, complete: true, pages, listed };
+    return this;
+  }
+
+  /** A listing of each folder, LISTINGS_IN_FLIGHT at a time. */
+  async byListing(folders: readonly Folder[]): Promise<this> {
+    await mapConcurrent(folders, LISTINGS_IN_FLIGHT, (folder) =>
+      this.listWithin(folderPrefix(folder.byte), folder, Infinity),
+    );
+    return this;
+  }
+
+  /**
+   * Marks found the ids of `within` listed under `prefix`, page by page, stopping (incomplete)
+   * once `maxPages` pages were read and more remain; with the pages read and the keys they held.
+   * A folder of a large repository lists thousands of other chunks: each key is looked up among
+   * the ids (32 bytes written into one scratch buffer), nothing of it kept.
+   */
+  async listWithin(
+    prefix: string,
+    within: Folder,
+    maxPages: number,
+  ): Promise<{ complete: boolean; pages: number; listed: number }> {
+    const scratch = Buffer.alloc(32);
+    let cursor: string | undefined;
+    let pages = 0;
+    let listed = 0;
+    do {
+      if (pages >= maxPages) return { complete: false, pages, listed };
+      const page = await this.store.list(prefix, {
+        ...this.operation,
+        limit: LIST_PAGE,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      pages++;
+      listed += page.objects.length;
+      for (const object of page.objects) {
+        const hex = chunkIdOfKey(object.key);
+        if (hex === undefined) continue;
+        scratch.write(hex, 0, 'hex');
+        const position = this.ids.positionOf(scratch);
+        if (position >= within.start && position < within.end) this.found[position] = 1;
+      }
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+    return { complete: true, pages, listed };
+  }
 }

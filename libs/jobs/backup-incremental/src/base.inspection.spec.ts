@@ -63,6 +63,26 @@ describe('checking a base restore point before a delta', () => {
     expect(damage.reasons).toEqual([`chunk ${chunk} is missing`]);
   });
 
+  it('existence: a missing chunk both disks hold names both, once; each way of asking finds the same', async () => {
+    const writer = await repository.createRestorePointWriter({ vm: { uuid: 'vm', name: 'vm' } });
+    const shared = block('shared');
+    for (const key of ['0', '1'])
+      await writer.writeDisk({ key, virtualSize: 3 * BLOCK }, [
+        { index: 0, data: shared },
+        { index: 1, data: block(`${key}/own`) },
+      ]);
+    const point = await repository.openRestorePoint((await writer.commit()).id);
+    const chunk = point.disk('0').chunkId(0)!;
+    expect(point.disk('1').chunkId(0)).toBe(chunk);
+    await rm(join(dir.path, chunkKey(chunk)));
+    for (const existenceMethod of ['auto', 'per-chunk', 'listing'] as const) {
+      const damage = await inspectBase(repository, point, 'existence', warn, undefined, { existenceMethod });
+      expect([...(damage.disks as Set<string>)].sort()).toEqual(['0', '1']);
+      expect([...damage.chunks]).toEqual([chunk]);
+      expect(damage.reasons).toEqual([`chunk ${chunk} is missing`]);
+    }
+  });
+
   it('existence through one listing of chunks/ (a base past the per-chunk limit) finds the same', async () => {
     const chunk = chunkOf('0', 0);
     await rm(join(dir.path, chunkKey(chunk)));
