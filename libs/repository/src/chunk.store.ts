@@ -1,6 +1,5 @@
 import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
-import { ChunkIdThread, chunkIdThread } from './chunk-id.thread';
 import { type ChunkExistenceMethod, missingChunks } from './chunk.existence';
 import { ChunkListing } from './chunk.listing';
 import { SortedChunkIds } from './sorted-chunk-ids';
@@ -33,21 +32,6 @@ export class ChunkStore {
     return this.keys === undefined
       ? hash('sha256', block, 'buffer')
       : createHmac('sha256', this.keys.chunkId).update(block).digest();
-  }
-
-  /**
-   * The same id as idOf, computed on the chunk id thread when the block's memory is shared (an
-   * export reader's block pool) and the host has a core for it; else here, as idOf does. A thread
-   * that failed is not trusted with the block again: the id is computed here.
-   */
-  async idOfAsync(block: Buffer): Promise<Buffer> {
-    const thread = ChunkIdThread.reads(block) ? chunkIdThread() : undefined;
-    if (thread === undefined) return this.idOf(block);
-    try {
-      return await thread.idOf(block, this.keys?.chunkId);
-    } catch {
-      return this.idOf(block);
-    }
   }
 
   /**

@@ -11,7 +11,6 @@ export * from './repository.statistics';
 export * from './writer.session';
 export * from './chunk.existence';
 export * from './chunk.store';
-export * from './chunk-id.thread';
 export * from './chunk.listing';
 export * from './sorted-chunk-ids';
 export * from './buffer.pool';

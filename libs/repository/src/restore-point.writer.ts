@@ -412,23 +412,19 @@ export class RestorePointWriter {
           this.reportProgress(disk.key);
           continue;
         }
-        // The id is computed off this thread when it can be (the chunk id thread), while the
-        // loop reads the next blocks: what depends on it runs in the block's task.
-        const store = async (): Promise<void> => {
-          const id = await this.repository.chunks.idOfAsync(data);
-          if (index.has(block.index)) inheritedBlocks--;
-          index.set(block.index, id);
-          const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-          // Known to exist, or already written in this session (add answers false): reused.
-          if ((!replace && this.knownChunks(id)) || !this.sessionChunks.add(id)) {
-            perDisk.reusedChunks++;
-            this.counters.reusedChunks++;
-            block.release?.();
-            return;
-          }
-          await upload(id, data, replace, block);
-        };
-        const task: Promise<void> = store().then(
+        const id = this.repository.chunks.idOf(data);
+        if (index.has(block.index)) inheritedBlocks--;
+        index.set(block.index, id);
+        const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
+        // Known to exist, or already written in this session (add answers false): reused.
+        if ((!replace && this.knownChunks(id)) || !this.sessionChunks.add(id)) {
+          perDisk.reusedChunks++;
+          this.counters.reusedChunks++;
+          block.release?.();
+          this.reportProgress(disk.key);
+          continue;
+        }
+        const task: Promise<void> = upload(id, data, replace, block).then(
           () => {
             inFlight.delete(task);
             this.reportProgress(disk.key);

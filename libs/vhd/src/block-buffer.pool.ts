@@ -16,19 +16,14 @@ export interface BlockBufferSource {
  * per block (page faults, V8 full collections under external memory pressure).
  */
 export class BlockBufferPool implements BlockBufferSource {
-  private readonly free: ArrayBufferLike[] = [];
+  private readonly free: ArrayBuffer[] = [];
   private readonly lent = new Set<ArrayBufferLike>();
   /** Buffers allocated so far (not reused): tests and diagnostics. */
   allocated = 0;
 
-  /**
-   * `shared`: buffers in shared memory (`SharedArrayBuffer`), which a worker thread reads in place
-   * (the chunk id thread hashes blocks there, without a copy).
-   */
   constructor(
     readonly size: number,
     readonly keep: number,
-    readonly options: { shared?: boolean } = {},
   ) {
     if (!Number.isSafeInteger(size) || size <= 0) {
       throw new RangeError(`block buffer size must be a positive integer, got ${size}`);
@@ -42,10 +37,7 @@ export class BlockBufferPool implements BlockBufferSource {
     let whole = this.free.pop();
     if (whole === undefined) {
       // allocUnsafeSlow: never a slice of Node's shared pool, so the whole ArrayBuffer is ours.
-      whole =
-        this.options.shared === true
-          ? new SharedArrayBuffer(this.size)
-          : Buffer.allocUnsafeSlow(this.size).buffer;
+      whole = Buffer.allocUnsafeSlow(this.size).buffer;
       this.allocated++;
     }
     this.lent.add(whole);
@@ -59,7 +51,7 @@ export class BlockBufferPool implements BlockBufferSource {
         `a ${buffer.length}-byte buffer was released to a pool of ${this.size}-byte block buffers that did not lend it (or it was released twice)`,
       );
     }
-    if (this.free.length < this.keep) this.free.push(whole);
+    if (this.free.length < this.keep) this.free.push(whole as ArrayBuffer);
   }
 
   /** Whether `buffer` is (a view of) a buffer lent by this pool and not given back yet. */

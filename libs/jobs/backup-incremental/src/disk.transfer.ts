@@ -91,7 +91,7 @@ export async function transferDisk(
     } else if (nbd !== undefined) {
       readPath = 'nbd';
       // Blocks go back to the pool once every remote's writer has released them (BlockFanout).
-      const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT, { shared: true });
+      const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT);
       source = nbdBlocks(nbd, blocks, size, blockBuffers, { ahead: NBD_READS_AHEAD, label });
     } else {
       readPath = 'raw-blocks-export';
@@ -123,9 +123,8 @@ export async function transferDisk(
       signal,
     });
     // Block data is read into reused buffers, each given back once every remote's writer has
-    // released it (BlockFanout): no fresh 2 MiB allocation per block. Shared memory: the chunk id
-    // thread hashes them in place.
-    const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT, { shared: true });
+    // released it (BlockFanout): no fresh 2 MiB allocation per block.
+    const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT);
     const { metadata, blocks } = await openVhdStream(exported, { blockBuffers });
     if (metadata.footer.currentSize !== size) {
       await blocks.return();

@@ -21,8 +21,7 @@ export async function* wholeBlocks(
   virtualSize: number,
   base: DiskReader | undefined,
 ): AsyncGenerator<DiskBlock, void, undefined> {
-  // Shared memory, as the export's blocks: the chunk id thread hashes merged blocks in place too.
-  const merges = new BlockBufferPool(VHD_BLOCK_SIZE, MERGE_BUFFERS_KEPT, { shared: true });
+  const merges = new BlockBufferPool(VHD_BLOCK_SIZE, MERGE_BUFFERS_KEPT);
   for await (const block of blocks) {
     // A block past the disk's end keeps its index: the writer refuses it, naming it.
     const length = Math.max(0, Math.min(VHD_BLOCK_SIZE, virtualSize - block.index * VHD_BLOCK_SIZE));
