@@ -176,13 +176,22 @@ export class ChunkStore {
 
   /**
    * The ids of every chunk on the remote, 32 bytes each (what a writer needs to skip chunks that
-   * exist: not their sizes and dates, which `listing` adds).
+   * exist: not their sizes and dates, which `listing` adds); undefined, the listing stopped, once
+   * it holds more than `max`.
    */
-  async listIds(signal?: AbortSignal): Promise<SortedChunkIds> {
+  async listIds(signal?: AbortSignal, max = Infinity): Promise<SortedChunkIds | undefined> {
     const ids = new SortedChunkIds();
     // A remote lists in key order (its contract): appended as listed; any other order still works.
-    for await (const object of this.objects(signal)) if (!ids.appendAscending(object.id)) ids.add(object.id);
+    for await (const object of this.objects(signal)) {
+      if (!ids.appendAscending(object.id)) ids.add(object.id);
+      if (ids.size > max) return undefined;
+    }
     return ids;
+  }
+
+  /** Whether chunk `id` is stored in chunks/ (GC trash not counted: a writer stores it again). */
+  async exists(id: Buffer, signal?: AbortSignal): Promise<boolean> {
+    return this.store.exists(chunkKey(id.toString('hex')), signal !== undefined ? { signal } : {});
   }
 
   /** Every chunk object in chunks/ with its size and time: 48 bytes a chunk (chunk.listing.ts). */

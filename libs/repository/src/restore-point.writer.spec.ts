@@ -24,6 +24,19 @@ async function filesUnder(root: string): Promise<string[]> {
     .sort();
 }
 
+/** Non-zero blocks of `disk` whose content an earlier block of it already has (reused in-session). */
+function sessionRepeats(disk: ReturnType<typeof patternedDisk>): number {
+  const seen = new Set<string>();
+  let repeats = 0;
+  for (const [, data] of [...disk.blocks].sort(([a], [b]) => a - b)) {
+    if (isZero(data)) continue;
+    const key = data.toString('base64');
+    if (seen.has(key)) repeats++;
+    else seen.add(key);
+  }
+  return repeats;
+}
+
 describe('restore point writer', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   let repo: Repository;
@@ -106,6 +119,61 @@ describe('restore point writer', () => {
         rawImage(next),
       ),
     ).toBe(true);
+  });
+
+  describe.each([
+    ['a listing of the repository', () => 'list' as const],
+    ['the chunks of a base', (base: string) => ({ restorePoints: [base] })],
+  ])('past knownChunksMax, with %s', (_, knownChunks) => {
+    it('keeps no ids and asks the remote whether each chunk exists before sealing it', async () => {
+      const disk = patternedDisk('past-max', 10, 3000);
+      const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm-a', name: 'a' } });
+      const stored = await first.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+      const base = await first.commit();
+      const next = changedDisk(disk, 'past-max-next', 2);
+      const asked = jest.spyOn(repo.chunks, 'exists');
+      const sealed = jest.spyOn(repo.chunks, 'seal');
+      try {
+        const writer = await repo.createRestorePointWriter(
+          { vm: { uuid: 'vm-b', name: 'b' } },
+          { knownChunks: knownChunks(base.id), knownChunksMax: stored.uploadedChunks - 1 },
+        );
+        const entry = await writer.writeDisk({ key: 'xvda', virtualSize: next.virtualSize }, blocksOf(next));
+        const manifest = await writer.commit();
+        // Only the changed blocks' chunks were sealed and sent; every other chunk was found stored.
+        expect(entry.uploadedChunks).toBeGreaterThan(0);
+        expect(entry.uploadedChunks).toBeLessThanOrEqual(2);
+        expect(sealed).toHaveBeenCalledTimes(entry.uploadedChunks);
+        expect(entry.reusedChunks).toBeGreaterThan(0);
+        // One question per distinct chunk (none for a chunk this session already had).
+        expect(asked).toHaveBeenCalledTimes(entry.uploadedChunks + entry.reusedChunks - sessionRepeats(next));
+        const raw = await collect((await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream());
+        expect(raw.equals(rawImage(next))).toBe(true);
+      } finally {
+        asked.mockRestore();
+        sealed.mockRestore();
+      }
+    });
+
+    it('asks nothing while the ids fit', async () => {
+      const disk = patternedDisk('under-max', 6);
+      const first = await repo.createRestorePointWriter({ vm: { uuid: 'vm-a', name: 'a' } });
+      const stored = await first.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+      const base = await first.commit();
+      const asked = jest.spyOn(repo.chunks, 'exists');
+      try {
+        const writer = await repo.createRestorePointWriter(
+          { vm: { uuid: 'vm-b', name: 'b' } },
+          { knownChunks: knownChunks(base.id), knownChunksMax: stored.allocatedBlocks },
+        );
+        const entry = await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+        await writer.commit();
+        expect(entry.uploadedChunks).toBe(0);
+        expect(asked).not.toHaveBeenCalled();
+      } finally {
+        asked.mockRestore();
+      }
+    });
   });
 
   it('makes a full restore point from a delta (changed blocks only) over a base', async () => {

@@ -23,6 +23,14 @@ import { DEFAULT_SESSION_TTL_MS, WriterSession } from './writer.session';
 /** Whether a chunk is known to exist on the remote. */
 type KnownChunks = (id: Buffer) => boolean;
 
+/**
+ * The most chunk ids a writer keeps to skip existing chunks without a request: 524,288 ids, 16 MiB
+ * (a repository, or a base, of 1 TiB of distinct data). A transfer worker has 256 MiB for
+ * everything; an incremental of a densely allocated 2 TiB disk already holds two block indexes of
+ * 32 MiB (its base's and its own).
+ */
+export const KNOWN_CHUNKS_MAX = 524_288;
+
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
   index: number;
@@ -76,8 +84,14 @@ export interface RestorePointWriterOptions {
    * { restorePoints: [...] }: the chunks of these restore points (e.g. the previous backup of the
    * same VM: cheap on huge repositories, and what an incremental run mostly reuses);
    * 'none': rely on putIfAbsent alone (each block is sealed and offered; duplicates are refused).
+   * Past `knownChunksMax` chunks (listed, or referenced by the restore points) the writer keeps
+   * none of them and asks the remote whether each chunk exists before it uploads it (a stat or
+   * HEAD a chunk, not a body sent to be refused): its memory stays bounded whatever the size of
+   * the repository or of the base.
    */
   knownChunks?: 'list' | 'none' | { restorePoints: readonly string[] };
+  /** The most chunk ids `knownChunks` keeps (32 bytes each). Default KNOWN_CHUNKS_MAX. */
+  knownChunksMax?: number;
   /** The time recorded as createdAt (e.g. the snapshot time). Default: now. */
   createdAt?: Date;
   /**
@@ -116,7 +130,8 @@ export class RestorePointWriter {
   private readonly diskKeys = new Set<string>();
   /** writeDisk calls in progress (several disks may be written at once). */
   private writing = 0;
-  private readonly knownChunks: KnownChunks;
+  /** 'ask': too many to keep; each chunk's existence is asked of the remote before its upload. */
+  private readonly knownChunks: KnownChunks | 'ask';
   /**
    * Chunks written or confirmed during this session (one upload per id, even across disks):
    * ~32 bytes each, however big the disk (sorted-chunk-ids.ts).
@@ -136,7 +151,7 @@ export class RestorePointWriter {
     private readonly meta: RestorePointMeta,
     private readonly options: RestorePointWriterOptions,
     private readonly session: WriterSession,
-    knownChunks: KnownChunks,
+    knownChunks: KnownChunks | 'ask',
     id: string,
     compression: CompressionSetting,
   ) {
@@ -164,23 +179,33 @@ export class RestorePointWriter {
       id,
       options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS,
     );
-    let known: KnownChunks = () => false;
+    let known: KnownChunks | 'ask' = () => false;
     try {
       const source = options.knownChunks ?? 'list';
+      const max = options.knownChunksMax ?? KNOWN_CHUNKS_MAX;
       if (source === 'list') {
         // 32 bytes per chunk of the whole repository, not a string each (sorted-chunk-ids.ts).
-        const listed = await repository.chunks.listIds(options.signal);
-        known = (id) => listed.has(id);
+        const listed = await repository.chunks.listIds(options.signal, max);
+        known = listed === undefined ? 'ask' : (id) => listed.has(id);
       } else if (source !== 'none') {
-        const fromBases = new SortedChunkIds();
-        known = (id) => fromBases.has(id);
-        // Chunks of committed restore points exist; if one expires meanwhile, GC protects them
-        // for this session like listed chunks (the session was registered first).
-        for (const base of source.restorePoints) {
-          const manifest = await repository.readManifest(base, options.signal);
-          for (const disk of manifest.disks) {
-            const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
-            index.forEachChunkId((records, offset) => fromBases.addFrom(records, offset));
+        const manifests = [];
+        for (const base of source.restorePoints)
+          manifests.push(await repository.readManifest(base, options.signal));
+        const referenced = manifests.reduce(
+          (sum, manifest) => sum + manifest.disks.reduce((blocks, disk) => blocks + disk.allocatedBlocks, 0),
+          0,
+        );
+        if (referenced > max) known = 'ask';
+        else {
+          const fromBases = new SortedChunkIds();
+          known = (id) => fromBases.has(id);
+          // Chunks of committed restore points exist; if one expires meanwhile, GC protects them
+          // for this session like listed chunks (the session was registered first).
+          for (const manifest of manifests) {
+            for (const disk of manifest.disks) {
+              const index = await repository.readDiskIndex(manifest, disk.key, options.signal);
+              index.forEachChunkId((records, offset) => fromBases.addFrom(records, offset));
+            }
           }
         }
       }
@@ -345,6 +370,13 @@ export class RestorePointWriter {
     // a file-system remote writes them around the page cache (docs/remotes.md, "Direct writes").
     const objects = sharedPageAlignedPool(blockSize + CHUNK_OBJECT_OVERHEAD);
     const upload = async (id: Buffer, data: Buffer, replace: boolean, block: DiskBlock): Promise<void> => {
+      if (!replace && this.knownChunks === 'ask' && (await this.repository.chunks.exists(id, signal))) {
+        // Stored already (too many chunks to keep their ids): reused, nothing sealed or sent.
+        block.release?.();
+        perDisk.reusedChunks++;
+        this.counters.reusedChunks++;
+        return;
+      }
       // A rewrite overwrites an existing object: an attempt the remote abandoned (timeout) and
       // that still ran later must not find reused bytes, so those get a buffer of their own.
       const into = replace ? undefined : objects.acquire();
@@ -417,7 +449,8 @@ export class RestorePointWriter {
         index.set(block.index, id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
         // Known to exist, or already written in this session (add answers false): reused.
-        if ((!replace && this.knownChunks(id)) || !this.sessionChunks.add(id)) {
+        const known = this.knownChunks !== 'ask' && this.knownChunks(id);
+        if ((!replace && known) || !this.sessionChunks.add(id)) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();
