@@ -14,10 +14,9 @@
 // what is measured is what the check builds from it (the old side's hex Set included, as the old
 // inspectBase built it for the check).
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { OperationOptions, RemoteStore } from '@haven/remote-sdk';
 import localRemote from '@haven/remote-local';
@@ -31,7 +30,7 @@ import {
   SortedChunkIds,
 } from '@haven/repository';
 import { arg, runBench } from '../bench.kit';
-import { MiB, Sampler, seededIds } from './memory.kit';
+import { MiB, Sampler, seededIds, writeEmptyChunks } from './memory.kit';
 
 const ID = 32;
 /** The check is async: memory is sampled on a timer too, this often. */
@@ -250,21 +249,7 @@ async function measure(side: 'old' | 'new', method: ChunkExistenceMethod, root: 
 
 /** The chunks as empty files at their keys, but the absent ones (the local remote's layout). */
 function fakeRepository(root: string): number {
-  const records = seededIds(chunks, 7);
-  const folders = new Set<string>();
-  let written = 0;
-  for (let n = 0; n < chunks; n++) {
-    if (isAbsent(n)) continue;
-    const file = join(root, ...chunkKey(records.toString('hex', n * ID, (n + 1) * ID)).split('/'));
-    const folder = dirname(file);
-    if (!folders.has(folder)) {
-      mkdirSync(folder, { recursive: true });
-      folders.add(folder);
-    }
-    closeSync(openSync(file, 'w'));
-    written++;
-  }
-  return written;
+  return writeEmptyChunks(root, seededIds(chunks, 7), chunks, isAbsent);
 }
 
 function run(side: 'old' | 'new', method: ChunkExistenceMethod, root: string): Result {

@@ -1,7 +1,11 @@
 // Memory measurement shared by the repository's memory benches (maintenance-memory,
-// existence-memory): deterministic chunk ids, and a sampler of RSS and heap + array buffers above a
-// settled baseline. Run them with --expose-gc (a forced collection before each baseline).
+// existence-memory, jobs/dense-base-memory): deterministic chunk ids, empty chunk files on a local
+// remote, and a sampler of RSS and heap + array buffers above a settled baseline. Run them with
+// --expose-gc (a forced collection before each baseline).
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { chunkKey } from '@haven/repository';
 
 export const MiB = 2 ** 20;
 const ID = 32;
@@ -83,4 +87,31 @@ export class Sampler {
   result(): { peakRssMiB: number; peakHeapMiB: number } {
     return { peakRssMiB: this.peakRss / MiB, peakHeapMiB: this.peakHeap / MiB };
   }
+}
+
+/**
+ * Chunk objects on a local remote rooted at `root`: an empty file at the key of each of the `count`
+ * ids of `records` (32 bytes each) but those `skip` names (existence checks only count objects:
+ * listings and stats never read them). Returns how many were written.
+ */
+export function writeEmptyChunks(
+  root: string,
+  records: Buffer,
+  count: number,
+  skip: (n: number) => boolean = () => false,
+): number {
+  const folders = new Set<string>();
+  let written = 0;
+  for (let n = 0; n < count; n++) {
+    if (skip(n)) continue;
+    const file = join(root, ...chunkKey(records.toString('hex', n * ID, (n + 1) * ID)).split('/'));
+    const folder = dirname(file);
+    if (!folders.has(folder)) {
+      mkdirSync(folder, { recursive: true });
+      folders.add(folder);
+    }
+    closeSync(openSync(file, 'w'));
+    written++;
+  }
+  return written;
 }
