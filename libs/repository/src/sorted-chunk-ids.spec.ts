@@ -196,6 +196,42 @@ describe('SortedChunkIds', () => {
     expect(SortedChunkIds.union([]).size).toBe(0);
   });
 
+  it('is built from the records of a larger buffer in any order, repeats once, as adding them one by one', () => {
+    // A disk index's records: ids at 32-byte offsets, some repeated, some sharing their first bytes.
+    const distinct = ids(20_000);
+    for (const id of distinct.slice(0, 300)) id.writeUInt16BE(0x1234, 0);
+    const order = Array.from(
+      { length: 50_000 },
+      (_, at) => distinct[(at * 7919) % distinct.length],
+    );
+    const records = Buffer.concat(order);
+    const visit = (take: (source: Buffer, offset: number) => void): void => {
+      for (let at = 0; at < order.length; at++) take(records, at * 32);
+    };
+    const built = SortedChunkIds.fromRecords(visit);
+    const added = new SortedChunkIds();
+    visit((source, offset) => added.addFrom(source, offset));
+    expect(built.size).toBe(20_000);
+    expect([...built].map((id) => id.toString('hex'))).toEqual([...added].map((id) => id.toString('hex')));
+    expect(distinct.every((id) => built.has(id))).toBe(true);
+    expect(ids(2000).some((id) => built.has(id))).toBe(false);
+    expect(built.positionsWithFirstByte(0x12)).toEqual(added.positionsWithFirstByte(0x12));
+    // Still a set to add to.
+    const later = ids(1)[0];
+    expect(built.add(later)).toBe(true);
+    expect(built.has(later)).toBe(true);
+    expect(SortedChunkIds.fromRecords(() => undefined).size).toBe(0);
+  });
+
+  it('refuses a visitor that hands other ids the second time', () => {
+    let visits = 0;
+    const moving = (take: (source: Buffer, offset: number) => void): void => {
+      visits++;
+      for (const id of visits === 1 ? ids(50) : ids(51)) take(id, 0);
+    };
+    expect(() => SortedChunkIds.fromRecords(moving)).toThrow(/other ids the second time/);
+  });
+
   it('takes hex ids, and refuses what is no id', () => {
     const hexes = ids(5).map((id) => id.toString('hex'));
     const set = SortedChunkIds.fromHex([...hexes, hexes[0]]);

@@ -116,6 +116,50 @@ export class SortedChunkIds {
     return { start: this.starts[byte << 8] ?? 0, end: this.starts[(byte + 1) << 8] ?? 0 };
   }
 
+  /**
+   * A set of the ids `visit` hands to `take` (records of a larger buffer, in any order, repeats
+   * allowed: a disk index's chunk ids), built without a string per id, which adding them one by
+   * one makes. `visit` runs twice and must hand the same ids both times: once to count each
+   * bucket's ids, once to place them in one buffer of 32 bytes an id; each bucket is then ordered
+   * and repeats dropped.
+   */
+  static fromRecords(visit: (take: (source: Buffer, offset: number) => void) => void): SortedChunkIds {
+    const starts = new Uint32Array(BUCKETS + 1);
+    let count = 0;
+    visit((source, offset) => {
+      starts[source.readUInt16BE(offset) + 1]++;
+      count++;
+    });
+    for (let bucket = 1; bucket <= BUCKETS; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
+    const records = Buffer.allocUnsafe(Math.max(count, 1) * ID);
+    const next = starts.slice(0, BUCKETS);
+    let placed = 0;
+    visit((source, offset) => {
+      const bucket = source.readUInt16BE(offset);
+      const rank = next[bucket] ?? 0;
+      if (rank >= (starts[bucket + 1] ?? 0) || placed >= count)
+        throw new RangeError('the visitor handed other ids the second time');
+      next[bucket] = rank + 1;
+      source.copy(records, rank * ID, offset, offset + ID);
+      placed++;
+    });
+    if (placed !== count) throw new RangeError('the visitor handed other ids the second time');
+    const scratch = Buffer.allocUnsafe(ID);
+    for (let bucket = 0; bucket < BUCKETS; bucket++)
+      insertionSort(records, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
+    let unique = 0;
+    for (let position = 0; position < count; position++) {
+      if (unique > 0 && compareIds(records, (unique - 1) * ID, records, position * ID) === 0) continue;
+      if (unique !== position) records.copyWithin(unique * ID, position * ID, (position + 1) * ID);
+      unique++;
+    }
+    const set = new SortedChunkIds();
+    set.records = records;
+    set.count = unique;
+    set.indexed = false;
+    return set;
+  }
+
   /** A set of the ids of `hexes` (hex strings, 64 digits each). */
   static fromHex(hexes: Iterable<string>): SortedChunkIds {
     const set = new SortedChunkIds();
