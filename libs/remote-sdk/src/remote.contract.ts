@@ -87,6 +87,12 @@ export interface RemoteFeatures {
    * false where a listing walks folders one by one (file systems), each folder a request of its own.
    */
   flatListing?: boolean;
+  /**
+   * list() stats every object it lists (a local file system, walked folder by folder, has no
+   * listing with sizes and dates): a stat of each key asked about never costs more than a listing
+   * of the folders holding them, and leaves no listing's objects behind.
+   */
+  listingStatsEachObject?: boolean;
 }
 
 export interface OperationOptions {

@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { ListOptions, OperationOptions, RemoteStore } from '@haven/remote-sdk';
 import { plugin as s3Plugin } from '@haven/remote-s3';
 import { scratchDir, startS3rver, type S3rverHandle } from '@haven/testing';
-import { missingChunks, type ChunkExistenceMethod, type ChunkExistenceOptions } from './chunk.existence';
+import {
+  missingChunks,
+  PER_CHUNK_EXISTENCE_LIMIT,
+  type ChunkExistenceMethod,
+  type ChunkExistenceOptions,
+} from './chunk.existence';
 import { mapConcurrent } from './concurrency';
 import { chunkKey } from './format/repository.layout';
 import { SortedChunkIds } from './sorted-chunk-ids';
@@ -201,6 +206,29 @@ describe('missingChunks on a file system (local: listings walk folders)', () => 
     for (const method of METHODS)
       expect([...(await missingHex(store, ids, { method }))].sort()).toEqual([...absent].sort());
   }, 60_000);
+});
+
+describe('missingChunks on a file system whose listing stats each object (local)', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  beforeAll(async () => (dir = await scratchDir('haven-existence-stat-')));
+  afterAll(() => dir.cleanup());
+
+  it('auto stats each chunk past PER_CHUNK_EXISTENCE_LIMIT too (a listing would stat them all), listing only when asked', async () => {
+    const store = localRemote(dir.path);
+    expect(store.features.listingStatsEachObject).toBe(true);
+    const count = PER_CHUNK_EXISTENCE_LIMIT + 200;
+    const ids = new Set(Array.from({ length: count }, (_, index) => idIn(folderName(index % 64))));
+    const absent = [...ids].filter((_, index) => index % 1009 === 7);
+    await putChunks(
+      store,
+      [...ids].filter((id) => !absent.includes(id)),
+    );
+    const watched = counted(store);
+    expect([...(await missingHex(watched.store, ids))].sort()).toEqual([...absent].sort());
+    expect(watched.listed).toEqual([]);
+    expect(watched.statted.length).toBe(count);
+    expect([...(await missingHex(store, ids, { method: 'listing' }))].sort()).toEqual([...absent].sort());
+  }, 120_000);
 });
 
 describe('missingChunks: the ids of a folder are one run of positions among the ids', () => {

@@ -10,9 +10,10 @@ import { SortedChunkIds } from './sorted-chunk-ids';
 export type ChunkExistenceMethod = 'auto' | 'per-chunk' | 'listing';
 
 /**
- * On a file system, `auto` checks up to this many chunks one by one (4,096 chunks: 8 GiB of
- * data). A stat there is a local call, and a listing walks every folder under chunks/ whatever
- * the chunks asked about.
+ * On a file system whose listing does not stat each object (NFS and SMB remotes: their directory
+ * reads carry sizes and dates), `auto` checks up to this many chunks one by one (4,096 chunks: 8
+ * GiB of data), and lists past it: a listing walks every folder under chunks/ whatever the chunks
+ * asked about.
  */
 export const PER_CHUNK_EXISTENCE_LIMIT = 4096;
 
@@ -56,7 +57,8 @@ export interface ChunkExistenceOptions extends OperationOptions {
  * For the 3,072 chunks of an 8 GiB base that is a handful of pages in a small repository, 256
  * listings in flight up to about 3 million chunks, HEADs beyond (docs/benchmarks/remotes.md,
  * "Existence checks a round trip away"). File systems list folder by folder, so there `auto`
- * lists only past PER_CHUNK_EXISTENCE_LIMIT ids.
+ * lists only past PER_CHUNK_EXISTENCE_LIMIT ids, and never where a listing stats each object
+ * (`features.listingStatsEachObject`: a local disk, an NFS mount).
  *
  * The ids stay 32-byte records: those of folder chunks/ab/ are one run of positions in `ids`
  * (sorted by bytes), what was found is a byte per position, and HEADs go PER_CHUNK_EXISTENCE_BATCH
@@ -80,7 +82,10 @@ export async function missingChunks(
   if (method === 'per-chunk') return (await check.oneByOne(batch)).missing();
   if (method === 'listing') return (await check.byListing(folders)).missing();
   if (store.features?.flatListing !== true) {
-    return ids.size <= PER_CHUNK_EXISTENCE_LIMIT
+    // A listing that stats every object is never cheaper than stats of the ids asked about, and
+    // its pages of objects, a million for a dense 2 TiB base, were hundreds of MiB of garbage
+    // (docs/benchmarks/jobs.md, "Dense 2 TiB base").
+    return ids.size <= PER_CHUNK_EXISTENCE_LIMIT || store.features?.listingStatsEachObject === true
       ? (await check.oneByOne(batch)).missing()
       : (await check.byListing(folders)).missing();
   }

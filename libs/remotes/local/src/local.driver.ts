@@ -54,7 +54,13 @@ const FOLDER_RACE_RETRIES = 5;
  */
 export class LocalDriver implements RemoteDriver {
   readonly type = 'local';
-  readonly features: RemoteFeatures = { atomicPutIfAbsent: true, atomicRename: true, capacity: true };
+  readonly features: RemoteFeatures = {
+    atomicPutIfAbsent: true,
+    atomicRename: true,
+    capacity: true,
+    // list() reads each folder then stats each file in it (walk below).
+    listingStatsEachObject: true,
+  };
   private readonly root: string;
   private readonly fsync: boolean;
   /** Content-addressed objects written now, made durable and visible in batches (flush). */

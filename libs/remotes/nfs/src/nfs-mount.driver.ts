@@ -26,7 +26,13 @@ const run = promisify(execFile);
  */
 export class NfsMountDriver implements RemoteDriver {
   readonly type = 'nfs';
-  readonly features: RemoteFeatures = { atomicPutIfAbsent: true, atomicRename: true, capacity: true };
+  readonly features: RemoteFeatures = {
+    atomicPutIfAbsent: true,
+    atomicRename: true,
+    capacity: true,
+    // Lists through a LocalDriver on the mount point: a stat per listed file.
+    listingStatsEachObject: true,
+  };
   private readonly command: NfsMountCommand;
   private readonly local: RemoteDriver;
   private mounting: Promise<void> | null = null;
