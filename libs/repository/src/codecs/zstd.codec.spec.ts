@@ -70,6 +70,23 @@ describe('zstd codec and frames of other encoders', () => {
     kept.forEach((frame, i) => expect(Buffer.from(referenceDecompress(frame)).equals(chunks[i])).toBe(true));
   });
 
+  it('keeps reusing a chunk-sized output after a larger input (an index), which gets its own', async () => {
+    const small = seededBytes('reused-small', 65536);
+    const large = seededBytes('reused-large', 24 * 1024 * 1024);
+    const memoryOf = (input: Buffer): Promise<ArrayBufferLike> =>
+      zstdCodec.compressWith(input, 1, (payload) => payload.buffer);
+    const reused = await memoryOf(small);
+    const ownOutput = await zstdCodec.compressWith(large, 1, (payload) => ({
+      memory: payload.buffer,
+      frame: Buffer.from(payload),
+    }));
+    expect(ownOutput.memory).not.toBe(reused);
+    expect(Buffer.from(referenceDecompress(ownOutput.frame)).equals(large)).toBe(true);
+    // The chunk-sized output did not grow to the large input's bound: the same memory again.
+    expect(await memoryOf(small)).toBe(reused);
+    expect(reused.byteLength).toBeLessThan(8 * 1024 * 1024);
+  });
+
   it('refuses a frame that decodes to more than the header announced', async () => {
     const frame = await zstdCodec.compress(plaintext, 1);
     await expect(zstdCodec.decompress(frame, plaintext.length - 1)).rejects.toThrow(/^zstd: /);

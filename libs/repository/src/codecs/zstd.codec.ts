@@ -36,18 +36,30 @@ const MAX_LEVEL_ON_THIS_THREAD = 3;
 const compressionContext = new binding.CCtx();
 const decompressionContext = new binding.DCtx();
 let output = Buffer.alloc(0);
+/**
+ * The reused output grows to a chunk's bound at most (blocks are 2 MiB; 4 MiB leaves room). A larger
+ * input, a disk index (32 MiB for a densely allocated 2 TiB disk), gets an output of its own, freed
+ * with it: the reused one grew to it and kept it for the life of the process (docs/benchmarks/jobs.md,
+ * "Dense 2 TiB base").
+ */
+const REUSED_OUTPUT_MAX = binding.compressBound(4 * 1024 * 1024);
 
 function compressInto<T>(plaintext: Buffer, level: number, use: (payload: Buffer) => T): T {
   const bound = binding.compressBound(plaintext.length);
-  // Grows to the largest chunk seen (the repository's block size) and stays.
-  if (output.length < bound) output = Buffer.allocUnsafe(bound);
+  let target: Buffer;
+  if (bound > REUSED_OUTPUT_MAX) target = Buffer.allocUnsafe(bound);
+  else {
+    // Grows to the largest chunk seen (the repository's block size) and stays.
+    if (output.length < bound) output = Buffer.allocUnsafe(bound);
+    target = output;
+  }
   let length: number;
   try {
-    length = compressionContext.compress(output, plaintext, level);
+    length = compressionContext.compress(target, plaintext, level);
   } catch (error) {
     throw new Error(`zstd: ${(error as Error).message}`);
   }
-  return use(output.subarray(0, length));
+  return use(target.subarray(0, length));
 }
 
 function decompress(payload: Buffer, expectedLength: number): Buffer {
