@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import localRemote from '@haven/remote-local';
@@ -137,4 +138,33 @@ export async function runAsLaunched(main: () => Promise<void>): Promise<void> {
     }
   }
   await main();
+}
+
+/**
+ * This script again, in the same runner with the same node flags and environment, with `extra`
+ * arguments after its own: resolves to the JSON it printed on a line starting with `marker` (its
+ * other output is passed through), and fails naming `label` when it printed none or failed.
+ */
+export function rerunForResult<T>(extra: readonly string[], marker: string, label: string): Promise<T> {
+  const runner = require.main?.filename;
+  if (runner === undefined) throw new Error('no runner to start the child with');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, runner, ...process.argv.slice(1), ...extra], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const line = output.split('\n').find((text) => text.startsWith(marker));
+      const rest = output
+        .split('\n')
+        .filter((text) => text !== '' && !text.startsWith(marker))
+        .join('\n');
+      if (rest !== '') console.log(rest);
+      if (code !== 0 || line === undefined)
+        reject(new Error(`the ${label} ended with ${code ?? signal} and no result`));
+      else resolve(JSON.parse(line.slice(marker.length)) as T);
+    });
+  });
 }

@@ -30,7 +30,6 @@
  *       (what the phase leaves reachable; the next phase then starts without the garbage)
  * Needs ~1.1 M free inodes under the temp folder (the empty chunk files; removed at the end).
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,7 +51,7 @@ import { sizeThreadPoolForDataPath, tuneGarbageCollectorForDataPath } from '@hav
 // Not exported by the plugin's package: the function the executor runs before an incremental.
 import { inspectBase } from '../../libs/jobs/backup-incremental/src/base.inspection';
 import { arg, runBench } from '../bench.kit';
-import { launchedWith, runAsLaunched } from './bench.resources';
+import { launchedWith, rerunForResult, runAsLaunched } from './bench.resources';
 import { MiB, seededIds, settle, writeEmptyChunks } from '../repository/memory.kit';
 
 const BLOCK = 2 * MiB;
@@ -274,39 +273,11 @@ async function fabricate(root: string): Promise<{ baseId: string; seconds: numbe
 
 /** This script again with --side, in the same runner and with the same flags and environment. */
 function runSide(side: Side, root: string, baseId: string): Promise<SideResult> {
-  const runner = require.main?.filename;
-  if (runner === undefined) throw new Error('no runner to start the child with');
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        ...process.execArgv,
-        runner,
-        ...process.argv.slice(1),
-        '--side',
-        side,
-        '--root',
-        root,
-        '--base',
-        baseId,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const line = output.split('\n').find((text) => text.startsWith(RESULT));
-      const rest = output
-        .split('\n')
-        .filter((text) => text !== '' && !text.startsWith(RESULT))
-        .join('\n');
-      if (rest !== '') console.log(rest);
-      if (code !== 0 || line === undefined)
-        reject(new Error(`the ${side} side ended with ${code ?? signal} and no result`));
-      else resolve(JSON.parse(line.slice(RESULT.length)) as SideResult);
-    });
-  });
+  return rerunForResult<SideResult>(
+    ['--side', side, '--root', root, '--base', baseId],
+    RESULT,
+    `${side} side`,
+  );
 }
 
 const mib = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / MiB).toFixed(0));

@@ -19,7 +19,6 @@
  *   ... --data-mib N: random data written to each disk (default 1024 = 512 blocks of 2 MiB)
  *   ... --no-launcher-env: without the environment and node flags the worker's launchers set
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +33,7 @@ import {
   benchJob,
   launchedWith,
   localRemotes,
+  rerunForResult,
   runAsLaunched,
   simPool,
   withoutLauncherEnvironment,
@@ -185,29 +185,7 @@ async function measureDisk(): Promise<DiskFigures> {
 
 /** This script again with --disk-gib `gib`, in the same runner and with the same flags and environment. */
 function runChild(gib: number): Promise<DiskFigures> {
-  const runner = require.main?.filename;
-  if (runner === undefined) throw new Error('no runner to start the child with');
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...process.execArgv, runner, ...process.argv.slice(1), '--disk-gib', String(gib)],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const line = output.split('\n').find((text) => text.startsWith(RESULT));
-      const rest = output
-        .split('\n')
-        .filter((text) => text !== '' && !text.startsWith(RESULT))
-        .join('\n');
-      if (rest !== '') console.log(rest);
-      if (code !== 0 || line === undefined)
-        reject(new Error(`the ${gib} GiB child ended with ${code ?? signal} and no result`));
-      else resolve(JSON.parse(line.slice(RESULT.length)) as DiskFigures);
-    });
-  });
+  return rerunForResult<DiskFigures>(['--disk-gib', String(gib)], RESULT, `${gib} GiB child`);
 }
 
 const mib = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / MiB).toFixed(0));

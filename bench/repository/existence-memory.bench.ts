@@ -13,7 +13,6 @@
 // dense repository (a HEAD per id). The base's SortedChunkIds is the input of both sides, built before the baseline:
 // what is measured is what the check builds from it (the old side's hex Set included, as the old
 // inspectBase built it for the check).
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +29,7 @@ import {
   SortedChunkIds,
 } from '@haven/repository';
 import { arg, runBench } from '../bench.kit';
-import { MiB, Sampler, seededIds, writeEmptyChunks } from './memory.kit';
+import { MiB, runSideProcess, Sampler, seededIds, writeEmptyChunks } from './memory.kit';
 
 const ID = 32;
 /** The check is async: memory is sampled on a timer too, this often. */
@@ -253,26 +252,16 @@ function fakeRepository(root: string): number {
 }
 
 function run(side: 'old' | 'new', method: ChunkExistenceMethod, root: string): Result {
-  const child = spawnSync(
-    process.execPath,
-    [
-      ...process.execArgv,
-      join(__dirname, '../../bin/run.js'),
-      __filename,
-      '--chunks',
-      String(chunks),
-      '--side',
-      side,
-      '--method',
-      method,
-      '--root',
-      root,
-    ],
-    { encoding: 'utf8', maxBuffer: 64 * MiB },
-  );
-  if (child.status !== 0)
-    throw new Error(`${side} ${method} failed (${child.status ?? child.signal}): ${child.stderr}`);
-  return JSON.parse(child.stdout.trim()) as Result;
+  return runSideProcess<Result>(__filename, [
+    '--chunks',
+    String(chunks),
+    '--side',
+    side,
+    '--method',
+    method,
+    '--root',
+    root,
+  ]);
 }
 
 const f0 = (value: number): string => value.toFixed(0);

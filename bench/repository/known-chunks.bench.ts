@@ -3,12 +3,11 @@
 // Set of id strings (the baseline, as before session 12), against SortedChunkIds (32 bytes per id),
 // for the same ids in listing order. Each side runs in a process of its own.
 //   node --expose-gc bin/run.js bench/repository/known-chunks.bench.ts [--chunks 1000000]
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SortedChunkIds } from '@haven/repository';
 import { arg } from '../bench.kit';
+import { runSideProcess } from './memory.kit';
 
 const chunks = arg('chunks', 1_000_000);
 const sideAt = process.argv.indexOf('--side');
@@ -97,24 +96,7 @@ if (side === 'baseline' || side === 'sorted') {
   const run = (
     which: string,
   ): { peakMiB: number; keptMiB: number; buildMs: number; lookupMs: number; found: number } =>
-    JSON.parse(
-      execFileSync(
-        process.execPath,
-        [
-          ...process.execArgv,
-          join(__dirname, '../../bin/run.js'),
-          __filename,
-          '--chunks',
-          String(chunks),
-          '--side',
-          which,
-        ],
-        {
-          encoding: 'utf8',
-          maxBuffer: 1 << 20,
-        },
-      ).trim(),
-    );
+    runSideProcess(__filename, ['--chunks', String(chunks), '--side', which]);
   const baseline = run('baseline');
   const sorted = run('sorted');
   console.log(`known chunks of a repository holding ${chunks} chunks (3,072 lookups each side):`);

@@ -2,8 +2,9 @@
 // existence-memory, jobs/dense-base-memory): deterministic chunk ids, empty chunk files on a local
 // remote, and a sampler of RSS and heap + array buffers above a settled baseline. Run them with
 // --expose-gc (a forced collection before each baseline).
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chunkKey } from '@haven/repository';
 
@@ -114,4 +115,21 @@ export function writeEmptyChunks(
     written++;
   }
   return written;
+}
+
+/**
+ * `script` again in a fresh process (bin/run.js, this process's node flags) with `args`: one side
+ * of a memory bench, measured apart from the other; its output is the side's figures as JSON.
+ */
+export function runSideProcess<T>(script: string, args: readonly string[]): T {
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, join(__dirname, '../../bin/run.js'), script, ...args],
+    { encoding: 'utf8', maxBuffer: 64 * MiB },
+  );
+  if (child.status !== 0)
+    throw new Error(
+      `${basename(script)} ${args.join(' ')} failed (${child.status ?? child.signal}): ${child.stderr}`,
+    );
+  return JSON.parse(child.stdout.trim()) as T;
 }
