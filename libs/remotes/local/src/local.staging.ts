@@ -105,7 +105,8 @@ export class LocalStagingArea {
     if (this.staged.has(target) || (await exists(target))) return false;
     signal.throwIfAborted();
     const temporary = join(await this.stagingFolder(), randomBytes(12).toString('hex'));
-    // The file refused direct writes: from now on, and for this body, the page cache.
+    // Undefined: the file system refused the direct write; this body and every later one then go
+    // through the page cache (the second write is never direct: it cannot be refused so).
     const handle =
       (await this.writeStagedFile(temporary, body)) ?? (await this.writeStagedFile(temporary, body));
     if (handle === undefined) throw new Error(`staging ${temporary}: the page cache write was refused`);
