@@ -78,8 +78,8 @@ export async function missingChunks(
   const batch = Math.max(1, Math.floor(options.perChunkBatch ?? PER_CHUNK_EXISTENCE_BATCH));
   const check = new Check(store, ids, operation);
   if (ids.size === 0) return check.missing();
-  const folders = foldersOf(ids);
   if (method === 'per-chunk') return (await check.oneByOne(batch)).missing();
+  const folders = foldersOf(ids);
   if (method === 'listing') return (await check.byListing(folders)).missing();
   if (store.features?.flatListing !== true) {
     // A listing that stats every object is never cheaper than stats of the ids asked about, and

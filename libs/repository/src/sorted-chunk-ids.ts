@@ -124,29 +124,7 @@ export class SortedChunkIds {
    * and repeats dropped.
    */
   static fromRecords(visit: (take: (source: Buffer, offset: number) => void) => void): SortedChunkIds {
-    const starts = new Uint32Array(BUCKETS + 1);
-    let count = 0;
-    visit((source, offset) => {
-      starts[source.readUInt16BE(offset) + 1]++;
-      count++;
-    });
-    for (let bucket = 1; bucket <= BUCKETS; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
-    const records = Buffer.allocUnsafe(Math.max(count, 1) * ID);
-    const next = starts.slice(0, BUCKETS);
-    let placed = 0;
-    visit((source, offset) => {
-      const bucket = source.readUInt16BE(offset);
-      const rank = next[bucket] ?? 0;
-      if (rank >= (starts[bucket + 1] ?? 0) || placed >= count)
-        throw new RangeError('the visitor handed other ids the second time');
-      next[bucket] = rank + 1;
-      source.copy(records, rank * ID, offset, offset + ID);
-      placed++;
-    });
-    if (placed !== count) throw new RangeError('the visitor handed other ids the second time');
-    const scratch = Buffer.allocUnsafe(ID);
-    for (let bucket = 0; bucket < BUCKETS; bucket++)
-      insertionSort(records, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
+    const { records, count } = bucketSorted(visit);
     let unique = 0;
     for (let position = 0; position < count; position++) {
       if (unique > 0 && compareIds(records, (unique - 1) * ID, records, position * ID) === 0) continue;
@@ -302,27 +280,47 @@ export class SortedChunkIds {
   }
 }
 
-/**
- * `count` records in any order, sorted: a counting sort on their first two bytes puts each in
- * one of 65,536 buckets of a few ids, each then ordered by insertion (no allocation per
- * comparison).
- */
+/** `count` records in any order, sorted (bucketSorted). */
 function sortedRecords(records: Buffer, count: number): Buffer {
+  return bucketSorted((take) => {
+    for (let position = 0; position < count; position++) take(records, position * ID);
+  }).records;
+}
+
+/**
+ * The records `visit` hands to `take`, sorted into one new buffer, repeats kept: a counting sort on
+ * their first two bytes puts each in one of 65,536 buckets of a few ids, each then ordered by
+ * insertion (no allocation per comparison). `visit` runs twice (to count, then to place) and must
+ * hand the same records both times.
+ */
+function bucketSorted(visit: (take: (source: Buffer, offset: number) => void) => void): {
+  records: Buffer;
+  count: number;
+} {
   const starts = new Uint32Array(BUCKETS + 1);
-  for (let position = 0; position < count; position++) starts[records.readUInt16BE(position * ID) + 1]++;
+  let count = 0;
+  visit((source, offset) => {
+    starts[source.readUInt16BE(offset) + 1]++;
+    count++;
+  });
   for (let bucket = 1; bucket <= BUCKETS; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
   const sorted = Buffer.allocUnsafe(Math.max(count, 1) * ID);
   const next = starts.slice(0, BUCKETS);
-  for (let position = 0; position < count; position++) {
-    const bucket = records.readUInt16BE(position * ID);
+  let placed = 0;
+  visit((source, offset) => {
+    const bucket = source.readUInt16BE(offset);
     const rank = next[bucket] ?? 0;
+    if (rank >= (starts[bucket + 1] ?? 0) || placed >= count)
+      throw new RangeError('the visitor handed other ids the second time');
     next[bucket] = rank + 1;
-    records.copy(sorted, rank * ID, position * ID, (position + 1) * ID);
-  }
+    source.copy(sorted, rank * ID, offset, offset + ID);
+    placed++;
+  });
+  if (placed !== count) throw new RangeError('the visitor handed other ids the second time');
   const scratch = Buffer.allocUnsafe(ID);
   for (let bucket = 0; bucket < BUCKETS; bucket++)
     insertionSort(sorted, starts[bucket] ?? 0, starts[bucket + 1] ?? 0, scratch);
-  return sorted;
+  return { records: sorted, count };
 }
 
 /** Orders the records `first` to `end` (exclusive) of `records` in place; `scratch` holds one. */
