@@ -30,7 +30,7 @@
  *       (what the phase leaves reachable; the next phase then starts without the garbage)
  * Needs ~1.1 M free inodes under the temp folder (the empty chunk files; removed at the end).
  */
-import { createHash, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -248,14 +248,15 @@ async function fabricate(root: string): Promise<{ baseId: string; seconds: numbe
   for (let block = 0; block < blocks; block++) index.set(block, ids.subarray(block * ID, (block + 1) * ID));
   const disk = empty.disks.at(0);
   if (disk === undefined) throw new Error('the writer wrote no disk');
-  const plaintext = index.encode();
-  await store.put(disk.index, await repository.sealMetadata('index', disk.index, plaintext));
+  // Sealed as the writer seals an index.
+  const sealed = await repository.sealDiskIndex(disk.index, index);
+  await store.put(disk.index, sealed.body);
   const manifest: RestorePointManifest = {
     ...empty,
     disks: [
       {
         ...disk,
-        indexDigest: createHash('sha256').update(plaintext).digest('hex'),
+        indexDigest: sealed.digest,
         allocatedBlocks: blocks,
         logicalBytes: virtualSize,
         uploadedChunks: blocks,

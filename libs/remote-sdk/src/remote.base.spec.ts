@@ -141,6 +141,39 @@ describe('Remote base class', () => {
     expect(driver.calls.filter((c) => c === 'stat')).toHaveLength(3);
   });
 
+  it('retries a replayable body that failed mid-way from a new stream of it, a Readable not', async () => {
+    const driver = new FaultyMemoryDriver();
+    const remote = new Remote(driver, { name: 'r1', retry: fast });
+    let opened = 0;
+    const body = {
+      size: 10,
+      open: () => {
+        opened++;
+        const first = opened === 1;
+        return Readable.from(
+          (function* () {
+            yield Buffer.from('01234');
+            // The connection drops after half the body, on the first attempt only.
+            if (first) throw econn();
+            yield Buffer.from('56789');
+          })(),
+        );
+      },
+    };
+    await remote.put('replayed', body);
+    expect(opened).toBe(2);
+    expect(driver.objects.get('replayed')?.toString()).toBe('0123456789');
+    const failing = Readable.from(
+      (function* () {
+        yield Buffer.from('01234');
+        throw econn();
+      })(),
+    );
+    await expect(remote.put('streamed', failing)).rejects.toMatchObject({ code: 'TRANSIENT' });
+    // Two attempts of the replayable body, one of the stream.
+    expect(driver.calls.filter((call) => call === 'put')).toHaveLength(3);
+  });
+
   it('gives up after the configured retries, saying how many attempts it made', async () => {
     const driver = new FaultyMemoryDriver();
     const remote = new Remote(driver, { name: 'r1', retry: fast });

@@ -12,7 +12,9 @@ import type {
   RemoteFeatures,
   RemoteLease,
   RemoteStore,
+  ReplayableBody,
 } from './remote.contract';
+import { isReplayableBody } from './remote.contract';
 import type { DriverContext, RemoteDriver } from './remote.driver';
 import {
   DriverError,
@@ -95,8 +97,26 @@ export class Remote implements RemoteStore {
     return Math.max(1, Math.floor(this.driver.writesInFlight ?? 1));
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+  async put(key: string, body: Buffer | Readable | ReplayableBody, options: PutOptions = {}): Promise<void> {
     this.checkKey('put', key);
+    if (isReplayableBody(body)) {
+      // A new stream per attempt: retried like a Buffer, with an idle timer on each stream too.
+      await this.run(
+        'put',
+        key,
+        options.signal,
+        async (context, onIdle) => {
+          const watched = watchIdle(body.open(), this.idleTimeoutMs, onIdle);
+          try {
+            await this.driver.put(key, watched, { ...context, size: body.size });
+          } finally {
+            if (!watched.destroyed && !watched.readableEnded) watched.destroy();
+          }
+        },
+        { retry: true, timeoutMs: this.timeoutMs + Math.ceil(body.size / 64) },
+      );
+      return;
+    }
     if (Buffer.isBuffer(body)) {
       await this.run(
         'put',

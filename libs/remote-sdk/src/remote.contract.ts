@@ -24,7 +24,7 @@ export interface RemoteStore {
   readonly writesInFlight?: number;
 
   /** Atomic: readers see the whole new object or nothing (also when the writer dies mid-way). Overwrites. */
-  put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
+  put(key: string, body: Buffer | Readable | ReplayableBody, options?: PutOptions): Promise<void>;
   /** Atomic create-if-absent: false when the key already exists (nothing written then). */
   putIfAbsent(key: string, body: Buffer, options?: PutOptions): Promise<boolean>;
   /**
@@ -97,6 +97,27 @@ export interface RemoteFeatures {
 
 export interface OperationOptions {
   signal?: AbortSignal;
+}
+
+/**
+ * A body produced as it is sent, and produced again from its start for a retry: a large object
+ * written without a buffer of its size (a disk index), retried like a Buffer, unlike a Readable.
+ */
+export interface ReplayableBody {
+  /** Bytes every stream from `open` yields. */
+  readonly size: number;
+  /** A new stream of the whole body, for each attempt. */
+  open(): Readable;
+}
+
+export function isReplayableBody(body: unknown): body is ReplayableBody {
+  return (
+    typeof body === 'object' &&
+    body !== null &&
+    !Buffer.isBuffer(body) &&
+    typeof (body as ReplayableBody).open === 'function' &&
+    typeof (body as ReplayableBody).size === 'number'
+  );
 }
 
 export interface PutOptions extends OperationOptions {

@@ -9,7 +9,9 @@ import {
   type ChunkExistenceOptions,
 } from './chunk.existence';
 import { mapConcurrent } from './concurrency';
+import { DiskIndex } from './format/disk-index.codec';
 import { chunkKey } from './format/repository.layout';
+import { initRepository } from './repository';
 import { SortedChunkIds } from './sorted-chunk-ids';
 import { localRemote } from './testing/disk-pattern.fixture';
 
@@ -224,6 +226,44 @@ describe('missingChunks on a file system (local: listings walk folders)', () => 
     expect(localRemote(dir.path).features.listingStatsEachObject).toBe(true);
     await statsEachId(PER_CHUNK_EXISTENCE_LIMIT + 200, 64, 1009, ['listing']);
   }, 120_000);
+});
+
+describe('ChunkStore.missingAmongIndexes', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  beforeAll(async () => (dir = await scratchDir('haven-existence-indexes-')));
+  afterAll(() => dir.cleanup());
+
+  it('checks a slice of each index at a time where it stats each id, and finds what one sorted set finds', async () => {
+    const store = localRemote(dir.path);
+    // 500 distinct ids over two disks of 1,000 blocks: repeats within a slice, across slices and disks.
+    const pool = Array.from({ length: 500 }, (_, index) => idIn(folderName(index % 64)));
+    const absent = pool.filter((_, index) => index % 37 === 3);
+    await putChunks(
+      store,
+      pool.filter((id) => !absent.includes(id)),
+    );
+    const indexes = [0, 1].map((disk) => {
+      const index = new DiskIndex(1000 * 2 * 1024 * 1024, 2 * 1024 * 1024);
+      for (let block = disk; block < 1000; block += 1 + disk)
+        index.set(block, Buffer.from(pool[(block * 7 + disk) % pool.length], 'hex'));
+      return index;
+    });
+    const watched = counted(store);
+    const repository = await initRepository(watched.store, {});
+    const found = await repository.chunks.missingAmongIndexes(indexes, { sliceBlocks: 128 });
+    expect([...found].map((id) => id.toString('hex')).sort()).toEqual([...absent].sort());
+    expect(watched.listed).toEqual([]);
+    // A slice's ids at a time: never more keys than a slice holds blocks.
+    expect(Math.max(...watched.batches)).toBeLessThanOrEqual(128);
+    expect(watched.batches.length).toBeGreaterThanOrEqual(2 * Math.ceil(1000 / 128) - 2);
+    // Asked to list: one sorted set of every id, the same answer.
+    const listing = await repository.chunks.missingAmongIndexes(indexes, {
+      sliceBlocks: 128,
+      method: 'listing',
+    });
+    expect([...listing].map((id) => id.toString('hex')).sort()).toEqual([...absent].sort());
+    expect(watched.listed.length).toBeGreaterThan(0);
+  }, 60_000);
 });
 
 describe('missingChunks: the ids of a folder are one run of positions among the ids', () => {

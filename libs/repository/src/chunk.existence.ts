@@ -78,17 +78,10 @@ export async function missingChunks(
   const batch = Math.max(1, Math.floor(options.perChunkBatch ?? PER_CHUNK_EXISTENCE_BATCH));
   const check = new Check(store, ids, operation);
   if (ids.size === 0) return check.missing();
-  if (method === 'per-chunk') return (await check.oneByOne(batch)).missing();
+  if (checksOneByOne(store, ids.size, method)) return (await check.oneByOne(batch)).missing();
   const folders = foldersOf(ids);
-  if (method === 'listing') return (await check.byListing(folders)).missing();
-  if (store.features?.flatListing !== true) {
-    // A listing that stats every object is never cheaper than stats of the ids asked about, and
-    // its pages of objects, a million for a dense 2 TiB base, were hundreds of MiB of garbage
-    // (docs/benchmarks/jobs.md, "Dense 2 TiB base").
-    return ids.size <= PER_CHUNK_EXISTENCE_LIMIT || store.features?.listingStatsEachObject === true
-      ? (await check.oneByOne(batch)).missing()
-      : (await check.byListing(folders)).missing();
-  }
+  if (method === 'listing' || store.features?.flatListing !== true)
+    return (await check.byListing(folders)).missing();
   // With an id or less per folder, a listing per folder cannot beat a HEAD per id.
   if (folders.length >= ids.size) return (await check.oneByOne(batch)).missing();
 
@@ -109,6 +102,22 @@ export async function missingChunks(
     return check.missing();
   }
   return (await check.byListing(folders.slice(1))).missing();
+}
+
+/**
+ * Whether missingChunks checks `count` ids on `store` one by one whatever ids they are: asked to, or
+ * a file system remote (no flat listing) with few ids or whose listing stats every object. A
+ * listing that stats every object is never cheaper than stats of the ids asked about, and its
+ * pages of objects, a million for a dense 2 TiB base, were hundreds of MiB of garbage
+ * (docs/benchmarks/jobs.md, "Dense 2 TiB base"). Then the ids need not be one sorted set: they
+ * can be checked a slice at a time (ChunkStore.missingAmongIndexes).
+ */
+export function checksOneByOne(store: RemoteStore, count: number, method: ChunkExistenceMethod): boolean {
+  if (method !== 'auto') return method === 'per-chunk';
+  return (
+    store.features?.flatListing !== true &&
+    (count <= PER_CHUNK_EXISTENCE_LIMIT || store.features?.listingStatsEachObject === true)
+  );
 }
 
 /** The ids of folder chunks/<byte>/: positions `start` to `end` (exclusive) of the ids. */

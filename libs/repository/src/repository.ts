@@ -1,12 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
+import { isRemoteError, type RemoteStore, type ReplayableBody } from '@haven/remote-sdk';
 import { ChunkStore } from './chunk.store';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import { validateCompression } from './codecs/codec.registry';
 import type { CipherName } from './ciphers/chunk-cipher';
 import { chunkCipher, validateCipherName } from './ciphers/cipher.registry';
-import { DiskIndex } from './format/disk-index.codec';
-import { EnvelopeError, openObject, sealObject } from './format/object.envelope';
+import { CHUNK_ID_LENGTH, DiskIndex } from './format/disk-index.codec';
+import { EnvelopeError, openObject, sealObject, uncompressedObjectBody } from './format/object.envelope';
 import {
   REPOSITORY_BLOCK_SIZE,
   REPOSITORY_FORMAT,
@@ -50,6 +50,12 @@ import {
 import { verifyRepository, type VerifyOptions, type VerifyReport } from './repository.verifier';
 import { repositoryStatistics, type RepositoryStatistics } from './repository.statistics';
 import { mapConcurrent } from './concurrency';
+
+/**
+ * A disk index whose chunk ids are at least this share of its bytes is stored uncompressed (ids
+ * are random: only the bitmap would shrink) and sealed in place.
+ */
+const UNCOMPRESSED_INDEX_IDS_SHARE = 0.9;
 
 export interface InitRepositoryOptions {
   /** Encrypts the repository when given. Keep it: without it nothing can be restored. */
@@ -332,25 +338,70 @@ export class Repository {
   /** @internal */
   async sealMetadata(kind: 'index' | 'manifest', key: string, plaintext: Buffer): Promise<Buffer> {
     return sealObject({
-      kind,
+      ...this.metadataSealOptions(kind, key),
       plaintext,
       codec: this.config.compression.codec === 'none' ? 'none' : 'zstd',
+    });
+  }
+
+  /**
+   * A disk index sealed, and the SHA-256 of its encoding (the manifest's `indexDigest`). An index
+   * that is mostly chunk ids (random bytes: zstd saves nothing on them) is stored uncompressed and
+   * sealed as it is sent, in pieces (a body that a retry produces again); others are compressed
+   * whole (the bitmap of a large, sparse disk shrinks to almost nothing).
+   * @internal
+   */
+  async sealDiskIndex(
+    key: string,
+    index: DiskIndex,
+  ): Promise<{ body: Buffer | ReplayableBody; digest: string }> {
+    const idsShare = (index.allocatedCount * CHUNK_ID_LENGTH) / index.encodedLength;
+    if (this.config.compression.codec !== 'none' && idsShare < UNCOMPRESSED_INDEX_IDS_SHARE) {
+      const plaintext = index.encode();
+      return {
+        body: await this.sealMetadata('index', key, plaintext),
+        digest: createHash('sha256').update(plaintext).digest('hex'),
+      };
+    }
+    const digest = createHash('sha256');
+    for (const piece of index.encodedPieces()) digest.update(piece);
+    return {
+      body: uncompressedObjectBody(this.metadataSealOptions('index', key), index.encodedLength, () =>
+        index.encodedPieces(),
+      ),
+      digest: digest.digest('hex'),
+    };
+  }
+
+  private metadataSealOptions(kind: 'index' | 'manifest', key: string) {
+    return {
+      kind,
       ...(this.keys !== undefined && this.config.encryption !== null
         ? { cipher: { cipher: chunkCipher(this.config.encryption.cipher), key: this.keys.metadataSeal } }
         : {}),
       associatedData: Buffer.from(key),
       digest: true,
-    });
+    };
   }
 
-  /** @internal */
-  async openMetadata(kind: 'index' | 'manifest', key: string, object: Buffer): Promise<Buffer> {
+  /**
+   * `inPlace`: the object is decrypted into its own bytes (no copy of its size; the caller gives
+   * up `object`, and an uncompressed plaintext is a view of it).
+   * @internal
+   */
+  async openMetadata(
+    kind: 'index' | 'manifest',
+    key: string,
+    object: Buffer,
+    inPlace = false,
+  ): Promise<Buffer> {
     const { plaintext } = await openObject({
       kind,
       object,
       associatedData: Buffer.from(key),
       ...(this.keys !== undefined ? { key: this.keys.metadataSeal } : {}),
       requireEncryption: this.keys !== undefined,
+      inPlace,
     });
     return plaintext;
   }
@@ -416,7 +467,8 @@ export class Repository {
       throw error;
     }
     try {
-      const plaintext = await this.openMetadata('index', disk.index, object);
+      // The index keeps the plaintext it is decoded from: decrypted in place, one buffer in all.
+      const plaintext = await this.openMetadata('index', disk.index, object, true);
       if (createHash('sha256').update(plaintext).digest('hex') !== disk.indexDigest) {
         throw new EnvelopeError('index digest differs from the one in the manifest');
       }

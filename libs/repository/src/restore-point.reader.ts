@@ -75,17 +75,20 @@ export class RestorePointReader {
  * file restore reads a restore point like any VHD.
  */
 export class DiskReader implements VhdDisk {
-  /** Block numbers holding data, ascending (absent blocks read as zeros). */
-  readonly allocatedBlocks: readonly number[];
-
   /** @internal */
   constructor(
     private readonly repository: Repository,
     readonly restorePoint: RestorePointManifest,
     readonly meta: RestorePointDisk,
     readonly index: DiskIndex,
-  ) {
-    this.allocatedBlocks = [...index.allocatedBlocks()];
+  ) {}
+
+  /**
+   * Block numbers holding data, ascending (absent blocks read as zeros): a new array at each call
+   * (8 bytes per allocated block; `index.allocatedBlocks()` walks them without one).
+   */
+  get allocatedBlocks(): number[] {
+    return [...this.index.allocatedBlocks()];
   }
 
   get key(): string {
@@ -165,14 +168,19 @@ export class DiskReader implements VhdDisk {
   }
 
   /** Allocated blocks (or the given ones), decoded with bounded read-ahead, in order. */
-  async *blocks(options: StreamOptions & { only?: readonly number[] } = {}): AsyncGenerator<DiskBlock> {
-    const wanted = options.only ?? this.allocatedBlocks;
+  async *blocks(options: StreamOptions & { only?: Iterable<number> } = {}): AsyncGenerator<DiskBlock> {
+    const wanted = (options.only ?? this.index.allocatedBlocks())[Symbol.iterator]();
     const readAhead = Math.max(1, options.readAhead ?? 4);
     const pending: { index: number; data: Promise<Buffer> }[] = [];
-    let next = 0;
+    let exhausted = false;
     const fill = (): void => {
-      while (pending.length < readAhead && next < wanted.length) {
-        const index = wanted[next++];
+      while (pending.length < readAhead && !exhausted) {
+        const next = wanted.next();
+        if (next.done === true) {
+          exhausted = true;
+          return;
+        }
+        const index = next.value;
         const data = this.readBlock(index, options);
         // Read-ahead may be abandoned by a consumer that stops early: never an unhandled rejection.
         data.catch(() => undefined);
@@ -212,7 +220,7 @@ export class DiskReader implements VhdDisk {
     let allocated: number[];
     let readBlock: (index: number) => Promise<Buffer>;
     if (options.type === 'dynamic') {
-      allocated = [...this.allocatedBlocks];
+      allocated = this.allocatedBlocks;
       readBlock = (index) => this.readBlock(index, options);
     } else {
       const base = options.base;
@@ -227,9 +235,9 @@ export class DiskReader implements VhdDisk {
     }
     // createVhdStream pulls blocks one at a time; prefetch ahead of it to overlap remote reads.
     const readAhead = Math.max(1, options.readAhead ?? 4);
-    const positions = new Map(allocated.map((block, position) => [block, position]));
     const prefetched = (index: number): Promise<Buffer> => {
-      const position = positions.get(index) ?? 0;
+      // A search of the sorted blocks, not a map of them (tens of MiB for a dense 2 TiB disk).
+      const position = Math.max(0, positionIn(allocated, index));
       for (let ahead = position; ahead < Math.min(allocated.length, position + readAhead); ahead++) {
         const block = allocated[ahead];
         if (!cache.has(block)) {
@@ -265,6 +273,20 @@ export class DiskReader implements VhdDisk {
     }
     return changed;
   }
+}
+
+/** Position of `value` in ascending `sorted`, or -1. */
+function positionIn(sorted: readonly number[], value: number): number {
+  let low = 0;
+  let high = sorted.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const at = sorted[middle];
+    if (at === value) return middle;
+    if (at < value) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
 }
 
 const ZERO_PIECE = 2 * 1024 * 1024;

@@ -150,4 +150,31 @@ describe.each(variants)('restore point round trip ($codec, $cipher)', ({ codec, 
       logicalBytes: all.find((p) => p.manifest.vm.uuid === 'vm-c')!.manifest.sizes.logicalBytes,
     });
   });
+
+  it('stores an index of mostly ids uncompressed, a sparse one with the repository codec, and reads both', async () => {
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'vm-i', name: 'vm i' } });
+    await writer.writeDisk({ key: 'dense', virtualSize: disk.virtualSize }, blocksOf(disk));
+    // 200 GiB with two blocks: a 12.5 KiB bitmap that compresses, 64 bytes of ids.
+    const sparseSize = 100_000 * BLOCK;
+    const data = [...disk.blocks.values()].find((block) => !isZero(block)) as Buffer;
+    await writer.writeDisk({ key: 'sparse', virtualSize: sparseSize }, [
+      { index: 5, data },
+      { index: 99_999, data },
+    ]);
+    const manifest = await writer.commit();
+    const codecOf = async (key: string) => {
+      const entry = manifest.disks.find((candidate) => candidate.key === key)!;
+      return (await repo.store.getBuffer(entry.index))[5];
+    };
+    const codecIds = { none: 0, zstd: 1 } as const;
+    expect(await codecOf('dense')).toBe(codecIds.none);
+    // Metadata is zstd in any compressed repository (gzip is for chunks only).
+    expect(await codecOf('sparse')).toBe(codec === 'none' ? codecIds.none : codecIds.zstd);
+    const point = await repo.openRestorePoint(manifest.id);
+    expect((await collect(point.disk('dense').createReadStream())).equals(rawImage(disk))).toBe(true);
+    const sparse = point.disk('sparse');
+    expect([...sparse.index.allocatedBlocks()]).toEqual([5, 99_999]);
+    expect((await sparse.readBlock(99_999)).equals(data)).toBe(true);
+    expect((await sparse.readBlock(6)).equals(Buffer.alloc(BLOCK))).toBe(true);
+  });
 });

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Repository } from './repository';
 import { DiskIndex } from './format/disk-index.codec';
 import { diskIndexKey, manifestKey, newRestorePointId, restorePointPrefix } from './format/repository.layout';
@@ -335,9 +334,16 @@ export class RestorePointWriter {
     position: number,
   ): Promise<RestorePointDisk> {
     const blockSize = this.repository.blockSize;
-    const index = new DiskIndex(disk.virtualSize, blockSize);
+    let index = new DiskIndex(disk.virtualSize, blockSize);
     let inheritedBlocks = 0;
     if (base !== undefined) {
+      if (base.blockSize !== blockSize) {
+        throw new RepositoryError(
+          'INVALID_ARGUMENT',
+          `base disk "${base.key}" has blocks of ${base.blockSize} bytes, this repository ${blockSize}`,
+          { restorePoint: base.restorePoint.id, disk: disk.key },
+        );
+      }
       // Checked after this session registered: if the base still exists now, a GC that trashes
       // its chunks later sees this session and keeps them (docs, "Garbage collection").
       if (!(await this.repository.store.exists(manifestKey(base.restorePoint.id)))) {
@@ -348,12 +354,9 @@ export class RestorePointWriter {
           { restorePoint: base.restorePoint.id, disk: disk.key },
         );
       }
-      for (const block of base.allocatedBlocks) {
-        if (block < index.blockCount && base.index.blockLength(block) === index.blockLength(block)) {
-          index.setFrom(base.index, block);
-          inheritedBlocks++;
-        }
-      }
+      // Shares the base's ids until a block changes (a page of 256 blocks is copied then).
+      index = DiskIndex.inheriting(base.index, disk.virtualSize);
+      inheritedBlocks = index.allocatedCount;
     }
     const seen = new Uint8Array(Math.ceil(index.blockCount / 8));
     const zero = Buffer.alloc(blockSize);
@@ -477,20 +480,16 @@ export class RestorePointWriter {
     }
     if (uploadError !== undefined) throw uploadError;
 
-    const plaintext = index.encode();
     const indexKey = diskIndexKey(this.id, position);
-    await this.repository.store.put(
-      indexKey,
-      await this.repository.sealMetadata('index', indexKey, plaintext),
-      signal ? { signal } : {},
-    );
+    const sealed = await this.repository.sealDiskIndex(indexKey, index);
+    await this.repository.store.put(indexKey, sealed.body, signal ? { signal } : {});
     return {
       ...disk,
       index: indexKey,
-      indexDigest: createHash('sha256').update(plaintext).digest('hex'),
+      indexDigest: sealed.digest,
       blockSize,
       allocatedBlocks: index.allocatedCount,
-      logicalBytes: [...index.allocatedBlocks()].reduce((sum, block) => sum + index.blockLength(block), 0),
+      logicalBytes: index.allocatedBytes(),
       ...(base !== undefined ? { base: base.restorePoint.id, inheritedBlocks } : {}),
       ...perDisk,
     };

@@ -200,10 +200,7 @@ describe('SortedChunkIds', () => {
     // A disk index's records: ids at 32-byte offsets, some repeated, some sharing their first bytes.
     const distinct = ids(20_000);
     for (const id of distinct.slice(0, 300)) id.writeUInt16BE(0x1234, 0);
-    const order = Array.from(
-      { length: 50_000 },
-      (_, at) => distinct[(at * 7919) % distinct.length],
-    );
+    const order = Array.from({ length: 50_000 }, (_, at) => distinct[(at * 7919) % distinct.length]);
     const records = Buffer.concat(order);
     const visit = (take: (source: Buffer, offset: number) => void): void => {
       for (let at = 0; at < order.length; at++) take(records, at * 32);

@@ -1,5 +1,7 @@
 import {
   type ChunkExistenceMethod,
+  type DiskIndex,
+  isChunkId,
   isRepositoryError,
   readDamageRecord,
   verifyRepository,
@@ -44,25 +46,28 @@ export async function inspectBase(
 ): Promise<BaseDamage> {
   const damage = noDamage();
   const id = reader.manifest.id;
-  // Each disk's chunk ids, once each and 32 bytes apiece (not a hex string per chunk).
-  const chunksOfDisk = new Map<string, SortedChunkIds>();
-  for (const disk of reader.manifest.disks) {
-    const { index } = reader.disk(disk.key);
-    // Sorted from the index's records directly: no string per id (a dense 2 TiB disk has a million).
-    chunksOfDisk.set(
-      disk.key,
-      SortedChunkIds.fromRecords((take) => index.forEachChunkId(take)),
-    );
-  }
-  const markChunk = (hex: string): boolean => {
+  /**
+   * Records the chunks as damaged and the disks whose index holds any of them (one pass over each
+   * index, no set of its ids): whether a disk holds one.
+   */
+  const markChunks = (hexes: readonly string[]): boolean => {
+    if (hexes.length === 0) return false;
+    // A record edited by hand may name something else: it marks no disk.
+    const wanted = SortedChunkIds.fromHex(hexes.filter(isChunkId));
+    const holdsAny = (index: DiskIndex): boolean => {
+      let holds = false;
+      index.forEachChunkId((records, offset) => {
+        holds ||= wanted.hasAt(records, offset);
+      });
+      return holds;
+    };
     let found = false;
-    const id = Buffer.from(hex, 'hex');
-    for (const [key, chunks] of chunksOfDisk) {
-      if (!chunks.has(id)) continue;
+    for (const disk of reader.disks) {
+      if (!holdsAny(disk.index)) continue;
       found = true;
-      if (damage.disks !== 'all') damage.disks.add(key);
+      if (damage.disks !== 'all') damage.disks.add(disk.key);
     }
-    damage.chunks.add(hex);
+    for (const hex of hexes) damage.chunks.add(hex);
     return found;
   };
 
@@ -75,8 +80,7 @@ export async function inspectBase(
     warn(error.message);
   }
   if (record.restorePoints.includes(id)) {
-    let named = false;
-    for (const hex of record.chunks) named = markChunk(hex) || named;
+    const named = markChunks(record.chunks);
     // Broken by something other than a chunk (its index): every disk.
     if (!named) damage.disks = 'all';
     damage.reasons.push(`a verify of the repository recorded restore point ${id} as damaged`);
@@ -86,10 +90,9 @@ export async function inspectBase(
 
   if (verification === 'full') {
     const report = await verifyRepository(repository, { restorePoints: [id], ...(signal ? { signal } : {}) });
-    for (const chunk of [...report.damagedChunks, ...report.missingChunks]) {
-      markChunk(chunk.chunkId);
-      damage.reasons.push(`chunk ${chunk.chunkId} is ${chunk.reason}`);
-    }
+    const broken = [...report.damagedChunks, ...report.missingChunks];
+    markChunks(broken.map((chunk) => chunk.chunkId));
+    for (const chunk of broken) damage.reasons.push(`chunk ${chunk.chunkId} is ${chunk.reason}`);
     if (report.brokenRestorePoints.length > 0 && damage.disks !== 'all' && damage.disks.size === 0) {
       damage.disks = 'all';
       damage.reasons.push(...report.brokenRestorePoints.flatMap((point) => point.reasons));
@@ -97,19 +100,22 @@ export async function inspectBase(
     return damage;
   }
 
-  // Every disk's ids at once, still 32 bytes each (one disk's set itself: no copy).
-  const disks = [...chunksOfDisk.values()];
-  const referenced = disks.length === 1 ? disks[0] : SortedChunkIds.union(disks);
-  const absent = await repository.chunks.missingAmong(referenced, {
-    ...(signal ? { signal } : {}),
-    ...(options.existenceMethod !== undefined ? { method: options.existenceMethod } : {}),
-  });
+  // Straight from the indexes: a slice at a time where each chunk is asked about, else one sorted
+  // set of every disk's ids (ChunkStore.missingAmongIndexes).
+  const absent = await repository.chunks.missingAmongIndexes(
+    reader.disks.map((disk) => disk.index),
+    {
+      ...(signal ? { signal } : {}),
+      ...(options.existenceMethod !== undefined ? { method: options.existenceMethod } : {}),
+    },
+  );
+  const missing: string[] = [];
   for (const id of absent) {
     // Moved to GC trash while a backup relied on it: still readable.
     if ((await repository.chunks.locate(id, signal)) !== undefined) continue;
-    const hex = id.toString('hex');
-    markChunk(hex);
-    damage.reasons.push(`chunk ${hex} is missing`);
+    missing.push(id.toString('hex'));
   }
+  markChunks(missing);
+  for (const hex of missing) damage.reasons.push(`chunk ${hex} is missing`);
   return damage;
 }

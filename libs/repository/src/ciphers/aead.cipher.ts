@@ -1,4 +1,10 @@
-import { createCipheriv, createDecipheriv, randomFillSync, type CipherGCMTypes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  randomBytes,
+  randomFillSync,
+  type CipherGCMTypes,
+} from 'node:crypto';
 import type { ChunkCipher, CipherName } from './chunk-cipher';
 
 const NONCE_LENGTH = 12;
@@ -68,6 +74,24 @@ function aeadCipher(
       if (prefix !== undefined) prefix.copy(out, 0);
       sealInto(key, plaintext, associatedData, out, start);
       return out;
+    },
+    *sealPieces(key, associatedData, plaintextLength, pieces) {
+      const nonce = randomBytes(NONCE_LENGTH);
+      const cipher = createCipheriv(algorithm as CipherGCMTypes, key, nonce, { authTagLength: TAG_LENGTH });
+      cipher.setAAD(associatedData, { plaintextLength });
+      yield nonce;
+      let length = 0;
+      for (const piece of pieces) {
+        length += piece.length;
+        if (length > plaintextLength)
+          throw new RangeError(`the pieces hold more than the ${plaintextLength} bytes announced`);
+        yield cipher.update(piece);
+      }
+      if (length !== plaintextLength)
+        throw new RangeError(`the pieces hold ${length} bytes, ${plaintextLength} were announced`);
+      const tail = cipher.final();
+      if (tail.length > 0) yield tail;
+      yield cipher.getAuthTag();
     },
     open(key, sealed, associatedData) {
       const { decipher, body } = decipherOf(key, sealed, associatedData);

@@ -18,6 +18,16 @@ export interface ChunkCipher {
    * RangeError when the target is too small.
    */
   sealInto(key: Buffer, plaintext: Buffer, associatedData: Buffer, target: Buffer, offset: number): number;
+  /**
+   * As `seal`, for a plaintext handed in pieces: yields nonce, ciphertext pieces, then the tag, so
+   * no buffer of the whole is ever made. Throws when the pieces do not add up to `plaintextLength`.
+   */
+  sealPieces(
+    key: Buffer,
+    associatedData: Buffer,
+    plaintextLength: number,
+    pieces: Iterable<Buffer>,
+  ): Generator<Buffer>;
   /** Throws when the tag does not authenticate (wrong key, altered bytes or associated data). */
   open(key: Buffer, sealed: Buffer, associatedData: Buffer): Buffer;
   /**

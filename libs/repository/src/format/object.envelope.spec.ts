@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { aes256GcmCipher, chacha20Poly1305Cipher } from '../ciphers/aead.cipher';
 import type { CodecName } from '../codecs/chunk-codec';
 import { seededBytes } from '../testing/disk-pattern.fixture';
-import { EnvelopeError, ENVELOPE_HEADER_LENGTH, openObject, sealObject } from './object.envelope';
+import {
+  EnvelopeError,
+  ENVELOPE_HEADER_LENGTH,
+  openObject,
+  sealObject,
+  uncompressedObjectBody,
+} from './object.envelope';
 
 const text = Buffer.from('backup '.repeat(50_000));
 const key = randomBytes(32);
@@ -34,6 +40,65 @@ describe('object envelope', () => {
         expect(opened.encrypted).toBe(cipher !== undefined);
       });
     }
+  }
+
+  for (const cipher of [undefined, aes256GcmCipher, chacha20Poly1305Cipher]) {
+    it(`streams what sealObject seals uncompressed, piece by piece and again for a retry, with ${cipher?.name ?? 'no encryption'}`, async () => {
+      // Pieces of uneven sizes, none the whole.
+      const plaintext = seededBytes('random', 300_000);
+      const pieces = function* (): Generator<Buffer> {
+        for (let start = 0; start < plaintext.length; start += 70_001)
+          yield plaintext.subarray(start, start + 70_001);
+      };
+      const options = {
+        kind: 'index' as const,
+        ...(cipher ? { cipher: { cipher, key } } : {}),
+        associatedData: ad,
+        digest: true,
+      };
+      const body = uncompressedObjectBody(options, plaintext.length, pieces);
+      const copied = await sealObject({ ...options, plaintext, codec: 'none' });
+      const read = async (): Promise<Buffer[]> => {
+        const parts: Buffer[] = [];
+        for await (const part of body.open()) parts.push(part as Buffer);
+        return parts;
+      };
+      const parts = await read();
+      const object = Buffer.concat(parts);
+      expect(Math.max(...parts.map((part) => part.length))).toBeLessThan(plaintext.length / 2);
+      expect(object.length).toBe(body.size);
+      expect(object.length).toBe(copied.length);
+      // The same object but for the random nonce.
+      expect(
+        object.subarray(0, ENVELOPE_HEADER_LENGTH).equals(copied.subarray(0, ENVELOPE_HEADER_LENGTH)),
+      ).toBe(true);
+      if (cipher === undefined) expect(object.equals(copied)).toBe(true);
+      const open = (bytes: Buffer, inPlace: boolean) =>
+        openObject({
+          kind: 'index',
+          object: bytes,
+          associatedData: ad,
+          key,
+          requireEncryption: cipher !== undefined,
+          inPlace,
+        });
+      expect((await open(object, false)).plaintext.equals(plaintext)).toBe(true);
+      // Again from the start (a retry).
+      const again = Buffer.concat(await read());
+      const opened = await open(again, true);
+      expect(opened.plaintext.equals(plaintext)).toBe(true);
+      // Decrypted in place: a view of the object, no copy of its size.
+      expect(opened.plaintext.buffer).toBe(again.buffer);
+      const altered = Buffer.from(object);
+      altered[altered.length - 40] ^= 1;
+      await expect(open(altered, true)).rejects.toThrow(
+        cipher ? 'authentication failed' : 'SHA-256 of the content does not match',
+      );
+      const short = uncompressedObjectBody(options, plaintext.length + 1, pieces);
+      await expect(async () => {
+        for await (const part of short.open()) expect(part).toBeInstanceOf(Buffer);
+      }).rejects.toThrow(`the pieces hold ${plaintext.length} bytes, ${plaintext.length + 1} were announced`);
+    });
   }
 
   it('stores incompressible data uncompressed', async () => {

@@ -1,4 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReplayableBody } from '@haven/remote-sdk';
 import type { ChunkCodec, CodecName } from '../codecs/chunk-codec';
 import { chunkCodec, chunkCodecById } from '../codecs/codec.registry';
 import type { ChunkCipher } from '../ciphers/chunk-cipher';
@@ -89,24 +91,13 @@ export async function sealObject(options: SealOptions): Promise<Buffer> {
 /** Header, then the payload (encrypted, or followed by its digest) in one buffer. */
 function writeObject(options: SealOptions, codec: ChunkCodec, payload: Buffer): Buffer {
   const { plaintext } = options;
-  const withDigest = options.digest && options.cipher === undefined;
-  const length =
-    ENVELOPE_HEADER_LENGTH +
-    payload.length +
-    (options.cipher !== undefined ? options.cipher.cipher.overhead : withDigest ? DIGEST_LENGTH : 0);
+  const length = objectLength(options, payload.length);
   // One buffer for the whole object: header, then the body written in place (no concatenation).
   const object =
     options.into !== undefined && options.into.length >= length
       ? options.into.subarray(0, length)
       : Buffer.allocUnsafe(length);
-  const header = object.subarray(0, ENVELOPE_HEADER_LENGTH);
-  header.write(MAGIC[options.kind], 0, 'latin1');
-  header[4] = ENVELOPE_VERSION;
-  header[5] = codec.id;
-  header[6] = options.cipher?.cipher.id ?? 0;
-  header[7] = withDigest ? FLAG_PLAINTEXT_DIGEST : 0;
-  header.writeUInt32BE(plaintext.length, 8);
-  header.writeUInt32BE(payload.length, 12);
+  const header = writeHeader(object, options, codec, plaintext.length, payload.length);
   if (options.cipher !== undefined) {
     options.cipher.cipher.sealInto(
       options.cipher.key,
@@ -118,13 +109,94 @@ function writeObject(options: SealOptions, codec: ChunkCodec, payload: Buffer): 
     return object;
   }
   payload.copy(object, ENVELOPE_HEADER_LENGTH);
-  if (withDigest) {
+  if (withPlaintextDigest(options)) {
     createHash('sha256')
       .update(plaintext)
       .digest()
       .copy(object, ENVELOPE_HEADER_LENGTH + payload.length);
   }
   return object;
+}
+
+type ObjectOptions = Pick<SealOptions, 'kind' | 'cipher' | 'associatedData' | 'digest'>;
+
+function withPlaintextDigest(options: ObjectOptions): boolean {
+  return options.digest && options.cipher === undefined;
+}
+
+function objectLength(options: ObjectOptions, payloadLength: number): number {
+  const trailer =
+    options.cipher !== undefined
+      ? options.cipher.cipher.overhead
+      : withPlaintextDigest(options)
+        ? DIGEST_LENGTH
+        : 0;
+  return ENVELOPE_HEADER_LENGTH + payloadLength + trailer;
+}
+
+function writeHeader(
+  object: Buffer,
+  options: ObjectOptions,
+  codec: ChunkCodec,
+  plaintextLength: number,
+  payloadLength: number,
+): Buffer {
+  const header = object.subarray(0, ENVELOPE_HEADER_LENGTH);
+  header.write(MAGIC[options.kind], 0, 'latin1');
+  header[4] = ENVELOPE_VERSION;
+  header[5] = codec.id;
+  header[6] = options.cipher?.cipher.id ?? 0;
+  header[7] = withPlaintextDigest(options) ? FLAG_PLAINTEXT_DIGEST : 0;
+  header.writeUInt32BE(plaintextLength, 8);
+  header.writeUInt32BE(payloadLength, 12);
+  return header;
+}
+
+/**
+ * An object stored uncompressed, sealed as it is sent: `pieces` hands its plaintext in order
+ * (`plaintextLength` bytes in all), again for each stream opened (a retry). A large disk index (32
+ * MiB for a densely allocated 2 TiB disk) is written this way without a buffer of its size
+ * (docs/benchmarks/jobs.md, "Dense 2 TiB base").
+ */
+export function uncompressedObjectBody(
+  options: ObjectOptions,
+  plaintextLength: number,
+  pieces: () => Iterable<Buffer>,
+): ReplayableBody {
+  const size = objectLength(options, plaintextLength);
+  function* sealed(): Generator<Buffer> {
+    const header = writeHeader(
+      Buffer.alloc(ENVELOPE_HEADER_LENGTH),
+      options,
+      chunkCodec('none'),
+      plaintextLength,
+      plaintextLength,
+    );
+    yield header;
+    if (options.cipher !== undefined) {
+      const { cipher, key } = options.cipher;
+      yield* cipher.sealPieces(
+        key,
+        Buffer.concat([header, options.associatedData]),
+        plaintextLength,
+        pieces(),
+      );
+      return;
+    }
+    const digest = withPlaintextDigest(options) ? createHash('sha256') : undefined;
+    let length = 0;
+    for (const piece of pieces()) {
+      length += piece.length;
+      if (length > plaintextLength)
+        throw new RangeError(`the pieces hold more than the ${plaintextLength} bytes announced`);
+      digest?.update(piece);
+      yield piece;
+    }
+    if (length !== plaintextLength)
+      throw new RangeError(`the pieces hold ${length} bytes, ${plaintextLength} were announced`);
+    if (digest !== undefined) yield digest.digest();
+  }
+  return { size, open: () => Readable.from(sealed(), { objectMode: false }) };
 }
 
 export interface OpenOptions {
@@ -135,6 +207,11 @@ export interface OpenOptions {
   key?: Buffer;
   /** Rejects an unencrypted object in an encrypted repository (a planted object). */
   requireEncryption: boolean;
+  /**
+   * Decrypts into `object` itself (overwritten, also when it does not authenticate): an
+   * uncompressed object's plaintext is then a view of it, no copy of its size.
+   */
+  inPlace?: boolean;
 }
 
 export interface OpenedObject {
@@ -179,7 +256,11 @@ export async function openObject(options: OpenOptions): Promise<OpenedObject> {
       );
     }
     try {
-      payload = cipher.open(options.key, body, Buffer.concat([header, options.associatedData]));
+      const associatedData = Buffer.concat([header, options.associatedData]);
+      payload =
+        options.inPlace === true
+          ? cipher.openInPlace(options.key, body, associatedData)
+          : cipher.open(options.key, body, associatedData);
     } catch {
       throw new EnvelopeError(
         `${cipher.name} authentication failed (altered bytes or object stored under another name)`,
