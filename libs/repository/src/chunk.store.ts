@@ -1,7 +1,7 @@
 import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
 import { type ChunkExistenceMethod, checksOneByOne, missingChunks } from './chunk.existence';
-import type { DiskIndex } from './format/disk-index.codec';
+import { CHUNK_ID_LENGTH, type DiskIndex } from './format/disk-index.codec';
 import { ChunkListing } from './chunk.listing';
 import { SortedChunkIds } from './sorted-chunk-ids';
 import type { CompressionSetting } from './codecs/chunk-codec';
@@ -192,17 +192,16 @@ export class ChunkStore {
     const count = indexes.reduce((sum, index) => sum + index.allocatedCount, 0);
     if (!checksOneByOne(this.store, count, options.method ?? 'auto')) {
       const sets = indexes.map((index) => SortedChunkIds.fromRecords((take) => index.forEachChunkId(take)));
-      return missingChunks(
-        this.store,
-        sets.length === 1 ? (sets[0]) : SortedChunkIds.union(sets),
-        existence,
-      );
+      return missingChunks(this.store, sets.length === 1 ? sets[0] : SortedChunkIds.union(sets), existence);
     }
     const absent: SortedChunkIds[] = [];
+    // One buffer for every slice's ids: a slice's set is done with before the next is sorted.
+    const scratch = Buffer.allocUnsafe(Math.min(sliceBlocks, count) * CHUNK_ID_LENGTH);
     for (const index of indexes) {
       for (let first = 0; first < index.blockCount; first += sliceBlocks) {
-        const slice = SortedChunkIds.fromRecords((take) =>
-          index.forEachChunkId(take, first, first + sliceBlocks),
+        const slice = SortedChunkIds.fromRecords(
+          (take) => index.forEachChunkId(take, first, first + sliceBlocks),
+          scratch,
         );
         absent.push(await missingChunks(this.store, slice, { ...existence, method: 'per-chunk' }));
       }

@@ -13,6 +13,7 @@ import {
   localRemote,
   patternedDisk,
   rawImage,
+  seededBytes,
 } from './testing/disk-pattern.fixture';
 
 /** Every file under `root` (none when it does not exist), sorted. */
@@ -278,6 +279,35 @@ describe('restore point writer', () => {
     expect(progress.map((p) => p.bytesDone)).toEqual(
       [...progress.map((p) => p.bytesDone)].sort((x, y) => x - y),
     );
+  });
+
+  it('remembers at most sessionChunksMax new ids: a repeat past them is sealed and offered again', async () => {
+    const [a, b, c] = ['a', 'b', 'c'].map((seed) => seededBytes(`remember-${seed}`, BLOCK));
+    const order = [a, b, c, a, c, b, c] as Buffer[];
+    const sealsWith = async (sessionChunksMax?: number) => {
+      const seal = jest.spyOn(repo.chunks, 'seal');
+      try {
+        const writer = await repo.createRestorePointWriter(
+          { vm: { uuid: 'vm-remember', name: 'vm' } },
+          { knownChunks: 'none', ...(sessionChunksMax !== undefined ? { sessionChunksMax } : {}) },
+        );
+        await writer.writeDisk(
+          { key: 'xvda', virtualSize: order.length * BLOCK },
+          order.map((data, index) => ({ index, data })),
+        );
+        const manifest = await writer.commit();
+        const disk = (await repo.openRestorePoint(manifest.id)).disk('xvda');
+        for (const [index, data] of order.entries())
+          expect((await disk.readBlock(index)).equals(data)).toBe(true);
+        return seal.mock.calls.length;
+      } finally {
+        seal.mockRestore();
+      }
+    };
+    // Every id remembered: one seal each.
+    expect(await sealsWith()).toBe(3);
+    // a and b remembered; c, past the cap, sealed each time it comes.
+    expect(await sealsWith(2)).toBe(5);
   });
 
   it('rejects bad blocks with the block and disk named', async () => {

@@ -25,10 +25,20 @@ type KnownChunks = (id: Buffer) => boolean;
 /**
  * The most chunk ids a writer keeps to skip existing chunks without a request: 524,288 ids, 16 MiB
  * (a repository, or a base, of 1 TiB of distinct data). A transfer worker has 256 MiB for
- * everything; an incremental of a densely allocated 2 TiB disk already holds two block indexes of
- * 32 MiB (its base's and its own).
+ * everything; an incremental of a densely allocated 2 TiB disk already holds its base's index of
+ * 32 MiB (shared with its own: DiskIndex.inheriting).
  */
 export const KNOWN_CHUNKS_MAX = 524_288;
+
+/**
+ * The most new chunk ids a writer remembers (4 MiB; 256 GiB of distinct blocks), so that a block
+ * repeated later in the session is not sealed and sent again. Past it, a repeat of an id it does
+ * not hold is sealed and offered: the remote's create-if-absent refuses it (counted reused), or a
+ * staging remote may stage it twice. Remembering every id of a densely allocated 2 TiB disk took
+ * ~85 MiB (a sorted run grown by a quarter, plus strings waiting to be merged):
+ * docs/benchmarks/jobs.md, "Dense 2 TiB base".
+ */
+export const SESSION_CHUNKS_MAX = 131_072;
 
 export interface DiskBlock {
   /** Block number (offset / 2 MiB). */
@@ -91,6 +101,8 @@ export interface RestorePointWriterOptions {
   knownChunks?: 'list' | 'none' | { restorePoints: readonly string[] };
   /** The most chunk ids `knownChunks` keeps (32 bytes each). Default KNOWN_CHUNKS_MAX. */
   knownChunksMax?: number;
+  /** The most new chunk ids the writer remembers across its disks. Default SESSION_CHUNKS_MAX. */
+  sessionChunksMax?: number;
   /** The time recorded as createdAt (e.g. the snapshot time). Default: now. */
   createdAt?: Date;
   /**
@@ -133,7 +145,7 @@ export class RestorePointWriter {
   private readonly knownChunks: KnownChunks | 'ask';
   /**
    * Chunks written or confirmed during this session (one upload per id, even across disks):
-   * ~32 bytes each, however big the disk (sorted-chunk-ids.ts).
+   * ~32 bytes each (sorted-chunk-ids.ts), SESSION_CHUNKS_MAX of them at most.
    */
   private readonly sessionChunks = new SortedChunkIds();
   private readonly createdAt: Date;
@@ -453,7 +465,11 @@ export class RestorePointWriter {
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
         // Known to exist, or already written in this session (add answers false): reused.
         const known = this.knownChunks !== 'ask' && this.knownChunks(id);
-        if ((!replace && known) || !this.sessionChunks.add(id)) {
+        const remembered =
+          this.sessionChunks.size < (this.options.sessionChunksMax ?? SESSION_CHUNKS_MAX)
+            ? !this.sessionChunks.add(id)
+            : this.sessionChunks.has(id);
+        if ((!replace && known) || remembered) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();

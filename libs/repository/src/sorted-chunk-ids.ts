@@ -121,10 +121,14 @@ export class SortedChunkIds {
    * allowed: a disk index's chunk ids), built without a string per id, which adding them one by
    * one makes. `visit` runs twice and must hand the same ids both times: once to count each
    * bucket's ids, once to place them in one buffer of 32 bytes an id; each bucket is then ordered
-   * and repeats dropped.
+   * and repeats dropped. With `into`, the records go there when they fit (no allocation; the set
+   * then holds a view of it: do not reuse `into` while the set is in use).
    */
-  static fromRecords(visit: (take: (source: Buffer, offset: number) => void) => void): SortedChunkIds {
-    const { records, count } = bucketSorted(visit);
+  static fromRecords(
+    visit: (take: (source: Buffer, offset: number) => void) => void,
+    into?: Buffer,
+  ): SortedChunkIds {
+    const { records, count } = bucketSorted(visit, into);
     let unique = 0;
     for (let position = 0; position < count; position++) {
       if (unique > 0 && compareIds(records, (unique - 1) * ID, records, position * ID) === 0) continue;
@@ -293,7 +297,10 @@ function sortedRecords(records: Buffer, count: number): Buffer {
  * insertion (no allocation per comparison). `visit` runs twice (to count, then to place) and must
  * hand the same records both times.
  */
-function bucketSorted(visit: (take: (source: Buffer, offset: number) => void) => void): {
+function bucketSorted(
+  visit: (take: (source: Buffer, offset: number) => void) => void,
+  into?: Buffer,
+): {
   records: Buffer;
   count: number;
 } {
@@ -304,7 +311,10 @@ function bucketSorted(visit: (take: (source: Buffer, offset: number) => void) =>
     count++;
   });
   for (let bucket = 1; bucket <= BUCKETS; bucket++) starts[bucket] += starts[bucket - 1] ?? 0;
-  const sorted = Buffer.allocUnsafe(Math.max(count, 1) * ID);
+  const sorted =
+    into !== undefined && into.length >= count * ID
+      ? into.subarray(0, count * ID)
+      : Buffer.allocUnsafe(Math.max(count, 1) * ID);
   const next = starts.slice(0, BUCKETS);
   let placed = 0;
   visit((source, offset) => {
