@@ -53,7 +53,7 @@ import { mapConcurrent } from './concurrency';
 
 /**
  * A disk index whose chunk ids are at least this share of its bytes is stored uncompressed (ids
- * are random: only the bitmap would shrink) and sealed in place.
+ * are random: only the bitmap would shrink) and sealed as it is sent.
  */
 const UNCOMPRESSED_INDEX_IDS_SHARE = 0.9;
 
