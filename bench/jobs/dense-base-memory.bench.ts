@@ -19,9 +19,11 @@
  *           of the disk by default; the index encoded, sealed and uploaded at its end);
  *   commit  the manifest.
  * Per phase: RSS before, VmHWM (reset through /proc/self/clear_refs at the phase's start) and RSS
- * and heap + array buffers sampled every 5 ms. Two sides, each in a process of its own: NEW, the
+ * and heap + array buffers sampled every 5 ms. Up to three sides, each in a process of its own: NEW, the
  * writer's default knownChunksMax (KNOWN_CHUNKS_MAX: past it no chunk id is kept, the remote is
- * asked per chunk), and OLD, knownChunksMax: Infinity (the base's ids kept in memory, as before).
+ * asked per chunk), and OLD, knownChunksMax: Infinity (the base's ids kept in memory, as before);
+ * with --sides list, LIST: a first backup of another VM into the same repository (knownChunks
+ * 'list': the listing of chunks/ that stops past the cap), --changed blocks of a new 64 GiB disk.
  *
  *   node --expose-gc bench/repository/precompiled.runner.js bench/jobs/dense-base-memory.bench.ts
  *   ... --blocks N: blocks of the base (default 1048576 = 2 TiB); --changed N (default 512)
@@ -70,7 +72,7 @@ const option = (name: string): string | undefined => {
   const at = process.argv.indexOf(`--${name}`);
   return at < 0 ? undefined : process.argv[at + 1];
 };
-type Side = 'new' | 'old';
+type Side = 'new' | 'old' | 'list';
 const sides = (option('sides') ?? 'new,old').split(',') as Side[];
 const keptAfterPhases = process.argv.includes('--kept');
 
@@ -176,6 +178,7 @@ async function measure(side: Side, root: string, baseId: string): Promise<SideRe
   const rssAtStart = process.memoryUsage.rss();
   const phases: Phase[] = [];
   const store = await localRemote.create({ path: root }, { name: 'dense' });
+  if (side === 'list') return { ...(await firstFullBackup(store, phases)), rssAtStart };
   const { repository, reader } = await phase(phases, 'open', async () => {
     const opened = await openRepository(store, { key: PASSPHRASE });
     const points = await opened.listRestorePoints({ vmUuid: VM.uuid });
@@ -219,6 +222,48 @@ async function measure(side: Side, root: string, baseId: string): Promise<SideRe
     phases,
     allocatedBlocks: disk.allocatedBlocks,
     inheritedBlocks: disk.inheritedBlocks ?? 0,
+    uploadedChunks: disk.uploadedChunks,
+    reusedChunks: disk.reusedChunks,
+    launchedWith: launchedWith(),
+  };
+}
+
+/**
+ * LIST: a first backup of another VM into this repository, as the executor starts one without a
+ * base (knownChunks 'list', the default cap): a listing of chunks/ that stops past the cap, then a
+ * stat per new chunk. `changed` random blocks of a new 64 GiB disk.
+ */
+async function firstFullBackup(
+  store: Awaited<ReturnType<typeof localRemote.create>>,
+  phases: Phase[],
+): Promise<Omit<SideResult, 'rssAtStart'>> {
+  const repository = await phase(phases, 'open', () => openRepository(store, { key: PASSPHRASE }));
+  const writer = await phase(phases, 'start writer', () =>
+    repository.createRestorePointWriter(
+      { vm: { ...VM, uuid: 'f1a2b3c4-0000-4000-8000-000000000001' }, tenant: 'bench' },
+      { concurrency: 4, knownChunks: 'list' },
+    ),
+  );
+  const virtualSize = 64 * 1024 * MiB;
+  const numbers = changedBlocks().map((block) => block % (virtualSize / BLOCK));
+  const unique = [...new Set(numbers)].sort((a, b) => a - b);
+  const disk = await phase(phases, 'write disk', () =>
+    writer.writeDisk({ key: DISK, virtualSize }, changedData(unique)),
+  );
+  const written = await phase(phases, 'commit', () => writer.commit());
+  const point = await repository.openRestorePoint(written.id);
+  for (const block of unique) {
+    const id = point.disk(DISK).chunkId(block);
+    if (id !== undefined) await store.delete(chunkKey(id));
+  }
+  await repository.deleteRestorePoint(written.id);
+  await store.close();
+  return {
+    side: 'list',
+    knownChunksMax: KNOWN_CHUNKS_MAX,
+    phases,
+    allocatedBlocks: disk.allocatedBlocks,
+    inheritedBlocks: 0,
     uploadedChunks: disk.uploadedChunks,
     reusedChunks: disk.reusedChunks,
     launchedWith: launchedWith(),
@@ -287,7 +332,11 @@ const stepPeak = (result: SideResult): number => Math.max(...result.phases.map(p
 
 function report(results: SideResult[]): void {
   const title = (result: SideResult): string =>
-    result.side === 'new' ? `NEW knownChunksMax ${result.knownChunksMax}` : `OLD knownChunksMax Infinity`;
+    result.side === 'new'
+      ? `NEW knownChunksMax ${result.knownChunksMax}`
+      : result.side === 'list'
+        ? `LIST first full, 'list'`
+        : `OLD knownChunksMax Infinity`;
   console.log(
     `side                           | phase        | RSS before | VmHWM     | RSS sampled | heap+buf sampled | RSS after | time s${keptAfterPhases ? ' | after gc: RSS, heap+buf' : ''}`,
   );
@@ -316,7 +365,7 @@ function report(results: SideResult[]): void {
 
 async function main(): Promise<void> {
   const side = option('side');
-  if (side === 'new' || side === 'old') {
+  if (side === 'new' || side === 'old' || side === 'list') {
     const root = option('root');
     const baseId = option('base');
     if (root === undefined || baseId === undefined) throw new Error('--root and --base go with --side');
