@@ -35,8 +35,8 @@ export const KNOWN_CHUNKS_MAX = 524_288;
  * repeated later in the session is not sealed and sent again. Past it, a repeat of an id it does
  * not hold is sealed and offered: the remote's create-if-absent refuses it (counted reused), or a
  * staging remote may stage it twice. Remembering every id of a densely allocated 2 TiB disk took
- * ~85 MiB (a sorted run grown by a quarter, plus strings waiting to be merged):
- * docs/benchmarks/jobs.md, "Dense 2 TiB base".
+ * ~85 MiB (a sorted run grown by a quarter, plus strings waiting to be merged), a third of what a
+ * transfer worker has.
  */
 export const SESSION_CHUNKS_MAX = 131_072;
 
