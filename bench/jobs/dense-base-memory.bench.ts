@@ -170,6 +170,27 @@ function* changedData(numbers: readonly number[]): Generator<DiskBlock> {
   }
 }
 
+type LocalStore = Awaited<ReturnType<typeof localRemote.create>>;
+
+/**
+ * Measured: the repository back as it was for the next side (the restore point written and the
+ * chunks of its written blocks gone), and the remote closed.
+ */
+async function removeWritten(
+  repository: Repository,
+  store: LocalStore,
+  restorePoint: string,
+  blocks: readonly number[],
+): Promise<void> {
+  const point = await repository.openRestorePoint(restorePoint);
+  for (const block of blocks) {
+    const id = point.disk(DISK).chunkId(block);
+    if (id !== undefined) await store.delete(chunkKey(id));
+  }
+  await repository.deleteRestorePoint(restorePoint);
+  await store.close();
+}
+
 /** The child: the measured step, one side. */
 async function measure(side: Side, root: string, baseId: string): Promise<SideResult> {
   // As a transfer worker does before its first task.
@@ -207,14 +228,7 @@ async function measure(side: Side, root: string, baseId: string): Promise<SideRe
     writer.writeDisk({ key: DISK, virtualSize: base.virtualSize }, changedData(numbers), { base }),
   );
   const written = await phase(phases, 'commit', () => writer.commit());
-  // Measured. The repository back as it was for the other side: this restore point and its chunks gone.
-  const point = await repository.openRestorePoint(written.id);
-  for (const block of numbers) {
-    const id = point.disk(DISK).chunkId(block);
-    if (id !== undefined) await store.delete(chunkKey(id));
-  }
-  await repository.deleteRestorePoint(written.id);
-  await store.close();
+  await removeWritten(repository, store, written.id, numbers);
   return {
     side,
     knownChunksMax,
@@ -233,10 +247,7 @@ async function measure(side: Side, root: string, baseId: string): Promise<SideRe
  * base (knownChunks 'list', the default cap): a listing of chunks/ that stops past the cap, then a
  * stat per new chunk. `changed` random blocks of a new 64 GiB disk.
  */
-async function firstFullBackup(
-  store: Awaited<ReturnType<typeof localRemote.create>>,
-  phases: Phase[],
-): Promise<Omit<SideResult, 'rssAtStart'>> {
+async function firstFullBackup(store: LocalStore, phases: Phase[]): Promise<Omit<SideResult, 'rssAtStart'>> {
   const repository = await phase(phases, 'open', () => openRepository(store, { key: PASSPHRASE }));
   const writer = await phase(phases, 'start writer', () =>
     repository.createRestorePointWriter(
@@ -251,13 +262,7 @@ async function firstFullBackup(
     writer.writeDisk({ key: DISK, virtualSize }, changedData(unique)),
   );
   const written = await phase(phases, 'commit', () => writer.commit());
-  const point = await repository.openRestorePoint(written.id);
-  for (const block of unique) {
-    const id = point.disk(DISK).chunkId(block);
-    if (id !== undefined) await store.delete(chunkKey(id));
-  }
-  await repository.deleteRestorePoint(written.id);
-  await store.close();
+  await removeWritten(repository, store, written.id, unique);
   return {
     side: 'list',
     knownChunksMax: KNOWN_CHUNKS_MAX,
