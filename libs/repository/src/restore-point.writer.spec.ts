@@ -282,14 +282,16 @@ describe('restore point writer', () => {
   });
 
   it('remembers at most sessionChunksMax new ids: a repeat past them is sealed and offered again', async () => {
-    const [a, b, c] = ['a', 'b', 'c'].map((seed) => seededBytes(`remember-${seed}`, BLOCK));
-    const order = [a, b, c, a, c, b, c] as Buffer[];
-    const sealsWith = async (sessionChunksMax?: number) => {
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map<Buffer>((seed) => seededBytes(`remember-${seed}`, BLOCK));
+    const sealsOf = async (
+      order: Buffer[],
+      options: { knownChunks: 'none' | 'list'; sessionChunksMax?: number },
+    ): Promise<number> => {
       const seal = jest.spyOn(repo.chunks, 'seal');
       try {
         const writer = await repo.createRestorePointWriter(
           { vm: { uuid: 'vm-remember', name: 'vm' } },
-          { knownChunks: 'none', ...(sessionChunksMax !== undefined ? { sessionChunksMax } : {}) },
+          options,
         );
         await writer.writeDisk(
           { key: 'xvda', virtualSize: order.length * BLOCK },
@@ -304,10 +306,13 @@ describe('restore point writer', () => {
         seal.mockRestore();
       }
     };
+    const order = [a, b, c, a, c, b, c];
     // Every id remembered: one seal each.
-    expect(await sealsWith()).toBe(3);
+    expect(await sealsOf(order, { knownChunks: 'none' })).toBe(3);
     // a and b remembered; c, past the cap, sealed each time it comes.
-    expect(await sealsWith(2)).toBe(5);
+    expect(await sealsOf(order, { knownChunks: 'none', sessionChunksMax: 2 })).toBe(5);
+    // Chunks the listing found take no room: a and b are stored, d is the one id remembered.
+    expect(await sealsOf([a, b, d, a, d, b, d], { knownChunks: 'list', sessionChunksMax: 1 })).toBe(1);
   });
 
   it('rejects bad blocks with the block and disk named', async () => {

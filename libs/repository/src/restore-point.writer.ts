@@ -463,13 +463,9 @@ export class RestorePointWriter {
         if (index.has(block.index)) inheritedBlocks--;
         index.set(block.index, id);
         const replace = rewrite !== undefined && rewrite.size > 0 && rewrite.has(id.toString('hex'));
-        // Known to exist, or already written in this session (add answers false): reused.
-        const known = this.knownChunks !== 'ask' && this.knownChunks(id);
-        const remembered =
-          this.sessionChunks.size < (this.options.sessionChunksMax ?? SESSION_CHUNKS_MAX)
-            ? !this.sessionChunks.add(id)
-            : this.sessionChunks.has(id);
-        if ((!replace && known) || remembered) {
+        // Known to exist, or already written in this session: reused.
+        const known = !replace && this.knownChunks !== 'ask' && this.knownChunks(id);
+        if (known || this.sentInSession(id)) {
           perDisk.reusedChunks++;
           this.counters.reusedChunks++;
           block.release?.();
@@ -509,6 +505,16 @@ export class RestorePointWriter {
       ...(base !== undefined ? { base: base.restorePoint.id, inheritedBlocks } : {}),
       ...perDisk,
     };
+  }
+
+  /**
+   * Whether this session already sent `id`; remembers it for the next time while fewer than
+   * sessionChunksMax ids are held.
+   */
+  private sentInSession(id: Buffer): boolean {
+    if (this.sessionChunks.size < (this.options.sessionChunksMax ?? SESSION_CHUNKS_MAX))
+      return !this.sessionChunks.add(id);
+    return this.sessionChunks.has(id);
   }
 
   private reportProgress(disk: string): void {
