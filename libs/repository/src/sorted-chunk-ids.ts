@@ -292,7 +292,7 @@ function sortedRecords(records: Buffer, count: number): Buffer {
 }
 
 /**
- * The records `visit` hands to `take`, sorted into one new buffer, repeats kept: a counting sort on
+ * The records `visit` hands to `take`, sorted into one new buffer (or `into`), repeats kept: a counting sort on
  * their first two bytes puts each in one of 65,536 buckets of a few ids, each then ordered by
  * insertion (no allocation per comparison). `visit` runs twice (to count, then to place) and must
  * hand the same records both times.

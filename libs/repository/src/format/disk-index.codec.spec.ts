@@ -192,20 +192,6 @@ describe('DiskIndex', () => {
     expect(() => index.set(0, randomBytes(31))).toThrow('a chunk id is 32 bytes, got 31');
   });
 
-  it('takes a block as another index has it, id or absence, and keeps it when that index changes', () => {
-    const base = new DiskIndex(4 * BLOCK, BLOCK);
-    const id = randomBytes(32);
-    base.set(1, id);
-    const next = new DiskIndex(4 * BLOCK, BLOCK);
-    next.set(2, randomBytes(32));
-    next.setFrom(base, 1);
-    next.setFrom(base, 2);
-    base.set(1, randomBytes(32));
-    expect(next.get(1)?.equals(id)).toBe(true);
-    expect(next.has(2)).toBe(false);
-    expect(next.allocatedCount).toBe(1);
-  });
-
   it('takes 32 bytes per block, not an object per allocated block', async () => {
     // 2 TiB, every block allocated: 32 MiB of records and a 128 KiB bitmap (the index kept the
     // buffers it was given before: ~137 MiB). A fresh process measures 32.0-32.2 MiB.

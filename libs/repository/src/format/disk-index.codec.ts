@@ -158,13 +158,6 @@ export class DiskIndex {
     this.present[index >> 3] = (this.present[index >> 3] ?? 0) | bit;
   }
 
-  /** Block `index` as `source` has it (its id, or absent): no copy of the id on the way. */
-  setFrom(source: DiskIndex, index: number): void {
-    if (!source.has(index)) return this.set(index, undefined);
-    source.locate(index);
-    this.set(index, source.foundRecords.subarray(source.foundOffset, source.foundOffset + CHUNK_ID_LENGTH));
-  }
-
   /** Whether block `index` holds a chunk id (false: it reads as zeros). No copy, unlike get. */
   has(index: number): boolean {
     return ((this.present[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
