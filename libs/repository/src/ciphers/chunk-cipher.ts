@@ -20,7 +20,8 @@ export interface ChunkCipher {
   sealInto(key: Buffer, plaintext: Buffer, associatedData: Buffer, target: Buffer, offset: number): number;
   /**
    * As `seal`, for a plaintext handed in pieces: yields nonce, ciphertext pieces, then the tag, so
-   * no buffer of the whole is ever made. Throws when the pieces do not add up to `plaintextLength`.
+   * no buffer of the whole is ever made. The pieces must add up to `plaintextLength` (the caller
+   * checks: uncompressedObjectBody).
    */
   sealPieces(
     key: Buffer,

@@ -173,30 +173,36 @@ export function uncompressedObjectBody(
       plaintextLength,
     );
     yield header;
+    const plaintext = exactly(plaintextLength, pieces());
     if (options.cipher !== undefined) {
       const { cipher, key } = options.cipher;
       yield* cipher.sealPieces(
         key,
         Buffer.concat([header, options.associatedData]),
         plaintextLength,
-        pieces(),
+        plaintext,
       );
       return;
     }
     const digest = withPlaintextDigest(options) ? createHash('sha256') : undefined;
-    let length = 0;
-    for (const piece of pieces()) {
-      length += piece.length;
-      if (length > plaintextLength)
-        throw new RangeError(`the pieces hold more than the ${plaintextLength} bytes announced`);
+    for (const piece of plaintext) {
       digest?.update(piece);
       yield piece;
     }
-    if (length !== plaintextLength)
-      throw new RangeError(`the pieces hold ${length} bytes, ${plaintextLength} were announced`);
     if (digest !== undefined) yield digest.digest();
   }
   return { size, open: () => Readable.from(sealed(), { objectMode: false }) };
+}
+
+/** `pieces` as they come, refused once they hold more or fewer than `length` bytes in all. */
+function* exactly(length: number, pieces: Iterable<Buffer>): Generator<Buffer> {
+  let held = 0;
+  for (const piece of pieces) {
+    held += piece.length;
+    if (held > length) throw new RangeError(`the pieces hold more than the ${length} bytes announced`);
+    yield piece;
+  }
+  if (held !== length) throw new RangeError(`the pieces hold ${held} bytes, ${length} were announced`);
 }
 
 export interface OpenOptions {
