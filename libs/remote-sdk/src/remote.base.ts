@@ -99,24 +99,6 @@ export class Remote implements RemoteStore {
 
   async put(key: string, body: Buffer | Readable | ReplayableBody, options: PutOptions = {}): Promise<void> {
     this.checkKey('put', key);
-    if (isReplayableBody(body)) {
-      // A new stream per attempt: retried like a Buffer, with an idle timer on each stream too.
-      await this.run(
-        'put',
-        key,
-        options.signal,
-        async (context, onIdle) => {
-          const watched = watchIdle(body.open(), this.idleTimeoutMs, onIdle);
-          try {
-            await this.driver.put(key, watched, { ...context, size: body.size });
-          } finally {
-            if (!watched.destroyed && !watched.readableEnded) watched.destroy();
-          }
-        },
-        { retry: true, timeoutMs: this.timeoutMs + Math.ceil(body.size / 64) },
-      );
-      return;
-    }
     if (Buffer.isBuffer(body)) {
       await this.run(
         'put',
@@ -128,20 +110,24 @@ export class Remote implements RemoteStore {
       );
       return;
     }
-    // A stream can be consumed once: no retry; an idle timer instead of a whole-operation timeout.
+    // A replayable body gets a new stream per attempt and is retried like a Buffer; a stream can be
+    // consumed once: no retry, an idle timer instead of a whole-operation timeout.
+    const replayable = isReplayableBody(body);
     await this.run(
       'put',
       key,
       options.signal,
       async (context, onIdle) => {
-        const watched = watchIdle(body, this.idleTimeoutMs, onIdle);
+        const watched = watchIdle(replayable ? body.open() : body, this.idleTimeoutMs, onIdle);
         try {
-          await this.driver.put(key, watched, { ...context, size: options.size });
+          await this.driver.put(key, watched, { ...context, size: replayable ? body.size : options.size });
         } finally {
           if (!watched.destroyed && !watched.readableEnded) watched.destroy();
         }
       },
-      { retry: false, timeoutMs: 0 },
+      replayable
+        ? { retry: true, timeoutMs: this.timeoutMs + Math.ceil(body.size / 64) }
+        : { retry: false, timeoutMs: 0 },
     );
   }
 
