@@ -19,6 +19,9 @@
  *       median (this VM's disk and CPU steal move a single pair by ±20 %)
  *   ... --drop-caches: empty the page cache before (c) (root only), as a restore long after its
  *       backup finds it
+ *   ... --chunk-ids=blake3|sha256|alternate: how the plain repositories name chunks (default blake3,
+ *       as a new repository does); alternate: trials 2, 4, … with SHA-256 ids (needs --repeat), and
+ *       each kind's median printed
  *   ... --no-launcher-env: without the environment and node flags the worker's launchers set
  *       (MALLOC_ARENA_MAX, --max-semi-space-size)
  */
@@ -33,6 +36,7 @@ import localRemote, { LocalDriver } from '@haven/remote-local';
 import { Remote } from '@haven/remote-sdk';
 import type { TaskExecutionContext } from '@haven/plugin-sdk';
 import { XapiPool } from '@haven/xapi';
+import { initRepository, type ChunkIdHash } from '@haven/repository';
 import { executeRestoreVm } from '@haven/service-transfer';
 import { XapiSimTestServer } from '@haven/testing';
 import { settleDisk } from '../bench.kit';
@@ -75,6 +79,14 @@ if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32)
   throw new Error(
     `--concurrency must be an integer from 1 to 32 (the job setting's range), not ${concurrencyArg}`,
   );
+const chunkIdsArg = process.argv.find((arg) => arg.startsWith('--chunk-ids='))?.split('=')[1] ?? 'blake3';
+if (chunkIdsArg !== 'blake3' && chunkIdsArg !== 'sha256' && chunkIdsArg !== 'alternate')
+  throw new Error(`--chunk-ids must be blake3, sha256 or alternate, not ${chunkIdsArg}`);
+if (chunkIdsArg === 'alternate' && repeat < 2)
+  throw new Error('--chunk-ids=alternate needs --repeat=2 or more');
+/** The chunk id hash of trial `trial`'s repository (trial 0 is the first plain backup). */
+const chunkIdHashOf = (trial: number): ChunkIdHash =>
+  chunkIdsArg === 'alternate' ? (trial % 2 === 1 ? 'sha256' : 'blake3') : chunkIdsArg;
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const BLOCK = 2 * MiB;
@@ -124,6 +136,25 @@ async function measured<T>(simPid: number, work: () => Promise<T>): Promise<Meas
   } finally {
     clearInterval(sampler);
   }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return (
+    ((sorted[Math.floor((sorted.length - 1) / 2)] ?? 0) + (sorted[Math.ceil((sorted.length - 1) / 2)] ?? 0)) /
+    2
+  );
+}
+
+/** --chunk-ids=alternate: each kind of trial's median time, ratio to `cp` and worker CPU. */
+function byChunkIds(backups: Measured<unknown>[], ratios: number[]): string {
+  return (['blake3', 'sha256'] as const)
+    .map((hash) => {
+      const trials = backups.map((backup, trial) => ({ backup, ratio: ratios[trial] ?? 0, trial }));
+      const mine = trials.filter(({ trial }) => chunkIdHashOf(trial) === hash);
+      return `(a) ${hash} ids, ${mine.length} trials: median ${median(mine.map(({ backup }) => backup.seconds)).toFixed(1)} s = ${median(mine.map(({ ratio }) => ratio)).toFixed(2)}x cp, worker CPU ${median(mine.map(({ backup }) => backup.selfCpu)).toFixed(1)} s + sim ${median(mine.map(({ backup }) => backup.simCpu)).toFixed(1)} s`;
+    })
+    .join('\n');
 }
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
@@ -216,6 +247,16 @@ async function main(): Promise<void> {
       await mkdir(join(root, name));
       remotes.set(name, passphrase);
     }
+    // Other chunk ids than a new repository's: the plain repositories are made beforehand.
+    for (let trial = 0; trial < repeat; trial++) {
+      const chunkIdHash = chunkIdHashOf(trial);
+      if (chunkIdHash === 'blake3') continue;
+      const name = trialRemote(trial);
+      await initRepository(await localRemote.create({ path: join(root, name) }, { name }), {
+        chunkIdHash,
+        compression: { codec: 'none' },
+      });
+    }
 
     const rssAtStart = process.memoryUsage().rss;
     const cpBefore = await cp();
@@ -256,10 +297,8 @@ async function main(): Promise<void> {
         2 /
         trial.backup.seconds,
     );
-    const sortedRatios = [...trialRatios].sort((a, b) => a - b);
-    const medianRatio =
-      ((sortedRatios[Math.floor((repeat - 1) / 2)] ?? 0) + (sortedRatios[Math.ceil((repeat - 1) / 2)] ?? 0)) /
-      2;
+    const lowestRatio = Math.min(...trialRatios);
+    const medianRatio = median(trialRatios);
     const trialSummary =
       repeat === 1
         ? ''
@@ -267,7 +306,13 @@ async function main(): Promise<void> {
             .map(
               (trial, index) => `${trial.backup.seconds.toFixed(1)} s = ${trialRatios[index]?.toFixed(2)}x`,
             )
-            .join(', ')}; median ${medianRatio.toFixed(2)}x, lowest ${sortedRatios[0]?.toFixed(2)}x`;
+            .join(', ')}; median ${medianRatio.toFixed(2)}x, lowest ${lowestRatio.toFixed(2)}x` +
+          (chunkIdsArg === 'alternate'
+            ? `\n${byChunkIds(
+                trials.map((trial) => trial.backup),
+                trialRatios,
+              )}`
+            : '');
     if (onlyFull) {
       console.log(`(a) full backup, none/plain: ${describe(plain, cpBefore)}`);
       console.log(trialSummary);

@@ -1,4 +1,4 @@
-import { createHmac, hash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { isRemoteError, type RemoteStore } from '@haven/remote-sdk';
 import { type ChunkExistenceMethod, checksOneByOne, missingChunks } from './chunk.existence';
 import { CHUNK_ID_LENGTH, type DiskIndex } from './format/disk-index.codec';
@@ -9,6 +9,7 @@ import type { ChunkCipher } from './ciphers/chunk-cipher';
 import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
 import { ENVELOPE_HEADER_LENGTH, EnvelopeError, openObject, sealObject } from './format/object.envelope';
 import type { RepositoryKeys } from './repository.keys';
+import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './format/chunk-id';
 import { ChunkIntegrityError, RepositoryError, type RepositoryErrorContext } from './repository.errors';
 
 /** Blocks of an index whose ids are checked at once when checked one by one (a set of 2 MiB at most). */
@@ -21,21 +22,22 @@ export interface ChunkLocation {
 }
 
 /**
- * Chunks on the remote: naming (SHA-256 or keyed HMAC), sealing, and reading back with every
- * check (envelope, tag, re-hash). Never returns bytes that do not hash to the chunk id.
+ * Chunks on the remote: naming (the repository's chunk id algorithm, keyed when encrypted),
+ * sealing, and reading back with every check (envelope, tag, re-hash). Never returns bytes that do
+ * not hash to the chunk id.
  */
 export class ChunkStore {
+  /** The chunk id of a block's bytes (format/chunk-id.ts). */
+  readonly idOf: ChunkNamer;
+
   constructor(
     readonly store: RemoteStore,
     private readonly compression: CompressionSetting,
+    chunkId: ChunkIdAlgorithm,
     private readonly keys: RepositoryKeys | undefined,
     private readonly cipher: ChunkCipher | undefined,
-  ) {}
-
-  idOf(block: Buffer): Buffer {
-    return this.keys === undefined
-      ? hash('sha256', block, 'buffer')
-      : createHmac('sha256', this.keys.chunkId).update(block).digest();
+  ) {
+    this.idOf = chunkNamer(chunkId, keys?.chunkId);
   }
 
   /**

@@ -24,3 +24,4 @@ export * from './format/repository.layout';
 export * from './format/restore-point.manifest';
 export * from './format/disk-index.codec';
 export * from './format/object.envelope';
+export type { ChunkIdAlgorithm, ChunkIdHash } from './format/chunk-id';

@@ -1,9 +1,11 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import { blake3 } from '@napi-rs/blake-hash';
 import { scratchDir } from '@haven/testing';
 import { initRepository, openRepository } from './repository';
 import { isRepositoryError } from './repository.errors';
-import { blocksOf, localRemote, patternedDisk } from './testing/disk-pattern.fixture';
+import { blocksOf, isZero, localRemote, patternedDisk } from './testing/disk-pattern.fixture';
 
 const FAST_KDF = { N: 1024 };
 
@@ -33,7 +35,7 @@ describe('repository open and keys', () => {
     expect(JSON.parse(config)).toMatchObject({
       version: 1,
       blockSize: 2 * 1024 * 1024,
-      chunkId: 'hmac-sha256',
+      chunkId: 'keyed-blake3',
       encryption: { cipher: 'aes-256-gcm', kdf: { name: 'scrypt' } },
     });
     const reopened = await openRepository(store, { key: 'correct horse battery staple' });
@@ -73,6 +75,66 @@ describe('repository open and keys', () => {
     await initRepository(store);
     await expect(initRepository(store)).rejects.toMatchObject({ code: 'ALREADY_INITIALIZED' });
     await expect(openRepository(store, { key: 'x' })).rejects.toMatchObject({ code: 'KEY_NOT_EXPECTED' });
+  });
+
+  it.each([
+    { chunkIdHash: undefined, key: undefined, chunkId: 'blake3' },
+    { chunkIdHash: undefined, key: 'k', chunkId: 'keyed-blake3' },
+    { chunkIdHash: 'sha256' as const, key: undefined, chunkId: 'sha256' },
+    { chunkIdHash: 'sha256' as const, key: 'k', chunkId: 'hmac-sha256' },
+  ])(
+    'names chunks with $chunkId (chunkIdHash $chunkIdHash, key $key) and reads them back',
+    async (setting) => {
+      const store = localRemote(dir.path);
+      const repo = await initRepository(store, {
+        ...(setting.chunkIdHash !== undefined ? { chunkIdHash: setting.chunkIdHash } : {}),
+        ...(setting.key !== undefined ? { key: setting.key, kdf: FAST_KDF } : {}),
+      });
+      expect(JSON.parse(await readFile(join(dir.path, 'repository.json'), 'utf8')).chunkId).toBe(
+        setting.chunkId,
+      );
+      const disk = patternedDisk(`ids-${setting.chunkId}`, 3, 4096);
+      const writer = await repo.createRestorePointWriter({ vm: { uuid: 'vm-1', name: 'web' } });
+      await writer.writeDisk({ key: 'xvda', virtualSize: disk.virtualSize }, blocksOf(disk));
+      const manifest = await writer.commit();
+      const stored = [...(await snapshotTree(join(dir.path, 'chunks'))).keys()]
+        .map((path) => basename(path))
+        .sort();
+      const blocks = [...disk.blocks.values()].filter((data) => !isZero(data));
+      // Unkeyed ids are the plain hash of the block; keyed ones are not (the key is the repository's).
+      const plain = blocks.map((data) =>
+        (setting.chunkId.includes('blake3')
+          ? blake3(data)
+          : createHash('sha256').update(data).digest()
+        ).toString('hex'),
+      );
+      expect(stored).toHaveLength(blocks.length);
+      if (setting.key === undefined) expect(stored).toEqual([...plain].sort());
+      else expect(stored.filter((id) => plain.includes(id))).toEqual([]);
+      const reopened = await openRepository(store, setting.key !== undefined ? { key: setting.key } : {});
+      const point = await reopened.openRestorePoint(manifest.id);
+      for (const [index, data] of disk.blocks)
+        expect((await point.disk('xvda').readBlock(index)).equals(data)).toBe(true);
+    },
+  );
+
+  it('refuses an unknown chunk id hash before writing anything, and a repository.json naming one', async () => {
+    const store = localRemote(dir.path);
+    await expect(initRepository(store, { chunkIdHash: 'md5' as 'sha256' })).rejects.toThrow(
+      /chunk id hash "md5" is unknown; use blake3 or sha256/,
+    );
+    expect(await readdir(dir.path)).toEqual([]);
+    await initRepository(store);
+    const config = JSON.parse(await readFile(join(dir.path, 'repository.json'), 'utf8'));
+    for (const chunkId of ['md5', 'keyed-blake3']) {
+      await store.put('repository.json', Buffer.from(JSON.stringify({ ...config, chunkId })));
+      await expect(openRepository(store)).rejects.toMatchObject({
+        code: 'CONFIG_DAMAGED',
+        message: expect.stringMatching(
+          chunkId === 'md5' ? /chunk id algorithm "md5"/ : /unencrypted repository with keyed ids/,
+        ),
+      });
+    }
   });
 
   it('changes the key without rewriting chunks', async () => {

@@ -6,6 +6,7 @@ import { validateCompression } from './codecs/codec.registry';
 import type { CipherName } from './ciphers/chunk-cipher';
 import { chunkCipher, validateCipherName } from './ciphers/cipher.registry';
 import { CHUNK_ID_LENGTH, DiskIndex } from './format/disk-index.codec';
+import { type ChunkIdHash, DEFAULT_CHUNK_ID_HASH, chunkIdAlgorithmFor } from './format/chunk-id';
 import { EnvelopeError, openObject, sealObject, uncompressedObjectBody } from './format/object.envelope';
 import {
   REPOSITORY_BLOCK_SIZE,
@@ -64,6 +65,11 @@ export interface InitRepositoryOptions {
   cipher?: CipherName;
   /** scrypt cost; the default (N=2^15, r=8, p=1) takes ~0.1 s and 32 MiB. */
   kdf?: Partial<Pick<ScryptParameters, 'N' | 'r' | 'p'>>;
+  /**
+   * The hash that names chunks (default blake3; keyed with the repository's key when encrypted).
+   * Fixed for the repository's life: it is part of every chunk's name.
+   */
+  chunkIdHash?: ChunkIdHash;
   /** Where the new master key is kept for later opens in this process (default: the process's). */
   keyCache?: MasterKeyCache;
 }
@@ -97,16 +103,17 @@ export async function initRepository(
     blockSize: REPOSITORY_BLOCK_SIZE,
     compression,
   } as const;
+  const chunkIdHash = options.chunkIdHash ?? DEFAULT_CHUNK_ID_HASH;
   let config: RepositoryConfig;
   let masterKey: Buffer | undefined;
   if (options.key !== undefined) {
     const cipher = validateCipherName(options.cipher ?? 'aes-256-gcm');
-    const identity = { ...base, chunkId: 'hmac-sha256' as const };
+    const identity = { ...base, chunkId: chunkIdAlgorithmFor(chunkIdHash, true) };
     const created = await createEncryption(options.key, identity, cipher, options.kdf);
     masterKey = created.masterKey;
     config = { ...identity, encryption: created.encryption };
   } else {
-    config = { ...base, chunkId: 'sha256', encryption: null };
+    config = { ...base, chunkId: chunkIdAlgorithmFor(chunkIdHash, false), encryption: null };
   }
   const written = await store.putIfAbsent(CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
   if (!written) {
@@ -194,7 +201,7 @@ export class Repository {
   ) {
     this.keys = masterKey !== undefined ? deriveRepositoryKeys(masterKey, config.repositoryId) : undefined;
     const cipher = config.encryption !== null ? chunkCipher(config.encryption.cipher) : undefined;
-    this.chunks = new ChunkStore(store, config.compression, this.keys, cipher);
+    this.chunks = new ChunkStore(store, config.compression, config.chunkId, this.keys, cipher);
   }
 
   get id(): string {

@@ -66,6 +66,7 @@ module.exports = async function globalSetup() {
     ['libnfs', 'nfs-cp'],
     ['e2fsprogs', 'mke2fs'],
     ['zstd', 'zstd'],
+    ['b3sum', 'b3sum'],
   ]) {
     if ([].concat(binary).every(hasBinary)) available.push(service);
   }

@@ -14,7 +14,8 @@ export type TestService =
   | 'libnfs'
   | 'e2fsprogs'
   | 'tmpfs'
-  | 'zstd';
+  | 'zstd'
+  | 'b3sum';
 
 const INSTALL_HINT: Record<TestService, string> = {
   postgres: 'a PostgreSQL server on HAVEN_TEST_DATABASE_URL (apt-get install postgresql)',
@@ -28,6 +29,7 @@ const INSTALL_HINT: Record<TestService, string> = {
   libnfs: 'nfs-cp (apt-get install libnfs-utils)',
   e2fsprogs: 'mke2fs (apt-get install e2fsprogs)',
   zstd: 'the zstd command-line tool, the oracle for zstd-compressed XVA (apt-get install zstd)',
+  b3sum: 'b3sum, the BLAKE3 reference implementation, the oracle for BLAKE3 chunk ids (apt-get install b3sum)',
   tmpfs: 'permission to mount a small tmpfs (run the tests as root, or in a container with CAP_SYS_ADMIN)',
 };
 

@@ -3,13 +3,12 @@ import { validateCompression } from '../codecs/codec.registry';
 import type { CipherName } from '../ciphers/chunk-cipher';
 import { validateCipherName } from '../ciphers/cipher.registry';
 import { RepositoryError } from '../repository.errors';
+import { type ChunkIdAlgorithm, isChunkIdAlgorithm, isKeyedChunkId } from './chunk-id';
 
 export const REPOSITORY_FORMAT = 'haven-repository';
 export const REPOSITORY_FORMAT_VERSION = 1;
 /** The VHD block: one chunk per 2 MiB block of a disk. */
 export const REPOSITORY_BLOCK_SIZE = 2 * 1024 * 1024;
-
-export type ChunkIdAlgorithm = 'sha256' | 'hmac-sha256';
 
 export interface ScryptParameters {
   name: 'scrypt';
@@ -67,7 +66,7 @@ export function parseRepositoryConfig(remote: string, body: Buffer): RepositoryC
     );
   }
   if (config.blockSize !== REPOSITORY_BLOCK_SIZE) throw damaged(`block size ${String(config.blockSize)}`);
-  if (config.chunkId !== 'sha256' && config.chunkId !== 'hmac-sha256') throw damaged('chunk id algorithm');
+  if (!isChunkIdAlgorithm(config.chunkId)) throw damaged(`chunk id algorithm "${String(config.chunkId)}"`);
   if (typeof config.repositoryId !== 'string' || typeof config.createdAt !== 'string')
     throw damaged('identity');
   if (typeof config.compression !== 'object') throw damaged('compression');
@@ -96,8 +95,9 @@ export function parseRepositoryConfig(remote: string, body: Buffer): RepositoryC
     ) {
       throw damaged('key parameters');
     }
-    if (config.chunkId !== 'hmac-sha256') throw damaged('encrypted repository with plain SHA-256 ids');
-  } else if (config.chunkId !== 'sha256') {
+    if (!isKeyedChunkId(config.chunkId))
+      throw damaged(`encrypted repository with unkeyed ids "${config.chunkId}"`);
+  } else if (isKeyedChunkId(config.chunkId)) {
     throw damaged('unencrypted repository with keyed ids');
   }
   return config as RepositoryConfig;
