@@ -32,7 +32,7 @@ export interface HavenConfig {
   taskAckWaitMs: number;
   /**
    * Pause between two `event.from` calls of each pool connection's event loop, which is how a task's
-   * end is learnt; absent = XapiPool's DEFAULT_EVENT_DEBOUNCE_MS (50 ms).
+   * end is learnt; absent = XapiPool's DEFAULT_EVENT_DEBOUNCE_MS (10 ms).
    */
   xapiEventDebounceMs?: number;
   /** Name of this process in logs, bus connections and worker ids. */

@@ -13,6 +13,8 @@ import { XapiPool } from './xapi-pool';
 class EventCallCounter {
   private calls = 0;
   private pending = 0;
+  /** The classes each `event.from` call asked to follow. */
+  readonly classesAsked = new Set<string>();
   private waiters: { at: number; resolve: () => void }[] = [];
   private settledWaiters: (() => void)[] = [];
 
@@ -62,7 +64,11 @@ class EventCallCounter {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
-    if (methodOf(body) === 'event.from') {
+    const call = parsedCall(body);
+    if (call?.method === 'event.from') {
+      // JSON-RPC params: session, classes, token, timeout.
+      const classes: unknown = call.params?.[1];
+      if (Array.isArray(classes)) for (const name of classes) this.classesAsked.add(String(name));
       this.counted();
       this.pending++;
       res.once('close', () => {
@@ -95,10 +101,10 @@ class EventCallCounter {
   }
 }
 
-function methodOf(body: Buffer): string | undefined {
+function parsedCall(body: Buffer): { method?: unknown; params?: unknown[] } | undefined {
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { method?: unknown };
-    return typeof parsed.method === 'string' ? parsed.method : undefined;
+    const parsed = JSON.parse(body.toString('utf8')) as { method?: unknown; params?: unknown };
+    return { method: parsed.method, ...(Array.isArray(parsed.params) ? { params: parsed.params } : {}) };
   } catch {
     return undefined;
   }
@@ -129,8 +135,8 @@ describeIntegration('XapiPool event loop pause (eventDebounceMs)', [], () => {
   // the loops park (they wait for a connection that never comes back).
   afterAll(async () => {
     for (const pool of pools) await pool.close();
-    const vm = sim.listVms().at(0);
-    if (vm !== undefined) sim.pool.store.touch('VM', vm.ref);
+    const poolRecord = sim.pool.store.all('pool').at(0);
+    if (poolRecord !== undefined) sim.pool.store.touch('pool', poolRecord.ref);
     for (const counter of counters) await counter.settled();
     await sim.close();
     for (const counter of counters) await counter.close();
@@ -158,16 +164,37 @@ describeIntegration('XapiPool event loop pause (eventDebounceMs)', [], () => {
     // Long against the rounds below (milliseconds each), short enough not to keep the process
     // alive long after the suite: the client's pause cannot be cancelled.
     const slow = await connectCounted(3_000);
-    const vm = (await quick.pool.listVms()).at(0);
-    if (vm === undefined) throw new Error('the simulator has no VM');
-    // Each change answers both clients' pending event.from; the quick one asks again at once.
-    // Were the option lost, both would pause the default 200 ms per round and ask again together.
+    const poolRef = sim.pool.store.all('pool').at(0)?.ref;
+    if (poolRef === undefined) throw new Error('the simulator has no pool');
+    // Each change of the pool record answers both clients' pending event.from; the quick one asks
+    // again at once. Were the option lost, both would pause the default 200 ms per round and ask
+    // again together.
     for (let round = 1; round <= 5; round++) {
       const asked = quick.counter.count;
-      await quick.pool.renameVm(vm.ref, `renamed-${round}`);
+      sim.pool.store.touch('pool', poolRef);
       await quick.counter.reach(asked + 1);
     }
     expect(quick.counter.count).toBeGreaterThanOrEqual(5);
     expect(slow.counter.count).toBe(0);
+  });
+
+  it('follows only tasks and the pool: a VM changed does not answer event.from', async () => {
+    const { pool, counter } = await connectCounted(1);
+    const vm = (await pool.listVms()).at(0);
+    if (vm === undefined) throw new Error('the simulator has no VM');
+    const poolRef = sim.pool.store.all('pool').at(0)?.ref;
+    if (poolRef === undefined) throw new Error('the simulator has no pool');
+    // The loop runs: one change of the pool is answered.
+    let asked = counter.count;
+    sim.pool.store.touch('pool', poolRef);
+    await counter.reach(asked + 1);
+    asked = counter.count;
+    for (let round = 1; round <= 5; round++) await pool.renameVm(vm.ref, `quiet-${round}`);
+    // A task (the snapshot's) still ends through the event stream.
+    const snapshot = await pool.snapshotVm(vm.uuid, { name: 'followed' });
+    await pool.destroySnapshot(snapshot.ref);
+    expect([...counter.classesAsked].sort()).toEqual(['pool', 'task']);
+    // The renames woke nothing: only the snapshot's and its removal's tasks did (created, ended).
+    expect(counter.count - asked).toBeLessThanOrEqual(8);
   });
 });

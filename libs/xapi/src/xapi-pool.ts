@@ -42,20 +42,33 @@ export interface XapiPoolOptions {
   /**
    * Pause of the client's event loop between two `event.from` calls (the client's `debounce`).
    * A task's end is learnt only from that loop, so each `Async.*` call or transfer waits up to
-   * this long more. Default DEFAULT_EVENT_DEBOUNCE_MS (50), not the client's 200: see there.
+   * this long more. Default DEFAULT_EVENT_DEBOUNCE_MS (10), not the client's 200: see there.
    */
   eventDebounceMs?: number;
 }
 
 /**
- * Haven's pause between two `event.from` calls. The client's own default (200 ms) made up most
- * of an incremental backup of a small change: four task waits per VM (snapshot, export, two
- * destroys), 0.82 s of which 0.64 s was that pause on the 1 GiB bench (0.27 s at 50 ms;
- * docs/benchmarks/jobs.md). `event.from` blocks on the host until there are events, so an idle
- * pool is not asked more often; a busy one is asked at most 20 times a second per connection,
- * each answer carrying the events since the last (the same total as fewer, larger answers).
+ * The classes the client follows through `event.from` and keeps records of: tasks (each `Async.*`
+ * call and transfer is waited for through its task's events) and the pool (`client.pool`, whose
+ * `other_config` names a backup network). Haven reads every other record when it needs it. The
+ * client's default follows every class: on a large pool that is a cached copy of every VM, disk,
+ * metrics and guest-metrics record in each worker, and an `event.from` answer for every change of
+ * any of them, which Haven never reads.
  */
-export const DEFAULT_EVENT_DEBOUNCE_MS = 50;
+const WATCHED_CLASSES: readonly string[] = ['task', 'pool'];
+
+/**
+ * Haven's pause between two `event.from` calls, which is how long a task's end may wait to be
+ * learnt. The client's own default (200 ms) made up most of an incremental backup of a small
+ * change: four task waits per VM (snapshot, export, two destroys), 0.82 s of which 0.64 s was that
+ * pause on the 1 GiB bench (0.27 s at 50 ms; docs/benchmarks/jobs.md). At 10 ms a snapshot and its
+ * removal take ~25 and ~12 ms on the simulator against ~65 and ~40 ms at 50 ms (session 16).
+ * Since only tasks and the pool are followed (WATCHED_CLASSES), `event.from` answers only when one
+ * of those changes: an idle pool is not asked more often (the call blocks on the host until there
+ * are events), and a pool whose tasks change all the time is asked at most 100 times a second per
+ * connection, each answer carrying the task events since the last.
+ */
+export const DEFAULT_EVENT_DEBOUNCE_MS = 10;
 
 /**
  * Haven's wait after a failed `event.from` before the client asks again (the client's own default
@@ -181,6 +194,7 @@ export class XapiPool {
       transport: options.transport ?? 'auto',
       debounce: options.eventDebounceMs ?? DEFAULT_EVENT_DEBOUNCE_MS,
       eventPollDelay: EVENT_RETRY_DELAY_MS,
+      watchEvents: WATCHED_CLASSES,
     });
     const context = { poolUrl: url, operation: 'login', object: `user "${options.username}"` };
     try {
@@ -1288,7 +1302,7 @@ export class XapiPool {
 
   /**
    * VM.destroy is a plain call: a record's removal, done before it answers (an `Async.` call would
-   * wait for the client's event loop, up to its debounce, 50 ms of a 0.5 s incremental backup).
+   * wait for the client's event loop, up to its debounce).
    * The disks then go at once, each an `Async.VDI.destroy` (the storage's work, which may be slow).
    */
   private async destroyVmAndDisks(ref: string, disks: readonly DiskInfo[], object: string): Promise<void> {

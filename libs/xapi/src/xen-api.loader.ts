@@ -49,6 +49,8 @@ export interface XenApiClientOptions {
   debounce?: number;
   /** Milliseconds the event loop waits after a failed `event.from` before it asks again (the client's default: 60 s). */
   eventPollDelay?: number;
+  /** The classes the client caches and follows through `event.from` (the client's default: every class). */
+  watchEvents?: readonly string[];
 }
 
 /** promise-toolbox's CancelToken, which the client's cancelable methods take as first argument. */
