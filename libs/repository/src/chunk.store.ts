@@ -7,7 +7,13 @@ import { SortedChunkIds } from './sorted-chunk-ids';
 import type { CompressionSetting } from './codecs/chunk-codec';
 import type { ChunkCipher } from './ciphers/chunk-cipher';
 import { chunkKey, chunkIdOfKey, TRASH_BATCHES_PREFIX, trashChunkKey } from './format/repository.layout';
-import { ENVELOPE_HEADER_LENGTH, EnvelopeError, openObject, sealObject } from './format/object.envelope';
+import {
+  ENVELOPE_HEADER_LENGTH,
+  EnvelopeError,
+  isPlaintextInPlace,
+  openObject,
+  sealObject,
+} from './format/object.envelope';
 import type { RepositoryKeys } from './repository.keys';
 import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './format/chunk-id';
 import { ChunkIntegrityError, RepositoryError, type RepositoryErrorContext } from './repository.errors';
@@ -63,6 +69,16 @@ export class ChunkStore {
       associatedData: id,
       digest: false,
     });
+  }
+
+  /**
+   * Where `block`'s chunk may be sealed without copying it: `frame` itself when the block's data
+   * ends it with room for the object's header before it (DiskBlock.frame) and the repository is
+   * unencrypted (a cipher writes its output over the bytes it still has to read). Else undefined.
+   */
+  frameToSealIn(frame: Buffer | undefined, block: Buffer): Buffer | undefined {
+    if (frame === undefined || this.cipher !== undefined) return undefined;
+    return isPlaintextInPlace(frame, block) ? frame : undefined;
   }
 
   /**

@@ -1,6 +1,7 @@
 import { scratchDir } from '@haven/testing';
 import type { CodecName } from './codecs/chunk-codec';
 import { initRepository, type Repository } from './repository';
+import { CHUNK_OBJECT_HEADROOM } from './format/object.envelope';
 import type { DiskBlock } from './restore-point.writer';
 import {
   BLOCK,
@@ -18,26 +19,33 @@ import {
 async function* reusingSource(
   disk: DiskPattern,
   buffers: number,
-  counts: { yielded: number; released: number },
+  counts: { yielded: number; released: number; sealedInFrame?: number },
+  framed = false,
 ): AsyncGenerator<DiskBlock> {
-  const free: Buffer[] = Array.from({ length: buffers }, () => Buffer.alloc(BLOCK));
+  // Framed: each buffer has CHUNK_OBJECT_HEADROOM bytes before its data, handed over as `frame`.
+  const headroom = framed ? CHUNK_OBJECT_HEADROOM : 0;
+  const free: Buffer[] = Array.from({ length: buffers }, () => Buffer.alloc(headroom + BLOCK, 0xee));
   let wake: (() => void) | undefined;
   for (const index of [...disk.blocks.keys()].sort((a, b) => a - b)) {
     while (free.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-    const buffer = free.pop() as Buffer;
+    const whole = free.pop() as Buffer;
     const content = disk.blocks.get(index) as Buffer;
-    content.copy(buffer);
+    content.copy(whole, headroom);
     let released = false;
     counts.yielded++;
     yield {
       index,
-      data: buffer.subarray(0, content.length),
+      data: whole.subarray(headroom, headroom + content.length),
+      ...(framed ? { frame: whole } : {}),
       release: () => {
         if (released) throw new Error(`block ${index} released twice`);
         released = true;
         counts.released++;
-        buffer.fill(0xee);
-        free.push(buffer);
+        // A chunk sealed in the frame has its envelope's magic where the headroom was.
+        if (framed && whole.toString('latin1', 0, 4) === 'HVCK')
+          counts.sealedInFrame = (counts.sealedInFrame ?? 0) + 1;
+        whole.fill(0xee);
+        free.push(whole);
         wake?.();
       },
     };
@@ -86,6 +94,29 @@ describe.each(variants)('writer buffer reuse ($codec, encrypted: $encrypted)', (
     expect(restored.equals(rawImage(disk))).toBe(true);
     const report = await repo.verify();
     expect(report.ok).toBe(true);
+  });
+
+  it("seals chunks in the blocks' own frames when unencrypted, releasing each only once stored", async () => {
+    // Two framed buffers, scribbled over at release: a chunk sent from a frame given back too
+    // early would be stored as garbage, which the read-back and verify below would see.
+    const disk = patternedDisk(`pool-framed-${codec}-${encrypted}`, 30, 4_321);
+    const counts = { yielded: 0, released: 0, sealedInFrame: 0 };
+    const writer = await repo.createRestorePointWriter({ vm: { uuid: 'f', name: 'f' } }, { concurrency: 3 });
+    const entry = await writer.writeDisk(
+      { key: 'xvda', virtualSize: disk.virtualSize },
+      reusingSource(disk, 2, counts, true),
+    );
+    const manifest = await writer.commit();
+    expect(counts.released).toBe(disk.blocks.size);
+    // Unencrypted: every uploaded chunk was sealed in its frame; encrypted: none (a cipher would
+    // write over bytes it still has to read).
+    expect(counts.sealedInFrame).toBe(encrypted ? 0 : entry.uploadedChunks);
+    expect(entry.uploadedChunks).toBeGreaterThan(5);
+    const restored = await collect(
+      (await repo.openRestorePoint(manifest.id)).disk('xvda').createReadStream(),
+    );
+    expect(restored.equals(rawImage(disk))).toBe(true);
+    expect((await repo.verify()).ok).toBe(true);
   });
 
   it('gives the same chunks as a source that hands over fresh buffers', async () => {

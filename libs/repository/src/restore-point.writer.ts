@@ -55,6 +55,13 @@ export interface DiskBlock {
    * still queued may never be released.
    */
   release?: () => void;
+  /**
+   * Writable memory that ends with `data`, given to this writer alone (the block is not shared with
+   * another writer): with CHUNK_OBJECT_HEADROOM bytes before `data`, an unencrypted repository
+   * seals the chunk there, its header written in front of the data, instead of copying the block
+   * into an object buffer. `release` then comes after the chunk is stored.
+   */
+  frame?: Buffer;
 }
 
 export interface WriteDiskOptions {
@@ -394,15 +401,19 @@ export class RestorePointWriter {
       }
       // A rewrite overwrites an existing object: an attempt the remote abandoned (timeout) and
       // that still ran later must not find reused bytes, so those get a buffer of their own.
-      const into = replace ? undefined : objects.acquire();
+      // Sealed over the block's own frame when it has one (no copy of the block): the block then
+      // stays this writer's until the chunk is stored.
+      const frame = replace ? undefined : this.repository.chunks.frameToSealIn(block.frame, data);
+      const into = replace ? undefined : (frame ?? objects.acquire());
       let sealed: Buffer;
       try {
         sealed = await this.repository.chunks.seal(id, data, into, this.compression);
       } catch (error) {
-        if (into !== undefined) objects.release(into);
+        if (into !== undefined && frame === undefined) objects.release(into);
+        if (frame !== undefined) block.release?.();
         throw error;
       } finally {
-        block.release?.();
+        if (frame === undefined) block.release?.();
       }
       signal?.throwIfAborted();
       let created = true;
@@ -410,7 +421,8 @@ export class RestorePointWriter {
       else created = await this.repository.chunks.put(id, sealed, signal);
       // Only after a put that succeeded: the remote has stopped reading the body (a failed put
       // may leave an abandoned attempt behind, so that buffer is left to the garbage collector).
-      if (into !== undefined) objects.release(into);
+      if (frame !== undefined) block.release?.();
+      else if (into !== undefined) objects.release(into);
       if (created) {
         perDisk.uploadedChunks++;
         perDisk.uploadedBytes += sealed.length;

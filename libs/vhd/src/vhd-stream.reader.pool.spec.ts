@@ -36,6 +36,47 @@ describe('openVhdStream with block buffers', () => {
     }
   });
 
+  it('hands each block its frame when the buffers have headroom, from the given allocator', async () => {
+    const file = await vhdFile([0, 2, 3], 4 * VHD_BLOCK_SIZE);
+    const made: number[] = [];
+    const pool = new BlockBufferPool(VHD_BLOCK_SIZE, 2, {
+      headroom: 16,
+      allocate: (length) => {
+        made.push(length);
+        return Buffer.alloc(length + 100); // room after it is fine
+      },
+    });
+    const { blocks } = await openVhdStream(chunkedStream(file, 65_531), { blockBuffers: pool });
+    for await (const block of blocks) {
+      const frame = block.frame;
+      if (frame === undefined) throw new Error(`block ${block.index} has no frame`);
+      // The data is the frame's end, after the headroom, in the same memory.
+      expect([
+        frame.length,
+        block.data.byteOffset - frame.byteOffset,
+        frame.buffer === block.data.buffer,
+      ]).toEqual([16 + VHD_BLOCK_SIZE, 16, true]);
+      expectBytes(frame.subarray(16), patternBlock('pool', block.index));
+      block.release?.();
+      // Given back: no frame for a buffer the pool does not lend.
+      expect(pool.frameOf(block.data)).toBeUndefined();
+    }
+    expect(made).toEqual([16 + VHD_BLOCK_SIZE]);
+    // Without headroom, no frame.
+    const plain = new BlockBufferPool(VHD_BLOCK_SIZE, 1);
+    const opened = await openVhdStream(chunkedStream(file), { blockBuffers: plain });
+    for await (const block of opened.blocks) {
+      expect(block.frame).toBeUndefined();
+      block.release?.();
+    }
+    // An allocator that gives less than asked is refused, naming the sizes.
+    const short = new BlockBufferPool(VHD_BLOCK_SIZE, 1, {
+      headroom: 16,
+      allocate: () => Buffer.alloc(VHD_BLOCK_SIZE),
+    });
+    expect(() => short.acquire()).toThrow(/allocator made 2097152 bytes at offset 0, not 2097168 at 0/);
+  });
+
   it('without a release the next block gets a buffer of its own (a held block is never overwritten)', async () => {
     const file = await vhdFile([0, 1, 2], 3 * VHD_BLOCK_SIZE);
     const pool = new BlockBufferPool(VHD_BLOCK_SIZE, 4);

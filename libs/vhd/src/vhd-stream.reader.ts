@@ -35,6 +35,11 @@ export interface VhdStreamBlock {
    * the garbage collector.
    */
   release?: () => void;
+  /**
+   * The writable memory `data` sits at the end of, when the block buffers leave room before their
+   * data (BlockBufferSource.frameOf): whoever alone holds the block may write in front of the data.
+   */
+  frame?: Buffer;
 }
 
 export interface VhdStreamReadOptions {
@@ -67,7 +72,7 @@ async function readBlockInto(
   cursor: ByteStreamCursor,
   buffers: BlockBufferSource,
   what: string,
-): Promise<{ data: Buffer; release: () => void }> {
+): Promise<{ data: Buffer; release: () => void; frame?: Buffer }> {
   const data = buffers.acquire();
   if (data.length !== VHD_BLOCK_SIZE) {
     buffers.release(data);
@@ -84,8 +89,10 @@ async function readBlockInto(
     );
   }
   let released = false;
+  const frame = buffers.frameOf?.(data);
   return {
     data,
+    ...(frame !== undefined ? { frame } : {}),
     release: () => {
       if (released) throw new Error(`${what} was released twice`);
       released = true;

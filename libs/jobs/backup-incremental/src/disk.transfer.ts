@@ -1,5 +1,12 @@
-import type { DiskBlock, DiskReader, RestorePointDisk, RestorePointWriter } from '@haven/repository';
-import { BlockBufferPool, openVhdStream, VHD_BLOCK_SIZE } from '@haven/vhd';
+import {
+  CHUNK_OBJECT_HEADROOM,
+  type DiskBlock,
+  type DiskReader,
+  type RestorePointDisk,
+  type RestorePointWriter,
+} from '@haven/repository';
+import { allocatePageAligned } from '@haven/remote-sdk';
+import { BlockBufferPool, openVhdStream, VHD_BLOCK_SIZE, type VhdStreamBlock } from '@haven/vhd';
 import type { XapiPool } from '@haven/xapi';
 import { BackupJobError } from './backup-incremental.errors';
 import { BlockFanout } from './block.fanout';
@@ -123,8 +130,13 @@ export async function transferDisk(
       signal,
     });
     // Block data is read into reused buffers, each given back once every remote's writer has
-    // released it (BlockFanout): no fresh 2 MiB allocation per block.
-    const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT);
+    // released it (BlockFanout): no fresh 2 MiB allocation per block. Each has room for a chunk
+    // object's header before it, in page-aligned memory: a single remote's writer seals the chunk
+    // around the block and the remote writes it around the page cache, with no copy of the block.
+    const blockBuffers = new BlockBufferPool(VHD_BLOCK_SIZE, EXPORT_BUFFERS_KEPT, {
+      headroom: CHUNK_OBJECT_HEADROOM,
+      allocate: allocatePageAligned,
+    });
     const { metadata, blocks } = await openVhdStream(exported, { blockBuffers });
     if (metadata.footer.currentSize !== size) {
       await blocks.return();
@@ -136,7 +148,7 @@ export async function transferDisk(
     async function* counted() {
       for await (const block of blocks) {
         seen(block.index, VHD_BLOCK_SIZE);
-        yield block;
+        yield exclusiveFrame(block, destinations.length);
       }
     }
     const fanout = new BlockFanout(counted(), destinations.length);
@@ -169,3 +181,13 @@ export async function transferDisk(
 }
 
 async function* emptyBlocks(): AsyncGenerator<DiskBlock, void, undefined> {}
+
+/**
+ * A block's frame goes on only to a single writer, which may write in it (DiskBlock.frame); blocks
+ * shared by several remotes' writers are only read.
+ */
+export function exclusiveFrame(block: VhdStreamBlock, writers: number): VhdStreamBlock {
+  if (writers === 1 || block.frame === undefined) return block;
+  const { frame: _shared, ...readOnly } = block;
+  return readOnly;
+}

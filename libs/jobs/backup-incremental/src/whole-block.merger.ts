@@ -26,11 +26,15 @@ export async function* wholeBlocks(
     // A block past the disk's end keeps its index: the writer refuses it, naming it.
     const length = Math.max(0, Math.min(VHD_BLOCK_SIZE, virtualSize - block.index * VHD_BLOCK_SIZE));
     if (isBitmapFull(block.bitmap)) {
-      // The same buffer goes to every remote's writer: writers only read it.
+      // The same buffer goes to every remote's writer: writers only read it, unless a frame comes
+      // with it (one writer: exclusiveFrames in disk.transfer.ts).
       const data = block.data.subarray(0, length);
-      yield block.release === undefined
-        ? { index: block.index, data }
-        : { index: block.index, data, release: block.release };
+      yield {
+        index: block.index,
+        data,
+        ...(block.release !== undefined ? { release: block.release } : {}),
+        ...(block.frame !== undefined ? { frame: block.frame } : {}),
+      };
       continue;
     }
     const merged = merges.acquire();

@@ -72,6 +72,21 @@ async function looksIncompressible(
   return true;
 }
 
+/**
+ * Whether `plaintext` sits in `object`'s memory right after room for the header, so an
+ * unencrypted object of it can be written around it (header in front, no copy of the body).
+ */
+export function isPlaintextInPlace(object: Buffer, plaintext: Buffer): boolean {
+  return (
+    plaintext.buffer === object.buffer &&
+    plaintext.byteOffset === object.byteOffset + ENVELOPE_HEADER_LENGTH &&
+    object.length >= ENVELOPE_HEADER_LENGTH + plaintext.length
+  );
+}
+
+/** Room a block needs before its data to be sealed in place (DiskBlock.frame). */
+export const CHUNK_OBJECT_HEADROOM = ENVELOPE_HEADER_LENGTH;
+
 export async function sealObject(options: SealOptions): Promise<Buffer> {
   const { plaintext } = options;
   const codec = chunkCodec(options.codec);
@@ -108,7 +123,8 @@ function writeObject(options: SealOptions, codec: ChunkCodec, payload: Buffer): 
     );
     return object;
   }
-  payload.copy(object, ENVELOPE_HEADER_LENGTH);
+  // Already there when the object was made around the plaintext (isPlaintextInPlace).
+  if (!isPlaintextInPlace(object, payload)) payload.copy(object, ENVELOPE_HEADER_LENGTH);
   if (withPlaintextDigest(options)) {
     createHash('sha256')
       .update(plaintext)
