@@ -405,14 +405,19 @@ export class RestorePointWriter {
       // stays this writer's until the chunk is stored.
       const frame = replace ? undefined : this.repository.chunks.frameToSealIn(block.frame, data);
       const into = replace ? undefined : (frame ?? objects.acquire());
+      // What holds the sealed object goes back once it is stored: the block, or the pool's buffer.
+      const giveBackObject = (): void => {
+        if (frame !== undefined) block.release?.();
+        else if (into !== undefined) objects.release(into);
+      };
       let sealed: Buffer;
       try {
         sealed = await this.repository.chunks.seal(id, data, into, this.compression);
       } catch (error) {
-        if (into !== undefined && frame === undefined) objects.release(into);
-        if (frame !== undefined) block.release?.();
+        giveBackObject();
         throw error;
       } finally {
+        // Read no more (unless the object is the block's own frame).
         if (frame === undefined) block.release?.();
       }
       signal?.throwIfAborted();
@@ -421,8 +426,7 @@ export class RestorePointWriter {
       else created = await this.repository.chunks.put(id, sealed, signal);
       // Only after a put that succeeded: the remote has stopped reading the body (a failed put
       // may leave an abandoned attempt behind, so that buffer is left to the garbage collector).
-      if (frame !== undefined) block.release?.();
-      else if (into !== undefined) objects.release(into);
+      giveBackObject();
       if (created) {
         perDisk.uploadedChunks++;
         perDisk.uploadedBytes += sealed.length;

@@ -27,7 +27,7 @@ export async function* wholeBlocks(
     const length = Math.max(0, Math.min(VHD_BLOCK_SIZE, virtualSize - block.index * VHD_BLOCK_SIZE));
     if (isBitmapFull(block.bitmap)) {
       // The same buffer goes to every remote's writer: writers only read it, unless a frame comes
-      // with it (one writer: exclusiveFrames in disk.transfer.ts).
+      // with it (one writer: exclusiveFrame in disk.transfer.ts).
       const data = block.data.subarray(0, length);
       yield {
         index: block.index,
