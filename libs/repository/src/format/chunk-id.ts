@@ -37,11 +37,16 @@ export function isKeyedChunkId(algorithm: ChunkIdAlgorithm): boolean {
 
 /** The algorithm of a new repository: `hash`, keyed when the repository is encrypted. */
 export function chunkIdAlgorithmFor(hashName: ChunkIdHash, keyed: boolean): ChunkIdAlgorithm {
+  const found = (Object.keys(ALGORITHMS) as ChunkIdAlgorithm[]).find(
+    (algorithm) => ALGORITHMS[algorithm].hash === hashName && ALGORITHMS[algorithm].keyed === keyed,
+  );
   // The setting may come from outside TypeScript (a job's settings, a script).
-  const name: string = hashName;
-  if (name === 'sha256') return keyed ? 'hmac-sha256' : 'sha256';
-  if (name === 'blake3') return keyed ? 'keyed-blake3' : 'blake3';
-  throw new RepositoryError('INVALID_ARGUMENT', `chunk id hash "${name}" is unknown; use blake3 or sha256`);
+  if (found === undefined)
+    throw new RepositoryError(
+      'INVALID_ARGUMENT',
+      `chunk id hash "${hashName}" is unknown; use blake3 or sha256`,
+    );
+  return found;
 }
 
 /** Names blocks: the 32-byte chunk id of a block's bytes. */
